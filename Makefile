@@ -1,0 +1,159 @@
+# kgo - a Go-style G/M/P runtime for C on Linux.
+#
+#   make            libkgo.a, libkgo.so, kgo.pc and the examples in build/
+#   make check      every test: core, sync, sanitizers, aarch64 (qemu-user)
+#   make demo       install what is missing, build, run the demo
+#   make bench      kgo against Go 1.23, side by side (not part of check)
+#   make deps       install the Debian packages kgo needs (sudo if not root)
+#   make install PREFIX=/usr/local
+#
+# V=1 shows the commands. CI=true (or WERROR=1) adds -Werror.
+# KGO_CTX=ucontext builds the portable context switch instead of arch/.
+# BUILD=dir puts everything in another directory (default: build).
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+CC       ?= gcc
+AR       ?= ar
+VERSION  := 0.1.0
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+WARN     := -Wall -Wextra -Wno-unused-parameter
+ifneq ($(filter true 1,$(CI) $(WERROR)),)
+WARN     += -Werror
+endif
+OPT      ?= -O2 -g
+CFLAGS_K := $(OPT) $(WARN) -std=gnu11 -fPIC -pthread -D_GNU_SOURCE \
+	    -fno-omit-frame-pointer -Iinclude -Iarch -Iuser/runtime \
+	    $(EXTRA_CFLAGS)
+LDLIBS_K := -pthread $(EXTRA_LDFLAGS)
+DEPFLAGS  = -MMD -MP
+
+ARCH     := $(shell $(CC) -dumpmachine | cut -d- -f1)
+ifeq ($(KGO_CTX),ucontext)
+ARCH_SRC := arch/ucontext/ctx.c
+CFLAGS_K += -DKGO_CTX_UCONTEXT
+else
+ARCH_SRC := $(wildcard arch/$(ARCH)/*.c arch/$(ARCH)/*.S)
+endif
+
+RT_SRC   := $(wildcard user/runtime/*.c)
+LIB_OBJ  := $(patsubst %,$(BUILD)/obj/%.o,$(basename $(RT_SRC) $(ARCH_SRC)))
+ARCH_OBJ := $(patsubst %,$(BUILD)/obj/%.o,$(basename $(ARCH_SRC)))
+
+TEST_SRC := $(wildcard selftests/*_test.c)
+TESTS    := $(patsubst selftests/%.c,$(BUILD)/selftests/%,$(TEST_SRC))
+# Tests that need only arch/ or only the harness, not the runtime.
+ARCH_TESTS    := $(BUILD)/selftests/ctx_test
+HARNESS_TESTS := $(BUILD)/selftests/harness_test
+
+EXAMPLES := $(patsubst user/examples/%.c,$(BUILD)/examples/%,$(wildcard user/examples/*.c))
+
+.PHONY: all lib tests examples check check-core check-asan check-tsan \
+	check-aarch64 demo bench deps install clean
+
+all: lib examples
+
+lib: $(BUILD)/libkgo.a $(BUILD)/libkgo.so $(BUILD)/kgo.pc
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_K) $(DEPFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.S
+	@mkdir -p $(dir $@)
+	@echo "  AS      $<"
+	$(Q)$(CC) $(CFLAGS_K) $(DEPFLAGS) -c $< -o $@
+
+$(BUILD)/libkgo.a: $(LIB_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(BUILD)/libkgo.so: $(LIB_OBJ) user/runtime/libkgo.map
+	@echo "  LD      $@"
+	$(Q)$(CC) -shared -o $@ $(LIB_OBJ) -Wl,-z,defs \
+		-Wl,--version-script=user/runtime/libkgo.map \
+		-Wl,-soname,libkgo.so.0 $(LDLIBS_K)
+
+$(BUILD)/kgo.pc: Makefile
+	@mkdir -p $(dir $@)
+	@printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$${prefix}/include' \
+		'libdir=$${prefix}/lib' '' 'Name: kgo' \
+		'Description: Go-style G/M/P runtime for C, assisted by the kernel' \
+		'Version: $(VERSION)' 'Cflags: -I$${includedir}' \
+		'Libs: -L$${libdir} -lkgo' 'Libs.private: -pthread' > $@
+
+tests: $(TESTS)
+
+$(BUILD)/selftests/%: selftests/%.c $(BUILD)/libkgo.a selftests/harness.h
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_K) -Iselftests $(DEPFLAGS) $< -o $@ \
+		$(BUILD)/libkgo.a $(LDLIBS_K)
+
+examples: $(EXAMPLES)
+
+$(BUILD)/examples/%: user/examples/%.c $(BUILD)/libkgo.a
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_K) $< -o $@ $(BUILD)/libkgo.a $(LDLIBS_K)
+
+# ---------------------------------------------------------------- tests
+
+RUNNER := selftests/run_tests
+
+# The tests of one build, through the runner (its last line counts).
+check-core: tests
+	$(Q)$(RUNNER) $(TESTS)
+
+SAN_ASAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+SAN_TSAN := -fsanitize=thread
+
+check-asan:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan OPT="-O1 -g" \
+		EXTRA_CFLAGS="$(SAN_ASAN)" EXTRA_LDFLAGS="$(SAN_ASAN)" tests
+
+check-tsan:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan OPT="-O1 -g" \
+		KGO_CTX=ucontext EXTRA_CFLAGS="$(SAN_TSAN)" \
+		EXTRA_LDFLAGS="$(SAN_TSAN)" tests
+
+check-aarch64:
+	$(Q)selftests/check-aarch64.sh
+
+# make check: build every variant, then one runner over all of them, so
+# that the last line is the total.
+check: lib tests examples
+	$(Q)$(MAKE) --no-print-directory check-asan check-tsan
+	$(Q)$(RUNNER) --timeout-scale 1 $(TESTS) \
+		--label asan $(filter-out $(ARCH_TESTS) $(HARNESS_TESTS),$(subst $(BUILD)/selftests,$(BUILD)/asan/selftests,$(TESTS))) \
+		--label tsan $(TSAN_TESTS) \
+		--script selftests/check-aarch64.sh
+
+demo: deps all
+	$(Q)$(BUILD)/examples/demo
+
+bench: lib
+	$(Q)selftests/bench/run
+
+deps:
+	$(Q)scripts/install-deps
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/kgo.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libkgo.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libkgo.so $(DESTDIR)$(PREFIX)/lib/libkgo.so.0
+	ln -sf libkgo.so.0 $(DESTDIR)$(PREFIX)/lib/libkgo.so
+	install -m 644 $(BUILD)/kgo.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj $(BUILD)/selftests -name '*.d' 2>/dev/null)

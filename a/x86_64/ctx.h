@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * arch/x86_64/ctx.h - the x86_64 SysV context: one stack pointer.
+ *
+ * Everything else a switch must keep (rbx, rbp, r12-r15, the return
+ * address, MXCSR and the x87 control word) is pushed on the stack being
+ * left, so struct kgo_ctx is only where that stack pointer is kept.
+ * switch.S describes the frame. Include this through arch/ctx.h.
+ */
+#ifndef KGO_ARCH_X86_64_CTX_H
+#define KGO_ARCH_X86_64_CTX_H
+
+#include <stddef.h>
+
+#define KGO_CTX_IMPL "x86_64"
+
+struct kgo_ctx {
+	void *sp;	/* saved rsp; switch.S reads and writes offset 0 */
+};
+
+_Static_assert(offsetof(struct kgo_ctx, sp) == 0,
+	       "switch.S expects kgo_ctx.sp at offset 0");
+
+void kgo_ctx_make(struct kgo_ctx *c, void *stack_lo, size_t size,
+		  void (*fn)(void *), void *arg);
+void kgo_ctx_switch(struct kgo_ctx *from, struct kgo_ctx *to);
+
+#endif /* KGO_ARCH_X86_64_CTX_H */

@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kgo.h - the one header a kgo user includes.
+ *
+ * kgo is a Go-style G/M/P runtime for C on Linux: goroutines (G) run on
+ * OS threads (M) that hold processors (P). Blocking file and network
+ * calls go through io_uring, so a G parks instead of its M blocking, and
+ * (where the BPF probes are loaded) the kernel tells the runtime when one
+ * of its threads blocks, so that the P is handed on at once.
+ *
+ * Conventions (liburing's and the kernel's): a call that acts returns 0
+ * or a count on success and -errno on failure, and never sets errno;
+ * predicates return bool; deadlines are absolute CLOCK_MONOTONIC
+ * nanoseconds (kgo_now() + delta), a negative deadline waits forever and
+ * a deadline of 0 does not wait at all.
+ *
+ * What user code must not keep across a call that can park (any kgo_*
+ * call that can block, kgo_yield, or an asynchronous preemption): the
+ * G may resume on another OS thread. So do not keep the address of a
+ * thread-local variable (errno included: read errno right after the call
+ * that set it, never across a kgo call), a pthread_self() value, or a
+ * thread-bound resource (a held pthread mutex, a thread's signal mask)
+ * across such a call. kgo_lock_m() pins the G to its M when that is
+ * needed (Go's runtime.LockOSThread).
+ */
+#ifndef KGO_H
+#define KGO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Running                                                            */
+/* ------------------------------------------------------------------ */
+
+enum kgo_observe {
+	KGO_OBSERVE_AUTO = 0,	/* the best the machine offers */
+	KGO_OBSERVE_BPF = 1,	/* tracing programs on sched_switch/wakeup */
+	KGO_OBSERVE_SCX = 2,	/* the sched_ext scheduler */
+	KGO_OBSERVE_POLL = 3,	/* no kernel help: sysmon polls, as Go does */
+};
+
+/**
+ * struct kgo_config - how kgo_run() sets the runtime up.
+ * @maxprocs:	number of Ps; 0: the CPUs the process may use.
+ * @stack_size:	default G stack size in bytes; 0: KGO_STACK_DEFAULT.
+ * @observe:	enum kgo_observe.
+ * @max_threads: cap on Ms; 0: 10000, as Go's debug.SetMaxThreads.
+ * @preempt_slice_us: a G's time slice; 0: 10000 (10 ms, as Go).
+ * @reserved:	must be zero; room to grow without breaking the ABI.
+ *
+ * A zero-initialised struct asks for the defaults.
+ */
+struct kgo_config {
+	int maxprocs;
+	size_t stack_size;
+	int observe;
+	int max_threads;
+	int preempt_slice_us;
+	long reserved[6];
+};
+
+#define KGO_STACK_DEFAULT	(64 * 1024)
+#define KGO_STACK_MIN		(16 * 1024)
+#define KGO_STACK_MAX		(1024L * 1024 * 1024)
+
+/**
+ * kgo_run() - start the runtime and run main_fn(arg) as the main G.
+ *
+ * Returns when main_fn returns (other Gs are abandoned, as when Go's main
+ * returns; their stacks are freed). May be called again after it returns,
+ * but not from inside a G. Environment variables override @cfg:
+ * KGO_MAXPROCS, KGO_OBSERVE, KGO_DEBUG, KGO_TRACE.
+ *
+ * Return: 0, -EINVAL (NULL main_fn, bad config, reserved fields set),
+ * -EBUSY (called from inside a running kgo runtime), -ENOMEM, or -errno
+ * from thread creation.
+ */
+int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg);
+
+/* ------------------------------------------------------------------ */
+/* Goroutines                                                         */
+/* ------------------------------------------------------------------ */
+
+/**
+ * kgo_go() - start fn(arg) as a new G with the default stack size.
+ * Return: 0, -EINVAL (NULL fn), -ENOMEM, -EPERM (no runtime running).
+ */
+int kgo_go(void (*fn)(void *), void *arg);
+
+/**
+ * kgo_go_sized() - kgo_go() with a stack of at least @stack_size bytes
+ * (rounded up to pages). Return: as kgo_go(), and -EINVAL if @stack_size
+ * is below KGO_STACK_MIN or above KGO_STACK_MAX (0 means the default).
+ */
+int kgo_go_sized(void (*fn)(void *), void *arg, size_t stack_size);
+
+/** kgo_yield() - let other Gs run (Go's runtime.Gosched). */
+void kgo_yield(void);
+
+/** kgo_exit() - end the calling G (Go's runtime.Goexit). Does not return.
+ * Called from the main G, it ends the main G: kgo_run() returns. */
+void kgo_exit(void) __attribute__((noreturn));
+
+/** kgo_self() - this G's id (> 0), or 0 when not called from a G. */
+uint64_t kgo_self(void);
+
+/** kgo_maxprocs() - the number of Ps, or 0 when no runtime is running. */
+int kgo_maxprocs(void);
+
+/**
+ * kgo_lock_m() - wire the calling G to its current M (thread): until the
+ * matching kgo_unlock_m(), the G only runs on this thread and the thread
+ * runs no other G (Go's runtime.LockOSThread). Calls nest.
+ */
+void kgo_lock_m(void);
+/** kgo_unlock_m() - undo one kgo_lock_m(). */
+void kgo_unlock_m(void);
+
+/* ------------------------------------------------------------------ */
+/* Time                                                               */
+/* ------------------------------------------------------------------ */
+
+/** kgo_now() - CLOCK_MONOTONIC in nanoseconds. */
+int64_t kgo_now(void);
+
+/**
+ * kgo_sleep() - park the calling G for at least @ns nanoseconds
+ * (ns <= 0 yields). Return: 0, -EPERM outside a G.
+ */
+int kgo_sleep(int64_t ns);
+
+/** kgo_sleep_until() - park until kgo_now() >= @deadline. */
+int kgo_sleep_until(int64_t deadline);
+
+/* ------------------------------------------------------------------ */
+/* Channels and select                                                */
+/* ------------------------------------------------------------------ */
+
+struct kgo_chan;
+
+/** kgo_chan_make() - a channel of @cap elements of @elem_size bytes
+ * (cap 0: unbuffered). Return: the channel, or NULL (out of memory, or
+ * elem_size * cap overflows). */
+struct kgo_chan *kgo_chan_make(size_t elem_size, size_t cap);
+
+/** kgo_chan_send() - send *elem. Return: 0, -EPIPE (closed). */
+int kgo_chan_send(struct kgo_chan *c, const void *elem);
+/** kgo_chan_recv() - receive into elem (may be NULL to discard).
+ * Return: 0, -EPIPE (closed and drained; *elem is zeroed). */
+int kgo_chan_recv(struct kgo_chan *c, void *elem);
+/** Deadline variants. Return also -EAGAIN (deadline 0 and not ready),
+ * -ETIMEDOUT. */
+int kgo_chan_send_dl(struct kgo_chan *c, const void *elem, int64_t deadline);
+int kgo_chan_recv_dl(struct kgo_chan *c, void *elem, int64_t deadline);
+/** kgo_chan_close() - close; wakes every waiter. Return: 0, -EPIPE
+ * (already closed), -EINVAL (NULL). */
+int kgo_chan_close(struct kgo_chan *c);
+/** kgo_chan_free() - free a channel no G is using any more. */
+void kgo_chan_free(struct kgo_chan *c);
+size_t kgo_chan_len(struct kgo_chan *c);
+size_t kgo_chan_cap(struct kgo_chan *c);
+
+enum { KGO_SEND = 1, KGO_RECV = 2 };
+
+/**
+ * struct kgo_case - one case of kgo_select().
+ * @ch:		the channel; NULL is never ready, as a nil channel in Go.
+ * @op:		KGO_SEND or KGO_RECV.
+ * @elem:	the value to send, or where to receive (may be NULL).
+ * @closed:	out: this receive saw a closed channel (elem zeroed).
+ */
+struct kgo_case {
+	struct kgo_chan *ch;
+	int op;
+	void *elem;
+	bool closed;
+};
+
+/**
+ * kgo_select() - run one ready case, chosen uniformly among the ready
+ * ones, waiting until @deadline for one to become ready.
+ * Return: the index of the case that ran; -EAGAIN (deadline 0 and none
+ * ready: Go's default case); -ETIMEDOUT; -EINVAL (bad op, ncases < 0);
+ * -EPIPE is never returned: a send case on a closed channel is reported
+ * as its index with @closed set, and no value sent.
+ */
+int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline);
+
+/* ------------------------------------------------------------------ */
+/* Synchronisation: these park the G, never the M                     */
+/* ------------------------------------------------------------------ */
+
+/* The fields are private; the structs are public so users can embed
+ * them and initialise them statically. */
+struct kgo_mutex {
+	uint32_t state;
+	uint32_t sema;
+	int64_t starve_since;
+};
+#define KGO_MUTEX_INIT	{ 0, 0, 0 }
+void kgo_mutex_lock(struct kgo_mutex *mu);
+void kgo_mutex_unlock(struct kgo_mutex *mu);
+/** kgo_mutex_trylock() - true if the lock was taken. */
+bool kgo_mutex_trylock(struct kgo_mutex *mu);
+
+struct kgo_rwmutex {
+	struct kgo_mutex w;
+	uint32_t writer_sem;
+	uint32_t reader_sem;
+	int32_t reader_count;
+	int32_t reader_wait;
+};
+#define KGO_RWMUTEX_INIT { KGO_MUTEX_INIT, 0, 0, 0, 0 }
+void kgo_rwmutex_rlock(struct kgo_rwmutex *rw);
+void kgo_rwmutex_runlock(struct kgo_rwmutex *rw);
+void kgo_rwmutex_lock(struct kgo_rwmutex *rw);
+void kgo_rwmutex_unlock(struct kgo_rwmutex *rw);
+
+struct kgo_cond {
+	uint32_t wait;
+	uint32_t notify;
+	uint32_t lock;
+	void *head, *tail;
+};
+#define KGO_COND_INIT	{ 0, 0, 0, NULL, NULL }
+/** kgo_cond_wait() - unlock @mu, park until signalled, lock @mu again. */
+void kgo_cond_wait(struct kgo_cond *c, struct kgo_mutex *mu);
+void kgo_cond_signal(struct kgo_cond *c);
+void kgo_cond_broadcast(struct kgo_cond *c);
+
+struct kgo_wg {
+	uint64_t state;		/* counter << 32 | waiters */
+	uint32_t sema;
+};
+#define KGO_WG_INIT	{ 0, 0 }
+/** kgo_wg_add() - add @n (may be negative). A counter going negative is
+ * a misuse: it is reported on stderr and the process aborts, as Go's
+ * "sync: negative WaitGroup counter" panic. */
+void kgo_wg_add(struct kgo_wg *wg, int n);
+void kgo_wg_done(struct kgo_wg *wg);
+void kgo_wg_wait(struct kgo_wg *wg);
+
+struct kgo_once {
+	uint32_t done;
+	struct kgo_mutex mu;
+};
+#define KGO_ONCE_INIT	{ 0, KGO_MUTEX_INIT }
+void kgo_once_do(struct kgo_once *once, void (*fn)(void *), void *arg);
+
+/* ------------------------------------------------------------------ */
+/* Syscalls and blocking libraries                                    */
+/* ------------------------------------------------------------------ */
+
+/** kgo_syscall_begin() - the G is about to make a call that may block
+ * its thread (Go's entersyscall). Pair with kgo_syscall_end(). */
+void kgo_syscall_begin(void);
+/** kgo_syscall_begin_blocking() - as kgo_syscall_begin(), for a call that
+ * will block: the P is handed off at once (Go's entersyscallblock). */
+void kgo_syscall_begin_blocking(void);
+/** kgo_syscall_end() - the call returned (Go's exitsyscall). */
+void kgo_syscall_end(void);
+/** kgo_syscall() - begin + syscall(2) + end. Return: the syscall's result
+ * or -errno. */
+long kgo_syscall(long nr, ...);
+
+/* ------------------------------------------------------------------ */
+/* Observability                                                      */
+/* ------------------------------------------------------------------ */
+
+/**
+ * struct kgo_stats - counters of the running (or last) runtime.
+ * Append only: kgo_stats_get() fills as much as @size says.
+ */
+struct kgo_stats {
+	int observe;			/* enum kgo_observe in force */
+	uint64_t gs_created, gs_live;
+	uint64_t ms, ms_idle, ps;
+	uint64_t handoffs, handoffs_kernel_observed;
+	uint64_t preempt_sync, preempt_async;
+	uint64_t io_nowait_hits, io_uring_ops, io_fallback_ops;
+	uint64_t steals;		/* Gs taken from other Ps */
+	uint64_t global_runq_gets;	/* Gs taken from the global queue */
+	uint64_t stacks_cached;		/* stacks kept for reuse */
+	uint64_t context_switches;	/* G switches done by the runtime */
+};
+
+/**
+ * kgo_stats_get() - copy the counters into @st, at most @size bytes.
+ * Return: the number of bytes written, or -EINVAL (NULL st).
+ */
+int kgo_stats_get(struct kgo_stats *st, size_t size);
+
+/**
+ * kgo_p_stat() - per-P counters, for tests and schedtrace.
+ * @p:	 index of the P (0 .. kgo_maxprocs() - 1).
+ * @ran: out: Gs this P has run so far (schedtick).
+ * Return: 0, -EINVAL (no such P), -EPERM (no runtime).
+ */
+int kgo_p_stat(int p, uint64_t *ran);
+
+/** kgo_ctx_impl() - which context switch this build uses ("x86_64",
+ * "aarch64" or "ucontext"). */
+const char *kgo_ctx_impl(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KGO_H */

@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT
+/*
+ * lock_futex.c - the runtime's own locks and sleeps, on futexes.
+ *
+ * These block the thread (the M), not the G, so they only guard short
+ * critical sections inside the runtime and put idle Ms to sleep. The
+ * lock is the classic three-state futex mutex (Drepper, "Futexes are
+ * tricky"): 0 free, 1 held, 2 held with possible sleepers; it spins
+ * briefly first, because critical sections here are a few dozen ns and
+ * waking a sleeper on this VM costs ~47 us (FACTS.md).
+ *
+ * A note is a one-shot event: 0 clear, 1 woken. One M sleeps on it.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime.h"
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+int64_t nanotime(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * futex_wait() - sleep while *addr == val, until woken or @deadline
+ * (absolute CLOCK_MONOTONIC ns; < 0 forever). Return: 0 woken (or
+ * spurious: callers re-check), -ETIMEDOUT, -EAGAIN (value changed),
+ * -EINTR (a signal: callers re-check and sleep again).
+ */
+int futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t deadline)
+{
+	struct timespec ts, *tsp = NULL;
+	long r;
+
+	if (deadline >= 0) {
+		ts.tv_sec = deadline / 1000000000;
+		ts.tv_nsec = deadline % 1000000000;
+		tsp = &ts;
+	}
+	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC timeout. */
+	r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG,
+		    val, tsp, NULL, FUTEX_BITSET_MATCH_ANY);
+	return r < 0 ? -errno : 0;
+}
+
+void futex_wake(_Atomic uint32_t *addr, int n)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL,
+		NULL, 0);
+}
+
+void lock(struct kgo_lock *l)
+{
+	uint32_t c = 0;
+	int i;
+
+	/* Uncontended: one CAS, acquire pairs with unlock's release. */
+	if (likely(atomic_compare_exchange_strong_explicit(&l->key, &c, 1,
+			memory_order_acquire, memory_order_relaxed)))
+		goto locked;
+	for (i = 0; i < 100; i++) {
+		cpu_relax();
+		c = 0;
+		if (atomic_load_explicit(&l->key, memory_order_relaxed) == 0 &&
+		    atomic_compare_exchange_weak_explicit(&l->key, &c, 1,
+				memory_order_acquire, memory_order_relaxed))
+			goto locked;
+	}
+	/* Mark contended and sleep until we take it in state 2. */
+	while (atomic_exchange_explicit(&l->key, 2, memory_order_acquire) != 0)
+		futex_wait(&l->key, 2, -1);
+locked:
+	kgo_tls_locks++;
+}
+
+void unlock(struct kgo_lock *l)
+{
+	kgo_tls_locks--;
+	/* Release pairs with lock's acquire. */
+	if (atomic_exchange_explicit(&l->key, 0, memory_order_release) == 2)
+		futex_wake(&l->key, 1);
+}
+
+void noteclear(struct note *n)
+{
+	atomic_store_explicit(&n->key, 0, memory_order_relaxed);
+}
+
+void notewakeup(struct note *n)
+{
+	/* Release: what the waker wrote before is seen by the sleeper. */
+	uint32_t old = atomic_exchange_explicit(&n->key, 1, memory_order_release);
+
+	if (old != 0)
+		kgo_throw("notewakeup: double wakeup");
+	futex_wake(&n->key, 1);
+}
+
+void notesleep(struct note *n)
+{
+	notesleep_until(n, -1);
+}
+
+bool notesleep_until(struct note *n, int64_t deadline)
+{
+	/* Acquire pairs with notewakeup's release. */
+	while (atomic_load_explicit(&n->key, memory_order_acquire) == 0) {
+		if (futex_wait(&n->key, 0, deadline) == -ETIMEDOUT)
+			return atomic_load_explicit(&n->key,
+						    memory_order_acquire) != 0;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Messages                                                           */
+/* ------------------------------------------------------------------ */
+
+static void vprint(const char *fmt, va_list ap)
+{
+	char buf[1024];
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+
+	if (n > (int)sizeof(buf) - 1)
+		n = sizeof(buf) - 1;
+	if (n > 0 && write(2, buf, n) < 0) {
+		/* Nothing left to report it to. */
+	}
+}
+
+void kgo_printf(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprint(fmt, ap);
+	va_end(ap);
+}
+
+void kgo_throw(const char *msg)
+{
+	kgo_printf("kgo: fatal error: %s\n", msg);
+	abort();
+}
+
+void kgo_fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	kgo_printf("kgo: ");
+	va_start(ap, fmt);
+	vprint(fmt, ap);
+	va_end(ap);
+	kgo_printf("\n");
+	_exit(2);
+}

@@ -1,0 +1,1981 @@
+// SPDX-License-Identifier: MIT
+/*
+ * proc.c - the scheduler: Gs, Ms and Ps.
+ *
+ * Goroutine scheduler
+ * ===================
+ *
+ * As in Go (src/runtime/proc.go, which is the reference for every rule
+ * this file does not change), three kinds of object:
+ *
+ *   G - a goroutine: a stackful coroutine with its own stack slot.
+ *   M - a machine: an OS thread. It runs Gs, or the scheduler on its own
+ *       thread stack (g0), or sleeps.
+ *   P - a processor: the right to run Gs, and the local state that goes
+ *       with it (run queue, free Gs, timers). There are gomaxprocs Ps; an
+ *       M must hold a P to run a G, so at most gomaxprocs Gs run at once.
+ *
+ *      +-----------------------+     +-----------------------+
+ *      | P0 runnext: G7        |     | P1 runnext: -         |
+ *      |    runq: G3 G4 G5 ... |     |    runq: G9           |
+ *      +-----------+-----------+     +-----------+-----------+
+ *                  | held by                     | held by
+ *             +----+----+                   +----+----+    +----+ idle Ms,
+ *             |   M0    |  runs G1          |   M1    |    | M2 | parked on
+ *             +---------+                   +---------+    +----+ a futex
+ *      global runq (sched.lock): G20 G21 ...      timers: per-P heaps
+ *
+ * Switching: a G never switches to another G directly. It switches to
+ * its M's g0 context (mcall), and g0 decides what to do with the G it
+ * left (park it, queue it, free it) and which G to run next (schedule).
+ * This is what makes parking safe: by the time a waker can see the G on
+ * a wait list, the G is off its stack. It costs two context switches a
+ * switch; each is a few ns.
+ *
+ * Parking (gopark/goready)
+ * ------------------------
+ * A G that must wait puts a record of itself (a sudog, or its own
+ * pointer) on the wait list of the thing it waits for, holding that
+ * thing's lock, then calls gopark(unlockf, lock). On g0, its status
+ * becomes G_WAITING and unlockf releases the lock. A waker takes the lock,
+ * takes the G off the list and calls goready(gp), which puts it in the
+ * waker's P's runnext: it runs next, inheriting the rest of the time
+ * slice (a ping-pong pair then stays on one P, cache-hot). goready also
+ * accepts a G that is still on its way off its stack (status still
+ * G_RUNNING after the waker saw it: a timer firing early); it waits for
+ * the switch to finish.
+ *
+ * Worker thread parking/unparking (Go's protocol, kept)
+ * -----------------------------------------------------
+ * We want enough running Ms to use the Ps, but not to burn CPU on Ms
+ * looking for work. An M looking for work is "spinning" (counted in
+ * sched.nmspinning). Rule: when work appears (a G is readied or
+ * created) and there is an idle P but no spinning M, wake one M to spin
+ * (wakep). A spinning M that finds work stops spinning and, if it was
+ * the last spinner, wakes another (resetspinning), so a burst of work is
+ * taken up by as many Ms as it needs, one at a time. A spinning M that
+ * finds nothing releases its P, then looks at every run queue once more
+ * before it sleeps, which closes the race with a wakep that saw it
+ * spinning and so woke nobody. At most half the busy Ps' worth of Ms
+ * spin (2 * nmspinning < gomaxprocs - npidle).
+ *
+ * Idle: an M with nothing to do sleeps on its own futex (m->park). One of
+ * the idle Ms at a time, the "timed sleeper", sleeps only until the
+ * earliest timer of any P; a new earlier timer wakes it
+ * (wake_for_timer). An idle runtime therefore sleeps in the kernel until
+ * its next timer, and uses no CPU. (With io_uring, issue "I/O", the
+ * timed sleeper waits in its ring instead, so a completion also wakes
+ * it.)
+ *
+ * Run queues: per P, a ring of RUNQ_SIZE that only the owner pushes
+ * (tail) and everyone pops (head, by CAS): Go's runq. Overflow moves half
+ * of it to the global queue. Every 61st schedule a P takes from the
+ * global queue first, so a P busy with its own Gs cannot starve it. An M
+ * out of local work steals half of another P's queue.
+ *
+ * Kernel observation (the point of kgo; sysmon.c, bpf/): Go's sysmon
+ * guesses that an M in a syscall is blocked after a tick; kgo asks the
+ * kernel (BPF on sched_switch) and hands the P on when the M is really
+ * blocked. The scheduler here does not change for it: a P in P_SYSCALL
+ * can be taken by CAS, by whoever decides that its M is blocked.
+ *
+ * Lock order: sched.lock > pp->timers.lock > sched.allglock > stack
+ * pool lock > sched.gflock. A G never parks holding any runtime lock but
+ * the one its unlockf releases.
+ */
+#include <errno.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "runtime.h"
+
+#ifdef KGO_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#ifdef KGO_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+struct sched sched;
+
+__thread struct m *kgo_tls_m __attribute__((tls_model("initial-exec")));
+__thread volatile int kgo_tls_locks __attribute__((tls_model("initial-exec")));
+
+const char *const waitreason_str[WAIT_NREASONS] = {
+	[WAIT_NONE] = "",
+	[WAIT_CHAN_RECV] = "chan receive",
+	[WAIT_CHAN_SEND] = "chan send",
+	[WAIT_SELECT] = "select",
+	[WAIT_SELECT_NO_CASES] = "select (no cases)",
+	[WAIT_MUTEX] = "sync.Mutex.Lock",
+	[WAIT_RWMUTEX_R] = "sync.RWMutex.RLock",
+	[WAIT_RWMUTEX_W] = "sync.RWMutex.Lock",
+	[WAIT_COND] = "sync.Cond.Wait",
+	[WAIT_WG] = "sync.WaitGroup.Wait",
+	[WAIT_SLEEP] = "sleep",
+	[WAIT_SEMA] = "semacquire",
+	[WAIT_IO] = "IO wait",
+	[WAIT_LOCKED_M] = "locked to thread",
+};
+
+static const char *const gstatus_str[] = {
+	[G_IDLE] = "idle", [G_RUNNABLE] = "runnable",
+	[G_RUNNING] = "running", [G_SYSCALL] = "syscall",
+	[G_WAITING] = "waiting", [G_DEAD] = "dead",
+	[G_PREEMPTED] = "preempted",
+};
+
+__attribute__((noipa)) struct m *getm(void)
+{
+	return kgo_tls_m;
+}
+
+__attribute__((noipa)) struct g *getg(void)
+{
+	struct m *mp = kgo_tls_m;
+
+	return mp ? mp->curg : NULL;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+uint32_t fastrand(void)
+{
+	struct m *mp = getm();
+	static _Atomic uint32_t seed = 0x9e3779b9;
+	uint32_t s1, s0;
+
+	if (!mp)
+		return atomic_fetch_add_explicit(&seed, 0x6d2b79f5,
+						  memory_order_relaxed) * 2654435761u;
+	/* xorshift64+, per M: no shared state on the hot path. */
+	s1 = mp->fastrand[0];
+	s0 = mp->fastrand[1];
+	s1 ^= s1 << 17;
+	s1 = s1 ^ s0 ^ s1 >> 7 ^ s0 >> 16;
+	mp->fastrand[0] = s0;
+	mp->fastrand[1] = s1;
+	return s0 + s1;
+}
+
+uint32_t fastrandn(uint32_t n)
+{
+	return (uint32_t)(((uint64_t)fastrand() * n) >> 32);
+}
+
+/* ------------------------------------------------------------------ */
+/* Context switches, with the sanitizers told about stacks            */
+/* ------------------------------------------------------------------ */
+
+#ifdef KGO_ASAN
+static void stack_bounds(struct m *mp, struct g *gp, const void **bottom,
+			 size_t *size)
+{
+	if (gp) {
+		*bottom = (void *)gp->stack.lo;
+		*size = gp->stack.hi - gp->stack.lo;
+	} else {
+		*bottom = mp->asan_stack_bottom;
+		*size = mp->asan_stack_size;
+	}
+}
+#endif
+
+/*
+ * kgo_switch() - switch from the running context to another on the
+ * same M. @from_g/@to_g: the Gs, NULL for g0. A from_g that is G_DEAD
+ * never comes back.
+ */
+void kgo_switch(struct kgo_ctx *from, struct kgo_ctx *to, struct g *from_g,
+		struct g *to_g)
+{
+#ifdef KGO_ASAN
+	struct m *mp = getm();
+	void *fake = NULL;
+	const void *bottom;
+	size_t size;
+	bool dying = from_g && atomic_load(&from_g->status) == G_DEAD;
+
+	stack_bounds(mp, to_g, &bottom, &size);
+	__sanitizer_start_switch_fiber(dying ? NULL : &fake, bottom, size);
+#endif
+#ifdef KGO_TSAN
+	__tsan_switch_to_fiber(to_g ? to_g->tsan_fiber : getm()->tsan_fiber, 0);
+#endif
+	(void)from_g;
+	(void)to_g;
+	kgo_ctx_switch(from, to);
+#ifdef KGO_ASAN
+	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+/*
+ * mcall() - switch from the running G to g0, which then calls fn(gp)
+ * and schedules. Returns (on the G) when the G is run again, maybe on
+ * another M.
+ */
+static void mcall(void (*fn)(struct g *gp), int locks)
+{
+	struct m *mp = getm();
+	struct g *gp = mp->curg;
+
+	/* Only gopark may carry a lock over, the one its unlockf drops. */
+	if (unlikely(kgo_tls_locks > locks))
+		kgo_throw("mcall: switching with a runtime lock held");
+	mp->mcall_fn = fn;
+	kgo_switch(&gp->ctx, &mp->g0ctx, gp, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Local run queues (owner pushes at tail; all pop at head by CAS)    */
+/* ------------------------------------------------------------------ */
+
+static void globrunqputbatch(struct g *head, struct g *tail, int32_t n);
+
+static bool runqempty(struct p *pp)
+{
+	/* A consistent snapshot of head, tail and runnext (Go's loop:
+	 * runnext may move into the queue between the loads). */
+	for (;;) {
+		uint32_t head = atomic_load_explicit(&pp->runqhead,
+						     memory_order_acquire);
+		uint32_t tail = atomic_load_explicit(&pp->runqtail,
+						     memory_order_acquire);
+		struct g *next = atomic_load_explicit(&pp->runnext,
+						      memory_order_acquire);
+
+		if (tail == atomic_load_explicit(&pp->runqtail,
+						 memory_order_acquire))
+			return head == tail && !next;
+	}
+}
+
+static __attribute__((unused)) uint32_t runqlen(struct p *pp)
+{
+	uint32_t head = atomic_load_explicit(&pp->runqhead, memory_order_acquire);
+	uint32_t tail = atomic_load_explicit(&pp->runqtail, memory_order_acquire);
+
+	return tail - head + (atomic_load_explicit(&pp->runnext,
+			       memory_order_relaxed) ? 1 : 0);
+}
+
+/* Move half the local queue plus gp to the global queue; owner only. */
+static bool runqputslow(struct p *pp, struct g *gp, uint32_t head,
+			uint32_t tail)
+{
+	struct g *batch[RUNQ_SIZE / 2 + 1];
+	uint32_t n = (tail - head) / 2, i;
+
+	if (n != RUNQ_SIZE / 2)
+		kgo_throw("runqputslow: queue is not full");
+	for (i = 0; i < n; i++)
+		batch[i] = atomic_load_explicit(&pp->runq[(head + i) % RUNQ_SIZE],
+						memory_order_relaxed);
+	/* Release: our reads of the slots happen before thieves reuse them. */
+	if (!atomic_compare_exchange_strong_explicit(&pp->runqhead, &head,
+			head + n, memory_order_release, memory_order_relaxed))
+		return false;
+	batch[n] = gp;
+	for (i = 0; i < n; i++)
+		batch[i]->schedlink = batch[i + 1];
+	gp->schedlink = NULL;
+	globrunqputbatch(batch[0], gp, n + 1);
+	return true;
+}
+
+/*
+ * runqput() - put gp on pp's local queue; owner only. With @next, gp
+ * goes to runnext and the G that was there to the tail.
+ */
+static void runqput(struct p *pp, struct g *gp, bool next)
+{
+	uint32_t head, tail;
+
+	if (next) {
+		gp = atomic_exchange_explicit(&pp->runnext, gp,
+					      memory_order_acq_rel);
+		if (!gp)
+			return;
+	}
+	for (;;) {
+		/* Acquire pairs with the consumers' release CAS on head. */
+		head = atomic_load_explicit(&pp->runqhead, memory_order_acquire);
+		tail = atomic_load_explicit(&pp->runqtail, memory_order_relaxed);
+		if (tail - head < RUNQ_SIZE) {
+			atomic_store_explicit(&pp->runq[tail % RUNQ_SIZE], gp,
+					      memory_order_relaxed);
+			/* Release: the slot is written before it is seen. */
+			atomic_store_explicit(&pp->runqtail, tail + 1,
+					      memory_order_release);
+			return;
+		}
+		if (runqputslow(pp, gp, head, tail))
+			return;
+	}
+}
+
+/* runqget() - take a G from pp's local queue; owner only. *inherit:
+ * it came from runnext and takes over the current time slice. */
+static struct g *runqget(struct p *pp, bool *inherit)
+{
+	struct g *gp = atomic_load_explicit(&pp->runnext, memory_order_relaxed);
+	uint32_t head, tail;
+
+	if (gp && atomic_compare_exchange_strong_explicit(&pp->runnext, &gp,
+			NULL, memory_order_acq_rel, memory_order_relaxed)) {
+		*inherit = true;
+		return gp;
+	}
+	*inherit = false;
+	for (;;) {
+		head = atomic_load_explicit(&pp->runqhead, memory_order_acquire);
+		tail = atomic_load_explicit(&pp->runqtail, memory_order_relaxed);
+		if (tail == head)
+			return NULL;
+		gp = atomic_load_explicit(&pp->runq[head % RUNQ_SIZE],
+					  memory_order_relaxed);
+		if (atomic_compare_exchange_weak_explicit(&pp->runqhead, &head,
+				head + 1, memory_order_release,
+				memory_order_relaxed))
+			return gp;
+	}
+}
+
+/*
+ * runqgrab() - take half of pp's queue into batch[bhead...] (a ring of
+ * RUNQ_SIZE); with @runnext also its runnext when the queue is empty.
+ * Any M may call it. Return: how many.
+ */
+static uint32_t runqgrab(struct p *pp, _Atomic(struct g *) *batch,
+			 uint32_t bhead, bool runnext)
+{
+	for (;;) {
+		uint32_t head = atomic_load_explicit(&pp->runqhead,
+						     memory_order_acquire);
+		uint32_t tail = atomic_load_explicit(&pp->runqtail,
+						     memory_order_acquire);
+		uint32_t n = tail - head, i;
+
+		n = n - n / 2;
+		if (n == 0) {
+			struct g *next;
+			int spin;
+
+			if (!runnext)
+				return 0;
+			next = atomic_load_explicit(&pp->runnext,
+						    memory_order_acquire);
+			if (!next)
+				return 0;
+			/* The owner is probably about to run it (it was
+			 * just readied by the running G): give it a moment
+			 * rather than bounce it to another CPU. Go sleeps
+			 * 3 us; a sleep costs ~50 us on this VM. */
+			if (atomic_load_explicit(&pp->status,
+						 memory_order_relaxed) == P_RUNNING)
+				for (spin = 0; spin < 300; spin++)
+					cpu_relax();
+			if (!atomic_compare_exchange_strong_explicit(&pp->runnext,
+					&next, NULL, memory_order_acq_rel,
+					memory_order_relaxed))
+				continue;
+			atomic_store_explicit(&batch[bhead % RUNQ_SIZE], next,
+					      memory_order_relaxed);
+			return 1;
+		}
+		if (n > RUNQ_SIZE / 2)
+			continue;	/* inconsistent head and tail */
+		for (i = 0; i < n; i++) {
+			struct g *gp = atomic_load_explicit(
+				&pp->runq[(head + i) % RUNQ_SIZE],
+				memory_order_relaxed);
+
+			atomic_store_explicit(&batch[(bhead + i) % RUNQ_SIZE],
+					      gp, memory_order_relaxed);
+		}
+		if (atomic_compare_exchange_strong_explicit(&pp->runqhead, &head,
+				head + n, memory_order_release,
+				memory_order_relaxed))
+			return n;
+	}
+}
+
+/* runqsteal() - steal half of p2's queue into pp's; return one of them. */
+static struct g *runqsteal(struct p *pp, struct p *p2, bool runnext)
+{
+	uint32_t tail = atomic_load_explicit(&pp->runqtail, memory_order_relaxed);
+	uint32_t n = runqgrab(p2, pp->runq, tail, runnext), head;
+	struct g *gp;
+
+	if (n == 0)
+		return NULL;
+	n--;
+	gp = atomic_load_explicit(&pp->runq[(tail + n) % RUNQ_SIZE],
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&pp->nsteal, n + 1, memory_order_relaxed);
+	if (n == 0)
+		return gp;
+	head = atomic_load_explicit(&pp->runqhead, memory_order_acquire);
+	if (tail - head + n >= RUNQ_SIZE)
+		kgo_throw("runqsteal: runq overflow");
+	atomic_store_explicit(&pp->runqtail, tail + n, memory_order_release);
+	return gp;
+}
+
+/* ------------------------------------------------------------------ */
+/* Global run queue (sched.lock)                                      */
+/* ------------------------------------------------------------------ */
+
+static void globrunqputbatch_locked(struct g *head, struct g *tail, int32_t n)
+{
+	tail->schedlink = NULL;
+	if (sched.runqtail)
+		sched.runqtail->schedlink = head;
+	else
+		sched.runqhead = head;
+	sched.runqtail = tail;
+	atomic_fetch_add_explicit(&sched.runqsize, n, memory_order_relaxed);
+}
+
+static void globrunqputbatch(struct g *head, struct g *tail, int32_t n)
+{
+	lock(&sched.lock);
+	globrunqputbatch_locked(head, tail, n);
+	unlock(&sched.lock);
+}
+
+static void globrunqput(struct g *gp)
+{
+	globrunqputbatch(gp, gp, 1);
+}
+
+/* globrunqget() - take a batch for pp (at most @max, 0: no limit), put
+ * all but one on pp's queue, return that one. sched.lock held. */
+static struct g *globrunqget(struct p *pp, int32_t max)
+{
+	int32_t size = atomic_load_explicit(&sched.runqsize,
+					    memory_order_relaxed);
+	int32_t n;
+	struct g *gp;
+
+	if (size == 0)
+		return NULL;
+	n = size / sched.gomaxprocs + 1;
+	if (n > size)
+		n = size;
+	if (max > 0 && n > max)
+		n = max;
+	if (n > RUNQ_SIZE / 2)
+		n = RUNQ_SIZE / 2;
+	atomic_fetch_sub_explicit(&sched.runqsize, n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&pp->nglobal, n, memory_order_relaxed);
+
+	gp = sched.runqhead;
+	sched.runqhead = gp->schedlink;
+	if (!sched.runqhead)
+		sched.runqtail = NULL;
+	while (--n > 0) {
+		struct g *g1 = sched.runqhead;
+
+		sched.runqhead = g1->schedlink;
+		if (!sched.runqhead)
+			sched.runqtail = NULL;
+		runqput(pp, g1, false);
+	}
+	return gp;
+}
+
+/* ------------------------------------------------------------------ */
+/* Idle Ps and Ms (sched.lock)                                        */
+/* ------------------------------------------------------------------ */
+
+static void pidleput(struct p *pp)
+{
+	if (!runqempty(pp))
+		kgo_throw("pidleput: P has non-empty run queue");
+	atomic_store_explicit(&pp->status, P_IDLE, memory_order_relaxed);
+	pp->m = NULL;
+	pp->link = sched.pidle;
+	sched.pidle = pp;
+	atomic_fetch_add_explicit(&sched.npidle, 1, memory_order_relaxed);
+}
+
+static struct p *pidleget(void)
+{
+	struct p *pp = sched.pidle;
+
+	if (pp) {
+		sched.pidle = pp->link;
+		atomic_fetch_sub_explicit(&sched.npidle, 1, memory_order_relaxed);
+	}
+	return pp;
+}
+
+static void mput(struct m *mp)
+{
+	mp->schedlink = sched.midle;
+	sched.midle = mp;
+	sched.nmidle++;
+	checkdead();
+}
+
+static struct m *mget(void)
+{
+	struct m *mp = sched.midle;
+
+	if (mp) {
+		sched.midle = mp->schedlink;
+		sched.nmidle--;
+	}
+	return mp;
+}
+
+/* Take a given M off the idle list; false if it is not on it. */
+static bool mremove(struct m *mp)
+{
+	struct m **pm;
+
+	for (pm = &sched.midle; *pm; pm = &(*pm)->schedlink) {
+		if (*pm == mp) {
+			*pm = mp->schedlink;
+			sched.nmidle--;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void acquirep(struct m *mp, struct p *pp)
+{
+	if (mp->p || pp->m)
+		kgo_throw("acquirep: already in go");
+	mp->p = pp;
+	pp->m = mp;
+	atomic_store_explicit(&pp->status, P_RUNNING, memory_order_relaxed);
+}
+
+static struct p *releasep(struct m *mp)
+{
+	struct p *pp = mp->p;
+
+	if (!pp || pp->m != mp)
+		kgo_throw("releasep: invalid P state");
+	mp->p = NULL;
+	pp->m = NULL;
+	atomic_store_explicit(&pp->status, P_IDLE, memory_order_relaxed);
+	return pp;
+}
+
+/* ------------------------------------------------------------------ */
+/* Starting and stopping Ms                                           */
+/* ------------------------------------------------------------------ */
+
+static void *mstart(void *arg);
+static void schedule(struct m *mp, struct g *next);
+
+/* newm() - a new M that will start with pp (may be NULL). */
+static void newm(struct p *pp, bool spinning)
+{
+	struct m *mp = calloc(1, sizeof(*mp));
+	pthread_attr_t attr;
+	int err;
+
+	if (!mp)
+		kgo_fatal("out of memory allocating an M");
+	lock(&sched.lock);
+	if (sched.mnext - sched.nmexited >= sched.maxmcount) {
+		unlock(&sched.lock);
+		kgo_fatal("program exceeds %d-thread limit (raise "
+			  "kgo_config.max_threads)", sched.maxmcount);
+	}
+	mp->id = sched.mnext++;
+	mp->alllink = sched.allm;
+	sched.allm = mp;
+	unlock(&sched.lock);
+
+	mp->nextp = pp;
+	mp->spinning = spinning;
+	mp->fastrand[0] = 0x9e3779b9u * (mp->id + 1) | 1;
+	mp->fastrand[1] = (uint32_t)nanotime() | 1;
+	pthread_attr_init(&attr);
+#if defined(KGO_ASAN) || defined(KGO_TSAN)
+	pthread_attr_setstacksize(&attr, 8 << 20);
+#else
+	pthread_attr_setstacksize(&attr, 1 << 20);
+#endif
+	err = pthread_create(&mp->thread, &attr, mstart, mp);
+	pthread_attr_destroy(&attr);
+	if (err)
+		kgo_fatal("pthread_create failed: %s (threads: %d)",
+			  strerror(err), sched.mnext);
+}
+
+/*
+ * startm() - run some M on pp (NULL: any idle P, or nothing if none).
+ * With @spinning the caller has already counted the M in nmspinning.
+ */
+static void startm(struct p *pp, bool spinning)
+{
+	struct m *nmp;
+
+	lock(&sched.lock);
+	if (!pp) {
+		pp = pidleget();
+		if (!pp) {
+			unlock(&sched.lock);
+			if (spinning && atomic_fetch_sub(&sched.nmspinning, 1) <= 0)
+				kgo_throw("startm: negative nmspinning");
+			return;
+		}
+	}
+	nmp = mget();
+	if (nmp && nmp == sched.sleeper) {
+		sched.sleeper = NULL;
+		atomic_store(&sched.sleeper_until, 0);
+	}
+	unlock(&sched.lock);
+	if (!nmp) {
+		newm(pp, spinning);
+		return;
+	}
+	if (nmp->spinning || nmp->nextp)
+		kgo_throw("startm: M is spinning or has a P");
+	nmp->spinning = spinning;
+	nmp->nextp = pp;
+	notewakeup(&nmp->park);
+}
+
+/*
+ * handoffp() - pp's M cannot run Gs now (it blocks in a syscall, or
+ * waits for its locked G): give pp to another M if there is anything
+ * for it to do, else park it (Go's handoffp).
+ */
+static void handoffp(struct p *pp)
+{
+	int32_t zero = 0;
+
+	if (!runqempty(pp) || atomic_load(&sched.runqsize)) {
+		startm(pp, false);
+		return;
+	}
+	/* No local work; start a spinning M only if nobody spins or idles. */
+	if (atomic_load(&sched.nmspinning) + atomic_load(&sched.npidle) == 0 &&
+	    atomic_compare_exchange_strong(&sched.nmspinning, &zero, 1)) {
+		startm(pp, true);
+		return;
+	}
+	lock(&sched.lock);
+	if (atomic_load(&sched.runqsize)) {
+		unlock(&sched.lock);
+		startm(pp, false);
+		return;
+	}
+	pidleput(pp);
+	unlock(&sched.lock);
+	if (atomic_load(&pp->timers.next) != INT64_MAX)
+		wake_for_timer(atomic_load(&pp->timers.next));
+}
+
+void wakep(void)
+{
+	int32_t zero = 0;
+
+	/* Be conservative: only if a P is idle and nobody spins already. */
+	if (atomic_load_explicit(&sched.npidle, memory_order_relaxed) == 0 ||
+	    atomic_load_explicit(&sched.nmspinning, memory_order_relaxed) != 0 ||
+	    !atomic_compare_exchange_strong(&sched.nmspinning, &zero, 1))
+		return;
+	startm(NULL, true);
+}
+
+static void resetspinning(struct m *mp)
+{
+	mp->spinning = false;
+	if (atomic_fetch_sub(&sched.nmspinning, 1) <= 0)
+		kgo_throw("resetspinning: negative nmspinning");
+	/* We were the last spinner and found work: there may be more. */
+	wakep();
+}
+
+static void become_spinning(struct m *mp)
+{
+	mp->spinning = true;
+	atomic_fetch_add(&sched.nmspinning, 1);
+}
+
+/*
+ * stopm() - park the M until startm() gives it a P, or until @deadline
+ * (then it is the timed sleeper), or until shutdown. On return mp->p is
+ * set, or NULL when woken without one (timer, shutdown).
+ */
+static void stopm(struct m *mp, int64_t deadline)
+{
+	struct p *pp;
+
+	if (mp->p)
+		kgo_throw("stopm: holding p");
+	if (mp->spinning)
+		kgo_throw("stopm: spinning");
+	lock(&sched.lock);
+	if (atomic_load(&sched.exiting)) {
+		unlock(&sched.lock);
+		return;
+	}
+	if (deadline >= 0) {
+		if (sched.sleeper) {
+			deadline = -1;	/* someone else keeps the time */
+		} else {
+			sched.sleeper = mp;
+			atomic_store(&sched.sleeper_until, deadline);
+		}
+	}
+	mput(mp);
+	unlock(&sched.lock);
+
+	if (!notesleep_until(&mp->park, deadline)) {
+		/* Timed out: take ourselves off the idle list, unless a
+		 * startm got there first, whose wakeup is then on its way. */
+		lock(&sched.lock);
+		if (sched.sleeper == mp) {
+			sched.sleeper = NULL;
+			atomic_store(&sched.sleeper_until, 0);
+		}
+		if (mremove(mp)) {
+			unlock(&sched.lock);
+			return;
+		}
+		unlock(&sched.lock);
+		notesleep(&mp->park);
+	}
+	noteclear(&mp->park);
+	pp = mp->nextp;
+	mp->nextp = NULL;
+	if (pp)
+		acquirep(mp, pp);
+}
+
+/* Wake every idle M (shutdown). */
+static void wake_all_idle(void)
+{
+	struct m *mp;
+
+	lock(&sched.lock);
+	while ((mp = mget())) {
+		mp->nextp = NULL;
+		notewakeup(&mp->park);
+	}
+	for (mp = sched.allm; mp; mp = mp->alllink) {
+		if (mp->lockedidle) {
+			mp->lockedidle = false;
+			mp->nextp = NULL;
+			notewakeup(&mp->park);
+		}
+	}
+	sched.sleeper = NULL;
+	unlock(&sched.lock);
+}
+
+void wake_for_timer(int64_t when)
+{
+	struct m *mp = NULL;
+	int64_t until = atomic_load(&sched.sleeper_until);
+
+	if (until && until <= when)
+		return;		/* the sleeper wakes early enough */
+	if (until) {
+		lock(&sched.lock);
+		mp = sched.sleeper;
+		if (mp && atomic_load(&sched.sleeper_until) > when &&
+		    mremove(mp)) {
+			sched.sleeper = NULL;
+			atomic_store(&sched.sleeper_until, 0);
+		} else {
+			mp = NULL;
+		}
+		unlock(&sched.lock);
+		if (mp) {
+			mp->nextp = NULL;
+			notewakeup(&mp->park);
+		}
+		return;
+	}
+	/* No timed sleeper: a spinning M will find the timer, or become
+	 * the sleeper for it. */
+	wakep();
+}
+
+/* ------------------------------------------------------------------ */
+/* Timers seen from the scheduler                                     */
+/* ------------------------------------------------------------------ */
+
+/* Run the due timers of every P (timers of idle Ps are served too).
+ * Return: the earliest remaining when, INT64_MAX if none. */
+static int64_t check_all_timers(int64_t now)
+{
+	int64_t next = INT64_MAX, w;
+	int i;
+
+	for (i = 0; i < sched.gomaxprocs; i++) {
+		struct p *p2 = sched.allp[i];
+
+		w = atomic_load_explicit(&p2->timers.next, memory_order_relaxed);
+		if (w <= now)
+			w = timers_run(p2, now);
+		if (w < next)
+			next = w;
+	}
+	return next;
+}
+
+/* ------------------------------------------------------------------ */
+/* Finding work                                                       */
+/* ------------------------------------------------------------------ */
+
+static struct g *stealwork(struct m *mp, int64_t now)
+{
+	struct p *pp = mp->p;
+	int n = sched.gomaxprocs, i, k, start;
+	bool inherit;
+
+	for (i = 0; i < 4; i++) {
+		bool last = i == 3;
+
+		start = fastrandn(n);
+		for (k = 0; k < n; k++) {
+			struct p *p2 = sched.allp[(start + k) % n];
+			struct g *gp;
+
+			if (p2 == pp)
+				continue;
+			if (last && atomic_load_explicit(&p2->timers.next,
+					memory_order_relaxed) <= now) {
+				timers_run(p2, now);
+				gp = runqget(pp, &inherit);
+				if (gp)
+					return gp;
+			}
+			if (atomic_load_explicit(&p2->status,
+					memory_order_relaxed) == P_IDLE)
+				continue;
+			gp = runqsteal(pp, p2, last);
+			if (gp)
+				return gp;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * findrunnable() - find a G to run, sleeping if there is none. Runs on
+ * g0 with a P; returns with a P (maybe another) and the G, or NULL at
+ * shutdown (then without a P).
+ */
+static struct g *findrunnable(struct m *mp, bool *inherit)
+{
+	struct p *pp;
+	struct g *gp;
+	int64_t now, next;
+	bool was_spinning;
+	int i;
+
+top:
+	if (atomic_load_explicit(&sched.exiting, memory_order_relaxed)) {
+		if (mp->spinning) {
+			mp->spinning = false;
+			atomic_fetch_sub(&sched.nmspinning, 1);
+		}
+		return NULL;
+	}
+	pp = mp->p;
+	*inherit = false;
+
+	/* Due timers of our own P first: they may ready Gs. */
+	if (atomic_load_explicit(&pp->timers.next, memory_order_relaxed) !=
+	    INT64_MAX) {
+		now = nanotime();
+		if (atomic_load_explicit(&pp->timers.next,
+					 memory_order_relaxed) <= now)
+			timers_run(pp, now);
+	}
+
+	/* Fairness: now and then, the global queue before the local one. */
+	if (atomic_load_explicit(&pp->schedtick, memory_order_relaxed) % 61 == 0 &&
+	    atomic_load_explicit(&sched.runqsize, memory_order_relaxed) > 0) {
+		lock(&sched.lock);
+		gp = globrunqget(pp, 1);
+		unlock(&sched.lock);
+		if (gp)
+			return gp;
+	}
+
+	gp = runqget(pp, inherit);
+	if (gp)
+		return gp;
+
+	if (atomic_load_explicit(&sched.runqsize, memory_order_relaxed) > 0) {
+		lock(&sched.lock);
+		gp = globrunqget(pp, 0);
+		unlock(&sched.lock);
+		if (gp)
+			return gp;
+	}
+
+	/* Due timers of every P, idle ones included. */
+	now = nanotime();
+	check_all_timers(now);
+	gp = runqget(pp, inherit);
+	if (gp)
+		return gp;
+
+	/* Steal, if not too many Ms are already at it. */
+	if (mp->spinning || 2 * atomic_load(&sched.nmspinning) <
+	    sched.gomaxprocs - atomic_load(&sched.npidle)) {
+		if (!mp->spinning)
+			become_spinning(mp);
+		gp = stealwork(mp, now);
+		if (gp)
+			return gp;
+	}
+
+	/* Nothing: give up the P. */
+	lock(&sched.lock);
+	if (atomic_load(&sched.runqsize)) {
+		gp = globrunqget(pp, 0);
+		unlock(&sched.lock);
+		return gp;
+	}
+	releasep(mp);
+	pidleput(pp);
+	unlock(&sched.lock);
+
+	/*
+	 * A spinning M must look once more after dropping its P and its
+	 * spinning count: a G readied meanwhile by someone who saw us
+	 * spinning (and so woke nobody) would be stranded otherwise.
+	 */
+	was_spinning = mp->spinning;
+	if (was_spinning) {
+		mp->spinning = false;
+		if (atomic_fetch_sub(&sched.nmspinning, 1) <= 0)
+			kgo_throw("findrunnable: negative nmspinning");
+		for (i = 0; i < sched.gomaxprocs; i++) {
+			if (!runqempty(sched.allp[i])) {
+				lock(&sched.lock);
+				pp = pidleget();
+				unlock(&sched.lock);
+				if (pp) {
+					acquirep(mp, pp);
+					become_spinning(mp);
+					goto top;
+				}
+				break;
+			}
+		}
+	}
+
+	/* Sleep until the next timer of any P, or until woken. */
+	for (;;) {
+		now = nanotime();
+		next = INT64_MAX;
+		for (i = 0; i < sched.gomaxprocs; i++) {
+			int64_t w = atomic_load(&sched.allp[i]->timers.next);
+
+			if (w < next)
+				next = w;
+		}
+		if (next <= now) {
+			/* Due now: take a P to run them, if one is idle. */
+			lock(&sched.lock);
+			pp = pidleget();
+			unlock(&sched.lock);
+			if (pp) {
+				acquirep(mp, pp);
+				goto top;
+			}
+			next = INT64_MAX;	/* the busy Ps will see it */
+		}
+		stopm(mp, next == INT64_MAX ? -1 : next);
+		if (mp->p)
+			goto top;
+		if (atomic_load(&sched.exiting))
+			return NULL;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Running Gs                                                         */
+/* ------------------------------------------------------------------ */
+
+static void gfput(struct p *pp, struct g *gp);
+
+/*
+ * execute() - run gp on the current M (g0) until it switches back.
+ * Returns the G that switched back (gp).
+ */
+static void execute(struct m *mp, struct g *gp, bool inherit)
+{
+	uint32_t st = G_RUNNABLE;
+
+	if (!atomic_compare_exchange_strong(&gp->status, &st, G_RUNNING))
+		kgo_throw("execute: G not runnable");
+	mp->curg = gp;
+	gp->m = mp;
+	if (!inherit)
+		atomic_store_explicit(&mp->p->schedtick,
+			atomic_load_explicit(&mp->p->schedtick,
+					     memory_order_relaxed) + 1,
+			memory_order_relaxed);
+	atomic_store_explicit(&mp->p->nswitch,
+		atomic_load_explicit(&mp->p->nswitch, memory_order_relaxed) + 1,
+		memory_order_relaxed);
+	kgo_switch(&mp->g0ctx, &gp->ctx, NULL, gp);
+	mp->curg = NULL;
+}
+
+/* A locked M whose G is not running: hand off the P and sleep until
+ * startlockedm() brings the G back with a P (Go's stoplockedm). */
+static void stoplockedm(struct m *mp)
+{
+	struct p *pp;
+
+	if (mp->p) {
+		pp = releasep(mp);
+		handoffp(pp);
+	}
+	lock(&sched.lock);
+	sched.nmidlelocked++;
+	mp->lockedidle = true;
+	checkdead();
+	if (atomic_load(&sched.exiting) && mp->lockedidle) {
+		/* wake_all_idle may have run already. */
+		mp->lockedidle = false;
+		sched.nmidlelocked--;
+		unlock(&sched.lock);
+		return;
+	}
+	unlock(&sched.lock);
+	notesleep(&mp->park);
+	noteclear(&mp->park);
+	lock(&sched.lock);
+	sched.nmidlelocked--;
+	unlock(&sched.lock);
+	if (mp->nextp) {
+		acquirep(mp, mp->nextp);
+		mp->nextp = NULL;
+	}
+}
+
+/* gp is locked to another M: give that M our P and gp, and stop. */
+static void startlockedm(struct m *mp, struct g *gp)
+{
+	struct m *mp2 = gp->lockedm;
+	struct p *pp = releasep(mp);
+
+	/* mp2 runs its lockedg (gp) on our P. */
+	lock(&sched.lock);
+	mp2->lockedidle = false;
+	unlock(&sched.lock);
+	mp2->nextp = pp;
+	notewakeup(&mp2->park);
+	stopm(mp, -1);
+}
+
+static void mexit(struct m *mp);
+
+/*
+ * schedule() - the M's scheduling loop on g0. @next: a G to run first.
+ * Returns only at shutdown.
+ */
+static void schedule(struct m *mp, struct g *next)
+{
+	struct g *gp;
+	bool inherit = true;
+
+	for (;;) {
+		if (mp->lockedg && !next) {
+			stoplockedm(mp);
+			if (!mp->p)
+				break;		/* shutdown */
+			next = mp->lockedg;	/* handed to us with a P */
+			inherit = false;
+		}
+		if (next) {
+			gp = next;
+			next = NULL;
+		} else {
+			gp = findrunnable(mp, &inherit);
+			if (!gp)
+				break;
+			if (mp->spinning)
+				resetspinning(mp);
+			if (gp->lockedm && gp->lockedm != mp) {
+				startlockedm(mp, gp);
+				if (!mp->p)
+					break;	/* shutdown */
+				continue;
+			}
+		}
+		execute(mp, gp, inherit);
+		inherit = false;
+		/* Back on g0: finish what the G asked for (mcall). */
+		next = NULL;
+		mp->mcall_fn(gp);
+		if (mp->curg) {	/* mcall_fn asked to resume a G at once */
+			next = mp->curg;
+			mp->curg = NULL;
+			inherit = true;
+		}
+		if (atomic_load_explicit(&sched.exiting, memory_order_relaxed) &&
+		    !next)
+			break;
+	}
+	mexit(mp);
+}
+
+/* ------------------------------------------------------------------ */
+/* mcall functions: on g0, what to do with the G that switched out   */
+/* ------------------------------------------------------------------ */
+
+static void casgstatus(struct g *gp, uint32_t from, uint32_t to)
+{
+	uint32_t st = from;
+
+	if (!atomic_compare_exchange_strong(&gp->status, &st, to)) {
+		kgo_printf("kgo: casgstatus: goroutine %llu is %s, not %s\n",
+			   (unsigned long long)gp->goid, gstatus_str[st],
+			   gstatus_str[from]);
+		kgo_throw("casgstatus: bad incoming values");
+	}
+}
+
+static void park_m(struct g *gp)
+{
+	struct m *mp = getm();
+	bool (*unlockf)(struct g *, void *) = mp->park_unlock;
+
+	casgstatus(gp, G_RUNNING, G_WAITING);
+	mp->park_unlock = NULL;
+	if (unlockf && !unlockf(gp, mp->park_arg)) {
+		casgstatus(gp, G_WAITING, G_RUNNABLE);
+		mp->curg = gp;		/* run it again at once */
+	}
+}
+
+static void gosched_m(struct g *gp)
+{
+	struct m *mp = getm();
+
+	casgstatus(gp, G_RUNNING, G_RUNNABLE);
+	/*
+	 * Go puts a yielding G on the global queue, behind everything
+	 * queued there. We do the same when the global queue has Gs: a G
+	 * that yields in a loop would otherwise let only one of them run per
+	 * 61 schedules. When it is empty, the local tail is as fair (the
+	 * local queue is FIFO) and saves a lock round trip per yield.
+	 */
+	if (atomic_load_explicit(&sched.runqsize, memory_order_relaxed))
+		globrunqput(gp);
+	else
+		runqput(mp->p, gp, false);
+}
+
+static void preempt_m(struct g *gp)
+{
+	casgstatus(gp, G_RUNNING, G_RUNNABLE);
+	globrunqput(gp);
+}
+
+static void goexit0(struct g *gp)
+{
+	struct m *mp = getm();
+
+	gp->m = NULL;
+	gp->lockedm = NULL;
+	gp->lockedcount = 0;
+	mp->lockedg = NULL;
+	atomic_fetch_sub_explicit(&sched.ngs, 1, memory_order_relaxed);
+	if (gp->is_main) {
+		/* main returned: the program is over (Go's exit). */
+		atomic_store(&sched.exiting, true);
+		gp->is_main = false;
+		gfput(mp->p, gp);
+		wake_all_idle();
+		return;
+	}
+	gfput(mp->p, gp);
+}
+
+/* ------------------------------------------------------------------ */
+/* G creation and exit                                                */
+/* ------------------------------------------------------------------ */
+
+/* The first function every G runs, on its own stack. */
+static void goentry(void *arg)
+{
+	struct g *gp = arg;
+
+#ifdef KGO_ASAN
+	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+	gp->fn(gp->arg);
+	kgo_exit();
+}
+
+void kgo_exit(void)
+{
+	struct g *gp = getg();
+
+	if (!gp)
+		kgo_throw("kgo_exit: not called from a goroutine");
+	/* G_DEAD is set on the way out so that kgo_switch knows this
+	 * context never resumes; goexit0 then frees it on g0. */
+	casgstatus(gp, G_RUNNING, G_DEAD);
+	mcall(goexit0, 0);
+	kgo_throw("kgo_exit: dead G resumed");
+}
+
+static void allgadd(struct g *gp)
+{
+	lock(&sched.allglock);
+	gp->allprev = NULL;
+	gp->alllink = sched.allgs;
+	if (sched.allgs)
+		sched.allgs->allprev = gp;
+	sched.allgs = gp;
+	unlock(&sched.allglock);
+}
+
+static void allgremove(struct g *gp)
+{
+	lock(&sched.allglock);
+	if (gp->allprev)
+		gp->allprev->alllink = gp->alllink;
+	else
+		sched.allgs = gp->alllink;
+	if (gp->alllink)
+		gp->alllink->allprev = gp->allprev;
+	unlock(&sched.allglock);
+}
+
+static void gfree_g(struct g *gp)
+{
+#ifdef KGO_TSAN
+	if (gp->tsan_fiber)
+		__tsan_destroy_fiber(gp->tsan_fiber);
+	gp->tsan_fiber = NULL;
+#endif
+	allgremove(gp);
+	stack_free_g(gp);
+}
+
+/* How many dead Gs the global list keeps before giving memory back. */
+static int32_t gfree_global_max(void)
+{
+	return 1024 * sched.gomaxprocs;
+}
+
+/* gfput() - keep a dead G for reuse (Go's gfput). */
+static void gfput(struct p *pp, struct g *gp)
+{
+	if (atomic_load_explicit(&gp->status, memory_order_relaxed) != G_DEAD)
+		casgstatus(gp, G_RUNNING, G_DEAD);
+	if (gp->stack.size != sched.stack_size) {
+		gfree_g(gp);
+		return;
+	}
+	gp->schedlink = pp->gfree;
+	pp->gfree = gp;
+	if (++pp->ngfree >= GFREE_LOCAL_MAX) {
+		struct g *drop = NULL;
+
+		/* Move half to the global list; beyond its cap, release. */
+		lock(&sched.gflock);
+		while (pp->ngfree > GFREE_LOCAL_MAX / 2) {
+			struct g *g1 = pp->gfree;
+
+			pp->gfree = g1->schedlink;
+			pp->ngfree--;
+			if (sched.ngfree < gfree_global_max()) {
+				g1->schedlink = sched.gfree;
+				sched.gfree = g1;
+				sched.ngfree++;
+			} else {
+				g1->schedlink = drop;
+				drop = g1;
+			}
+		}
+		unlock(&sched.gflock);
+		while (drop) {
+			struct g *g1 = drop;
+
+			drop = g1->schedlink;
+			gfree_g(g1);
+		}
+	}
+}
+
+/* gfget() - a dead G of the default size, or NULL. */
+static struct g *gfget(struct p *pp)
+{
+	struct g *gp;
+
+	if (!pp->gfree && sched.ngfree) {
+		lock(&sched.gflock);
+		while (pp->ngfree < GFREE_LOCAL_MAX / 2 && sched.gfree) {
+			gp = sched.gfree;
+			sched.gfree = gp->schedlink;
+			sched.ngfree--;
+			gp->schedlink = pp->gfree;
+			pp->gfree = gp;
+			pp->ngfree++;
+		}
+		unlock(&sched.gflock);
+	}
+	gp = pp->gfree;
+	if (gp) {
+		pp->gfree = gp->schedlink;
+		pp->ngfree--;
+	}
+	return gp;
+}
+
+static uint64_t newgoid(struct p *pp)
+{
+	if (!pp)
+		return atomic_fetch_add(&sched.goidgen, 1) + 1;
+	if (pp->goidcache == pp->goidcacheend) {
+		/* Batch of 16 ids, as Go's goidcache: one atomic per batch. */
+		pp->goidcache = atomic_fetch_add(&sched.goidgen, 16) + 1;
+		pp->goidcacheend = pp->goidcache + 16;
+	}
+	return pp->goidcache++;
+}
+
+/* newproc() - make a runnable G; pp may be NULL (before the start). */
+static struct g *newproc(struct p *pp, void (*fn)(void *), void *arg,
+			 size_t size)
+{
+	struct g *gp = NULL;
+
+	if (pp && size == sched.stack_size)
+		gp = gfget(pp);
+	if (!gp) {
+		gp = stack_alloc_g(size);
+		if (!gp)
+			return NULL;
+		allgadd(gp);
+	}
+	gp->goid = newgoid(pp);
+	gp->fn = fn;
+	gp->arg = arg;
+	gp->m = NULL;
+	gp->lockedm = NULL;
+	gp->lockedcount = 0;
+	gp->schedlink = NULL;
+	gp->waitreason = WAIT_NONE;
+	gp->waiting = NULL;
+	gp->param = NULL;
+	gp->is_main = false;
+	atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
+	atomic_store_explicit(&gp->selectdone, 0, memory_order_relaxed);
+#ifdef KGO_TSAN
+	if (!gp->tsan_fiber)
+		gp->tsan_fiber = __tsan_create_fiber(0);
+#endif
+	kgo_ctx_make(&gp->ctx, (void *)gp->stack.lo,
+		     gp->stack.hi - gp->stack.lo, goentry, gp);
+	atomic_store_explicit(&gp->status, G_RUNNABLE, memory_order_release);
+	atomic_fetch_add_explicit(&sched.ngs, 1, memory_order_relaxed);
+	if (pp)
+		pp->gs_created++;
+	return gp;
+}
+
+int kgo_go_sized(void (*fn)(void *), void *arg, size_t stack_size)
+{
+	struct m *mp;
+	struct g *gp;
+
+	if (!fn)
+		return -EINVAL;
+	if (stack_size == 0)
+		stack_size = sched.stack_size;
+	else if (stack_size < KGO_STACK_MIN || stack_size > KGO_STACK_MAX)
+		return -EINVAL;
+	mp = getm();
+	if (!mp || !mp->curg || !mp->p)
+		return -EPERM;
+	gp = newproc(mp->p, fn, arg, stack_size);
+	if (!gp)
+		return -ENOMEM;
+	/* getm() again is not needed: nothing here can park. */
+	runqput(mp->p, gp, true);
+	wakep();
+	return 0;
+}
+
+int kgo_go(void (*fn)(void *), void *arg)
+{
+	return kgo_go_sized(fn, arg, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Parking and readying                                               */
+/* ------------------------------------------------------------------ */
+
+void gopark(bool (*unlockf)(struct g *gp, void *arg), void *arg,
+	    enum waitreason reason)
+{
+	struct m *mp = getm();
+	struct g *gp = mp->curg;
+
+	gp->waitreason = reason;
+	gp->waitsince = 0;
+	mp->park_unlock = unlockf;
+	mp->park_arg = arg;
+	/* The lock that unlockf releases is still held: mcall allows it. */
+	mcall(park_m, unlockf ? 1 : 0);
+}
+
+static bool parkunlock(struct g *gp, void *arg)
+{
+	(void)gp;
+	unlock(arg);
+	return true;
+}
+
+void goparkunlock(struct kgo_lock *l, enum waitreason reason)
+{
+	gopark(parkunlock, l, reason);
+}
+
+static void ready(struct g *gp, bool next)
+{
+	struct m *mp = getm();
+	uint32_t st;
+
+	/* The G may still be on its way off its stack (status RUNNING
+	 * until park_m runs on its g0): wait for that. */
+	for (;;) {
+		st = atomic_load_explicit(&gp->status, memory_order_acquire);
+		if (st == G_WAITING &&
+		    atomic_compare_exchange_weak(&gp->status, &st, G_RUNNABLE))
+			break;
+		if (st != G_WAITING && st != G_RUNNING) {
+			kgo_printf("kgo: goready: goroutine %llu is %s\n",
+				   (unsigned long long)gp->goid,
+				   gstatus_str[st]);
+			kgo_throw("goready: bad g status");
+		}
+		cpu_relax();
+	}
+	if (mp && mp->p)
+		runqput(mp->p, gp, next);
+	else
+		globrunqput(gp);
+	wakep();
+}
+
+void goready(struct g *gp)
+{
+	ready(gp, true);
+}
+
+void goready_tail(struct g *gp)
+{
+	ready(gp, false);
+}
+
+void kgo_yield(void)
+{
+	struct m *mp = getm();
+
+	if (!mp || !mp->curg)
+		return;
+	mcall(gosched_m, 0);
+}
+
+void kgo_checkpreempt(void)
+{
+	struct g *gp = getg();
+
+	if (gp && atomic_load_explicit(&gp->preempt, memory_order_relaxed)) {
+		atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
+		atomic_fetch_add_explicit(&sched.preempt_sync, 1,
+					  memory_order_relaxed);
+		mcall(preempt_m, 0);
+	}
+}
+
+uint64_t kgo_self(void)
+{
+	struct g *gp = getg();
+
+	return gp ? gp->goid : 0;
+}
+
+int kgo_maxprocs(void)
+{
+	return sched.running ? sched.gomaxprocs : 0;
+}
+
+void kgo_lock_m(void)
+{
+	struct m *mp = getm();
+	struct g *gp = mp ? mp->curg : NULL;
+
+	if (!gp)
+		return;
+	if (gp->lockedcount++ == 0) {
+		gp->lockedm = mp;
+		mp->lockedg = gp;
+	}
+}
+
+void kgo_unlock_m(void)
+{
+	struct m *mp = getm();
+	struct g *gp = mp ? mp->curg : NULL;
+
+	if (!gp || gp->lockedcount == 0)
+		return;
+	if (--gp->lockedcount == 0) {
+		gp->lockedm = NULL;
+		mp->lockedg = NULL;
+	}
+}
+
+const char *kgo_ctx_impl(void)
+{
+	return KGO_CTX_IMPL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Deadlock detection and the goroutine dump                          */
+/* ------------------------------------------------------------------ */
+
+static const char *gfn_name(struct g *gp, char *buf, size_t n)
+{
+	Dl_info info;
+
+	if (dladdr((void *)(uintptr_t)gp->fn, &info) && info.dli_sname)
+		return info.dli_sname;
+	snprintf(buf, n, "%p", (void *)(uintptr_t)gp->fn);
+	return buf;
+}
+
+void dump_goroutines(void)
+{
+	struct g *gp;
+	char buf[32];
+
+	for (gp = sched.allgs; gp; gp = gp->alllink) {
+		uint32_t st = atomic_load(&gp->status);
+
+		if (st == G_DEAD || st == G_IDLE)
+			continue;
+		if (st == G_WAITING)
+			kgo_printf("goroutine %llu [%s]:\n\t%s(%p)\n\n",
+				   (unsigned long long)gp->goid,
+				   waitreason_str[gp->waitreason],
+				   gfn_name(gp, buf, sizeof(buf)), gp->arg);
+		else
+			kgo_printf("goroutine %llu [%s]:\n\t%s(%p)\n\n",
+				   (unsigned long long)gp->goid,
+				   gstatus_str[st],
+				   gfn_name(gp, buf, sizeof(buf)), gp->arg);
+	}
+}
+
+/*
+ * checkdead() - sched.lock held. If no M is running (all idle, or
+ * waiting for their locked G), no timer is pending and no io is in
+ * flight, nothing can ever wake the Gs that wait: report and exit 2,
+ * as Go does.
+ */
+void checkdead(void)
+{
+	int32_t run = sched.mnext - sched.nmexited - sched.nmidle -
+		      sched.nmidlelocked - sched.nmsys;
+	int i;
+
+	if (run > 0 || atomic_load(&sched.exiting) || !sched.running)
+		return;
+	if (run < 0) {
+		kgo_printf("kgo: checkdead: nmidle=%d nmidlelocked=%d mcount=%d\n",
+			   sched.nmidle, sched.nmidlelocked,
+			   sched.mnext - sched.nmexited);
+		kgo_throw("checkdead: inconsistent counts");
+	}
+	if (atomic_load(&sched.nio) > 0 || atomic_load(&sched.nsyscall) > 0)
+		return;
+	for (i = 0; i < sched.gomaxprocs; i++)
+		if (atomic_load(&sched.allp[i]->timers.next) != INT64_MAX)
+			return;
+	if (atomic_load(&sched.runqsize) > 0)
+		return;
+	for (i = 0; i < sched.gomaxprocs; i++)
+		if (!runqempty(sched.allp[i]))
+			return;
+	kgo_printf("kgo: all goroutines are asleep - deadlock!\n\n");
+	dump_goroutines();
+	_exit(2);
+}
+
+/* ------------------------------------------------------------------ */
+/* Ms: start and exit                                                 */
+/* ------------------------------------------------------------------ */
+
+static void minit(struct m *mp)
+{
+	kgo_tls_m = mp;
+	mp->tid = (pid_t)syscall(SYS_gettid);
+#ifdef KGO_TSAN
+	mp->tsan_fiber = __tsan_get_current_fiber();
+#endif
+#ifdef KGO_ASAN
+	{
+		pthread_attr_t attr;
+		void *addr;
+		size_t size;
+
+		if (!pthread_getattr_np(pthread_self(), &attr)) {
+			pthread_attr_getstack(&attr, &addr, &size);
+			mp->asan_stack_bottom = addr;
+			mp->asan_stack_size = size;
+			pthread_attr_destroy(&attr);
+		}
+	}
+#endif
+	signals_minit(mp);
+}
+
+static void *mstart(void *arg)
+{
+	struct m *mp = arg;
+	struct p *pp = mp->nextp;
+
+	minit(mp);
+	mp->nextp = NULL;
+	if (pp)
+		acquirep(mp, pp);
+	else
+		stopm(mp, -1);
+	if (mp->p)
+		schedule(mp, NULL);
+	else
+		mexit(mp);
+	return NULL;
+}
+
+/*
+ * mexit() - the M leaves at shutdown. Its P (if any) is released. The
+ * last one out wakes m0, which waits in kgo_run for all of them.
+ */
+static void mexit(struct m *mp)
+{
+	bool last;
+
+	if (mp->p)
+		releasep(mp);
+	signals_mexit(mp);
+	if (mp->is_m0)
+		return;
+	lock(&sched.lock);
+	sched.nmexited++;
+	mp->exited = true;
+	last = sched.mnext - sched.nmexited == 1;
+	unlock(&sched.lock);
+	if (last)
+		notewakeup(&sched.m0_exit);
+	kgo_tls_m = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* kgo_run                                                            */
+/* ------------------------------------------------------------------ */
+
+static int ncpu(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		return CPU_COUNT(&set) > 0 ? CPU_COUNT(&set) : 1;
+	return (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+static int env_int(const char *name, int def)
+{
+	const char *s = getenv(name);
+	char *end;
+	long v;
+
+	if (!s || !*s)
+		return def;
+	v = strtol(s, &end, 10);
+	if (*end || v < 0 || v > INT_MAX) {
+		kgo_printf("kgo: ignoring %s=%s: not a number\n", name, s);
+		return def;
+	}
+	return (int)v;
+}
+
+static int parse_config(const struct kgo_config *cfg)
+{
+	struct kgo_config def = { 0 };
+	size_t i;
+
+	if (!cfg)
+		cfg = &def;
+	for (i = 0; i < sizeof(cfg->reserved) / sizeof(cfg->reserved[0]); i++)
+		if (cfg->reserved[i])
+			return -EINVAL;
+	if (cfg->maxprocs < 0 || cfg->max_threads < 0 ||
+	    cfg->preempt_slice_us < 0 || cfg->observe < 0 ||
+	    cfg->observe > KGO_OBSERVE_POLL)
+		return -EINVAL;
+	if (cfg->stack_size && (cfg->stack_size < KGO_STACK_MIN ||
+				cfg->stack_size > KGO_STACK_MAX))
+		return -EINVAL;
+
+	sched.gomaxprocs = cfg->maxprocs ? cfg->maxprocs : ncpu();
+	sched.gomaxprocs = env_int("KGO_MAXPROCS", sched.gomaxprocs);
+	if (sched.gomaxprocs < 1)
+		sched.gomaxprocs = ncpu();
+	if (sched.gomaxprocs > 1024)
+		return -EINVAL;
+	sched.stack_size = cfg->stack_size ? cfg->stack_size
+					   : KGO_STACK_DEFAULT;
+	sched.maxmcount = cfg->max_threads ? cfg->max_threads : 10000;
+	sched.slice_ns = (int64_t)(cfg->preempt_slice_us ?
+				   cfg->preempt_slice_us : 10000) * 1000;
+	sched.observe = cfg->observe;
+	return 0;
+}
+
+static void sched_free(void)
+{
+	struct m *mp, *next;
+	int i;
+
+	for (mp = sched.allm; mp; mp = next) {
+		next = mp->alllink;
+		if (!mp->is_m0)
+			pthread_join(mp->thread, NULL);
+		free(mp);
+	}
+	if (sched.allp) {
+		for (i = 0; i < sched.gomaxprocs; i++) {
+			timers_destroy(&sched.allp[i]->timers);
+			free(sched.allp[i]);
+		}
+		free(sched.allp);
+	}
+#ifdef KGO_TSAN
+	{
+		struct g *gp;
+
+		for (gp = sched.allgs; gp; gp = gp->alllink)
+			if (gp->tsan_fiber)
+				__tsan_destroy_fiber(gp->tsan_fiber);
+	}
+#endif
+	stack_release_all();
+}
+
+static void sched_reset(void)
+{
+	/* Keep the counters of the last run for kgo_stats_get(). */
+	struct sched keep = sched;
+
+	memset(&sched, 0, sizeof(sched));
+	sched.gs_created = atomic_load(&keep.gs_created);
+	sched.handoffs = atomic_load(&keep.handoffs);
+	sched.handoffs_kernel = atomic_load(&keep.handoffs_kernel);
+	sched.preempt_sync = atomic_load(&keep.preempt_sync);
+	sched.preempt_async = atomic_load(&keep.preempt_async);
+	sched.io_nowait_hits = atomic_load(&keep.io_nowait_hits);
+	sched.io_uring_ops = atomic_load(&keep.io_uring_ops);
+	sched.io_fallback_ops = atomic_load(&keep.io_fallback_ops);
+	sched.observe = keep.observe;
+}
+
+static uint64_t last_steals, last_global, last_switches, last_created;
+
+int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
+{
+	struct m *m0;
+	struct g *gp;
+	int err, i;
+
+	if (!main_fn)
+		return -EINVAL;
+	if (kgo_tls_m || sched.running)
+		return -EBUSY;
+	sched_reset();
+	err = parse_config(cfg);
+	if (err)
+		return err;
+	err = stack_init();
+	if (err)
+		return err;
+
+	sched.allp = calloc(sched.gomaxprocs, sizeof(*sched.allp));
+	m0 = calloc(1, sizeof(*m0));
+	if (!sched.allp || !m0) {
+		free(m0);
+		free(sched.allp);
+		sched.allp = NULL;
+		return -ENOMEM;
+	}
+	for (i = 0; i < sched.gomaxprocs; i++) {
+		struct p *pp = aligned_alloc(64, sizeof(*pp));
+
+		if (!pp) {
+			sched.gomaxprocs = i;
+			free(m0);
+			sched_free();
+			return -ENOMEM;
+		}
+		memset(pp, 0, sizeof(*pp));
+		pp->id = i;
+		pp->status = P_IDLE;
+		timers_init(&pp->timers);
+		sched.allp[i] = pp;
+	}
+	sched.observe = KGO_OBSERVE_POLL;
+	sched.observe_why = "kernel observation not built in this version";
+
+	m0->is_m0 = true;
+	m0->id = sched.mnext++;
+	m0->thread = pthread_self();
+	m0->fastrand[0] = 0x2545f491u;
+	m0->fastrand[1] = (uint32_t)nanotime() | 1;
+	sched.allm = m0;
+	sched.m0 = m0;
+	for (i = sched.gomaxprocs - 1; i > 0; i--)
+		pidleput(sched.allp[i]);
+	err = signals_init();
+	if (err) {
+		sched_free();
+		sched_reset();
+		return err;
+	}
+	minit(m0);
+	acquirep(m0, sched.allp[0]);
+
+	gp = newproc(m0->p, main_fn, arg, sched.stack_size);
+	if (!gp) {
+		signals_mexit(m0);
+		signals_fini();
+		kgo_tls_m = NULL;
+		sched_free();
+		sched_reset();
+		return -ENOMEM;
+	}
+	gp->is_main = true;
+	sched.maing = gp;
+	sched.running = true;
+	atomic_fetch_add(&sched.gs_created, 1);
+
+	schedule(m0, gp);
+
+	/* main returned: wait for every other M to leave. */
+	lock(&sched.lock);
+	if (sched.mnext - sched.nmexited > 1) {
+		unlock(&sched.lock);
+		wake_all_idle();
+		notesleep(&sched.m0_exit);
+	} else {
+		unlock(&sched.lock);
+	}
+	for (i = 0, last_steals = last_global = last_switches = 0,
+	     last_created = 0; i < sched.gomaxprocs; i++) {
+		last_steals += atomic_load(&sched.allp[i]->nsteal);
+		last_global += atomic_load(&sched.allp[i]->nglobal);
+		last_switches += atomic_load(&sched.allp[i]->nswitch);
+		last_created += sched.allp[i]->gs_created;
+	}
+	sched.running = false;
+	kgo_tls_m = NULL;
+	signals_fini();
+	sched_free();
+	sched.gs_created = last_created;
+	sched.allp = NULL;
+	sched.allm = NULL;
+	sched.allgs = NULL;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Statistics                                                         */
+/* ------------------------------------------------------------------ */
+
+int kgo_stats_get(struct kgo_stats *st, size_t size)
+{
+	struct kgo_stats s = { 0 };
+	int i;
+
+	if (!st)
+		return -EINVAL;
+	s.observe = sched.observe;
+	s.handoffs = atomic_load(&sched.handoffs);
+	s.handoffs_kernel_observed = atomic_load(&sched.handoffs_kernel);
+	s.preempt_sync = atomic_load(&sched.preempt_sync);
+	s.preempt_async = atomic_load(&sched.preempt_async);
+	s.io_nowait_hits = atomic_load(&sched.io_nowait_hits);
+	s.io_uring_ops = atomic_load(&sched.io_uring_ops);
+	s.io_fallback_ops = atomic_load(&sched.io_fallback_ops);
+	if (sched.running) {
+		lock(&sched.lock);
+		s.ms = sched.mnext - sched.nmexited;
+		s.ms_idle = sched.nmidle;
+		unlock(&sched.lock);
+		s.ps = sched.gomaxprocs;
+		s.gs_live = atomic_load(&sched.ngs);
+		for (i = 0; i < sched.gomaxprocs; i++) {
+			struct p *pp = sched.allp[i];
+
+			s.steals += atomic_load(&pp->nsteal);
+			s.global_runq_gets += atomic_load(&pp->nglobal);
+			s.context_switches += atomic_load(&pp->nswitch);
+			s.gs_created += pp->gs_created;
+		}
+		s.stacks_cached = sched.ngfree;
+	} else {
+		s.steals = last_steals;
+		s.global_runq_gets = last_global;
+		s.context_switches = last_switches;
+		s.gs_created = last_created;
+	}
+	if (size > sizeof(s))
+		size = sizeof(s);
+	memcpy(st, &s, size);
+	return (int)size;
+}
+
+int kgo_p_stat(int p, uint64_t *ran)
+{
+	if (!sched.running)
+		return -EPERM;
+	if (p < 0 || p >= sched.gomaxprocs || !ran)
+		return -EINVAL;
+	*ran = atomic_load(&sched.allp[p]->schedtick);
+	return 0;
+}

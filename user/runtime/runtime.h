@@ -1,0 +1,471 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * runtime.h - the runtime's private structures: G, M, P, sched, and the
+ * internal calls the parts of the runtime make of each other.
+ *
+ * Vocabulary and rules are Go's (src/runtime/runtime2.go, proc.go); the
+ * protocols are explained at the top of proc.c. Every shared field says
+ * what guards it. "owner" below means the M that holds the P (for P
+ * fields) or the M running the G (for G fields).
+ */
+#ifndef KGO_RUNTIME_H
+#define KGO_RUNTIME_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <sys/types.h>
+
+#include "kgo.h"
+#include "ctx.h"
+
+#define likely(x)	__builtin_expect(!!(x), 1)
+#define unlikely(x)	__builtin_expect(!!(x), 0)
+#define __cacheline_aligned __attribute__((aligned(64)))
+
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define KGO_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
+#define KGO_TSAN 1
+#endif
+
+/* Fatal invariant break: "function: what", Go's throw(). */
+void kgo_throw(const char *msg) __attribute__((noreturn, cold));
+/* Fatal error caused by the user (Go's fatal()): message, exit status 2. */
+void kgo_fatal(const char *fmt, ...) __attribute__((noreturn, cold, format(printf, 1, 2)));
+/* Debug print to stderr without stdio locks (safe on any stack). */
+void kgo_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ------------------------------------------------------------------ */
+/* Low-level locks (lock_futex.c)                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * struct kgo_lock - the runtime's own mutex: spins a little, then sleeps
+ * on a futex. It blocks the M, so it only guards short critical sections
+ * inside the runtime; user-facing locks (kgo_mutex) park the G instead.
+ */
+struct kgo_lock {
+	_Atomic uint32_t key;	/* 0 unlocked, 1 locked, 2 locked + sleepers */
+};
+#define KGO_LOCK_INIT	{ 0 }
+void lock(struct kgo_lock *l);
+void unlock(struct kgo_lock *l);
+/* Runtime locks this thread holds: a G is never switched out (nor
+ * preempted by a signal) while it holds one. Only this thread writes it;
+ * its signal handler reads it, hence volatile. */
+extern __thread volatile int kgo_tls_locks
+	__attribute__((tls_model("initial-exec")));
+
+/*
+ * struct note - a one-shot event an M sleeps on (Go's note): notesleep
+ * blocks the calling thread until notewakeup; noteclear re-arms it. At
+ * most one sleeper and one waker per arming.
+ */
+struct note {
+	_Atomic uint32_t key;
+};
+void noteclear(struct note *n);
+void notewakeup(struct note *n);
+void notesleep(struct note *n);
+/* Sleep until woken or @deadline (CLOCK_MONOTONIC ns, < 0: forever).
+ * Return: true if woken. */
+bool notesleep_until(struct note *n, int64_t deadline);
+
+int futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t deadline);
+void futex_wake(_Atomic uint32_t *addr, int n);
+
+int64_t nanotime(void);
+
+/* ------------------------------------------------------------------ */
+/* G, M, P                                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * G states. Who owns the G's stack in each, and what is valid:
+ *  G_IDLE	just allocated, not yet initialised; nobody runs it.
+ *  G_RUNNABLE	on a run queue; ctx holds its saved state; not running.
+ *  G_RUNNING	owns its stack; gp->m is the M running it, which holds a P.
+ *  G_SYSCALL	running a syscall: owns its stack, gp->m valid, and the M
+ *		may or may not still hold a P.
+ *  G_WAITING	parked (gopark); on some wait list; ctx valid; the party
+ *		that calls goready() takes ownership.
+ *  G_DEAD	finished; on a free list, stack kept for reuse.
+ *  G_PREEMPTED	stopped by a preemption, goes straight back on a runq.
+ */
+enum gstatus {
+	G_IDLE = 0,
+	G_RUNNABLE,
+	G_RUNNING,
+	G_SYSCALL,
+	G_WAITING,
+	G_DEAD,
+	G_PREEMPTED,
+};
+
+/* Why a G is waiting: shown in the deadlock report and scheddetail. */
+enum waitreason {
+	WAIT_NONE = 0,
+	WAIT_CHAN_RECV,
+	WAIT_CHAN_SEND,
+	WAIT_SELECT,
+	WAIT_SELECT_NO_CASES,
+	WAIT_MUTEX,
+	WAIT_RWMUTEX_R,
+	WAIT_RWMUTEX_W,
+	WAIT_COND,
+	WAIT_WG,
+	WAIT_SLEEP,
+	WAIT_SEMA,
+	WAIT_IO,
+	WAIT_LOCKED_M,
+	WAIT_NREASONS,
+};
+extern const char *const waitreason_str[WAIT_NREASONS];
+
+struct m;
+struct p;
+
+/*
+ * struct stack - a G's stack slot: [lo, hi) is usable stack; below lo
+ * lies the guard region [guard, lo). The struct g lives at the top of
+ * the slot, just above hi (see stack.c for the drawing).
+ */
+struct stack {
+	uintptr_t lo, hi;
+	uintptr_t guard;
+	size_t size;		/* requested size, for messages */
+	uint8_t cls;		/* size class index (stack.c) */
+};
+
+/*
+ * struct sudog - a G waiting on something (a channel, a semaphore), on
+ * that thing's wait list. Lives on the waiting G's stack while it waits;
+ * guarded by the lock of the list it is on.
+ */
+struct sudog {
+	struct g *g;
+	struct sudog *next, *prev;
+	void *elem;		/* data to send, or where to receive */
+	void *c;		/* the channel (or sema address) waited on */
+	uintptr_t addr;		/* sema: address waited on */
+	int64_t ticket;		/* sema: handoff / starvation bookkeeping */
+	int64_t acquiretime;
+	bool is_select;		/* part of a select; g->selectdone arbitrates */
+	bool success;		/* woken by a successful operation (not close) */
+	struct sudog *waitlink;	/* select: the G's list of sudogs */
+};
+
+struct g {
+	struct kgo_ctx ctx;		/* saved state when not running; owner */
+	struct stack stack;		/* immutable while the G exists */
+	uint64_t goid;			/* set at creation; immutable */
+	_Atomic uint32_t status;	/* enum gstatus; CAS by whoever changes it */
+	struct m *m;			/* M running it; owner */
+	struct m *lockedm;		/* kgo_lock_m: the M it is wired to */
+	uint32_t lockedcount;		/* nesting of kgo_lock_m; owner */
+	struct g *schedlink;		/* run queue / free list link; queue's lock */
+	void (*fn)(void *);		/* entry point; set before first run */
+	void *arg;
+	uint8_t waitreason;		/* enum waitreason; set in gopark */
+	_Atomic bool preempt;		/* preemption requested; any thread sets */
+	_Atomic uint32_t selectdone;	/* select: 0 until a case wins; CAS */
+	struct sudog *waiting;		/* select: sudogs, in lock order */
+	void *param;			/* passed by the waker (the winning sudog) */
+	int64_t waitsince;		/* when it parked (ns), for the dump */
+	struct g *alllink, *allprev;	/* allgs list; sched.allglock */
+	bool is_main;			/* the main G of kgo_run */
+	void *timer;			/* kgo_sleep's timer (timer.c) */
+	uint64_t slice_start;		/* schedtick seen by sysmon; sysmon */
+	void *fake_stack;		/* ASan fiber bookkeeping */
+	void *tsan_fiber;		/* TSan fiber */
+};
+
+/* P states. */
+enum pstatus {
+	P_IDLE = 0,	/* on sched.pidle, no M */
+	P_RUNNING,	/* owned by an M running user code or the scheduler */
+	P_SYSCALL,	/* its M is in a syscall; sysmon may take it */
+	P_STOPPED,	/* runtime shutting down */
+};
+
+/*
+ * struct timer - a one-shot timer on a P's heap (timer.c). fn runs on
+ * whichever M runs the heap, with no runtime lock held, and must not
+ * park (it may goready()).
+ */
+struct timer {
+	int64_t when;			/* guarded by the heap's lock */
+	void (*fn)(void *arg, uint64_t seq);
+	void *arg;
+	uint64_t seq;			/* passed to fn; lets fn see staleness */
+	int32_t idx;			/* heap index, -1 when not in a heap */
+	struct p *pp;			/* heap it is in; guarded by pp->timers.lock */
+};
+
+struct timers {
+	struct kgo_lock lock;
+	struct timer **heap;		/* 4-ary min-heap on when; lock */
+	int32_t len, cap;		/* lock */
+	_Atomic int64_t next;		/* earliest when, INT64_MAX if none;
+					 * written under lock, read without */
+};
+
+#define RUNQ_SIZE 256
+#define GFREE_LOCAL_MAX 64
+
+struct p {
+	int32_t id;
+	_Atomic uint32_t status;	/* enum pstatus; CAS (syscall handoff) */
+	struct m *m;			/* owner M, NULL when idle; owner/sched.lock */
+	struct p *link;			/* sched.pidle list; sched.lock */
+	_Atomic uint64_t schedtick;	/* ++ per G run; owner writes */
+	_Atomic uint64_t syscalltick;	/* ++ per syscall; owner writes */
+	int64_t syscallwhen;		/* when the current syscall began */
+
+	/* Local run queue (Go's runq): a ring the owner pushes at tail and
+	 * pops at head, thieves pop at head with a CAS. runnext is the G
+	 * readied by the running G, run next, inheriting its time slice. */
+	_Atomic uint32_t runqhead __cacheline_aligned;	/* CAS by all */
+	_Atomic uint32_t runqtail;	/* owner, store-release */
+	_Atomic(struct g *) runq[RUNQ_SIZE];
+	_Atomic(struct g *) runnext;	/* CAS by owner and thieves */
+
+	/* Dead Gs with their stacks, for reuse (default size only); owner. */
+	struct g *gfree __cacheline_aligned;
+	int32_t ngfree;
+
+	struct timers timers;
+
+	/* Statistics; owner writes, anyone reads (relaxed). */
+	_Atomic uint64_t nsteal;
+	_Atomic uint64_t nglobal;
+	_Atomic uint64_t nswitch;
+	uint64_t gs_created;
+	uint64_t goidcache, goidcacheend;	/* batch of G ids; owner */
+
+	/* Per-P io state (io.c) hangs here when it exists. */
+	void *io;
+} __cacheline_aligned;
+
+struct m {
+	struct kgo_ctx g0ctx;		/* the scheduler's context; owner */
+	struct g *curg;			/* G running, NULL on g0; owner */
+	struct p *p;			/* attached P; owner */
+	struct p *nextp;		/* P to take on wakeup; waker, then owner */
+	struct p *oldp;			/* P before a syscall; owner */
+	int32_t id;
+	pid_t tid;
+	pthread_t thread;
+	bool spinning;			/* looking for work, counted in
+					 * sched.nmspinning; owner */
+	bool is_m0;			/* the thread that called kgo_run */
+	bool exited;
+	bool lockedidle;		/* in stoplockedm; sched.lock */
+	struct m *schedlink;		/* sched.midle; sched.lock */
+	struct m *alllink;		/* sched.allm; sched.lock */
+	struct note park;		/* sleeps here when idle */
+	struct g *lockedg;		/* G wired by kgo_lock_m */
+
+	/* What to do on g0 after the G switched out (mcall). */
+	void (*mcall_fn)(struct g *gp);
+	bool (*park_unlock)(struct g *gp, void *arg);
+	void *park_arg;
+
+	void *altstack;			/* sigaltstack for overflow reports */
+	_Atomic bool in_runtime;	/* preempt safety: runtime code running */
+	_Atomic int32_t locks;		/* runtime locks held (no preemption) */
+	uint32_t fastrand[2];
+	void *io;			/* per-M io state (io.c) */
+	void *tsan_fiber;
+	void *asan_stack_bottom;
+	size_t asan_stack_size;
+	void *asan_fake;
+};
+
+/*
+ * struct sched - global scheduler state. Fields marked "lock" are
+ * guarded by sched.lock.
+ */
+struct sched {
+	struct kgo_lock lock;
+
+	struct m *midle;		/* idle Ms; lock */
+	int32_t nmidle;			/* lock */
+	int32_t nmidlelocked;		/* Ms idle because their G is locked; lock */
+	int32_t mnext;			/* Ms created, next id; lock */
+	int32_t maxmcount;		/* cap on Ms */
+	int32_t nmsys;			/* Ms not counted for deadlock (sysmon) */
+	int32_t nmexited;		/* lock */
+	struct m *allm;			/* every M; lock */
+
+	struct p *pidle;		/* idle Ps; lock */
+	_Atomic int32_t npidle;		/* written under lock, read anywhere */
+	_Atomic int32_t nmspinning;	/* Ms spinning for work */
+
+	/* Global run queue; lock (runqsize also read without it). */
+	struct g *runqhead, *runqtail;
+	_Atomic int32_t runqsize;
+
+	/* Global free Gs (dead, stack kept); gflock. */
+	struct kgo_lock gflock;
+	struct g *gfree;
+	int32_t ngfree;
+
+	struct kgo_lock allglock;
+	struct g *allgs;		/* every G with a stack; allglock */
+	_Atomic uint64_t ngs;		/* live Gs (not dead) */
+
+	_Atomic uint64_t goidgen;
+	struct p **allp;
+	int32_t gomaxprocs;
+	size_t stack_size;
+
+	/* The idle M that sleeps with a timeout until the next timer (Go's
+	 * blocking netpoll). Guarded by lock; until also read without. */
+	struct m *sleeper;
+	_Atomic int64_t sleeper_until;	/* 0: none */
+
+	_Atomic bool exiting;		/* main G returned */
+	struct g *maing;
+	struct m *m0;
+	struct note m0_exit;		/* the last M out wakes m0 */
+	int32_t nmrunning_shutdown;
+
+	/* Syscalls and io outstanding (for checkdead). */
+	_Atomic int64_t nsyscall;	/* Gs in G_SYSCALL */
+	_Atomic int64_t nio;		/* Gs waiting for an io completion */
+
+	/* Counters for kgo_stats. */
+	_Atomic uint64_t gs_created;
+	_Atomic uint64_t handoffs, handoffs_kernel;
+	_Atomic uint64_t preempt_sync, preempt_async;
+	_Atomic uint64_t io_nowait_hits, io_uring_ops, io_fallback_ops;
+
+	int observe;			/* enum kgo_observe in force */
+	const char *observe_why;
+	int64_t slice_ns;		/* preemption slice */
+	bool running;			/* between kgo_run's start and end */
+};
+
+extern struct sched sched;
+
+/* ------------------------------------------------------------------ */
+/* The current M and G                                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * getm() - the M this code runs on. A G may move to another M at every
+ * call that can park, so re-read it after one. It is noipa so that the
+ * compiler cannot cache the thread-local's address across a switch (the
+ * glibc errno trap that DESIGN.md warns about).
+ */
+struct m *getm(void);
+/* getg() - the running G, or NULL on g0 or outside the runtime. */
+struct g *getg(void);
+
+/* ------------------------------------------------------------------ */
+/* Scheduler (proc.c)                                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * gopark() - park the running G. On g0, unlockf(gp, arg) is called (if
+ * not NULL); if it returns false the G is made runnable again at once.
+ * This is how a G releases the lock of the wait list it put itself on
+ * only after it is safely off its stack: a waker that takes the lock and
+ * calls goready() then finds the G already switched out.
+ */
+void gopark(bool (*unlockf)(struct g *gp, void *arg), void *arg,
+	    enum waitreason reason);
+/* goparkunlock() - gopark() releasing the runtime lock l. */
+void goparkunlock(struct kgo_lock *l, enum waitreason reason);
+/* goready() - make a G parked with gopark() runnable (runnext of the
+ * caller's P when it has one, so it runs soon; the global queue if not). */
+void goready(struct g *gp);
+/* Same, but to the tail of the local run queue (fairness: no runnext). */
+void goready_tail(struct g *gp);
+
+/* Wake an idle M if there is an idle P and nobody spinning (Go's wakep). */
+void wakep(void);
+/* A timer at @when was added: make sure someone will run it in time. */
+void wake_for_timer(int64_t when);
+
+/* Preemption point: yields if the G was asked to. */
+void kgo_checkpreempt(void);
+
+uint32_t fastrand(void);
+uint32_t fastrandn(uint32_t n);
+
+/* checkdead - called with sched.lock held when an M goes idle: reports
+ * a deadlock (every G asleep with nothing to wake it) and exits 2. */
+void checkdead(void);
+/* Dump every G with its state and wait reason to stderr. */
+void dump_goroutines(void);
+
+/* ------------------------------------------------------------------ */
+/* Stacks (stack.c)                                                   */
+/* ------------------------------------------------------------------ */
+
+/* Take a stack slot for a G of @size usable bytes: returns the G that
+ * lives at the slot's top, zeroed but for g->stack. NULL: -ENOMEM. */
+struct g *stack_alloc_g(size_t size);
+/* Give a dead G's slot back to the pool (memory released to the kernel). */
+void stack_free_g(struct g *gp);
+/* Free every slot and chunk: end of kgo_run. */
+void stack_release_all(void);
+int stack_init(void);
+/* "madv_guard" or "mprotect": how guard pages are made. */
+const char *stack_guard_kind(void);
+/* If @addr is in the guard of the running G's stack, report the overflow
+ * and die; called from the SIGSEGV handler. */
+void stack_check_overflow(void *addr);
+size_t stack_round(size_t size);
+
+/* ------------------------------------------------------------------ */
+/* Timers (timer.c)                                                   */
+/* ------------------------------------------------------------------ */
+
+void timers_init(struct timers *ts);
+void timers_destroy(struct timers *ts);
+/* Arm @t to fire at @when on the current P's heap (any P if none). */
+void timer_add(struct timer *t, int64_t when);
+/* Disarm; true if it was armed (so fn will not run). */
+bool timer_del(struct timer *t);
+/* Run pp's timers due by @now; return the next when (INT64_MAX: none). */
+int64_t timers_run(struct p *pp, int64_t now);
+/* Move pp's timers to the heap of another P (pp is being stopped). */
+void timers_move(struct p *from, struct p *to);
+
+/* ------------------------------------------------------------------ */
+/* Semaphores (sema.c): Go's semacquire/semrelease on an address.     */
+/* ------------------------------------------------------------------ */
+
+void semacquire(_Atomic uint32_t *addr, bool lifo, enum waitreason r);
+/* Return: 0, or -ETIMEDOUT when @deadline passed first. */
+int semacquire_until(_Atomic uint32_t *addr, bool lifo, enum waitreason r,
+		     int64_t deadline);
+void semrelease(_Atomic uint32_t *addr, bool handoff);
+
+/* ------------------------------------------------------------------ */
+/* Signals (signal.c)                                                 */
+/* ------------------------------------------------------------------ */
+
+int signals_init(void);
+void signals_fini(void);
+int signals_minit(struct m *mp);
+void signals_mexit(struct m *mp);
+
+/* ------------------------------------------------------------------ */
+/* Context switch wrappers with sanitizer bookkeeping (proc.c)        */
+/* ------------------------------------------------------------------ */
+
+void kgo_switch(struct kgo_ctx *from, struct kgo_ctx *to,
+		struct g *from_g, struct g *to_g);
+
+#endif /* KGO_RUNTIME_H */
