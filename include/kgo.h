@@ -200,11 +200,10 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline);
 /* The fields are private; the structs are public so users can embed
  * them and initialise them statically. */
 struct kgo_mutex {
-	uint32_t state;
-	uint32_t sema;
-	int64_t starve_since;
+	uint32_t state;		/* locked, woken, starving, waiters */
+	uint32_t sema;		/* waiters park on this address */
 };
-#define KGO_MUTEX_INIT	{ 0, 0, 0 }
+#define KGO_MUTEX_INIT	{ 0, 0 }
 void kgo_mutex_lock(struct kgo_mutex *mu);
 void kgo_mutex_unlock(struct kgo_mutex *mu);
 /** kgo_mutex_trylock() - true if the lock was taken. */

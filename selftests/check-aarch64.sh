@@ -15,6 +15,7 @@
 # Exit: 0 all passed, 1 a build or a test failed, 4 skipped (no cross
 # compiler or no qemu-aarch64; "make deps" installs them).
 #
+# Warnings are errors when CI=true or WERROR=1, as in the Makefile.
 # Output goes under $O/aarch64 (default build/aarch64, relative to the
 # top of the tree), never into the source tree. Knobs: CROSS_COMPILE
 # (aarch64-linux-gnu-), QEMU_AARCH64, CFLAGS_EXTRA, LDLIBS_EXTRA (e.g. an
@@ -31,11 +32,17 @@ CC=${CROSS_COMPILE}gcc
 AR=${CROSS_COMPILE}ar
 OUT=${O:-build}/aarch64
 TIMEOUT=${TIMEOUT:-600}
-cflags=(-O2 -g -Wall -Wextra -Werror -static -pthread
+# The Makefile's flags, so that both builds warn alike; -Werror in CI.
+cflags=(-O2 -g -Wall -Wextra -Wno-unused-parameter -std=gnu11 -static
+	-pthread -D_GNU_SOURCE -fno-omit-frame-pointer
 	-Iinclude -Iarch -Iuser/runtime -Iselftests)
+case ${CI:-}${WERROR:-} in
+*true*|*1*)	cflags+=(-Werror) ;;
+esac
 read -ra extra <<<"${CFLAGS_EXTRA:-}"
 cflags+=("${extra[@]}")
 read -ra ldlibs <<<"${LDLIBS_EXTRA:-}"
+ldlibs+=(-lm)
 
 skip()
 {

@@ -30,7 +30,9 @@
  * arch/<arch>/ctx.c and arch/<arch>/switch.S (or arch/ucontext/ctx.c and
  * -DKGO_CTX_UCONTEXT).
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <signal.h>
 #include <stdalign.h>
 #include <stdarg.h>

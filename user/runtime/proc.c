@@ -86,6 +86,7 @@
 #include <errno.h>
 #include <dlfcn.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -666,7 +667,7 @@ static void startm(struct p *pp, bool spinning)
  * waits for its locked G): give pp to another M if there is anything
  * for it to do, else park it (Go's handoffp).
  */
-static void handoffp(struct p *pp)
+void handoffp(struct p *pp)
 {
 	int32_t zero = 0;
 
@@ -1287,7 +1288,7 @@ static void gfree_g(struct g *gp)
 /* How many dead Gs the global list keeps before giving memory back. */
 static int32_t gfree_global_max(void)
 {
-	return 1024 * sched.gomaxprocs;
+	return getenv("KGO_GFREE_MAX") ? atoi(getenv("KGO_GFREE_MAX")) : 1024 * sched.gomaxprocs;
 }
 
 /* gfput() - keep a dead G for reuse (Go's gfput). */
@@ -1564,6 +1565,169 @@ void kgo_unlock_m(void)
 const char *kgo_ctx_impl(void)
 {
 	return KGO_CTX_IMPL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Syscalls: Go's entersyscall / exitsyscall                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Syscall protocol
+ * ----------------
+ * A G about to make a call that may block its thread calls
+ * kgo_syscall_begin(): the G goes G_SYSCALL, the M keeps a pointer to
+ * its P in m->oldp but no longer owns it, and the P goes P_SYSCALL.
+ * Nobody else may use the P while it is P_SYSCALL, but anyone may take
+ * it by a CAS P_SYSCALL -> P_IDLE (retake, in sysmon.c: when the M is
+ * observed blocked) and hand it off. On return, kgo_syscall_end()
+ * tries the same CAS on its old P: if it wins, the P was not taken and
+ * the G goes on at once (two atomics in all). If it loses, the M tries
+ * any idle P, and failing that queues the G globally and parks itself.
+ */
+static void entersyscall(bool blocking)
+{
+	struct m *mp = getm();
+	struct g *gp = mp ? mp->curg : NULL;
+	struct p *pp;
+
+	if (!gp || !mp->p)
+		return;
+	pp = mp->p;
+	casgstatus(gp, G_RUNNING, G_SYSCALL);
+	pp->syscallwhen = 0;
+	atomic_store_explicit(&pp->syscalltick,
+		atomic_load_explicit(&pp->syscalltick, memory_order_relaxed) + 1,
+		memory_order_relaxed);
+	mp->oldp = pp;
+	mp->p = NULL;
+	pp->m = NULL;
+	if (blocking) {
+		/* Go's entersyscallblock: hand the P off now. */
+		atomic_store_explicit(&pp->status, P_IDLE, memory_order_relaxed);
+		atomic_fetch_add_explicit(&sched.handoffs, 1,
+					  memory_order_relaxed);
+		handoffp(pp);
+		return;
+	}
+	/* Release: the P's state is published before it can be taken;
+	 * pairs with the acquire CAS in retake and exitsyscall. */
+	atomic_store_explicit(&pp->status, P_SYSCALL, memory_order_release);
+	syscall_entered(pp);
+}
+
+void kgo_syscall_begin(void)
+{
+	entersyscall(false);
+}
+
+void kgo_syscall_begin_blocking(void)
+{
+	entersyscall(true);
+}
+
+/* On g0: the G came back from its syscall without a P to run on. */
+static void exitsyscall0(struct g *gp)
+{
+	struct m *mp = getm();
+	struct p *pp;
+
+	casgstatus(gp, G_SYSCALL, G_RUNNABLE);
+	lock(&sched.lock);
+	pp = pidleget();
+	if (!pp)
+		globrunqputbatch_locked(gp, gp, 1);
+	unlock(&sched.lock);
+	if (pp) {
+		acquirep(mp, pp);
+		mp->curg = gp;		/* run it again at once */
+		return;
+	}
+	if (mp->lockedg) {
+		/* schedule() will stop until the G comes back to us. */
+		return;
+	}
+	stopm(mp, -1);
+	/* With a P from startm, schedule() finds work; at shutdown, none. */
+}
+
+void kgo_syscall_end(void)
+{
+	struct m *mp = getm();
+	struct g *gp = mp ? mp->curg : NULL;
+	struct p *oldp;
+	uint32_t st = P_SYSCALL;
+
+	if (!gp || atomic_load_explicit(&gp->status, memory_order_relaxed) !=
+	    G_SYSCALL)
+		return;
+	oldp = mp->oldp;
+	mp->oldp = NULL;
+	/* Fast path: our P was not taken. Acquire pairs with the release
+	 * store in entersyscall (and retake's CAS). */
+	if (oldp && atomic_compare_exchange_strong_explicit(&oldp->status,
+			&st, P_RUNNING, memory_order_acquire,
+			memory_order_relaxed)) {
+		mp->p = oldp;
+		oldp->m = mp;
+		atomic_store_explicit(&gp->status, G_RUNNING,
+				      memory_order_relaxed);
+		if (unlikely(atomic_load_explicit(&gp->preempt,
+						  memory_order_relaxed)))
+			kgo_checkpreempt();
+		return;
+	}
+	/* Any idle P will do. */
+	if (atomic_load_explicit(&sched.npidle, memory_order_relaxed)) {
+		struct p *pp;
+
+		lock(&sched.lock);
+		pp = pidleget();
+		unlock(&sched.lock);
+		if (pp) {
+			acquirep(mp, pp);
+			atomic_store_explicit(&gp->status, G_RUNNING,
+					      memory_order_relaxed);
+			return;
+		}
+	}
+	mcall(exitsyscall0, 0);
+}
+
+/*
+ * retake_syscall() - take pp from an M that is in a syscall, if it is
+ * still P_SYSCALL, and hand it off. Return: true if taken.
+ */
+bool retake_syscall(struct p *pp, bool kernel_observed)
+{
+	uint32_t st = P_SYSCALL;
+
+	if (!atomic_compare_exchange_strong_explicit(&pp->status, &st, P_IDLE,
+			memory_order_acquire, memory_order_relaxed))
+		return false;
+	atomic_fetch_add_explicit(&sched.handoffs, 1, memory_order_relaxed);
+	if (kernel_observed)
+		atomic_fetch_add_explicit(&sched.handoffs_kernel, 1,
+					  memory_order_relaxed);
+	handoffp(pp);
+	return true;
+}
+
+long kgo_syscall(long nr, ...)
+{
+	va_list ap;
+	long a[6], r;
+	int i;
+
+	va_start(ap, nr);
+	for (i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	kgo_syscall_begin();
+	r = syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	if (r == -1)
+		r = -errno;	/* read errno before anything can park */
+	kgo_syscall_end();
+	return r;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1877,11 +2041,19 @@ int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
 		sched_reset();
 		return err;
 	}
+	err = sysmon_start();
+	if (err) {
+		signals_fini();
+		sched_free();
+		sched_reset();
+		return err;
+	}
 	minit(m0);
 	acquirep(m0, sched.allp[0]);
 
 	gp = newproc(m0->p, main_fn, arg, sched.stack_size);
 	if (!gp) {
+		sysmon_stop();
 		signals_mexit(m0);
 		signals_fini();
 		kgo_tls_m = NULL;
@@ -1912,6 +2084,7 @@ int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
 		last_switches += atomic_load(&sched.allp[i]->nswitch);
 		last_created += sched.allp[i]->gs_created;
 	}
+	sysmon_stop();
 	sched.running = false;
 	kgo_tls_m = NULL;
 	signals_fini();

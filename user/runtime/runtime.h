@@ -396,6 +396,20 @@ void wakep(void);
 /* A timer at @when was added: make sure someone will run it in time. */
 void wake_for_timer(int64_t when);
 
+/* Take a P that is in P_SYSCALL from its M and hand it off (sysmon's
+ * retake). Return: true if this call took it. */
+bool retake_syscall(struct p *pp, bool kernel_observed);
+/* Hand pp (not owned by anyone) to an M if there is work for it, else
+ * put it on the idle list (Go's handoffp). */
+void handoffp(struct p *pp);
+/* Called by entersyscall after the P went P_SYSCALL (sysmon.c): wakes
+ * sysmon from its deep sleep so that it can retake the P. */
+void syscall_entered(struct p *pp);
+
+/* The monitor thread (sysmon.c). */
+int sysmon_start(void);
+void sysmon_stop(void);
+
 /* Preemption point: yields if the G was asked to. */
 void kgo_checkpreempt(void);
 

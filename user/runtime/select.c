@@ -81,18 +81,22 @@ static void sort_lockorder(const struct kgo_case *cases, uint32_t *lo, int n)
 	}
 }
 
-static void sellock(const struct kgo_case *cases, const uint32_t *lo, int n)
+/* Lock each distinct channel once. Return: how many were locked. */
+static int sellock(const struct kgo_case *cases, const uint32_t *lo, int n)
 {
 	struct kgo_chan *prev = NULL;
-	int i;
+	int i, nlocked = 0;
 
 	for (i = 0; i < n; i++) {
 		struct kgo_chan *c = cases[lo[i]].ch;
 
-		if (c != prev)
+		if (c != prev) {
 			lock(&c->lock);
+			nlocked++;
+		}
 		prev = c;
 	}
+	return nlocked;
 }
 
 static void selunlock(const struct kgo_case *cases, const uint32_t *lo, int n)
@@ -109,9 +113,18 @@ static void selunlock(const struct kgo_case *cases, const uint32_t *lo, int n)
 	}
 }
 
+/*
+ * @extra_locks: gopark() lets a G carry one runtime lock to g0 (the one
+ * its unlockf drops; mcall() throws on more), but a select carries one
+ * per channel. So the G counts only one of them in kgo_tls_locks while
+ * it switches (at least one stays counted: no preemption signal may
+ * switch it out holding locks), and selparkcommit, on g0 of the same
+ * thread, counts the others again before unlocking them all.
+ */
 struct selpark {
 	struct dltimer *dt;
 	int64_t deadline;
+	int extra_locks;
 };
 
 /*
@@ -128,6 +141,7 @@ static bool selparkcommit(struct g *gp, void *arg)
 	struct kgo_chan *lastc = NULL;
 	struct sudog *sg;
 
+	kgo_tls_locks += sp->extra_locks;
 	if (sp->dt)
 		dltimer_arm(sp->dt, gp, sp->deadline);
 	for (sg = gp->waiting; sg; sg = sg->waitlink) {
@@ -216,7 +230,7 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline)
 	struct dltimer dt;
 	struct g *gp;
 	bool timedout;
-	int i, n, ret;
+	int i, n, ret, nlocked;
 
 	if (ncases < 0 || (ncases > 0 && !cases))
 		return -EINVAL;
@@ -253,7 +267,7 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline)
 	sort_lockorder(cases, lo, n);
 
 	/* Step 2. */
-	sellock(cases, lo, n);
+	nlocked = sellock(cases, lo, n);
 	ret = select_poll(cases, poll, lo, n);
 	if (ret >= 0)
 		goto out;
@@ -291,6 +305,8 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline)
 	}
 	*nextp = NULL;
 	sp.dt = deadline > 0 ? &dt : NULL;
+	sp.extra_locks = nlocked - 1;
+	kgo_tls_locks -= sp.extra_locks;
 	gopark(selparkcommit, &sp, WAIT_SELECT);
 
 	/* Step 4. */
