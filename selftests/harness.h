@@ -978,9 +978,9 @@ static void __th_usage(const char *argv0, FILE *f)
  */
 static int __attribute__((unused)) test_harness_run(int argc, char **argv)
 {
-	int ncases, nsel = 0, nfilters = 0, i, opt, num = 0;
-	int pass = 0, fail = 0, skip = 0;
-	struct __th_case *cases;
+	int ncases = 0, nsel = 0, nfilters = 0, i, opt, num = 0;
+	int pass = 0, fail = 0, skip = 0, ret = KSFT_FAIL;
+	struct __th_case *cases = NULL;
 	struct __th_result *res;
 	bool list = false;
 	char **filters;
@@ -999,21 +999,22 @@ static int __attribute__((unused)) test_harness_run(int argc, char **argv)
 			break;
 		case 'h':
 			__th_usage(argv[0], stdout);
-			return KSFT_PASS;
+			ret = KSFT_PASS;
+			goto out_free_filters;
 		default:
 			__th_usage(argv[0], stderr);
-			return KSFT_FAIL;
+			goto out_free_filters;
 		}
 	}
 	if (optind < argc) {
 		__th_usage(argv[0], stderr);
-		return KSFT_FAIL;
+		goto out_free_filters;
 	}
 
 	ncases = __th_cases(&cases);
 	if (ncases < 0) {
 		fprintf(stderr, "%s: out of memory\n", argv[0]);
-		return KSFT_FAIL;
+		goto out_free_filters;
 	}
 	for (i = 0; i < ncases; i++)
 		nsel += __th_selected(&cases[i], filters, nfilters);
@@ -1021,21 +1022,22 @@ static int __attribute__((unused)) test_harness_run(int argc, char **argv)
 		for (i = 0; i < ncases; i++)
 			if (__th_selected(&cases[i], filters, nfilters))
 				printf("%s\n", cases[i].name);
-		return KSFT_PASS;
+		ret = KSFT_PASS;
+		goto out_free_cases;
 	}
 	if (nfilters && !nsel) {
 		fprintf(stderr, "%s: no test matches -t", argv[0]);
 		for (i = 0; i < nfilters; i++)
 			fprintf(stderr, " %s", filters[i]);
 		fprintf(stderr, " (-l lists them)\n");
-		return KSFT_FAIL;
+		goto out_free_cases;
 	}
 
 	res = mmap(NULL, sizeof(*res), PROT_READ | PROT_WRITE,
 		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (res == MAP_FAILED) {
 		fprintf(stderr, "%s: mmap: %s\n", argv[0], strerror(errno));
-		return KSFT_FAIL;
+		goto out_free_cases;
 	}
 	scale = __th_scale();
 	signal(SIGINT, __th_on_signal);
@@ -1057,13 +1059,17 @@ static int __attribute__((unused)) test_harness_run(int argc, char **argv)
 	}
 	printf("# Totals: pass:%d fail:%d skip:%d\n", pass, fail, skip);
 	munmap(res, sizeof(*res));
-	free(cases);
-	free(filters);
 	if (fail)
-		return KSFT_FAIL;
-	if (nsel && skip == nsel)
-		return KSFT_SKIP;
-	return KSFT_PASS;
+		ret = KSFT_FAIL;
+	else if (nsel && skip == nsel)
+		ret = KSFT_SKIP;
+	else
+		ret = KSFT_PASS;
+out_free_cases:
+	free(cases);
+out_free_filters:
+	free(filters);
+	return ret;
 }
 
 #define TEST_HARNESS_MAIN						\

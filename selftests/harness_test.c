@@ -129,8 +129,22 @@ TEST_F(bare, zeroed)
 /*
  * VICTIM(name, timeout, signo): as TEST_TIMEOUT/TEST_SIGNAL, registered
  * only when the variable is set. Uses the harness's registration directly,
- * which only this file should do.
+ * which only this file should do. Every victim is also kept in victims[],
+ * for run_self()'s fallback below.
  */
+static struct __th_test *victims[32];
+static int nvictims;
+
+static void victim_add(struct __th_test *t)
+{
+	const char *v = getenv("KGO_HARNESS_VICTIMS");
+
+	if (nvictims < (int)(sizeof(victims) / sizeof(victims[0])))
+		victims[nvictims++] = t;
+	if (v && !strcmp(v, "1"))
+		__th_register_test(t);
+}
+
 #define VICTIM(test_name, timeout_s, signo)				\
 	static void test_name(struct __test_metadata *, void *,	\
 			      const void *);				\
@@ -145,10 +159,7 @@ TEST_F(bare, zeroed)
 	static void __attribute__((constructor))			\
 	__victim_reg_##test_name(void)					\
 	{								\
-		const char *v = getenv("KGO_HARNESS_VICTIMS");		\
-									\
-		if (v && !strcmp(v, "1"))				\
-			__th_register_test(&__victim_##test_name);	\
+		victim_add(&__victim_##test_name);			\
 	}								\
 	static void test_name(struct __test_metadata *_metadata __th_unused, \
 			      void *self __th_unused,			\
@@ -272,10 +283,7 @@ VICTIM(victim_thread_assert, 30, 0)
 	static void __attribute__((constructor))			\
 	__victim_reg_##test_name(void)					\
 	{								\
-		const char *v = getenv("KGO_HARNESS_VICTIMS");		\
-									\
-		if (v && !strcmp(v, "1"))				\
-			__th_register_test(&__victim_##test_name);	\
+		victim_add(&__victim_##test_name);			\
 	}								\
 	static void __victim_f_##test_name(				\
 		struct __test_metadata *_metadata __th_unused,		\
@@ -305,6 +313,17 @@ struct run {
 	double secs;
 	char out[16384];	/* stdout and stderr */
 };
+
+static void __attribute__((noreturn)) run_in_process(int argc,
+						      const char **argv)
+{
+	int i;
+
+	for (i = 0; i < nvictims; i++)
+		__th_register_test(victims[i]);
+	optind = 1;
+	_exit(test_harness_run(argc, (char **)argv));
+}
 
 /*
  * run_self() - run this binary with the victims and the given arguments
@@ -336,8 +355,15 @@ static void run_self(struct run *r, const char *scale, ...)
 		dup2(pfd[1], STDERR_FILENO);
 		setenv("KGO_HARNESS_VICTIMS", "1", 1);
 		setenv("KGO_TEST_TIMEOUT_SCALE", scale, 1);
+		/* Under ASan, let victim_crash die of its SIGSEGV. */
+		setenv("ASAN_OPTIONS", "handle_segv=0", 1);
 		execv(argv[0], (char *const *)argv);
-		_exit(127);
+		/*
+		 * No exec of ourselves (qemu-user without binfmt_misc): run
+		 * the harness in this forked copy instead, as the exec'd
+		 * binary would, with the victims registered.
+		 */
+		run_in_process(n, argv);
 	}
 	close(pfd[1]);
 	for (;;) {

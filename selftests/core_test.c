@@ -1,0 +1,560 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: the core scheduler — Gs spawn and finish by the million,
+ * runnext and FIFO order, work stealing, global-queue fairness, kgo_run
+ * again after it returns, kgo_lock_m, the stack guard's message, and
+ * -EINVAL/-EPERM/-EBUSY for bad calls.
+ *
+ * Each test runs kgo_run() in its own process (the harness forks), so a
+ * broken scheduler shows up as a failed assertion, a crash or a timeout.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "kgo.h"
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+#endif
+
+static struct kgo_config cfg_p(int procs)
+{
+	struct kgo_config c = { .maxprocs = procs };
+
+	return c;
+}
+
+/* ------------------------------------------------------------------ */
+
+static _Atomic long done;
+
+static void count_fn(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&done, 1);
+}
+
+static void spawn_many_main(void *arg)
+{
+	long n = (long)arg, i;
+
+	for (i = 0; i < n; i++)
+		if (kgo_go(count_fn, NULL))
+			abort();
+	while (atomic_load(&done) < n)
+		kgo_yield();
+}
+
+TEST_TIMEOUT(million_gs_spawn_and_finish, 120)
+{
+	struct kgo_config c = cfg_p(2);
+	long n = SANITIZED ? 100000 : 1000000;
+	struct kgo_stats st;
+
+	atomic_store(&done, 0);
+	ASSERT_EQ(0, kgo_run(spawn_many_main, (void *)n, &c));
+	ASSERT_EQ(n, atomic_load(&done));
+	ASSERT_LT(0, kgo_stats_get(&st, sizeof(st)));
+	EXPECT_EQ((uint64_t)n + 1, st.gs_created);
+}
+
+/* A million Gs alive at once, all parked, within vm.max_map_count. */
+static struct kgo_wg gate = KGO_WG_INIT;
+static struct kgo_wg parked_wg = KGO_WG_INIT;
+static long nmaps;
+
+static void parked_fn(void *arg)
+{
+	(void)arg;
+	kgo_wg_done(&parked_wg);
+	kgo_wg_wait(&gate);
+	atomic_fetch_add(&done, 1);
+}
+
+static long count_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	long n = 0;
+	int ch;
+
+	if (!f)
+		return -1;
+	while ((ch = fgetc(f)) != EOF)
+		n += ch == '\n';
+	fclose(f);
+	return n;
+}
+
+static void million_parked_main(void *arg)
+{
+	long n = (long)arg, i;
+
+	kgo_wg_add(&gate, 1);
+	kgo_wg_add(&parked_wg, (int)n);
+	for (i = 0; i < n; i++)
+		if (kgo_go(parked_fn, NULL))
+			abort();
+	kgo_wg_wait(&parked_wg);	/* all n are alive and parked */
+	nmaps = count_maps();
+	kgo_wg_done(&gate);
+	while (atomic_load(&done) < n)
+		kgo_sleep(1000000);
+}
+
+TEST_TIMEOUT(million_gs_alive_fit_map_count, 180)
+{
+	struct kgo_config c = cfg_p(2);
+	long n = SANITIZED ? 100000 : 1000000;
+
+	atomic_store(&done, 0);
+	ASSERT_EQ(0, kgo_run(million_parked_main, (void *)n, &c));
+	ASSERT_EQ(n, atomic_load(&done));
+	TH_LOG("%ld Gs alive used %ld mappings", n, nmaps);
+	/* The default vm.max_map_count is 65530. */
+	EXPECT_LT(nmaps, 65530);
+}
+
+/* ------------------------------------------------------------------ */
+/* Order on one P: runnext first, then FIFO                           */
+/* ------------------------------------------------------------------ */
+
+static int order[16];
+static _Atomic int norder;
+
+static void record_fn(void *arg)
+{
+	order[atomic_fetch_add(&norder, 1)] = (int)(long)arg;
+}
+
+static void order_main(void *arg)
+{
+	long i;
+
+	(void)arg;
+	for (i = 1; i <= 5; i++)
+		kgo_go(record_fn, (void *)i);
+	kgo_yield();
+}
+
+TEST(runnext_then_fifo_on_one_p)
+{
+	struct kgo_config c = cfg_p(1);
+
+	atomic_store(&norder, 0);
+	ASSERT_EQ(0, kgo_run(order_main, NULL, &c));
+	ASSERT_EQ(5, atomic_load(&norder));
+	/* The last G made sits in runnext and runs first; the others
+	 * follow in the order they were made. */
+	EXPECT_EQ(5, order[0]);
+	EXPECT_EQ(1, order[1]);
+	EXPECT_EQ(2, order[2]);
+	EXPECT_EQ(3, order[3]);
+	EXPECT_EQ(4, order[4]);
+}
+
+/* ------------------------------------------------------------------ */
+/* Stealing: both Ps run Gs made on one                               */
+/* ------------------------------------------------------------------ */
+
+static uint64_t ran_on[2];
+static uint64_t steals;
+
+static void busy_fn(void *arg)
+{
+	volatile unsigned long x = 0;
+	long i;
+
+	(void)arg;
+	for (i = 0; i < 200000; i++)
+		x += i;
+	atomic_fetch_add(&done, 1);
+}
+
+static void steal_main(void *arg)
+{
+	long n = (long)arg, i;
+	uint64_t before[2];
+	struct kgo_stats st;
+
+	kgo_p_stat(0, &before[0]);
+	kgo_p_stat(1, &before[1]);
+	for (i = 0; i < n; i++)
+		kgo_go(busy_fn, NULL);
+	while (atomic_load(&done) < n)
+		kgo_yield();
+	kgo_p_stat(0, &ran_on[0]);
+	kgo_p_stat(1, &ran_on[1]);
+	ran_on[0] -= before[0];
+	ran_on[1] -= before[1];
+	kgo_stats_get(&st, sizeof(st));
+	steals = st.steals;
+}
+
+TEST(stealing_runs_gs_on_both_ps)
+{
+	struct kgo_config c = cfg_p(2);
+	long n = 400;
+
+	atomic_store(&done, 0);
+	ASSERT_EQ(0, kgo_run(steal_main, (void *)n, &c));
+	TH_LOG("P0 ran %llu, P1 ran %llu, steals %llu",
+	       (unsigned long long)ran_on[0], (unsigned long long)ran_on[1],
+	       (unsigned long long)steals);
+	/* All were made on P0; P1 only gets them by stealing. */
+	EXPECT_LT(0, steals);
+	EXPECT_LT(n / 10, (long)ran_on[1]);
+	EXPECT_LT(n / 10, (long)ran_on[0]);
+}
+
+/* ------------------------------------------------------------------ */
+/* Fairness: a G yielding in a loop cannot starve queued Gs           */
+/* ------------------------------------------------------------------ */
+
+static _Atomic long yields;
+static _Atomic bool stop_yielding;
+
+static void yielder_fn(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop_yielding)) {
+		atomic_fetch_add(&yields, 1);
+		kgo_yield();
+	}
+}
+
+static void fairness_main(void *arg)
+{
+	long n = (long)arg, i;
+
+	kgo_go(yielder_fn, NULL);
+	kgo_go(yielder_fn, NULL);
+	kgo_yield();		/* the yielders are running now */
+	/* More than a local queue holds: most go to the global queue. */
+	for (i = 0; i < n; i++)
+		kgo_go(count_fn, NULL);
+	while (atomic_load(&done) < n)
+		kgo_yield();
+	atomic_store(&stop_yielding, true);
+}
+
+TEST(yielding_g_cannot_starve_global_queue)
+{
+	struct kgo_config c = cfg_p(1);
+	long n = 5000;
+
+	atomic_store(&done, 0);
+	atomic_store(&yields, 0);
+	ASSERT_EQ(0, kgo_run(fairness_main, (void *)n, &c));
+	ASSERT_EQ(n, atomic_load(&done));
+	TH_LOG("%ld queued Gs ran while 2 Gs yielded %ld times", n,
+	       atomic_load(&yields));
+	/* Fair: a yielder goes behind the queued Gs, so each yields about
+	 * once per batch taken from the global queue, not 61 times per G. */
+	EXPECT_LT(atomic_load(&yields), 4 * n);
+}
+
+/* ------------------------------------------------------------------ */
+/* kgo_run twice, and the state between                                */
+/* ------------------------------------------------------------------ */
+
+static int seen_procs;
+static uint64_t seen_self;
+
+static void procs_main(void *arg)
+{
+	(void)arg;
+	seen_procs = kgo_maxprocs();
+	seen_self = kgo_self();
+	kgo_go(count_fn, NULL);
+	kgo_go(count_fn, NULL);
+	while (atomic_load(&done) < 2)
+		kgo_yield();
+}
+
+TEST(kgo_run_twice_in_one_process)
+{
+	struct kgo_config c1 = cfg_p(1), c2 = cfg_p(2);
+
+	atomic_store(&done, 0);
+	ASSERT_EQ(0, kgo_run(procs_main, NULL, &c1));
+	EXPECT_EQ(1, seen_procs);
+	EXPECT_LT(0, (long)seen_self);
+	EXPECT_EQ(0, kgo_maxprocs());
+	EXPECT_EQ(0, (long)kgo_self());
+
+	atomic_store(&done, 0);
+	ASSERT_EQ(0, kgo_run(procs_main, NULL, &c2));
+	EXPECT_EQ(2, seen_procs);
+	EXPECT_EQ(2, atomic_load(&done));
+	EXPECT_EQ(0, kgo_maxprocs());
+}
+
+/* ------------------------------------------------------------------ */
+/* kgo_lock_m keeps a G on its M, and no other G on it                */
+/* ------------------------------------------------------------------ */
+
+static _Atomic pid_t locked_tid;
+static _Atomic bool locked_moved, other_on_locked;
+static _Atomic bool locked_done;
+
+static pid_t gettid_(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+static void locked_fn(void *arg)
+{
+	int i;
+
+	(void)arg;
+	kgo_lock_m();
+	atomic_store(&locked_tid, gettid_());
+	for (i = 0; i < 2000; i++) {
+		if (i % 2)
+			kgo_yield();
+		else
+			kgo_sleep(10000);
+		if (gettid_() != atomic_load(&locked_tid))
+			atomic_store(&locked_moved, true);
+	}
+	atomic_store(&locked_done, true);
+	kgo_unlock_m();
+}
+
+static void other_fn(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&locked_done)) {
+		if (gettid_() == atomic_load(&locked_tid))
+			atomic_store(&other_on_locked, true);
+		kgo_yield();
+	}
+}
+
+static void lockm_main(void *arg)
+{
+	int i;
+
+	(void)arg;
+	kgo_go(locked_fn, NULL);
+	for (i = 0; i < 4; i++)
+		kgo_go(other_fn, NULL);
+	while (!atomic_load(&locked_done))
+		kgo_sleep(1000000);
+}
+
+TEST(lock_m_keeps_g_on_its_m)
+{
+	struct kgo_config c = cfg_p(2);
+
+	ASSERT_EQ(0, kgo_run(lockm_main, NULL, &c));
+	EXPECT_TRUE(atomic_load(&locked_done));
+	EXPECT_FALSE(atomic_load(&locked_moved));
+	EXPECT_FALSE(atomic_load(&other_on_locked));
+}
+
+/* ------------------------------------------------------------------ */
+/* Stack overflow: a clear message naming the G, then death by SIGSEGV */
+/* ------------------------------------------------------------------ */
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winfinite-recursion"
+static int recurse(int n)
+{
+	volatile char buf[512];
+
+	buf[0] = (char)n;
+	return recurse(n + 1) + buf[0];
+}
+#pragma GCC diagnostic pop
+
+static void overflow_fn(void *arg)
+{
+	(void)arg;
+	recurse(0);
+}
+
+static void overflow_main(void *arg)
+{
+	(void)arg;
+	kgo_go_sized(overflow_fn, NULL, 16 * 1024);
+	for (;;)
+		kgo_sleep(1000000);
+}
+
+TEST(stack_overflow_names_the_g)
+{
+	struct kgo_config c = cfg_p(1);
+	char out[4096] = "";
+	int fds[2], status;
+	ssize_t n, got = 0;
+	pid_t pid;
+
+	if (SANITIZED) {
+		SKIP(return, "the sanitizers catch the overflow first");
+	}
+	ASSERT_EQ(0, pipe(fds));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct rlimit rl = { 0, 0 };
+
+		setrlimit(RLIMIT_CORE, &rl);
+		dup2(fds[1], 2);
+		kgo_run(overflow_main, NULL, &c);
+		_exit(0);
+	}
+	close(fds[1]);
+	while ((n = read(fds[0], out + got, sizeof(out) - 1 - got)) > 0)
+		got += n;
+	close(fds[0]);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	TH_LOG("child said: %s", out);
+	ASSERT_TRUE(WIFSIGNALED(status));
+	EXPECT_EQ(SIGSEGV, WTERMSIG(status));
+	EXPECT_NONNULL(strstr(out, "kgo: goroutine 2 overflowed its 16 KiB stack"));
+}
+
+/* ------------------------------------------------------------------ */
+/* Bad arguments                                                      */
+/* ------------------------------------------------------------------ */
+
+static int r_null, r_small, r_huge, r_nested, r_ok;
+
+static void nop_fn(void *arg)
+{
+	(void)arg;
+}
+
+static void badargs_main(void *arg)
+{
+	(void)arg;
+	r_null = kgo_go(NULL, NULL);
+	r_small = kgo_go_sized(nop_fn, NULL, 100);
+	r_huge = kgo_go_sized(nop_fn, NULL, (size_t)1 << 40);
+	r_nested = kgo_run(nop_fn, NULL, NULL);
+	r_ok = kgo_go_sized(nop_fn, NULL, 1 << 20);
+}
+
+TEST(bad_arguments_are_rejected)
+{
+	struct kgo_config c = cfg_p(1);
+
+	EXPECT_EQ(-EINVAL, kgo_run(NULL, NULL, NULL));
+	c.reserved[0] = 1;
+	EXPECT_EQ(-EINVAL, kgo_run(nop_fn, NULL, &c));
+	c = cfg_p(-1);
+	EXPECT_EQ(-EINVAL, kgo_run(nop_fn, NULL, &c));
+	c = cfg_p(1);
+	c.stack_size = 100;
+	EXPECT_EQ(-EINVAL, kgo_run(nop_fn, NULL, &c));
+	EXPECT_EQ(-EPERM, kgo_go(nop_fn, NULL));
+
+	c = cfg_p(1);
+	ASSERT_EQ(0, kgo_run(badargs_main, NULL, &c));
+	EXPECT_EQ(-EINVAL, r_null);
+	EXPECT_EQ(-EINVAL, r_small);
+	EXPECT_EQ(-EINVAL, r_huge);
+	EXPECT_EQ(-EBUSY, r_nested);
+	EXPECT_EQ(0, r_ok);
+}
+
+/* ------------------------------------------------------------------ */
+/* kgo_exit and kgo_self                                              */
+/* ------------------------------------------------------------------ */
+
+static _Atomic bool after_exit;
+static uint64_t ids[100];
+
+static void exit_fn(void *arg)
+{
+	ids[(long)arg] = kgo_self();
+	atomic_fetch_add(&done, 1);
+	kgo_exit();
+	atomic_store(&after_exit, true);
+}
+
+static void exit_main(void *arg)
+{
+	long i;
+
+	(void)arg;
+	for (i = 0; i < 100; i++)
+		kgo_go(exit_fn, (void *)i);
+	while (atomic_load(&done) < 100)
+		kgo_yield();
+	kgo_exit();		/* main may end with kgo_exit too */
+	atomic_store(&after_exit, true);
+}
+
+TEST(kgo_exit_ends_the_g_and_ids_are_unique)
+{
+	struct kgo_config c = cfg_p(2);
+	int i, j;
+
+	atomic_store(&done, 0);
+	ASSERT_EQ(0, kgo_run(exit_main, NULL, &c));
+	EXPECT_FALSE(atomic_load(&after_exit));
+	for (i = 0; i < 100; i++) {
+		EXPECT_LT(1, (long)ids[i]);
+		for (j = 0; j < i; j++)
+			EXPECT_NE(ids[i], ids[j]);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* An idle runtime uses no CPU                                        */
+/* ------------------------------------------------------------------ */
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+	       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static double idle_cpu;
+
+static void idle_main(void *arg)
+{
+	double t0;
+
+	(void)arg;
+	t0 = cpu_seconds();
+	kgo_sleep(500000000);		/* everything idle for 0.5 s */
+	idle_cpu = cpu_seconds() - t0;
+}
+
+TEST(idle_runtime_sleeps_in_the_kernel)
+{
+	struct kgo_config c = cfg_p(2);
+
+	ASSERT_EQ(0, kgo_run(idle_main, NULL, &c));
+	TH_LOG("CPU used while idle for 0.5 s: %.4f s", idle_cpu);
+	/* A 20 us polling loop would burn ~0.25 s here; allow for noise. */
+	EXPECT_LT(idle_cpu, 0.05);
+}
+
+TEST(ctx_impl_is_reported)
+{
+	const char *impl = kgo_ctx_impl();
+
+	ASSERT_NONNULL(impl);
+	EXPECT_TRUE(!strcmp(impl, "x86_64") || !strcmp(impl, "aarch64") ||
+		    !strcmp(impl, "ucontext"));
+}
+
+TEST_HARNESS_MAIN
