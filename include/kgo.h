@@ -299,7 +299,7 @@ int kgo_stats_get(struct kgo_stats *st, size_t size);
 /**
  * kgo_p_stat() - per-P counters, for tests and schedtrace.
  * @p:	 index of the P (0 .. kgo_maxprocs() - 1).
- * @ran: out: Gs this P has run so far (schedtick).
+ * @ran: out: Gs that have finished on this P so far.
  * Return: 0, -EINVAL (no such P), -EPERM (no runtime).
  */
 int kgo_p_stat(int p, uint64_t *ran);

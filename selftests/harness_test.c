@@ -355,8 +355,9 @@ static void run_self(struct run *r, const char *scale, ...)
 		dup2(pfd[1], STDERR_FILENO);
 		setenv("KGO_HARNESS_VICTIMS", "1", 1);
 		setenv("KGO_TEST_TIMEOUT_SCALE", scale, 1);
-		/* Under ASan, let victim_crash die of its SIGSEGV. */
+		/* Under a sanitizer, let victim_crash die of its SIGSEGV. */
 		setenv("ASAN_OPTIONS", "handle_segv=0", 1);
+		setenv("TSAN_OPTIONS", "handle_segv=0", 1);
 		execv(argv[0], (char *const *)argv);
 		/*
 		 * No exec of ourselves (qemu-user without binfmt_misc): run

@@ -197,6 +197,39 @@ static void stack_bounds(struct m *mp, struct g *gp, const void **bottom,
 }
 #endif
 
+static void runqput(struct p *pp, struct g *gp, bool next);
+static void casgstatus(struct g *gp, uint32_t from, uint32_t to);
+
+/*
+ * finish_switch() - run on the resumed side of every switch: what the G
+ * that switched straight to us (direct_switch) left to do once it is
+ * off its stack: queue it again (yield) or release its wait list's lock
+ * (park). Until then nobody else can see that G.
+ */
+static inline void finish_switch(void)
+{
+	struct m *mp = getm();
+	struct g *prev = mp->after_g;
+	bool (*unlockf)(struct g *, void *);
+
+	if (likely(!prev))
+		return;
+	mp->after_g = NULL;
+	if (!mp->after_park) {
+		atomic_store_explicit(&prev->status, G_RUNNABLE,
+				      memory_order_release);
+		runqput(mp->p, prev, false);
+		return;
+	}
+	unlockf = mp->park_unlock;
+	mp->park_unlock = NULL;
+	casgstatus(prev, G_RUNNING, G_WAITING);
+	if (unlockf && !unlockf(prev, mp->park_arg)) {
+		casgstatus(prev, G_WAITING, G_RUNNABLE);
+		runqput(mp->p, prev, true);
+	}
+}
+
 /*
  * kgo_switch() - switch from the running context to another on the
  * same M. @from_g/@to_g: the Gs, NULL for g0. A from_g that is G_DEAD
@@ -224,6 +257,7 @@ void kgo_switch(struct kgo_ctx *from, struct kgo_ctx *to, struct g *from_g,
 #ifdef KGO_ASAN
 	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
+	finish_switch();
 }
 
 /*
@@ -240,6 +274,7 @@ static void mcall(void (*fn)(struct g *gp), int locks)
 	if (unlikely(kgo_tls_locks > locks))
 		kgo_throw("mcall: switching with a runtime lock held");
 	mp->mcall_fn = fn;
+	mp->mcall_g = gp;
 	kgo_switch(&gp->ctx, &mp->g0ctx, gp, NULL);
 }
 
@@ -1134,8 +1169,11 @@ static void schedule(struct m *mp, struct g *next)
 		}
 		execute(mp, gp, inherit);
 		inherit = false;
-		/* Back on g0: finish what the G asked for (mcall). */
+		/* Back on g0: finish what the G asked for (mcall). That G is
+		 * not gp if gp switched straight to others (direct_switch). */
 		next = NULL;
+		gp = mp->mcall_g;
+		mp->mcall_g = NULL;
 		mp->mcall_fn(gp);
 		if (mp->curg) {	/* mcall_fn asked to resume a G at once */
 			next = mp->curg;
@@ -1211,6 +1249,9 @@ static void goexit0(struct g *gp)
 	gp->lockedcount = 0;
 	mp->lockedg = NULL;
 	atomic_fetch_sub_explicit(&sched.ngs, 1, memory_order_relaxed);
+	atomic_store_explicit(&mp->p->ngexit,
+		atomic_load_explicit(&mp->p->ngexit, memory_order_relaxed) + 1,
+		memory_order_relaxed);
 	if (gp->is_main) {
 		/* main returned: the program is over (Go's exit). */
 		atomic_store(&sched.exiting, true);
@@ -1234,6 +1275,7 @@ static void goentry(void *arg)
 #ifdef KGO_ASAN
 	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
+	finish_switch();
 	gp->fn(gp->arg);
 	kgo_exit();
 }
@@ -1440,6 +1482,50 @@ int kgo_go(void (*fn)(void *), void *arg)
 /* Parking and readying                                               */
 /* ------------------------------------------------------------------ */
 
+/*
+ * direct_switch() - switch from gp straight to the next G of the local
+ * run queue, without going through g0: half the switches of
+ * mcall+schedule for the common case of a yield or a park with local
+ * work. What gp wanted (be queued again, or parked with unlockf) is done
+ * by finish_switch() on the other side, once gp is off its stack.
+ * Every 61st schedule, and whenever anything unusual is going on (a
+ * locked G or M, shutdown, a global queue to serve), it declines and
+ * the caller takes the slow path through g0, where findrunnable also
+ * runs timers. Return: true once gp has been switched out and back in.
+ */
+static bool direct_switch(struct m *mp, struct g *gp, bool park)
+{
+	struct p *pp = mp->p;
+	uint64_t tick = atomic_load_explicit(&pp->schedtick,
+					     memory_order_relaxed);
+	struct g *next;
+	bool inherit;
+
+	if ((tick + 1) % 61 == 0 || mp->lockedg ||
+	    atomic_load_explicit(&sched.exiting, memory_order_relaxed) ||
+	    (!park && atomic_load_explicit(&sched.runqsize,
+					   memory_order_relaxed)))
+		return false;
+	next = runqget(pp, &inherit);
+	if (!next)
+		return false;
+	if (unlikely(next->lockedm)) {
+		runqput(pp, next, true);
+		return false;
+	}
+	mp->after_g = gp;
+	mp->after_park = park;
+	casgstatus(next, G_RUNNABLE, G_RUNNING);
+	next->m = mp;
+	mp->curg = next;
+	atomic_store_explicit(&pp->schedtick, tick + 1, memory_order_relaxed);
+	atomic_store_explicit(&pp->nswitch,
+		atomic_load_explicit(&pp->nswitch, memory_order_relaxed) + 1,
+		memory_order_relaxed);
+	kgo_switch(&gp->ctx, &next->ctx, gp, next);
+	return true;
+}
+
 void gopark(bool (*unlockf)(struct g *gp, void *arg), void *arg,
 	    enum waitreason reason)
 {
@@ -1450,6 +1536,10 @@ void gopark(bool (*unlockf)(struct g *gp, void *arg), void *arg,
 	gp->waitsince = 0;
 	mp->park_unlock = unlockf;
 	mp->park_arg = arg;
+	if (unlikely(kgo_tls_locks > (unlockf ? 1 : 0)))
+		kgo_throw("gopark: parking with a runtime lock held");
+	if (direct_switch(mp, gp, true))
+		return;
 	/* The lock that unlockf releases is still held: mcall allows it. */
 	mcall(park_m, unlockf ? 1 : 0);
 }
@@ -1506,8 +1596,14 @@ void goready_tail(struct g *gp)
 void kgo_yield(void)
 {
 	struct m *mp = getm();
+	struct g *gp = mp ? mp->curg : NULL;
 
-	if (!mp || !mp->curg)
+	if (!gp)
+		return;
+	atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
+	if (unlikely(kgo_tls_locks))
+		kgo_throw("kgo_yield: runtime lock held");
+	if (direct_switch(mp, gp, false))
 		return;
 	mcall(gosched_m, 0);
 }
@@ -2149,6 +2245,6 @@ int kgo_p_stat(int p, uint64_t *ran)
 		return -EPERM;
 	if (p < 0 || p >= sched.gomaxprocs || !ran)
 		return -EINVAL;
-	*ran = atomic_load(&sched.allp[p]->schedtick);
+	*ran = atomic_load(&sched.allp[p]->ngexit);
 	return 0;
 }

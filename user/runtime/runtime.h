@@ -247,6 +247,7 @@ struct p {
 	_Atomic uint64_t nsteal;
 	_Atomic uint64_t nglobal;
 	_Atomic uint64_t nswitch;
+	_Atomic uint64_t ngexit;	/* Gs that finished on this P */
 	uint64_t gs_created;
 	uint64_t goidcache, goidcacheend;	/* batch of G ids; owner */
 
@@ -273,8 +274,14 @@ struct m {
 	struct note park;		/* sleeps here when idle */
 	struct g *lockedg;		/* G wired by kgo_lock_m */
 
+	/* What the G that switched straight to another (direct_switch)
+	 * left for the other side to do: requeue it, or park it. owner. */
+	struct g *after_g;
+	bool after_park;
+
 	/* What to do on g0 after the G switched out (mcall). */
 	void (*mcall_fn)(struct g *gp);
+	struct g *mcall_g;		/* the G that called mcall */
 	bool (*park_unlock)(struct g *gp, void *arg);
 	void *park_arg;
 

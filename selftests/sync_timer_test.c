@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: timers and sleeping (user/runtime/timer.c).
+ *
+ *   sleep_basic	kgo_sleep/kgo_sleep_until sleep at least as long as
+ *			asked (and not absurdly longer); 0, negative and
+ *			past deadlines return at once; -EPERM outside a G.
+ *   heap_order		1000 timers armed at random times on one P fire in
+ *			deadline order, none early; disarmed ones never
+ *			fire; timer_del says which were still armed.
+ *   heap_move		timers moved to another P's heap (timers_move) all
+ *			fire there, in order.
+ *   sleep_order.*	40 Gs started in shuffled order, sleeping until
+ *			deadlines 5 ms apart, wake in deadline order,
+ *			P=1 and P=2.
+ *   many_sleepers	10,000 Gs sleeping 1-50 ms all wake, none early.
+ *   idle_no_polling	a runtime whose only G sleeps 300 ms uses almost
+ *			no CPU: its Ms sleep in the kernel until the timer.
+ *   idle_p_timers	P=2, one P kept busy by a G that never parks: a
+ *			G's sleep still ends on time (timers of an idle P,
+ *			or of a busy one, are served by an idle M).
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "kgo.h"
+#include "runtime.h"
+#include "harness.h"
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define KGO_TEST_SANITIZED 1
+#endif
+
+#define MS	1000000LL
+
+static void run(void (*fn)(void *), void *arg, int maxprocs)
+{
+	struct kgo_config cfg = { .maxprocs = maxprocs };
+
+	ASSERT_EQ(0, kgo_run(fn, arg, &cfg));
+}
+
+/* xorshift, seeded per test: reproducible shuffles. */
+static uint64_t rnd_state = 88172645463325252ULL;
+
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void sleep_main(void *arg)
+{
+	int64_t t0, el;
+
+	(void)arg;
+	t0 = kgo_now();
+	EXPECT_EQ(0, kgo_sleep(20 * MS));
+	el = kgo_now() - t0;
+	EXPECT_GE(el, 20 * MS);
+	EXPECT_LT(el, 1000 * MS);
+
+	t0 = kgo_now();
+	EXPECT_EQ(0, kgo_sleep_until(t0 + 15 * MS));
+	EXPECT_GE(kgo_now(), t0 + 15 * MS);
+
+	t0 = kgo_now();
+	EXPECT_EQ(0, kgo_sleep(0));
+	EXPECT_EQ(0, kgo_sleep(-5));
+	EXPECT_EQ(0, kgo_sleep_until(0));
+	EXPECT_EQ(0, kgo_sleep_until(t0 - MS));
+	EXPECT_LT(kgo_now() - t0, 500 * MS);
+}
+
+TEST(sleep_basic)
+{
+	int64_t a = kgo_now(), b = kgo_now();
+
+	EXPECT_LE(a, b);
+	EXPECT_LT(0, a);
+	EXPECT_EQ(-EPERM, kgo_sleep(MS));
+	EXPECT_EQ(-EPERM, kgo_sleep_until(kgo_now() + MS));
+	run(sleep_main, NULL, 1);
+	run(sleep_main, NULL, 2);
+}
+
+/* ------------------------------------------------------------------ */
+
+#define HO_N	1000
+
+struct ho_timer {
+	struct timer t;
+	int64_t fired_at;
+	bool deleted;
+};
+
+struct ho {
+	struct ho_timer tm[HO_N];
+	int64_t order[HO_N];		/* whens, in firing order */
+	atomic_int nfired;
+	atomic_int late_fire;		/* a deleted timer fired */
+	int expect;
+	int deleted_ok;
+};
+
+static struct ho *ho_state;
+
+static void ho_fire(void *arg, uint64_t seq)
+{
+	struct ho_timer *t = arg;
+	int i = atomic_fetch_add(&ho_state->nfired, 1);
+
+	(void)seq;
+	t->fired_at = kgo_now();
+	if (t->deleted)
+		atomic_fetch_add(&ho_state->late_fire, 1);
+	if (i < HO_N)
+		ho_state->order[i] = t->t.when;
+}
+
+static void ho_main(void *arg)
+{
+	struct ho *h = arg;
+	int64_t base = kgo_now() + 10 * MS;
+	int i;
+
+	for (i = 0; i < HO_N; i++) {
+		struct ho_timer *t = &h->tm[i];
+
+		t->t.fn = ho_fire;
+		t->t.arg = t;
+		t->t.idx = -1;
+		timer_add(&t->t, base + (int64_t)(rnd() % (40 * MS)));
+	}
+	/* Disarm every third; all are still armed, so all must say so. */
+	for (i = 0; i < HO_N; i += 3) {
+		h->tm[i].deleted = true;
+		h->deleted_ok += timer_del(&h->tm[i].t);
+	}
+	h->expect = HO_N - (HO_N + 2) / 3;
+	while (atomic_load(&h->nfired) < h->expect &&
+	       kgo_now() < base + 5000 * MS)
+		kgo_sleep(MS);
+	kgo_sleep(10 * MS);
+	/* Fired ones are no longer armed. */
+	for (i = 1; i < HO_N; i += 3)
+		EXPECT_FALSE(timer_del(&h->tm[i].t));
+}
+
+TEST(heap_order)
+{
+	struct ho *h = calloc(1, sizeof(*h));
+	int i;
+
+	ASSERT_NONNULL(h);
+	ho_state = h;
+	run(ho_main, h, 1);
+	EXPECT_EQ((HO_N + 2) / 3, h->deleted_ok);
+	EXPECT_EQ(0, atomic_load(&h->late_fire));
+	ASSERT_EQ(h->expect, atomic_load(&h->nfired));
+	for (i = 1; i < h->expect; i++)
+		ASSERT_LE(h->order[i - 1], h->order[i]) TH_LOG("at %d", i);
+	for (i = 0; i < HO_N; i++)
+		if (!h->tm[i].deleted)
+			ASSERT_LE(h->tm[i].t.when, h->tm[i].fired_at);
+	free(h);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void hm_main(void *arg)
+{
+	struct ho *h = arg;
+	struct p *here, *there;
+	int64_t base = kgo_now() + 20 * MS;
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		struct ho_timer *t = &h->tm[i];
+
+		t->t.fn = ho_fire;
+		t->t.arg = t;
+		t->t.idx = -1;
+		timer_add(&t->t, base + (int64_t)(rnd() % (20 * MS)));
+	}
+	/* All on our P (nothing here can park). Move them away. */
+	here = getm()->p;
+	there = sched.allp[0] == here ? sched.allp[1] : sched.allp[0];
+	EXPECT_EQ(200, here->timers.len);
+	timers_move(here, there);
+	EXPECT_EQ(0, here->timers.len);
+	EXPECT_EQ(INT64_MAX, atomic_load(&here->timers.next));
+	h->expect = 200;
+	while (atomic_load(&h->nfired) < 200 && kgo_now() < base + 5000 * MS)
+		kgo_sleep(MS);
+}
+
+TEST(heap_move)
+{
+	struct ho *h = calloc(1, sizeof(*h));
+	int i;
+
+	ASSERT_NONNULL(h);
+	ho_state = h;
+	run(hm_main, h, 2);
+	ASSERT_EQ(200, atomic_load(&h->nfired));
+	for (i = 0; i < 200; i++)
+		EXPECT_LE(h->tm[i].t.when, h->tm[i].fired_at);
+	free(h);
+}
+
+/* ------------------------------------------------------------------ */
+
+#define SO_N	40
+
+struct so {
+	int64_t base;
+	atomic_int next;
+	int woke[SO_N];			/* rank -> G index */
+	atomic_int early;
+	struct kgo_wg wg;
+};
+
+struct so_arg {
+	struct so *s;
+	int i;
+};
+
+static void so_sleeper(void *arg)
+{
+	struct so_arg *a = arg;
+	int64_t dl = a->s->base + a->i * 5 * MS;
+
+	kgo_sleep_until(dl);
+	if (kgo_now() < dl)
+		atomic_fetch_add(&a->s->early, 1);
+	a->s->woke[atomic_fetch_add(&a->s->next, 1)] = a->i;
+	kgo_wg_done(&a->s->wg);
+}
+
+static void so_main(void *arg)
+{
+	struct so *s = arg;
+	struct so_arg args[SO_N];
+	int perm[SO_N], i;
+
+	for (i = 0; i < SO_N; i++)
+		perm[i] = i;
+	for (i = SO_N - 1; i > 0; i--) {
+		int j = rnd() % (i + 1), t = perm[i];
+
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	s->base = kgo_now() + 20 * MS;
+	kgo_wg_add(&s->wg, SO_N);
+	for (i = 0; i < SO_N; i++) {
+		args[i] = (struct so_arg){ s, perm[i] };
+		ASSERT_EQ(0, kgo_go(so_sleeper, &args[i]));
+	}
+	kgo_wg_wait(&s->wg);
+}
+
+FIXTURE(sleep_order) {
+	struct so s;
+};
+FIXTURE_VARIANT(sleep_order) {
+	int maxprocs;
+};
+FIXTURE_VARIANT_ADD(sleep_order, p1) { .maxprocs = 1 };
+FIXTURE_VARIANT_ADD(sleep_order, p2) { .maxprocs = 2 };
+FIXTURE_SETUP(sleep_order)
+{
+	self->s.wg = (struct kgo_wg)KGO_WG_INIT;
+}
+FIXTURE_TEARDOWN(sleep_order)
+{
+}
+
+TEST_F(sleep_order, in_order)
+{
+	int i;
+
+	run(so_main, &self->s, variant->maxprocs);
+	EXPECT_EQ(0, atomic_load(&self->s.early));
+	for (i = 0; i < SO_N; i++)
+		EXPECT_EQ(i, self->s.woke[i]);
+}
+
+/* ------------------------------------------------------------------ */
+
+#ifdef KGO_TEST_SANITIZED
+#define MS_N	2000
+#else
+#define MS_N	10000
+#endif
+
+struct msl {
+	atomic_int early, woke;
+	struct kgo_wg wg;
+};
+
+static struct msl msl_state = { .wg = KGO_WG_INIT };
+
+static void msl_sleeper(void *arg)
+{
+	int64_t dl = kgo_now() + (int64_t)(uintptr_t)arg;
+
+	kgo_sleep_until(dl);
+	if (kgo_now() < dl)
+		atomic_fetch_add(&msl_state.early, 1);
+	atomic_fetch_add(&msl_state.woke, 1);
+	kgo_wg_done(&msl_state.wg);
+}
+
+static void msl_main(void *arg)
+{
+	int i;
+
+	(void)arg;
+	kgo_wg_add(&msl_state.wg, MS_N);
+	for (i = 0; i < MS_N; i++)
+		ASSERT_EQ(0, kgo_go_sized(msl_sleeper,
+			(void *)(uintptr_t)(MS + rnd() % (49 * MS)),
+			KGO_STACK_MIN));
+	kgo_wg_wait(&msl_state.wg);
+}
+
+TEST_TIMEOUT(many_sleepers, 60)
+{
+	run(msl_main, NULL, 2);
+	EXPECT_EQ(MS_N, atomic_load(&msl_state.woke));
+	EXPECT_EQ(0, atomic_load(&msl_state.early));
+}
+
+/* ------------------------------------------------------------------ */
+
+static int64_t cpu_ns(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+}
+
+struct idle {
+	int64_t cpu, wall;
+};
+
+static void idle_other(void *arg)
+{
+	(void)arg;
+	kgo_sleep(250 * MS);
+}
+
+static void idle_main(void *arg)
+{
+	struct idle *d = arg;
+	int64_t c0, w0;
+
+	ASSERT_EQ(0, kgo_go(idle_other, NULL));
+	kgo_sleep(20 * MS);		/* let the start-up settle */
+	c0 = cpu_ns();
+	w0 = kgo_now();
+	kgo_sleep(300 * MS);
+	d->cpu = cpu_ns() - c0;
+	d->wall = kgo_now() - w0;
+}
+
+TEST(idle_no_polling)
+{
+	struct idle d = { 0 };
+
+	run(idle_main, &d, 2);
+	EXPECT_LE(300 * MS, d.wall);
+	/* A poll every 20 us to 1 ms costs 3% to 50% of a CPU here
+	 * (FACTS.md); sleeping in the kernel costs next to nothing. */
+	EXPECT_GT(d.wall / 50, d.cpu) TH_LOG("%lld ns of CPU in %lld ns",
+					     (long long)d.cpu,
+					     (long long)d.wall);
+}
+
+/* ------------------------------------------------------------------ */
+
+struct ipt {
+	atomic_int woke;
+	int64_t late;
+};
+
+static void ipt_sleeper(void *arg)
+{
+	struct ipt *t = arg;
+	int64_t dl = kgo_now() + 20 * MS;
+
+	kgo_sleep_until(dl);
+	t->late = kgo_now() - dl;
+	atomic_store(&t->woke, 1);
+}
+
+static void ipt_main(void *arg)
+{
+	struct ipt *t = arg;
+	int64_t t0 = kgo_now();
+
+	ASSERT_EQ(0, kgo_go(ipt_sleeper, t));
+	/* Keep this P busy without ever parking or yielding. */
+	while (!atomic_load(&t->woke) && kgo_now() - t0 < 2000 * MS)
+		;
+}
+
+TEST(idle_p_timers)
+{
+	struct ipt t = { 0 };
+
+	run(ipt_main, &t, 2);
+	ASSERT_EQ(1, atomic_load(&t.woke));
+	EXPECT_GT(200 * MS, t.late);
+}
+
+TEST_HARNESS_MAIN
