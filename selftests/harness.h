@@ -155,8 +155,7 @@ struct __test_metadata {
 	const struct __th_test *test;
 	const struct __th_variant *variant;
 	void *self;			/* fixture data, for a bailing ASSERT */
-	pid_t pid;			/* the test's process (not a helper it forked) */
-	int in_setup;
+	pid_t pid;			/* the test's process, not a helper */
 	int teardown_state;		/* 0 not run, 1 running or done */
 	struct __th_result *res;
 };
@@ -190,14 +189,14 @@ static inline void __th_register_variant(struct __th_fixture *f,
 	*pp = v;
 }
 
-#define __TH_TEST(test_name, timeout_s, sig)		\
+#define __TH_TEST(test_name, timeout_s, sig)				\
 	static void __th_fn_##test_name(struct __test_metadata *,	\
 					void *, const void *);		\
 	static struct __th_test __th_obj_##test_name = {		\
 		.name = #test_name,					\
 		.file = __FILE__,					\
 		.line = __LINE__,					\
-		.fn = __th_fn_##test_name,					\
+		.fn = __th_fn_##test_name,				\
 		.timeout = timeout_s,					\
 		.signal = sig,						\
 	};								\
@@ -206,7 +205,7 @@ static inline void __th_register_variant(struct __th_fixture *f,
 	{								\
 		__th_register_test(&__th_obj_##test_name);		\
 	}								\
-	static void __th_fn_##test_name(					\
+	static void __th_fn_##test_name(				\
 		struct __test_metadata *_metadata __th_unused,		\
 		void *self __th_unused,					\
 		const void *variant __th_unused)
@@ -321,7 +320,8 @@ static inline void __th_register_variant(struct __th_fixture *f,
  * so that lines from several threads do not interleave, and never through
  * stdio buffers that an exiting test would lose.
  */
-static void __attribute__((format(printf, 1, 2))) __th_diag(const char *fmt, ...)
+static void __th_unused __attribute__((format(printf, 1, 2)))
+__th_diag(const char *fmt, ...)
 {
 	char small[1024], *msg = small, *out, *o;
 	const char *m;
@@ -394,7 +394,7 @@ static inline void __th_set_failed(void)
  * teardown once (on whichever thread failed), then leave the process.
  * A second thread failing meanwhile waits for the first to finish.
  */
-static void __attribute__((noreturn)) __th_bail(void)
+static void __th_unused __attribute__((noreturn)) __th_bail(void)
 {
 	struct __test_metadata *m = __th_cur;
 
@@ -412,7 +412,7 @@ static void __attribute__((noreturn)) __th_bail(void)
 	_exit(KSFT_FAIL);
 }
 
-static void __attribute__((format(printf, 3, 4)))
+static void __th_unused __attribute__((format(printf, 3, 4)))
 __th_skip(const char *file, int line, const char *fmt, ...)
 {
 	struct __th_result *r = __th_cur ? __th_cur->res : NULL;
@@ -496,16 +496,22 @@ static inline struct __th_val __th_v_p(const volatile void *v)
 	long double: __th_v_f,						\
 	default: __th_v_p)(x)
 
+static inline long double __th_ld(struct __th_val v)
+{
+	switch (v.kind) {
+	case __TH_S: return v.s;
+	case __TH_U: return v.u;
+	case __TH_F: return v.f;
+	default:     return (uintptr_t)v.p;
+	}
+}
+
 /* __th_cmp() - a <=> b as -1, 0, 1; 2 when unordered (NaN). */
 static inline int __th_cmp(struct __th_val a, struct __th_val b)
 {
-	long double fa, fb;
-
 	if (a.kind == __TH_F || b.kind == __TH_F) {
-		fa = a.kind == __TH_F ? a.f : a.kind == __TH_S ? (long double)a.s :
-		     a.kind == __TH_U ? (long double)a.u : (long double)(uintptr_t)a.p;
-		fb = b.kind == __TH_F ? b.f : b.kind == __TH_S ? (long double)b.s :
-		     b.kind == __TH_U ? (long double)b.u : (long double)(uintptr_t)b.p;
+		long double fa = __th_ld(a), fb = __th_ld(b);
+
 		if (fa != fa || fb != fb)
 			return 2;
 		return fa < fb ? -1 : fa > fb;
@@ -633,7 +639,7 @@ static inline int __th_done(bool is_assert)
  * on. Each operand is evaluated exactly once.
  */
 #define __TH_CMP(is_assert, op, exp, seen)				\
-	for (int __th_trig = __th_check(__FILE__, __LINE__, op,	\
+	for (int __th_trig = __th_check(__FILE__, __LINE__, op,		\
 					#exp, __th_val(exp),		\
 					#seen, __th_val(seen));		\
 	     __th_trig; __th_trig = __th_done(is_assert))
@@ -685,7 +691,7 @@ struct __th_case {
 	char name[256];
 };
 
-static double __th_scale(void)
+static double __th_unused __th_scale(void)
 {
 	const char *s = getenv("KGO_TEST_TIMEOUT_SCALE");
 	char *end;
@@ -710,7 +716,7 @@ static inline double __th_now(void)
 }
 
 /* In the test's process: run setup, body, teardown; exit with the verdict. */
-static void __attribute__((noreturn))
+static void __th_unused __attribute__((noreturn))
 __th_run_child(const struct __th_case *tc, struct __th_result *res)
 {
 	const struct __th_test *t = tc->test;
@@ -734,11 +740,8 @@ __th_run_child(const struct __th_case *tc, struct __th_result *res)
 		}
 	}
 	meta.self = self;
-	if (f && f->setup) {
-		meta.in_setup = 1;
+	if (f && f->setup)
 		f->setup(&meta, self, vdata);
-		meta.in_setup = 0;
-	}
 	if (!__atomic_load_n(&res->skipped, __ATOMIC_SEQ_CST) &&
 	    !__atomic_load_n(&res->failed, __ATOMIC_SEQ_CST))
 		t->fn(&meta, self, vdata);
@@ -755,7 +758,7 @@ __th_run_child(const struct __th_case *tc, struct __th_result *res)
 }
 
 /* The harness forwards SIGINT/SIGTERM to the running test's group. */
-static void __th_on_signal(int sig)
+static void __th_unused __th_on_signal(int sig)
 {
 	if (__th_child > 0)
 		kill(-__th_child, SIGKILL);
@@ -887,7 +890,7 @@ static int __th_run_case(const struct __th_case *tc, int num,
 	return verdict;
 }
 
-static bool __th_selected(const struct __th_case *tc, char **filters,
+static bool __th_unused __th_selected(const struct __th_case *tc, char **filters,
 			  int nfilters)
 {
 	int i;
@@ -904,7 +907,7 @@ static bool __th_selected(const struct __th_case *tc, char **filters,
 }
 
 /* Sort tests into source order: constructors may run in any order. */
-static void __th_sort(void)
+static void __th_unused __th_sort(void)
 {
 	struct __th_test *sorted = NULL, *t, **pp;
 
@@ -962,7 +965,7 @@ static int __th_cases(struct __th_case **out)
 	return n;
 }
 
-static void __th_usage(const char *argv0, FILE *f)
+static void __th_unused __th_usage(const char *argv0, FILE *f)
 {
 	fprintf(f, "usage: %s [-l] [-t NAME]...\n"
 		"  -l       list the tests\n"

@@ -146,7 +146,7 @@ static void victim_add(struct __th_test *t)
 }
 
 #define VICTIM(test_name, timeout_s, signo)				\
-	static void test_name(struct __test_metadata *, void *,	\
+	static void test_name(struct __test_metadata *, void *,		\
 			      const void *);				\
 	static struct __th_test __victim_##test_name = {		\
 		.name = #test_name,					\
@@ -266,7 +266,7 @@ VICTIM(victim_thread_assert, 30, 0)
 	static void __victim_f_##test_name(struct __test_metadata *,	\
 					   FIXTURE_DATA(fix) *,		\
 					   const FIXTURE_VARIANT(fix) *); \
-	static void __victim_ft_##test_name(struct __test_metadata *m, \
+	static void __victim_ft_##test_name(struct __test_metadata *m,	\
 					    void *s, const void *v)	\
 	{								\
 		__victim_f_##test_name(m, s, v);			\

@@ -221,11 +221,12 @@ TEST(heap_move)
 #define SO_N	40
 
 struct so {
-	int64_t base;
+	int64_t base;			/* set before start is closed */
+	struct kgo_chan *start;
 	atomic_int next;
 	int woke[SO_N];			/* rank -> G index */
 	atomic_int early;
-	struct kgo_wg wg;
+	struct kgo_wg ready, wg;
 };
 
 struct so_arg {
@@ -236,8 +237,13 @@ struct so_arg {
 static void so_sleeper(void *arg)
 {
 	struct so_arg *a = arg;
-	int64_t dl = a->s->base + a->i * 5 * MS;
+	int64_t dl;
 
+	/* Everyone parks here first, so that a slow start (sanitizers)
+	 * cannot put a sleeper behind its own deadline. */
+	kgo_wg_done(&a->s->ready);
+	kgo_chan_recv(a->s->start, NULL);
+	dl = a->s->base + a->i * 5 * MS;
 	kgo_sleep_until(dl);
 	if (kgo_now() < dl)
 		atomic_fetch_add(&a->s->early, 1);
@@ -259,13 +265,18 @@ static void so_main(void *arg)
 		perm[i] = perm[j];
 		perm[j] = t;
 	}
-	s->base = kgo_now() + 20 * MS;
+	s->start = kgo_chan_make(0, 0);
+	kgo_wg_add(&s->ready, SO_N);
 	kgo_wg_add(&s->wg, SO_N);
 	for (i = 0; i < SO_N; i++) {
 		args[i] = (struct so_arg){ s, perm[i] };
 		ASSERT_EQ(0, kgo_go(so_sleeper, &args[i]));
 	}
+	kgo_wg_wait(&s->ready);
+	s->base = kgo_now() + 50 * MS;
+	ASSERT_EQ(0, kgo_chan_close(s->start));
 	kgo_wg_wait(&s->wg);
+	kgo_chan_free(s->start);
 }
 
 FIXTURE(sleep_order) {
@@ -279,6 +290,7 @@ FIXTURE_VARIANT_ADD(sleep_order, p2) { .maxprocs = 2 };
 FIXTURE_SETUP(sleep_order)
 {
 	self->s.wg = (struct kgo_wg)KGO_WG_INIT;
+	self->s.ready = (struct kgo_wg)KGO_WG_INIT;
 }
 FIXTURE_TEARDOWN(sleep_order)
 {

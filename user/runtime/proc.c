@@ -546,7 +546,7 @@ static void pidleput(struct p *pp)
 	if (!runqempty(pp))
 		kgo_throw("pidleput: P has non-empty run queue");
 	atomic_store_explicit(&pp->status, P_IDLE, memory_order_relaxed);
-	pp->m = NULL;
+	smp_store_release(pp->m, NULL);
 	pp->link = sched.pidle;
 	sched.pidle = pp;
 	atomic_fetch_add_explicit(&sched.npidle, 1, memory_order_relaxed);
@@ -602,7 +602,7 @@ static void acquirep(struct m *mp, struct p *pp)
 	if (mp->p || pp->m)
 		kgo_throw("acquirep: already in go");
 	mp->p = pp;
-	pp->m = mp;
+	smp_store_release(pp->m, mp);
 	atomic_store_explicit(&pp->status, P_RUNNING, memory_order_relaxed);
 }
 
@@ -613,7 +613,7 @@ static struct p *releasep(struct m *mp)
 	if (!pp || pp->m != mp)
 		kgo_throw("releasep: invalid P state");
 	mp->p = NULL;
-	pp->m = NULL;
+	smp_store_release(pp->m, NULL);
 	atomic_store_explicit(&pp->status, P_IDLE, memory_order_relaxed);
 	return pp;
 }
@@ -1070,7 +1070,7 @@ static void execute(struct m *mp, struct g *gp, bool inherit)
 
 	if (!atomic_compare_exchange_strong(&gp->status, &st, G_RUNNING))
 		kgo_throw("execute: G not runnable");
-	mp->curg = gp;
+	smp_store_release(mp->curg, gp);
 	gp->m = mp;
 	if (!inherit)
 		atomic_store_explicit(&mp->p->schedtick,
@@ -1081,7 +1081,7 @@ static void execute(struct m *mp, struct g *gp, bool inherit)
 		atomic_load_explicit(&mp->p->nswitch, memory_order_relaxed) + 1,
 		memory_order_relaxed);
 	kgo_switch(&mp->g0ctx, &gp->ctx, NULL, gp);
-	mp->curg = NULL;
+	smp_store_release(mp->curg, NULL);
 }
 
 /* A locked M whose G is not running: hand off the P and sleep until
@@ -1177,7 +1177,7 @@ static void schedule(struct m *mp, struct g *next)
 		mp->mcall_fn(gp);
 		if (mp->curg) {	/* mcall_fn asked to resume a G at once */
 			next = mp->curg;
-			mp->curg = NULL;
+			smp_store_release(mp->curg, NULL);
 			inherit = true;
 		}
 		if (atomic_load_explicit(&sched.exiting, memory_order_relaxed) &&
@@ -1212,7 +1212,7 @@ static void park_m(struct g *gp)
 	mp->park_unlock = NULL;
 	if (unlockf && !unlockf(gp, mp->park_arg)) {
 		casgstatus(gp, G_WAITING, G_RUNNABLE);
-		mp->curg = gp;		/* run it again at once */
+		smp_store_release(mp->curg, gp);		/* run it again at once */
 	}
 }
 
@@ -1357,7 +1357,7 @@ static void gfput(struct p *pp, struct g *gp)
 			if (sched.ngfree < gfree_global_max()) {
 				g1->schedlink = sched.gfree;
 				sched.gfree = g1;
-				sched.ngfree++;
+				WRITE_ONCE(sched.ngfree, sched.ngfree + 1);
 			} else {
 				g1->schedlink = drop;
 				drop = g1;
@@ -1378,12 +1378,12 @@ static struct g *gfget(struct p *pp)
 {
 	struct g *gp;
 
-	if (!pp->gfree && sched.ngfree) {
+	if (!pp->gfree && READ_ONCE(sched.ngfree)) {
 		lock(&sched.gflock);
 		while (pp->ngfree < GFREE_LOCAL_MAX / 2 && sched.gfree) {
 			gp = sched.gfree;
 			sched.gfree = gp->schedlink;
-			sched.ngfree--;
+			WRITE_ONCE(sched.ngfree, sched.ngfree - 1);
 			gp->schedlink = pp->gfree;
 			pp->gfree = gp;
 			pp->ngfree++;
@@ -1517,7 +1517,7 @@ static bool direct_switch(struct m *mp, struct g *gp, bool park)
 	mp->after_park = park;
 	casgstatus(next, G_RUNNABLE, G_RUNNING);
 	next->m = mp;
-	mp->curg = next;
+	smp_store_release(mp->curg, next);
 	atomic_store_explicit(&pp->schedtick, tick + 1, memory_order_relaxed);
 	atomic_store_explicit(&pp->nswitch,
 		atomic_load_explicit(&pp->nswitch, memory_order_relaxed) + 1,
@@ -1696,7 +1696,7 @@ static void entersyscall(bool blocking)
 		memory_order_relaxed);
 	mp->oldp = pp;
 	mp->p = NULL;
-	pp->m = NULL;
+	smp_store_release(pp->m, NULL);
 	if (blocking) {
 		/* Go's entersyscallblock: hand the P off now. */
 		atomic_store_explicit(&pp->status, P_IDLE, memory_order_relaxed);
@@ -1735,7 +1735,7 @@ static void exitsyscall0(struct g *gp)
 	unlock(&sched.lock);
 	if (pp) {
 		acquirep(mp, pp);
-		mp->curg = gp;		/* run it again at once */
+		smp_store_release(mp->curg, gp);		/* run it again at once */
 		return;
 	}
 	if (mp->lockedg) {
@@ -1764,7 +1764,7 @@ void kgo_syscall_end(void)
 			&st, P_RUNNING, memory_order_acquire,
 			memory_order_relaxed)) {
 		mp->p = oldp;
-		oldp->m = mp;
+		smp_store_release(oldp->m, mp);
 		atomic_store_explicit(&gp->status, G_RUNNING,
 				      memory_order_relaxed);
 		if (unlikely(atomic_load_explicit(&gp->preempt,

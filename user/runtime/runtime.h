@@ -21,6 +21,18 @@
 #include "kgo.h"
 #include "ctx.h"
 
+/*
+ * Plain fields that other threads read without a lock (sysmon reads
+ * pp->m and mp->curg, then looks into what they point to): written with
+ * a release store and read with an acquire load, as the kernel's
+ * smp_store_release/smp_load_acquire, so the reader sees the object
+ * initialised. Both are plain moves on x86_64.
+ */
+#define smp_load_acquire(x)	__atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define smp_store_release(x, v)	__atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#define READ_ONCE(x)		__atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define WRITE_ONCE(x, v)	__atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
 #define likely(x)	__builtin_expect(!!(x), 1)
 #define unlikely(x)	__builtin_expect(!!(x), 0)
 #define __cacheline_aligned __attribute__((aligned(64)))
@@ -223,7 +235,8 @@ struct timers {
 struct p {
 	int32_t id;
 	_Atomic uint32_t status;	/* enum pstatus; CAS (syscall handoff) */
-	struct m *m;			/* owner M, NULL when idle; owner/sched.lock */
+	struct m *m;			/* owner M, NULL when idle; owner/sched.lock;
+					 * smp_store_release/smp_load_acquire */
 	struct p *link;			/* sched.pidle list; sched.lock */
 	_Atomic uint64_t schedtick;	/* ++ per G run; owner writes */
 	_Atomic uint64_t syscalltick;	/* ++ per syscall; owner writes */
@@ -257,7 +270,8 @@ struct p {
 
 struct m {
 	struct kgo_ctx g0ctx;		/* the scheduler's context; owner */
-	struct g *curg;			/* G running, NULL on g0; owner */
+	struct g *curg;			/* G running, NULL on g0; owner;
+					 * smp_store_release/smp_load_acquire */
 	struct p *p;			/* attached P; owner */
 	struct p *nextp;		/* P to take on wakeup; waker, then owner */
 	struct p *oldp;			/* P before a syscall; owner */

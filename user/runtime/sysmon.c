@@ -83,8 +83,8 @@ static bool worth_retaking(struct p *pp)
 
 static void preempt_p(struct p *pp)
 {
-	struct m *mp = pp->m;
-	struct g *gp = mp ? mp->curg : NULL;
+	struct m *mp = smp_load_acquire(pp->m);
+	struct g *gp = mp ? smp_load_acquire(mp->curg) : NULL;
 
 	if (gp)
 		atomic_store_explicit(&gp->preempt, true, memory_order_relaxed);

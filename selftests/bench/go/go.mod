@@ -1,0 +1,3 @@
+module kgo/selftests/bench/go
+
+go 1.23
