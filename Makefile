@@ -31,8 +31,17 @@ OPT      ?= -O2 -g
 CFLAGS_K := $(OPT) $(WARN) -std=gnu11 -fPIC -pthread -D_GNU_SOURCE \
 	    -fno-omit-frame-pointer -Iinclude -Iarch -Iuser/runtime \
 	    $(EXTRA_CFLAGS)
-LDLIBS_K := -pthread $(EXTRA_LDFLAGS)
+LDLIBS_K := -pthread -luring $(EXTRA_LDFLAGS)
 DEPFLAGS  = -MMD -MP
+
+# The runtime's code goes in one section, kgo_text, which the linker
+# brackets with __start_kgo_text/__stop_kgo_text (in a program linked
+# with libkgo.a as in libkgo.so): the SIGURG handler must tell the
+# runtime's code from the program's by the interrupted PC (preempt.c).
+# No .text.hot/.text.unlikely split, so .text is all there is to rename.
+OBJCOPY  ?= $(shell $(CC) -print-prog-name=objcopy)
+KGO_TEXT_CFLAGS := -fno-reorder-functions -fno-reorder-blocks-and-partition
+KGO_TEXT  = $(OBJCOPY) --rename-section .text=kgo_text $@
 
 ARCH     := $(shell $(CC) -dumpmachine | cut -d- -f1)
 ifeq ($(KGO_CTX),ucontext)
@@ -64,12 +73,14 @@ lib: $(BUILD)/libkgo.a $(BUILD)/libkgo.so $(BUILD)/kgo.pc
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_K) $(DEPFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_K) $(KGO_TEXT_CFLAGS) $(DEPFLAGS) -c $< -o $@
+	$(Q)$(KGO_TEXT)
 
 $(BUILD)/obj/%.o: %.S
 	@mkdir -p $(dir $@)
 	@echo "  AS      $<"
 	$(Q)$(CC) $(CFLAGS_K) $(DEPFLAGS) -c $< -o $@
+	$(Q)$(KGO_TEXT)
 
 $(BUILD)/libkgo.a: $(LIB_OBJ)
 	@echo "  AR      $@"
@@ -87,7 +98,7 @@ $(BUILD)/kgo.pc: Makefile
 		'libdir=$${prefix}/lib' '' 'Name: kgo' \
 		'Description: Go-style G/M/P runtime for C, assisted by the kernel' \
 		'Version: $(VERSION)' 'Cflags: -I$${includedir}' \
-		'Libs: -L$${libdir} -lkgo' 'Libs.private: -pthread' > $@
+		'Libs: -L$${libdir} -lkgo' 'Libs.private: -pthread -luring' > $@
 
 tests: $(TESTS)
 

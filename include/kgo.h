@@ -22,6 +22,25 @@
  * thread-bound resource (a held pthread mutex, a thread's signal mask)
  * across such a call. kgo_lock_m() pins the G to its M when that is
  * needed (Go's runtime.LockOSThread).
+ *
+ * Preemption. A G that runs longer than kgo_config.preempt_slice_us
+ * (10 ms) is asked to stop: at its next kgo call, or at once by SIGURG
+ * if it is running the program's own code (not libc, not the runtime)
+ * and holds no runtime lock; the signal's handler saves and restores
+ * every register, SIMD included, and errno's value goes with the G to
+ * the thread it resumes on. Not the address of a thread-local: code
+ * that computed errno's (compilers do, once per function: it is const
+ * in glibc) or another __thread variable's before the preemption and
+ * uses it after may see the old thread's; kgo_lock_m() keeps a G on
+ * one thread. It is SA_RESTART: a system call the program makes directly may fail with
+ * EINTR only if Linux never restarts it (poll, epoll_wait, nanosleep,
+ * select, ...), as in Go; retry those. A G preempted while it holds a
+ * lock owned by its thread (a pthread mutex, flockfile) keeps it while
+ * another G runs on that thread: use kgo_mutex, or kgo_lock_m(). The
+ * signal frame is written on the G's stack: keep ~5 KiB of it free
+ * (AT_MINSIGSTKSZ and the handler). Off under ThreadSanitizer, in fully
+ * static programs (libc's code cannot be told from the program's) and
+ * with KGO_DEBUG=asyncpreemptoff=1; see kgo_stats.async_preempt.
  */
 #ifndef KGO_H
 #define KGO_H
@@ -29,11 +48,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+struct iovec;
+struct statx;
 
 /* ------------------------------------------------------------------ */
 /* Running                                                            */
@@ -77,6 +100,14 @@ struct kgo_config {
  * returns; their stacks are freed). May be called again after it returns,
  * but not from inside a G. Environment variables override @cfg:
  * KGO_MAXPROCS, KGO_OBSERVE, KGO_DEBUG, KGO_TRACE.
+ *
+ * KGO_DEBUG is a comma-separated list, with GODEBUG's names:
+ * schedtrace=MS prints Go's "SCHED ..." line to stderr every MS ms,
+ * scheddetail=1 adds a line per P, M and G; asyncpreemptoff=1 turns
+ * SIGURG preemption off. KGO_TRACE=path writes the scheduler's events
+ * (Gs created, run, parked, readied, preempted; syscalls; handoffs;
+ * steals) to path when kgo_run returns, as Chrome trace-event JSON that
+ * ui.perfetto.dev and chrome://tracing open.
  *
  * Return: 0, -EINVAL (NULL main_fn, bad config, reserved fields set),
  * -EBUSY (called from inside a running kgo runtime), -ENOMEM, or -errno
@@ -136,7 +167,10 @@ int64_t kgo_now(void);
  */
 int kgo_sleep(int64_t ns);
 
-/** kgo_sleep_until() - park until kgo_now() >= @deadline. */
+/** kgo_sleep_until() - park until kgo_now() >= @deadline. A deadline of
+ * 0 or in the past returns at once (after a yield for a past one); a
+ * negative deadline parks for ever, as the deadline convention says.
+ * Return: 0, -EPERM outside a G. */
 int kgo_sleep_until(int64_t deadline);
 
 /* ------------------------------------------------------------------ */
@@ -150,19 +184,24 @@ struct kgo_chan;
  * elem_size * cap overflows). */
 struct kgo_chan *kgo_chan_make(size_t elem_size, size_t cap);
 
-/** kgo_chan_send() - send *elem. Return: 0, -EPIPE (closed). */
+/** kgo_chan_send() - send *elem (NULL sends zeros). A value is copied
+ * straight to a parked receiver, else into the buffer, else the sender
+ * parks. A NULL channel is never ready (Go's nil channel): the send
+ * parks for ever. Return: 0, -EPIPE (closed: nothing sent). */
 int kgo_chan_send(struct kgo_chan *c, const void *elem);
 /** kgo_chan_recv() - receive into elem (may be NULL to discard).
  * Return: 0, -EPIPE (closed and drained; *elem is zeroed). */
 int kgo_chan_recv(struct kgo_chan *c, void *elem);
 /** Deadline variants. Return also -EAGAIN (deadline 0 and not ready),
- * -ETIMEDOUT. */
+ * -ETIMEDOUT (the deadline passed, or had passed at the call), -EPERM
+ * (not ready, and the caller is not a G, so cannot park). */
 int kgo_chan_send_dl(struct kgo_chan *c, const void *elem, int64_t deadline);
 int kgo_chan_recv_dl(struct kgo_chan *c, void *elem, int64_t deadline);
 /** kgo_chan_close() - close; wakes every waiter. Return: 0, -EPIPE
  * (already closed), -EINVAL (NULL). */
 int kgo_chan_close(struct kgo_chan *c);
-/** kgo_chan_free() - free a channel no G is using any more. */
+/** kgo_chan_free() - free a channel no G is using any more (a G still
+ * parked on it is a fatal error). NULL is ignored. */
 void kgo_chan_free(struct kgo_chan *c);
 size_t kgo_chan_len(struct kgo_chan *c);
 size_t kgo_chan_cap(struct kgo_chan *c);
@@ -187,9 +226,13 @@ struct kgo_case {
  * kgo_select() - run one ready case, chosen uniformly among the ready
  * ones, waiting until @deadline for one to become ready.
  * Return: the index of the case that ran; -EAGAIN (deadline 0 and none
- * ready: Go's default case); -ETIMEDOUT; -EINVAL (bad op, ncases < 0);
+ * ready: Go's default case); -ETIMEDOUT; -EINVAL (bad op, ncases < 0,
+ * NULL cases with ncases > 0); -ENOMEM (more than 8 cases with a channel
+ * need an allocation); -EPERM (none ready and not called from a G).
  * -EPIPE is never returned: a send case on a closed channel is reported
- * as its index with @closed set, and no value sent.
+ * as its index with @closed set, and no value sent. With no case that
+ * has a channel, it waits for the deadline only (for ever if negative).
+ * A channel may appear in several cases.
  */
 int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline);
 
@@ -197,8 +240,22 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline);
 /* Synchronisation: these park the G, never the M                     */
 /* ------------------------------------------------------------------ */
 
-/* The fields are private; the structs are public so users can embed
- * them and initialise them statically. */
+/*
+ * The fields are private; the structs are public so users can embed
+ * them and initialise them statically (the *_INIT macros; all-zero
+ * memory is also a valid initial state). They are Go's package sync:
+ * unlocking what is not locked is a fatal error (message, exit status
+ * 2), and none of them may be copied once used. A wait in any of them
+ * shows in the deadlock report with its reason.
+ */
+
+/**
+ * struct kgo_mutex - a mutual exclusion lock (Go's sync.Mutex). Not
+ * owned: any G may unlock it. Normally a woken waiter competes with Gs
+ * that just arrived; a waiter left waiting more than 1 ms switches the
+ * mutex to starvation mode, where unlock hands it to the first waiter,
+ * so no waiter is passed over for ever.
+ */
 struct kgo_mutex {
 	uint32_t state;		/* locked, woken, starving, waiters */
 	uint32_t sema;		/* waiters park on this address */
@@ -209,6 +266,12 @@ void kgo_mutex_unlock(struct kgo_mutex *mu);
 /** kgo_mutex_trylock() - true if the lock was taken. */
 bool kgo_mutex_trylock(struct kgo_mutex *mu);
 
+/**
+ * struct kgo_rwmutex - a reader/writer lock (Go's sync.RWMutex): many
+ * readers or one writer. Once a writer waits, new readers wait for it,
+ * so a stream of readers cannot starve writers (and a G must not take a
+ * read lock it already holds again: that can deadlock).
+ */
 struct kgo_rwmutex {
 	struct kgo_mutex w;
 	uint32_t writer_sem;
@@ -222,6 +285,11 @@ void kgo_rwmutex_runlock(struct kgo_rwmutex *rw);
 void kgo_rwmutex_lock(struct kgo_rwmutex *rw);
 void kgo_rwmutex_unlock(struct kgo_rwmutex *rw);
 
+/**
+ * struct kgo_cond - a condition variable (Go's sync.Cond): waiters are
+ * woken in the order they began to wait. Signal and broadcast need not
+ * hold the mutex; one with no waiter is not remembered.
+ */
 struct kgo_cond {
 	uint32_t wait;
 	uint32_t notify;
@@ -234,6 +302,11 @@ void kgo_cond_wait(struct kgo_cond *c, struct kgo_mutex *mu);
 void kgo_cond_signal(struct kgo_cond *c);
 void kgo_cond_broadcast(struct kgo_cond *c);
 
+/**
+ * struct kgo_wg - a wait group (Go's sync.WaitGroup): kgo_wg_wait()
+ * parks until the counter is zero. It may be reused once every wait of
+ * the previous round has returned.
+ */
 struct kgo_wg {
 	uint64_t state;		/* counter << 32 | waiters */
 	uint32_t sema;
@@ -251,6 +324,8 @@ struct kgo_once {
 	struct kgo_mutex mu;
 };
 #define KGO_ONCE_INIT	{ 0, KGO_MUTEX_INIT }
+/** kgo_once_do() - call fn(arg) if no call on @once has yet; every call
+ * returns only after that fn has returned (Go's sync.Once.Do). */
 void kgo_once_do(struct kgo_once *once, void (*fn)(void *), void *arg);
 
 /* ------------------------------------------------------------------ */
@@ -268,6 +343,104 @@ void kgo_syscall_end(void);
 /** kgo_syscall() - begin + syscall(2) + end. Return: the syscall's result
  * or -errno. */
 long kgo_syscall(long nr, ...);
+
+/* ------------------------------------------------------------------ */
+/* File I/O: io_uring, with the RWF_NOWAIT fast path                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Each call does what the syscall of the same name does and returns what
+ * it would: the result, or -errno where it sets errno (and never sets
+ * errno). Called from a G, a read or write first tries without waiting
+ * (preadv2/pwritev2 with RWF_NOWAIT: a page-cache hit costs one plain
+ * syscall); when it would wait, the G parks on an io_uring completion
+ * and its thread runs other Gs. Where io_uring is missing or refused
+ * (kernel.io_uring_disabled, a seccomp filter, KGO_IOURING=0) the calls
+ * take the syscall path (kgo_syscall_begin/_end), say so once on stderr,
+ * and count it in kgo_stats.io_fallback_ops. Called outside a G, they
+ * are the plain syscalls.
+ *
+ * Semantics kept from the syscalls: reads of regular files are short
+ * only at end of file; reads of pipes, sockets and terminals return
+ * what is there; writes and sends on blocking fds move everything;
+ * O_NONBLOCK fds (and MSG_DONTWAIT) get -EAGAIN instead of waiting.
+ *
+ * Deadlines (the _dl calls): absolute CLOCK_MONOTONIC ns; < 0 waits
+ * for ever, 0 does not wait (-EAGAIN where the call would wait), and a
+ * deadline that passes cancels the operation in the kernel and returns
+ * -ETIMEDOUT, having moved no data. A read of a regular file that the
+ * kernel is already doing in a worker thread may finish after its
+ * deadline rather than be abandoned halfway.
+ *
+ * When kgo_run returns, operations still in flight are cancelled and
+ * waited for: no buffer is written after it returns.
+ */
+int     kgo_open(const char *path, int flags, mode_t mode);
+int     kgo_openat(int dirfd, const char *path, int flags, mode_t mode);
+int     kgo_close(int fd);
+ssize_t kgo_read(int fd, void *buf, size_t n);
+ssize_t kgo_pread(int fd, void *buf, size_t n, off_t off);
+ssize_t kgo_readv(int fd, const struct iovec *iov, int iovcnt);
+ssize_t kgo_preadv(int fd, const struct iovec *iov, int iovcnt, off_t off);
+ssize_t kgo_write(int fd, const void *buf, size_t n);
+ssize_t kgo_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t kgo_writev(int fd, const struct iovec *iov, int iovcnt);
+ssize_t kgo_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t off);
+int     kgo_fsync(int fd);
+int     kgo_fdatasync(int fd);
+int     kgo_statx(int dirfd, const char *path, int flags, unsigned mask,
+		  struct statx *st);
+int     kgo_unlinkat(int dirfd, const char *path, int flags);
+int     kgo_renameat(int olddirfd, const char *oldpath, int newdirfd,
+		     const char *newpath);
+int     kgo_mkdirat(int dirfd, const char *path, mode_t mode);
+int     kgo_fallocate(int fd, int mode, off_t off, off_t len);
+int     kgo_ftruncate(int fd, off_t len);
+
+/** kgo_read_dl() - kgo_read() until @deadline. Return: also -ETIMEDOUT,
+ * -EAGAIN (deadline 0 and nothing to read without waiting). */
+ssize_t kgo_read_dl(int fd, void *buf, size_t n, int64_t deadline);
+/** kgo_write_dl() - kgo_write() until @deadline. Return: the bytes
+ * written before the deadline passed, else -ETIMEDOUT or -EAGAIN. */
+ssize_t kgo_write_dl(int fd, const void *buf, size_t n, int64_t deadline);
+
+/* ------------------------------------------------------------------ */
+/* Network and readiness: kgo's netpoller                             */
+/* ------------------------------------------------------------------ */
+
+/* As accept4(2), connect(2), recv(2), send(2); the same rules as the
+ * file calls above. */
+int     kgo_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+int     kgo_connect(int fd, const struct sockaddr *addr, socklen_t len);
+ssize_t kgo_recv(int fd, void *buf, size_t n, int flags);
+ssize_t kgo_send(int fd, const void *buf, size_t n, int flags);
+
+/** The same until @deadline: also -ETIMEDOUT, and -EAGAIN for a deadline
+ * of 0 (kgo_connect_dl: -EINPROGRESS, as a non-blocking connect, the
+ * connection going on in the background; after -ETIMEDOUT too, so close
+ * the socket). kgo_send_dl returns the bytes sent if the deadline
+ * passes after some were. */
+int     kgo_accept_dl(int fd, struct sockaddr *addr, socklen_t *len,
+		      int flags, int64_t deadline);
+int     kgo_connect_dl(int fd, const struct sockaddr *addr, socklen_t len,
+		       int64_t deadline);
+ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline);
+ssize_t kgo_send_dl(int fd, const void *buf, size_t n, int flags,
+		    int64_t deadline);
+
+/**
+ * kgo_poll() - wait until @fd is ready for @events (POLLIN, POLLOUT...).
+ * Return: the revents, as poll(2) sets them (POLLERR, POLLHUP, POLLNVAL
+ * included), -ETIMEDOUT when @deadline passed, -EAGAIN when @deadline
+ * is 0 and the fd is not ready.
+ */
+int kgo_poll(int fd, short events, int64_t deadline);
+
+/**
+ * kgo_io_backend() - how the I/O calls run: "io_uring", or "syscalls
+ * (why)" after a fallback. A static string, valid until the next call.
+ */
+const char *kgo_io_backend(void);
 
 /* ------------------------------------------------------------------ */
 /* Observability                                                      */
@@ -288,6 +461,15 @@ struct kgo_stats {
 	uint64_t global_runq_gets;	/* Gs taken from the global queue */
 	uint64_t stacks_cached;		/* stacks kept for reuse */
 	uint64_t context_switches;	/* G switches done by the runtime */
+	uint64_t sysmon_wakeups;	/* sysmon's wakeups: the cost of polling */
+	uint64_t preempt_signals;	/* SIGURGs sent to preempt a G */
+	int async_preempt;		/* 1: SIGURG preemption in use */
+	int io_uring;			/* 1: I/O through io_uring; 0: syscalls */
+	uint64_t io_inline;		/* ring ops done during submission */
+	uint64_t io_timeouts;		/* ops cancelled by their deadline */
+	uint64_t io_cancelled;		/* ops cancelled at kgo_run's end */
+	uint64_t io_rings;		/* rings open (one per M that did io) */
+	uint64_t io_waiting;		/* Gs parked on an io completion */
 };
 
 /**

@@ -23,7 +23,8 @@
  *	FIXTURE_TEARDOWN(ring) { if (self->fd >= 0) close(self->fd); }
  *	TEST_F(ring, submit) { ... }	    (runs as ring.small.submit and
  *					     ring.big.submit)
- *	TEST_TIMEOUT(soak, 120) { ... }	    (a test allowed 120 s)
+ *	TEST_TIMEOUT(soak, 120) { ... }	    (a test allowed 120 s;
+ *					     TEST_F_TIMEOUT(fixture, name, s))
  *	TEST_SIGNAL(wg_negative, SIGABRT)   (passes only if killed by it)
  *
  *	TEST_HARNESS_MAIN
@@ -147,8 +148,8 @@ struct __th_result {
 /*
  * What a running test knows about itself. Lives in the test's process;
  * _metadata is passed to test bodies as in the kernel's harness, and the
- * assertion macros reach it through __th_meta() so they also work in
- * helpers and Gs that never see it.
+ * assertion macros find it through the file-scope __th_cur, so they also
+ * work in helpers and Gs that never see it (__th_meta() returns it).
  */
 struct __test_metadata {
 	const char *name;		/* full name, as printed */

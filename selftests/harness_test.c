@@ -11,7 +11,9 @@
  * variable and -t VICTIM, and read its TAP output and exit status. If the
  * harness stops catching one of these, a check here fails.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>

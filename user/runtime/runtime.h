@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include "kgo.h"
@@ -89,6 +90,14 @@ void notesleep(struct note *n);
 /* Sleep until woken or @deadline (CLOCK_MONOTONIC ns, < 0: forever).
  * Return: true if woken. */
 bool notesleep_until(struct note *n, int64_t deadline);
+/* A note's key while its sleeper waits in the kernel (futex value). */
+#define NOTE_KERNEL_VALUE 2
+bool note_enter_kernel(struct note *n);
+bool note_leave_kernel(struct note *n);
+bool note_is_woken(struct note *n);
+/* The same without the short spin before sleeping (see lock_futex.c):
+ * for threads that wake on a timer anyway, such as sysmon. */
+bool notesleep_until_nospin(struct note *n, int64_t deadline);
 
 int futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t deadline);
 void futex_wake(_Atomic uint32_t *addr, int n);
@@ -411,6 +420,11 @@ void goparkunlock(struct kgo_lock *l, enum waitreason reason);
 void goready(struct g *gp);
 /* Same, but to the tail of the local run queue (fairness: no runnext). */
 void goready_tail(struct g *gp);
+/* injectglist() - make the parked Gs on @list (linked by schedlink)
+ * runnable from a thread that may hold no P (io completions reaped by
+ * an idle M or sysmon): all onto the global queue, under one lock. The
+ * caller gets them run: takes a P itself, or wakep(). */
+void injectglist(struct g *list);
 
 /* Wake an idle M if there is an idle P and nobody spinning (Go's wakep). */
 void wakep(void);
@@ -427,12 +441,37 @@ void handoffp(struct p *pp);
  * sysmon from its deep sleep so that it can retake the P. */
 void syscall_entered(struct p *pp);
 
-/* The monitor thread (sysmon.c). */
+/* sysmon: give memory of surplus dead Gs back to the kernel (proc.c). */
+void gfree_scavenge(int64_t now);
+
+/* The monitor thread (sysmon.c). sysmon_start/stop also start and stop
+ * asynchronous preemption and KGO_TRACE. */
 int sysmon_start(void);
 void sysmon_stop(void);
+/* sysmon sleeps deeply while every P is idle; whoever takes a P off the
+ * idle list then calls sysmon_wake() (sched.lock may be held: sysmon's
+ * lock is after it). seq_cst against sched.npidle. */
+extern _Atomic bool sysmon_sleeping;
+void sysmon_wake(void);
+/* sysmon's and preemption's fields of kgo_stats. */
+void sysmon_stats(struct kgo_stats *st);
 
-/* Preemption point: yields if the G was asked to. */
+/* Preemption point: yields if the G was asked to (cooperative
+ * preemption). Call it on the paths of public calls that do not park;
+ * it does nothing while a runtime lock is held. */
 void kgo_checkpreempt(void);
+/* Switch the running G out to the global run queue, counted as a
+ * preemption; @async: from the SIGURG handler (proc.c). */
+void gopreempt(bool async);
+
+/* Asynchronous preemption (preempt.c). */
+void preempt_init(bool off);
+void preempt_fini(void);
+bool preempt_async_on(void);
+const char *preempt_async_why(void);
+uint64_t preempt_refused(void);
+/* sysmon: SIGURG to mp, whose G has g->preempt set. */
+bool preempt_signal(struct m *mp, int64_t now);
 
 uint32_t fastrand(void);
 uint32_t fastrandn(uint32_t n);
@@ -495,6 +534,30 @@ int signals_init(void);
 void signals_fini(void);
 int signals_minit(struct m *mp);
 void signals_mexit(struct m *mp);
+/* The signal mask every M runs with (set by signals_minit). */
+const sigset_t *signals_mmask(void);
+
+/* ------------------------------------------------------------------ */
+/* I/O through io_uring (io.c): the scheduler's hooks                 */
+/* ------------------------------------------------------------------ */
+
+/* kgo_run, before any M runs: read KGO_IOURING, KGO_IOWQ_MAX. */
+void io_init(void);
+/* kgo_run, after every M left: the rings are closed by then. */
+void io_fini(void);
+/* findrunnable, first thing, when mp->io: reap mp's ring onto its P. */
+void io_poll(struct m *mp);
+/* What stopm and stoplockedm sleep in instead of notesleep_until(&mp->
+ * park, deadline): the M's ring when it has one, so that completions
+ * wake it too. @wake_on_io: also return false after readying Gs onto
+ * the global queue (findrunnable then takes a P to run them). */
+bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io);
+/* mexit, on the M's thread: cancel and drain the ring, close it. */
+void io_mexit(struct m *mp);
+/* sysmon, every round: reap rings nobody looked at for 10 ms. */
+void io_sysmon(int64_t now);
+/* kgo_stats_get: the io_* fields kept by io.c. */
+void io_stats(struct kgo_stats *st);
 
 /* ------------------------------------------------------------------ */
 /* Context switch wrappers with sanitizer bookkeeping (proc.c)        */

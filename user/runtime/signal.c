@@ -13,8 +13,16 @@
  * SIGQUIT: dump every G with its state and wait reason, then exit 2
  * (Go's behaviour), unless the program installed its own handler.
  *
+ * SIGURG: asynchronous preemption; its handler is in preempt.c.
+ *
  * Handlers are installed by kgo_run and the previous ones restored when
  * it returns.
+ *
+ * Signal masks: every M runs with the mask of the thread that called
+ * kgo_run, with SIGSEGV, SIGBUS and SIGURG unblocked (Go's
+ * minitSignalMask). An M inherits its creator's mask, and Ms are also
+ * created by sysmon, which blocks everything; hence signals_minit sets
+ * it. m0 gets its own mask back when kgo_run returns.
  */
 #include <errno.h>
 #include <signal.h>
@@ -29,6 +37,13 @@
 
 static struct sigaction old_segv, old_bus, old_quit;
 static bool quit_installed;
+static sigset_t m_sigmask;	/* every M's mask; set in signals_init */
+static sigset_t m0_oldmask;	/* m0's mask before kgo_run */
+
+const sigset_t *signals_mmask(void)
+{
+	return &m_sigmask;
+}
 
 static void chain(int sig, siginfo_t *si, void *uc, struct sigaction *old)
 {
@@ -63,6 +78,11 @@ static void sigquit_handler(int sig)
 int signals_init(void)
 {
 	struct sigaction sa;
+
+	pthread_sigmask(SIG_SETMASK, NULL, &m_sigmask);
+	sigdelset(&m_sigmask, SIGSEGV);
+	sigdelset(&m_sigmask, SIGBUS);
+	sigdelset(&m_sigmask, SIGURG);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = sigsegv_handler;
@@ -101,6 +121,7 @@ int signals_minit(struct m *mp)
 {
 	stack_t ss, old;
 
+	pthread_sigmask(SIG_SETMASK, &m_sigmask, mp->is_m0 ? &m0_oldmask : NULL);
 	if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE))
 		return 0;
 	mp->altstack = mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
@@ -124,6 +145,8 @@ void signals_mexit(struct m *mp)
 {
 	stack_t ss = { .ss_flags = SS_DISABLE };
 
+	if (mp->is_m0)
+		pthread_sigmask(SIG_SETMASK, &m0_oldmask, NULL);
 	if (!mp->altstack)
 		return;
 	sigaltstack(&ss, NULL);

@@ -1,158 +1,527 @@
 // SPDX-License-Identifier: MIT
 /*
  * sysmon.c - the monitor thread: retake Ps from Ms blocked in syscalls,
- * and ask Gs that ran too long to yield.
+ * preempt Gs that ran too long, print schedtrace.
  *
- * sysmon is an M without a P (not counted by checkdead). In polling
- * mode it works as Go's sysmon: it wakes every 20 us, doubling its sleep
- * up to 10 ms after 50 rounds in which it found nothing to do, and sleeps
- * deeply (until a syscall entry wakes it) when every P is idle.
+ * sysmon is a plain thread, not an M: it holds no P, runs no G, takes
+ * no signal, and checkdead does not count it. As in Go, it does not
+ * schedule anything itself; it only takes Ps from Ms that cannot use
+ * them (retake, then handoffp in proc.c) and asks Gs to stop (sets
+ * g->preempt, sends SIGURG: preempt.c).
  *
- * It asks two questions of each P, through one interface so that the
- * kernel-observed mode can answer them from BPF instead of from ticks:
+ * The two questions
+ * -----------------
+ * Everything sysmon does follows from two questions about each P, and
+ * they are asked in one place, through struct observer, so that a
+ * kernel-observed mode can answer them from BPF instead of by polling
+ * without anything else here changing:
  *
- *   m_blocked(pp)  - is the M that holds pp (in a syscall) really
- *                    blocked? Polling answers: it has been in the same
- *                    syscall for a whole sysmon tick.
- *   g_slice_over(pp) - has the G running on pp used up its slice?
- *                    Polling answers: the P's schedtick has not moved
- *                    for slice_ns of wall time.
+ *   m_blocked(pp)     - is the M that has pp (in a syscall, or running
+ *                       a G) really blocked in the kernel?
+ *   g_slice_over(pp)  - has the G on pp used up its time slice?
+ *
+ * What sysmon does with the answers is Go's retake():
+ *
+ *  - P_SYSCALL and the M is blocked (or the G's slice is over): take
+ *    the P, if it has work, or nobody else is free to take work (no
+ *    spinning M, no idle P), or the syscall has lasted 10 ms; then
+ *    handoffp gives it to an idle or a new M. Ms are capped at
+ *    kgo_config.max_threads (newm dies with a clear message past it).
+ *  - P_RUNNING and the slice is over: preempt the G (g->preempt for the
+ *    cooperative check, and SIGURG unless the M is blocked in the
+ *    kernel: a signal would only make its call fail with EINTR).
+ *
+ * The polling observer answers as Go does: an M is blocked if its P is
+ * still in the same syscall (same syscalltick) as at the last look, at
+ * least one sysmon period ago; a slice is over when the P's schedtick
+ * has not moved for slice_ns since sysmon first saw it. For a running
+ * M (before a preemption signal) it reads the thread's state from /proc:
+ * sleeping there means blocked.
+ *
+ * Sleeping (Go's backoff)
+ * -----------------------
+ * sysmon sleeps 20 us between looks while it finds work to do (a P
+ * retaken); after 50 idle looks it doubles its sleep up to 10 ms. When
+ * every P is idle it sleeps until something takes a P off the idle
+ * list (pidleget calls sysmon_wake) or a syscall starts. Unlike Go's, it
+ * also never sleeps past the end of a running G's slice (nor past its
+ * next schedtrace line), so a G is preempted close to slice_ns after
+ * sysmon first saw it run, not up to 10 ms later: one wakeup per slice
+ * while a G runs long, which costs nothing measurable.
+ *
+ * sysmon_wake() is called with sched.lock held: sysmon's lock comes
+ * after sched.lock in the lock order.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime.h"
+#include "trace.h"
 
-struct psample {
-	uint64_t schedtick, syscalltick;
-	int64_t schedwhen, syscallwhen;
+#define DELAY_MIN	(20 * 1000LL)		/* ns */
+#define DELAY_MAX	(10 * 1000 * 1000LL)
+#define SYSCALL_RETAKE	(10 * 1000 * 1000LL)	/* retake even without work */
+#define RESEND_MIN	(1000 * 1000LL)		/* first resend of a preemption */
+
+/* What sysmon remembers of a P between two looks; sysmon only. */
+struct pmon {
+	/* The observer's own (polling: Go's sysmontick). */
+	uint64_t schedtick;	/* schedtick at the last look */
+	int64_t schedwhen;	/* when sysmon first saw that schedtick */
+	uint64_t syscalltick;
+	int64_t syscallwhen;	/* when sysmon first saw that syscall */
+	/* retake's. */
+	uint64_t slicetick;	/* the slice the request below was for */
+	int64_t preemptwhen;	/* last preemption request, 0: none */
+	int64_t resend;		/* next request no sooner than this after */
+};
+
+/*
+ * struct observer - how sysmon answers its two questions. @now is the
+ * time of this look. Both may keep state in @pm, and are called on
+ * every look at a P in the state they are asked about.
+ */
+struct observer {
+	const char *name;
+	/* @st is pp's status as just read: P_SYSCALL (its old M is in a
+	 * kgo syscall) or P_RUNNING (@mp runs a G that ran past its slice
+	 * without a runtime call: a plain blocking call looks like this). */
+	bool (*m_blocked)(struct p *pp, uint32_t st, struct m *mp,
+			  struct pmon *pm, int64_t now);
+	/* pp is P_RUNNING or P_SYSCALL. */
+	bool (*g_slice_over)(struct p *pp, struct pmon *pm, int64_t now);
+	/* When may pp's running G's slice end, at the earliest, as far as
+	 * this observer can tell? INT64_MAX: it will say (an observer that
+	 * is told by the kernel sleeps until told). */
+	int64_t (*slice_end)(struct p *pp, struct pmon *pm);
 };
 
 static struct {
 	pthread_t thread;
 	bool started;
 	_Atomic bool stop;
-	_Atomic bool deep;		/* in deep sleep: wake on syscall entry */
 	struct note wake;
-	struct kgo_lock lock;		/* guards deep + wake arming */
-	struct psample *ps;
+	struct kgo_lock lock;		/* guards wake_armed and sm.wake */
+	bool wake_armed;		/* wake is clear: one notewakeup may come */
+	struct pmon *pm;
+	const struct observer *obs;
+	int64_t schedtrace_ns;		/* KGO_DEBUG=schedtrace=MS; 0: off */
+	bool scheddetail;
+	int64_t starttime;
+	/* Counters of this (or the last) run, for kgo_stats. */
+	_Atomic uint64_t wakeups;
+	_Atomic uint64_t signals;
 } sm;
 
 /*
- * The polling answers. Each returns true when sysmon should act; they
- * keep their state in sm.ps, which only sysmon touches.
+ * sysmon sleeps deeply (until sysmon_wake) while every P is idle.
+ * seq_cst, with sched.npidle's seq_cst RMWs: sysmon stores true and then
+ * reads npidle; pidleget decrements npidle and then reads this. One of
+ * the two sees the other, so no P leaves the idle list unnoticed.
  */
-static bool m_blocked(struct p *pp, struct psample *s, int64_t now)
-{
-	uint64_t t = atomic_load_explicit(&pp->syscalltick, memory_order_relaxed);
+_Atomic bool sysmon_sleeping;
 
-	if (s->syscalltick != t) {
-		s->syscalltick = t;
-		s->syscallwhen = now;
+/* ------------------------------------------------------------------ */
+/* The polling observer                                               */
+/* ------------------------------------------------------------------ */
+
+/* Is thread tid asleep in the kernel? From /proc: S, D (or stopped). */
+static bool thread_sleeping(pid_t tid)
+{
+	char path[64], buf[256], *s;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	/* "tid (comm) S ...": comm may hold spaces and parentheses. */
+	s = strrchr(buf, ')');
+	if (!s || s[1] != ' ')
+		return false;
+	return s[2] == 'S' || s[2] == 'D' || s[2] == 't' || s[2] == 'T';
+}
+
+static bool poll_m_blocked(struct p *pp, uint32_t st, struct m *mp,
+			   struct pmon *pm, int64_t now)
+{
+	uint64_t t;
+
+	if (st == P_RUNNING)
+		return mp && mp->tid > 0 && thread_sleeping(mp->tid);
+	t = atomic_load_explicit(&pp->syscalltick, memory_order_relaxed);
+	if (pm->syscalltick != t) {
+		pm->syscalltick = t;
+		pm->syscallwhen = now;
 		return false;
 	}
-	/* Same syscall as last time we looked: blocked for a tick. */
+	/* The same syscall as at the last look: in it for a whole period. */
 	return true;
 }
 
-static bool g_slice_over(struct p *pp, struct psample *s, int64_t now)
+static bool poll_g_slice_over(struct p *pp, struct pmon *pm, int64_t now)
 {
 	uint64_t t = atomic_load_explicit(&pp->schedtick, memory_order_relaxed);
 
-	if (s->schedtick != t) {
-		s->schedtick = t;
-		s->schedwhen = now;
+	if (pm->schedtick != t) {
+		pm->schedtick = t;
+		pm->schedwhen = now;
 		return false;
 	}
-	return now - s->schedwhen >= sched.slice_ns;
+	return now - pm->schedwhen >= sched.slice_ns;
 }
 
-/* Go's retake rule for a P in a syscall: take it if it has work, or if
- * there is no spare capacity (no spinning M and no idle P). */
-static bool worth_retaking(struct p *pp)
+static int64_t poll_slice_end(struct p *pp, struct pmon *pm)
 {
-	uint32_t head = atomic_load(&pp->runqhead);
-	uint32_t tail = atomic_load(&pp->runqtail);
-
-	return tail != head || atomic_load(&pp->runnext) ||
-	       atomic_load(&sched.runqsize) ||
-	       atomic_load(&sched.nmspinning) + atomic_load(&sched.npidle) == 0;
+	(void)pp;
+	return pm->schedwhen ? pm->schedwhen + sched.slice_ns : INT64_MAX;
 }
 
-static void preempt_p(struct p *pp)
+static const struct observer observer_poll = {
+	.name = "poll",
+	.m_blocked = poll_m_blocked,
+	.g_slice_over = poll_g_slice_over,
+	.slice_end = poll_slice_end,
+};
+
+/* ------------------------------------------------------------------ */
+/* retake                                                             */
+/* ------------------------------------------------------------------ */
+
+static bool runq_empty(struct p *pp)
 {
+	return atomic_load_explicit(&pp->runqhead, memory_order_acquire) ==
+	       atomic_load_explicit(&pp->runqtail, memory_order_acquire) &&
+	       !atomic_load_explicit(&pp->runnext, memory_order_acquire);
+}
+
+/*
+ * preemptone() - ask the G running on pp to stop (Go's preemptone).
+ * Best effort, as in Go: pp may have changed Ms, and the M Gs, since
+ * we looked; a request that reaches the wrong G costs that G the rest
+ * of its slice. Ms and Gs are never freed while sysmon runs, so the
+ * pointers stay valid.
+ */
+static void preemptone(struct p *pp, struct pmon *pm, int64_t now)
+{
+	/* Acquire pairs with the owners' smp_store_release (proc.c). */
 	struct m *mp = smp_load_acquire(pp->m);
 	struct g *gp = mp ? smp_load_acquire(mp->curg) : NULL;
+	uint64_t tick = atomic_load_explicit(&pp->schedtick,
+					     memory_order_relaxed);
 
-	if (gp)
-		atomic_store_explicit(&gp->preempt, true, memory_order_relaxed);
+	if (pm->slicetick != tick) {
+		pm->slicetick = tick;	/* another slice: a fresh request */
+		pm->preemptwhen = 0;
+	}
+	if (pm->preemptwhen && now - pm->preemptwhen < pm->resend)
+		return;			/* asked a moment ago */
+	if (!pm->preemptwhen)
+		pm->resend = RESEND_MIN;
+	else if (pm->resend < sched.slice_ns)
+		pm->resend *= 2;	/* no safe point yet: back off */
+	pm->preemptwhen = now;
+	if (!gp)
+		return;
+	/* Relaxed: the G reads it at its next runtime call, or in the
+	 * SIGURG handler after the tgkill below, which orders it. */
+	atomic_store_explicit(&gp->preempt, true, memory_order_relaxed);
+	if (!preempt_async_on() ||
+	    sm.obs->m_blocked(pp, P_RUNNING, mp, pm, now))
+		return;
+	if (preempt_signal(mp, now))
+		atomic_fetch_add_explicit(&sm.signals, 1, memory_order_relaxed);
 }
 
-/* One pass over the Ps. Return: how many it acted on. */
+/* One look at every P. Return: how many Ps it retook from syscalls
+ * (preemption requests do not count: Go's rule for the backoff). */
 static int retake(int64_t now)
 {
+	bool exiting = atomic_load_explicit(&sched.exiting,
+					    memory_order_relaxed);
 	int i, n = 0;
 
 	for (i = 0; i < sched.gomaxprocs; i++) {
 		struct p *pp = sched.allp[i];
-		struct psample *s = &sm.ps[i];
+		struct pmon *pm = &sm.pm[i];
+		/* Acquire pairs with entersyscall's release store. */
 		uint32_t st = atomic_load_explicit(&pp->status,
 						   memory_order_acquire);
+		bool over = false;
 
-		if (st == P_SYSCALL) {
-			if (m_blocked(pp, s, now) && worth_retaking(pp) &&
-			    retake_syscall(pp, false))
-				n++;
-		} else {
-			s->syscalltick = atomic_load(&pp->syscalltick);
+		if (st == P_RUNNING || st == P_SYSCALL) {
+			over = sm.obs->g_slice_over(pp, pm, now);
+			/* At exit, stop every G now: kgo_run waits for
+			 * the Ms, and an M leaves only between two Gs. */
+			if (st == P_RUNNING && (over || exiting))
+				preemptone(pp, pm, now);
 		}
-		if (st == P_RUNNING && g_slice_over(pp, s, now)) {
-			preempt_p(pp);
-			s->schedwhen = now;	/* once per slice */
+		if (st != P_SYSCALL) {
+			pm->syscalltick = atomic_load_explicit(&pp->syscalltick,
+						memory_order_relaxed);
+			continue;
+		}
+		/* Go: a G whose slice is over is retaken at once. */
+		if (!sm.obs->m_blocked(pp, st, NULL, pm, now) && !over)
+			continue;
+		if (runq_empty(pp) && !atomic_load(&sched.runqsize) &&
+		    atomic_load(&sched.nmspinning) + atomic_load(&sched.npidle) > 0 &&
+		    now - pm->syscallwhen < SYSCALL_RETAKE)
+			continue;
+		if (retake_syscall(pp, false))
 			n++;
-		}
 	}
 	return n;
 }
+
+/* When must sysmon look again, at the latest, for the slices running
+ * now? INT64_MAX: no G is running long. */
+static int64_t next_slice_end(void)
+{
+	int64_t next = INT64_MAX, t;
+	int i;
+
+	for (i = 0; i < sched.gomaxprocs; i++) {
+		struct p *pp = sched.allp[i];
+		struct pmon *pm = &sm.pm[i];
+
+		if (atomic_load_explicit(&pp->status, memory_order_relaxed) !=
+		    P_RUNNING)
+			continue;
+		if (pm->preemptwhen && pm->slicetick ==
+		    atomic_load_explicit(&pp->schedtick, memory_order_relaxed))
+			t = pm->preemptwhen + pm->resend;
+		else
+			t = sm.obs->slice_end(pp, pm);
+		if (t < next)
+			next = t;
+	}
+	return next;
+}
+
+/* ------------------------------------------------------------------ */
+/* schedtrace (KGO_DEBUG=schedtrace=MS,scheddetail=1)                 */
+/* ------------------------------------------------------------------ */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+};
+
+static void sb_printf(struct sbuf *sb, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void sb_printf(struct sbuf *sb, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(sb->p ? sb->p + sb->len : NULL,
+			      sb->p ? sb->cap - sb->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if (sb->p && sb->len + n < sb->cap) {
+			sb->len += n;
+			return;
+		}
+		{
+			size_t cap = (sb->cap ? sb->cap * 2 : 4096) + n;
+			char *p = realloc(sb->p, cap);
+
+			if (!p)
+				return;
+			sb->p = p;
+			sb->cap = cap;
+		}
+	}
+}
+
+static void sb_flush(struct sbuf *sb)
+{
+	size_t off = 0;
+
+	while (off < sb->len) {
+		ssize_t n = write(2, sb->p + off, sb->len - off);
+
+		if (n <= 0 && errno != EINTR)
+			break;
+		if (n > 0)
+			off += n;
+	}
+	free(sb->p);
+	sb->p = NULL;
+	sb->len = sb->cap = 0;
+}
+
+static uint32_t runqsize_of(struct p *pp)
+{
+	return atomic_load_explicit(&pp->runqtail, memory_order_relaxed) -
+	       atomic_load_explicit(&pp->runqhead, memory_order_relaxed);
+}
+
+/*
+ * schedtrace() - Go's schedtrace line (and with @detail, a line per P,
+ * M and G). threads= counts the Ms and sysmon, as Go's mcount does.
+ * Much of what it reads changes under it (the P's M, the M's G): as in
+ * Go, it reads each pointer once and prints what it saw. Those reads
+ * race with their owners on purpose, so ThreadSanitizer is told not to
+ * watch this function (Ms and Gs are never freed while sysmon runs).
+ */
+__attribute__((no_sanitize("thread")))
+static void schedtrace(bool detail)
+{
+	int64_t now = nanotime();
+	struct sbuf sb = { 0 };
+	struct m *mp;
+	struct g *gp;
+	int i;
+
+	lock(&sched.lock);
+	sb_printf(&sb, "SCHED %lldms: gomaxprocs=%d idleprocs=%d threads=%d "
+		  "spinningthreads=%d idlethreads=%d runqueue=%d",
+		  (long long)((now - sm.starttime) / 1000000),
+		  sched.gomaxprocs, atomic_load(&sched.npidle),
+		  sched.mnext - sched.nmexited + 1,
+		  atomic_load(&sched.nmspinning), sched.nmidle,
+		  atomic_load(&sched.runqsize));
+	if (detail)
+		sb_printf(&sb, " nmidlelocked=%d sysmonwait=%d observe=%s "
+			  "asyncpreempt=%s\n", sched.nmidlelocked,
+			  (int)atomic_load(&sysmon_sleeping), sm.obs->name,
+			  preempt_async_on() ? "on" : "off");
+	for (i = 0; i < sched.gomaxprocs; i++) {
+		struct p *pp = sched.allp[i];
+
+		if (!detail) {
+			sb_printf(&sb, "%s%u%s", i ? " " : " [",
+				  runqsize_of(pp),
+				  i == sched.gomaxprocs - 1 ? "]\n" : "");
+			continue;
+		}
+		mp = pp->m;
+		sb_printf(&sb, "  P%d: status=%u schedtick=%llu syscalltick=%llu "
+			  "m=%d runqsize=%u gfreecnt=%d timerslen=%d\n", i,
+			  atomic_load(&pp->status),
+			  (unsigned long long)atomic_load(&pp->schedtick),
+			  (unsigned long long)atomic_load(&pp->syscalltick),
+			  mp ? mp->id : -1, runqsize_of(pp), pp->ngfree,
+			  pp->timers.len);
+	}
+	if (!detail) {
+		unlock(&sched.lock);
+		sb_flush(&sb);
+		return;
+	}
+	for (mp = sched.allm; mp; mp = mp->alllink) {
+		struct p *pp = mp->p;
+		struct g *cg = mp->curg, *lg = mp->lockedg;
+
+		if (mp->exited)
+			continue;
+		sb_printf(&sb, "  M%d: p=%d curg=%lld spinning=%s blocked=%s "
+			  "lockedg=%lld\n", mp->id, pp ? pp->id : -1,
+			  cg ? (long long)cg->goid : -1LL,
+			  mp->spinning ? "true" : "false",
+			  !pp && !cg && !mp->spinning ? "true" : "false",
+			  lg ? (long long)lg->goid : -1LL);
+	}
+	lock(&sched.allglock);
+	for (gp = sched.allgs; gp; gp = gp->alllink) {
+		uint32_t st = atomic_load(&gp->status);
+		struct m *gm = gp->m, *lm = gp->lockedm;
+
+		if (st == G_DEAD || st == G_IDLE)
+			continue;
+		sb_printf(&sb, "  G%llu: status=%u(%s) m=%d lockedm=%d\n",
+			  (unsigned long long)gp->goid, st,
+			  st == G_WAITING && gp->waitreason < WAIT_NREASONS ?
+			  waitreason_str[gp->waitreason] : "",
+			  gm && st != G_WAITING && st != G_RUNNABLE ? gm->id : -1,
+			  lm ? lm->id : -1);
+	}
+	unlock(&sched.allglock);
+	unlock(&sched.lock);
+	sb_flush(&sb);
+}
+
+/* ------------------------------------------------------------------ */
+/* The loop                                                           */
+/* ------------------------------------------------------------------ */
 
 static bool all_idle(void)
 {
 	return atomic_load(&sched.npidle) == sched.gomaxprocs;
 }
 
+/* Arm sm.wake again after a sleep. */
+static void wake_clear(void)
+{
+	lock(&sm.lock);
+	noteclear(&sm.wake);
+	sm.wake_armed = true;
+	unlock(&sm.lock);
+}
+
+/* Wake sysmon: at most one notewakeup per arming. */
+static void wake_locked(void)
+{
+	if (sm.wake_armed) {
+		sm.wake_armed = false;
+		notewakeup(&sm.wake);
+	}
+}
+
 static void *sysmon(void *arg)
 {
-	int64_t delay = 20000;		/* ns */
+	int64_t delay = DELAY_MIN, lasttrace = 0, now, until, t;
 	int idle = 0;
 
 	(void)arg;
+	pthread_setname_np(pthread_self(), "kgo-sysmon");
 	while (!atomic_load(&sm.stop)) {
-		int64_t now;
-
 		if (idle == 0)
-			delay = 20000;
+			delay = DELAY_MIN;
 		else if (idle > 50)
 			delay *= 2;
-		if (delay > 10000000)
-			delay = 10000000;
-		notesleep_until(&sm.wake, nanotime() + delay);
-		lock(&sm.lock);
-		noteclear(&sm.wake);
-		unlock(&sm.lock);
+		if (delay > DELAY_MAX)
+			delay = DELAY_MAX;
+		now = nanotime();
+		until = now + delay;
+		t = next_slice_end();
+		if (t < until)
+			until = t > now + DELAY_MIN ? t : now + DELAY_MIN;
+		if (sm.schedtrace_ns) {
+			t = lasttrace + sm.schedtrace_ns;
+			if (t < until)
+				until = t > now ? t : now;
+		}
+		notesleep_until_nospin(&sm.wake, until);
+		wake_clear();
+		atomic_fetch_add_explicit(&sm.wakeups, 1, memory_order_relaxed);
 
-		/* Every P idle: sleep until a syscall entry wakes us. */
-		if (all_idle()) {
-			lock(&sm.lock);
-			atomic_store(&sm.deep, true);
-			unlock(&sm.lock);
+		/* Every P idle: nothing can need us until one is taken. Go
+		 * keeps polling when schedtrace is on, to print in time. */
+		if (!sm.schedtrace_ns && all_idle()) {
+			atomic_store(&sysmon_sleeping, true);	/* seq_cst */
 			if (all_idle() && !atomic_load(&sm.stop))
-				notesleep(&sm.wake);
-			lock(&sm.lock);
-			atomic_store(&sm.deep, false);
-			noteclear(&sm.wake);
-			unlock(&sm.lock);
+				notesleep_until_nospin(&sm.wake, -1);
+			atomic_store(&sysmon_sleeping, false);
+			wake_clear();
 			idle = 0;
 			continue;
 		}
@@ -161,63 +530,121 @@ static void *sysmon(void *arg)
 			idle = 0;
 		else
 			idle++;
+		gfree_scavenge(now);
+		if (sm.schedtrace_ns && now - lasttrace >= sm.schedtrace_ns) {
+			lasttrace = now;
+			schedtrace(sm.scheddetail);
+		}
 	}
 	return NULL;
 }
 
-/* Wake sysmon, at most once per arming of the note; sm.lock held. */
-static void sm_wake_locked(void)
+/*
+ * sysmon_wake() - get sysmon out of its deep sleep: a P left the idle
+ * list, or a syscall began. May be called with sched.lock held.
+ */
+void sysmon_wake(void)
 {
-	atomic_store(&sm.deep, false);
-	if (atomic_load(&sm.wake.key) == 0)
-		notewakeup(&sm.wake);
+	lock(&sm.lock);
+	if (atomic_load(&sysmon_sleeping))
+		wake_locked();
+	unlock(&sm.lock);
 }
 
 void syscall_entered(struct p *pp)
 {
 	(void)pp;
-	/* Relaxed: a missed wakeup costs at most one sysmon period. */
-	if (!atomic_load_explicit(&sm.deep, memory_order_relaxed))
-		return;
-	lock(&sm.lock);
-	if (atomic_load(&sm.deep))
-		sm_wake_locked();
-	unlock(&sm.lock);
+	/* A P in a syscall is not idle, so sysmon is awake unless it is
+	 * just going to sleep; seq_cst as for pidleget. */
+	if (unlikely(atomic_load(&sysmon_sleeping)))
+		sysmon_wake();
+}
+
+/* KGO_DEBUG: comma-separated name=value, Go's GODEBUG names. */
+static void parse_debug(bool *asyncpreemptoff)
+{
+	const char *s = getenv("KGO_DEBUG");
+	char name[32];
+	long v;
+	int n;
+
+	while (s && *s) {
+		n = 0;
+		while (*s && *s != '=' && *s != ',' && n < (int)sizeof(name) - 1)
+			name[n++] = *s++;
+		name[n] = 0;
+		v = 0;
+		if (*s == '=')
+			v = strtol(s + 1, (char **)&s, 10);
+		if (!strcmp(name, "schedtrace"))
+			sm.schedtrace_ns = v > 0 ? v * 1000000LL : 0;
+		else if (!strcmp(name, "scheddetail"))
+			sm.scheddetail = v > 0;
+		else if (!strcmp(name, "asyncpreemptoff"))
+			*asyncpreemptoff = v > 0;
+		while (*s && *s != ',')
+			s++;
+		if (*s == ',')
+			s++;
+	}
 }
 
 int sysmon_start(void)
 {
+	bool asyncpreemptoff = false;
 	sigset_t all, old;
 	int err;
 
 	memset(&sm, 0, sizeof(sm));
-	sm.ps = calloc(sched.gomaxprocs, sizeof(*sm.ps));
-	if (!sm.ps)
+	sm.wake_armed = true;
+	atomic_store(&sysmon_sleeping, false);
+	sm.obs = &observer_poll;
+	sm.starttime = nanotime();
+	parse_debug(&asyncpreemptoff);
+	sm.pm = calloc(sched.gomaxprocs, sizeof(*sm.pm));
+	if (!sm.pm)
 		return -ENOMEM;
+	trace_start();
+	preempt_init(asyncpreemptoff);
 	/* sysmon takes no signals meant for Ms running Gs. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(&sm.thread, NULL, sysmon, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
-		free(sm.ps);
-		sm.ps = NULL;
+		preempt_fini();
+		trace_stop();
+		free(sm.pm);
+		sm.pm = NULL;
 		return -err;
 	}
 	sm.started = true;
 	return 0;
 }
 
+/* Called when every M but m0 has left: stop sysmon, write the trace. */
 void sysmon_stop(void)
 {
 	if (!sm.started)
 		return;
 	atomic_store(&sm.stop, true);
 	lock(&sm.lock);
-	sm_wake_locked();
+	wake_locked();
 	unlock(&sm.lock);
 	pthread_join(sm.thread, NULL);
-	free(sm.ps);
-	sm.ps = NULL;
+	preempt_fini();
+	trace_stop();
+	free(sm.pm);
+	sm.pm = NULL;
 	sm.started = false;
+}
+
+/* Fill sysmon's and preemption's fields of kgo_stats (kgo_stats_get). */
+void sysmon_stats(struct kgo_stats *st)
+{
+	st->sysmon_wakeups = atomic_load_explicit(&sm.wakeups,
+						  memory_order_relaxed);
+	st->preempt_signals = atomic_load_explicit(&sm.signals,
+						   memory_order_relaxed);
+	st->async_preempt = preempt_async_on();
 }

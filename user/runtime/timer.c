@@ -163,13 +163,19 @@ static void heap_remove(struct timers *ts, int32_t i)
 	heap_siftup(ts, last->idx);
 }
 
-/* Republish the minimum. Release: pairs with the acquire loads of
- * timers_run() and the scheduler, which then take the lock anyway. */
+/*
+ * Republish the minimum. seq_cst, like the store in timer_add(): a new
+ * earlier `next` and the scheduler's sleeper_until form a Dekker pair
+ * (we store next, then wake_for_timer() loads sleeper_until; an idle M
+ * stores sleeper_until, then loads every next), so that either the
+ * sleeping M sees the timer or wake_for_timer() sees the sleeper. It
+ * also pairs with the acquire loads of timers_run().
+ */
 static int64_t heap_update_next(struct timers *ts)
 {
 	int64_t next = ts->len ? ts->heap[0]->when : INT64_MAX;
 
-	atomic_store_explicit(&ts->next, next, memory_order_release);
+	atomic_store(&ts->next, next);
 	return next;
 }
 
@@ -198,7 +204,7 @@ void timer_add(struct timer *t, int64_t when)
 	timer_set_pp(t, pp);
 	old = atomic_load_explicit(&ts->next, memory_order_relaxed);
 	if (when < old)
-		atomic_store_explicit(&ts->next, when, memory_order_release);
+		atomic_store(&ts->next, when);	/* seq_cst: heap_update_next() */
 	unlock(&ts->lock);
 
 	if (when < old)
@@ -302,9 +308,8 @@ static void dltimer_fire(void *arg, uint64_t seq)
 	uint32_t zero = 0;
 
 	(void)seq;
-	/* acq_rel: acquire pairs with the waker's... nothing to read; the
-	 * release publishes nothing either, but the CAS must be atomic
-	 * with respect to the wait lists' CAS (dequeue), which it is. */
+	/* The CAS only arbitrates with the wait lists' CAS (dequeue):
+	 * nothing is read after it that the other party wrote. */
 	if (atomic_compare_exchange_strong_explicit(&gp->selectdone, &zero, 1,
 			memory_order_acq_rel, memory_order_acquire)) {
 		/* Release: pairs with dltimer_stop()'s acquire. gp is still

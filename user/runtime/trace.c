@@ -196,11 +196,6 @@ int trace_start(void)
 	return 0;
 }
 
-static const char *const gstatus_name[] = {
-	"idle", "runnable", "running", "syscall", "waiting", "dead",
-	"preempted",
-};
-
 /* Microseconds since the start, with ns precision, as Chrome wants. */
 static void put_ts(FILE *f, int64_t ts)
 {
@@ -224,9 +219,7 @@ static void put_event(FILE *f, const struct tbuf *tb, const struct tev *e)
 			"\"args\":{\"g\":%llu,\"p\":%llu}}", g, g, a);
 		return;
 	case TR_GO_STOP:
-		fprintf(f, ",\"ph\":\"E\",\"args\":{\"status\":\"%s\"}}",
-			a < sizeof(gstatus_name) / sizeof(gstatus_name[0]) ?
-			gstatus_name[a] : "?");
+		fprintf(f, ",\"ph\":\"E\"}");
 		return;
 	case TR_SYSCALL_ENTER:
 		fprintf(f, ",\"ph\":\"B\",\"name\":\"syscall\",\"cat\":"

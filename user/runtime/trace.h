@@ -19,7 +19,7 @@
 enum trace_ev {
 	TR_GO_CREATE = 1,	/* g: new G, arg: creating G (0: none) */
 	TR_GO_START,		/* g started running on this M, arg: P */
-	TR_GO_STOP,		/* g switched back to g0, arg: its status */
+	TR_GO_STOP,		/* the G on this M stopped running */
 	TR_GO_PARK,		/* g parked, arg: enum waitreason */
 	TR_GO_READY,		/* g made runnable, arg: readying G */
 	TR_SYSCALL_ENTER,	/* g entered a syscall, arg: 1 if blocking */

@@ -1,0 +1,866 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: preemption (sysmon.c, preempt.c).
+ *
+ *   spinner_vs_sleeper	P=1: a G that spins with no call at all does not
+ *			starve a G that sleeps 1 ms at a time (SIGURG).
+ *   cooperative	the same with asynchronous preemption off: a
+ *			spinner that makes runtime calls is preempted at
+ *			them (g->preempt, checked in kgo_syscall_end).
+ *   storm_p1, storm_p2	preemption storms (a 200 us slice) over C code
+ *			that calls malloc, printf and qsort: no deadlock,
+ *			no corruption, every result checked. 10 s each,
+ *			30 s with KGO_LONG_TESTS=1.
+ *   simd		Gs preempted in the middle of loops that keep
+ *			their state in ymm (AVX2) and zmm16-31 plus a mask
+ *			register (AVX-512), with different MXCSR rounding
+ *			modes, compute the right result.
+ *   errno_travels	errno set before a preemption is there after it,
+ *			on whichever thread the G resumes.
+ *   locked_spinner	a G locked to its M (kgo_lock_m) is preempted and
+ *			comes back on the same thread.
+ *   exit_with_spinners	kgo_run returns after main does, although other
+ *			Gs spin forever (they are stopped between Gs).
+ *   foreign_sigurg	a SIGURG the runtime did not send goes to the
+ *			program's own handler; preemption still works.
+ *   small_stack	a spinner on a KGO_STACK_MIN stack is preempted.
+ *
+ * Tests that need asynchronous preemption skip where it is off (under
+ * ThreadSanitizer, in static programs): kgo_stats.async_preempt says.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kgo.h"
+#include "harness.h"
+
+#define MS	1000000LL
+
+static struct kgo_stats stats(void)
+{
+	struct kgo_stats st;
+
+	memset(&st, 0, sizeof(st));
+	kgo_stats_get(&st, sizeof(st));
+	return st;
+}
+
+static bool async_on(void)
+{
+	return stats().async_preempt;
+}
+
+static void run_cfg(void (*fn)(void *), void *arg, int maxprocs, int slice_us)
+{
+	struct kgo_config cfg = { .maxprocs = maxprocs,
+				  .preempt_slice_us = slice_us };
+
+	ASSERT_EQ(0, kgo_run(fn, arg, &cfg));
+}
+
+static int64_t mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ */
+
+static atomic_int stop;
+static volatile unsigned long sink;
+
+/* No call of any kind in the loop: only a signal can stop it. */
+static void spinner(void *arg)
+{
+	unsigned long x = 0;
+
+	(void)arg;
+	while (!atomic_load_explicit(&stop, memory_order_relaxed))
+		x++;
+	sink = x;
+}
+
+struct sleeper_res {
+	bool skipped;
+	int64_t worst;
+	uint64_t async;
+};
+
+static void sleeper_main(void *arg)
+{
+	struct sleeper_res *r = arg;
+	int i;
+
+	if (!async_on()) {
+		r->skipped = true;
+		return;
+	}
+	atomic_store(&stop, 0);
+	ASSERT_EQ(0, kgo_go(spinner, NULL));
+	for (i = 0; i < 20; i++) {
+		int64_t t0 = kgo_now(), d;
+
+		ASSERT_EQ(0, kgo_sleep(MS));
+		d = kgo_now() - t0;
+		if (d > r->worst)
+			r->worst = d;
+	}
+	r->async = stats().preempt_async;
+	atomic_store(&stop, 1);
+}
+
+TEST_TIMEOUT(spinner_vs_sleeper, 30)
+{
+	struct sleeper_res r = { 0 };
+
+	run_cfg(sleeper_main, &r, 1, 0);
+	if (r.skipped) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	EXPECT_LT(0, r.async);
+	TH_LOG("worst 1 ms sleep took %.1f ms", r.worst / 1e6);
+}
+
+/* ------------------------------------------------------------------ */
+
+/* Runtime calls and nothing else: kgo_syscall_end checks g->preempt
+ * (an empty bracket, so that sysmon finds the P running, not in a
+ * syscall, which it would retake instead). */
+static void caller_spinner(void *arg)
+{
+	(void)arg;
+	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		kgo_syscall_begin();
+		kgo_syscall_end();
+	}
+}
+
+static void coop_main(void *arg)
+{
+	struct kgo_stats *st = arg;
+	int i;
+
+	atomic_store(&stop, 0);
+	ASSERT_EQ(0, kgo_go(caller_spinner, NULL));
+	for (i = 0; i < 10; i++)
+		ASSERT_EQ(0, kgo_sleep(MS));
+	*st = stats();
+	atomic_store(&stop, 1);
+}
+
+TEST_TIMEOUT(cooperative, 30)
+{
+	struct kgo_stats st;
+
+	setenv("KGO_DEBUG", "asyncpreemptoff=1", 1);
+	run_cfg(coop_main, &st, 1, 0);
+	unsetenv("KGO_DEBUG");
+	EXPECT_EQ(0, st.async_preempt);
+	EXPECT_EQ(0, st.preempt_async);
+	EXPECT_LT(0, st.preempt_sync);
+}
+
+/* ------------------------------------------------------------------ */
+
+struct storm_worker {
+	uint64_t seed;
+	uint64_t iters;
+	uint64_t errors;
+	char first_error[128];
+};
+
+struct storm {
+	int nworkers;
+	int64_t duration;
+	struct storm_worker w[16];
+	struct kgo_wg wg;
+	struct kgo_stats st;
+	bool skipped;
+};
+
+static uint64_t rnd(uint64_t *s)
+{
+	uint64_t x = (*s += 0x9e3779b97f4a7c15ULL);
+
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void storm_fail(struct storm_worker *w, const char *what, long v)
+{
+	if (!w->errors++)
+		snprintf(w->first_error, sizeof(w->first_error), "%s (%ld)",
+			 what, v);
+}
+
+/* One round of libc work whose every result can be checked. */
+static void storm_round(struct storm_worker *w)
+{
+	size_t n = 64 + rnd(&w->seed) % 4000, i;
+	int *a = malloc(n * sizeof(*a));
+	unsigned char *pad = malloc(n);
+	long long sum = 0, sum2 = 0;
+	char buf[96], *end;
+	int v;
+
+	if (!a || !pad) {
+		storm_fail(w, "malloc failed", (long)n);
+		free(a);
+		free(pad);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		a[i] = (int)(rnd(&w->seed) % 2000001) - 1000000;
+		sum += a[i];
+		pad[i] = (unsigned char)(i * 7 + n);
+	}
+	qsort(a, n, sizeof(*a), cmp_int);
+	for (i = 0; i < n; i++) {
+		sum2 += a[i];
+		if (i && a[i - 1] > a[i]) {
+			storm_fail(w, "qsort order", (long)i);
+			break;
+		}
+	}
+	if (sum != sum2)
+		storm_fail(w, "qsort sum", (long)(sum - sum2));
+	v = a[n / 2];
+	snprintf(buf, sizeof(buf), "%d %s %.3f %zu", v, "kgo", v / 8.0, n);
+	if (strtol(buf, &end, 10) != v || strncmp(end, " kgo ", 5) ||
+	    strtod(end + 5, &end) != v / 8.0 || strtoul(end, NULL, 10) != n)
+		storm_fail(w, "snprintf", v);
+	/* stdout is /dev/null: the FILE lock is still taken, by every M. */
+	if (printf("%s %d %zu\n", buf, v, n) <= 0)
+		storm_fail(w, "printf", v);
+	for (i = 0; i < n; i++)
+		if (pad[i] != (unsigned char)(i * 7 + n)) {
+			storm_fail(w, "heap pattern", (long)i);
+			break;
+		}
+	free(pad);
+	free(a);
+	w->iters++;
+}
+
+static struct storm *cur_storm;
+
+static void storm_worker_g(void *arg)
+{
+	struct storm_worker *w = arg;
+
+	while (!atomic_load_explicit(&stop, memory_order_relaxed))
+		storm_round(w);
+	kgo_wg_done(&cur_storm->wg);
+}
+
+static void storm_main(void *arg)
+{
+	struct storm *s = arg;
+	int i;
+
+	if (!async_on()) {
+		s->skipped = true;
+		return;
+	}
+	atomic_store(&stop, 0);
+	kgo_wg_add(&s->wg, s->nworkers);
+	for (i = 0; i < s->nworkers; i++) {
+		s->w[i].seed = 0x1234567 + i * 1000003ULL;
+		ASSERT_EQ(0, kgo_go(storm_worker_g, &s->w[i]));
+	}
+	kgo_sleep(s->duration);
+	atomic_store(&stop, 1);
+	kgo_wg_wait(&s->wg);
+	s->st = stats();
+}
+
+static void storm(int maxprocs, int nworkers)
+{
+	struct storm *s = calloc(1, sizeof(*s));
+	const char *long_tests = getenv("KGO_LONG_TESTS");
+	int devnull, saved, i;
+	uint64_t total = 0;
+
+	ASSERT_NONNULL(s);
+	s->wg = (struct kgo_wg)KGO_WG_INIT;
+	s->nworkers = nworkers;
+	s->duration = (long_tests && atoi(long_tests) > 0 ? 30 : 10) * 1000 * MS;
+	cur_storm = s;
+	fflush(stdout);
+	saved = dup(1);
+	devnull = open("/dev/null", O_WRONLY);
+	ASSERT_LE(0, devnull);
+	dup2(devnull, 1);
+	run_cfg(storm_main, s, maxprocs, 200);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	close(devnull);
+	if (s->skipped) {
+		free(s);
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	for (i = 0; i < nworkers; i++) {
+		EXPECT_EQ(0, s->w[i].errors) TH_LOG("worker %d: %s", i,
+						    s->w[i].first_error);
+		EXPECT_LT(0, s->w[i].iters);
+		total += s->w[i].iters;
+	}
+	/* A 200 us slice over 10 s: thousands of preemptions. */
+	EXPECT_LT(100, s->st.preempt_async);
+	TH_LOG("%llu rounds, %llu async and %llu sync preemptions, "
+	       "%llu signals", (unsigned long long)total,
+	       (unsigned long long)s->st.preempt_async,
+	       (unsigned long long)s->st.preempt_sync,
+	       (unsigned long long)s->st.preempt_signals);
+	free(s);
+}
+
+TEST_TIMEOUT(storm_p1, 90)
+{
+	storm(1, 4);
+}
+
+TEST_TIMEOUT(storm_p2, 90)
+{
+	storm(2, 8);
+}
+
+/* ------------------------------------------------------------------ */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+struct simd_arg {
+	int id;
+	bool avx512;
+	long iters;
+	double base;
+	unsigned int mxcsr_in, mxcsr_out;
+	uint8_t kin, kout;
+	double out[16][8];
+	bool done;
+};
+
+/*
+ * ymm0-14 start at base + i in every lane and get +1.0 (ymm15) each
+ * round, all inside one asm loop with no call: whatever switches the G
+ * out must bring all of them back.
+ */
+__attribute__((target("avx2"), noinline))
+static void simd_avx2(struct simd_arg *a)
+{
+	double init[15], one = 1.0;
+	int i;
+
+	for (i = 0; i < 15; i++)
+		init[i] = a->base + i;
+	__asm__ volatile(
+		"vbroadcastsd  0(%[in]), %%ymm0\n\t"
+		"vbroadcastsd  8(%[in]), %%ymm1\n\t"
+		"vbroadcastsd 16(%[in]), %%ymm2\n\t"
+		"vbroadcastsd 24(%[in]), %%ymm3\n\t"
+		"vbroadcastsd 32(%[in]), %%ymm4\n\t"
+		"vbroadcastsd 40(%[in]), %%ymm5\n\t"
+		"vbroadcastsd 48(%[in]), %%ymm6\n\t"
+		"vbroadcastsd 56(%[in]), %%ymm7\n\t"
+		"vbroadcastsd 64(%[in]), %%ymm8\n\t"
+		"vbroadcastsd 72(%[in]), %%ymm9\n\t"
+		"vbroadcastsd 80(%[in]), %%ymm10\n\t"
+		"vbroadcastsd 88(%[in]), %%ymm11\n\t"
+		"vbroadcastsd 96(%[in]), %%ymm12\n\t"
+		"vbroadcastsd 104(%[in]), %%ymm13\n\t"
+		"vbroadcastsd 112(%[in]), %%ymm14\n\t"
+		"vbroadcastsd (%[one]), %%ymm15\n\t"
+		"mov %[n], %%rcx\n"
+		"1:\n\t"
+		"vaddpd %%ymm15, %%ymm0, %%ymm0\n\t"
+		"vaddpd %%ymm15, %%ymm1, %%ymm1\n\t"
+		"vaddpd %%ymm15, %%ymm2, %%ymm2\n\t"
+		"vaddpd %%ymm15, %%ymm3, %%ymm3\n\t"
+		"vaddpd %%ymm15, %%ymm4, %%ymm4\n\t"
+		"vaddpd %%ymm15, %%ymm5, %%ymm5\n\t"
+		"vaddpd %%ymm15, %%ymm6, %%ymm6\n\t"
+		"vaddpd %%ymm15, %%ymm7, %%ymm7\n\t"
+		"vaddpd %%ymm15, %%ymm8, %%ymm8\n\t"
+		"vaddpd %%ymm15, %%ymm9, %%ymm9\n\t"
+		"vaddpd %%ymm15, %%ymm10, %%ymm10\n\t"
+		"vaddpd %%ymm15, %%ymm11, %%ymm11\n\t"
+		"vaddpd %%ymm15, %%ymm12, %%ymm12\n\t"
+		"vaddpd %%ymm15, %%ymm13, %%ymm13\n\t"
+		"vaddpd %%ymm15, %%ymm14, %%ymm14\n\t"
+		"dec %%rcx\n\t"
+		"jnz 1b\n\t"
+		"vmovupd %%ymm0, 0*64(%[out])\n\t"
+		"vmovupd %%ymm1, 1*64(%[out])\n\t"
+		"vmovupd %%ymm2, 2*64(%[out])\n\t"
+		"vmovupd %%ymm3, 3*64(%[out])\n\t"
+		"vmovupd %%ymm4, 4*64(%[out])\n\t"
+		"vmovupd %%ymm5, 5*64(%[out])\n\t"
+		"vmovupd %%ymm6, 6*64(%[out])\n\t"
+		"vmovupd %%ymm7, 7*64(%[out])\n\t"
+		"vmovupd %%ymm8, 8*64(%[out])\n\t"
+		"vmovupd %%ymm9, 9*64(%[out])\n\t"
+		"vmovupd %%ymm10, 10*64(%[out])\n\t"
+		"vmovupd %%ymm11, 11*64(%[out])\n\t"
+		"vmovupd %%ymm12, 12*64(%[out])\n\t"
+		"vmovupd %%ymm13, 13*64(%[out])\n\t"
+		"vmovupd %%ymm14, 14*64(%[out])\n\t"
+		"vzeroupper\n\t"
+		:
+		: [in] "r"(init), [one] "r"(&one), [n] "r"(a->iters),
+		  [out] "r"(a->out)
+		: "rcx", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4",
+		  "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+		  "xmm12", "xmm13", "xmm14", "xmm15");
+}
+
+/*
+ * zmm16-30 (only AVX-512 has them) get +1.0 (zmm31) in the lanes that
+ * mask k1 selects, each round; k1 differs between Gs.
+ */
+__attribute__((target("avx512f"), noinline))
+static void simd_avx512(struct simd_arg *a)
+{
+	double init[15], one = 1.0;
+	uint64_t kin = a->kin, kout;
+	int i;
+
+	for (i = 0; i < 15; i++)
+		init[i] = a->base + i;
+	__asm__ volatile(
+		"kmovw %k[kin], %%k1\n\t"
+		"vbroadcastsd  0(%[in]), %%zmm16\n\t"
+		"vbroadcastsd  8(%[in]), %%zmm17\n\t"
+		"vbroadcastsd 16(%[in]), %%zmm18\n\t"
+		"vbroadcastsd 24(%[in]), %%zmm19\n\t"
+		"vbroadcastsd 32(%[in]), %%zmm20\n\t"
+		"vbroadcastsd 40(%[in]), %%zmm21\n\t"
+		"vbroadcastsd 48(%[in]), %%zmm22\n\t"
+		"vbroadcastsd 56(%[in]), %%zmm23\n\t"
+		"vbroadcastsd 64(%[in]), %%zmm24\n\t"
+		"vbroadcastsd 72(%[in]), %%zmm25\n\t"
+		"vbroadcastsd 80(%[in]), %%zmm26\n\t"
+		"vbroadcastsd 88(%[in]), %%zmm27\n\t"
+		"vbroadcastsd 96(%[in]), %%zmm28\n\t"
+		"vbroadcastsd 104(%[in]), %%zmm29\n\t"
+		"vbroadcastsd 112(%[in]), %%zmm30\n\t"
+		"vbroadcastsd (%[one]), %%zmm31\n\t"
+		"mov %[n], %%rcx\n"
+		"1:\n\t"
+		"vaddpd %%zmm31, %%zmm16, %%zmm16%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm17, %%zmm17%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm18, %%zmm18%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm19, %%zmm19%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm20, %%zmm20%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm21, %%zmm21%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm22, %%zmm22%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm23, %%zmm23%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm24, %%zmm24%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm25, %%zmm25%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm26, %%zmm26%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm27, %%zmm27%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm28, %%zmm28%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm29, %%zmm29%{%%k1%}\n\t"
+		"vaddpd %%zmm31, %%zmm30, %%zmm30%{%%k1%}\n\t"
+		"dec %%rcx\n\t"
+		"jnz 1b\n\t"
+		"vmovupd %%zmm16, 0*64(%[out])\n\t"
+		"vmovupd %%zmm17, 1*64(%[out])\n\t"
+		"vmovupd %%zmm18, 2*64(%[out])\n\t"
+		"vmovupd %%zmm19, 3*64(%[out])\n\t"
+		"vmovupd %%zmm20, 4*64(%[out])\n\t"
+		"vmovupd %%zmm21, 5*64(%[out])\n\t"
+		"vmovupd %%zmm22, 6*64(%[out])\n\t"
+		"vmovupd %%zmm23, 7*64(%[out])\n\t"
+		"vmovupd %%zmm24, 8*64(%[out])\n\t"
+		"vmovupd %%zmm25, 9*64(%[out])\n\t"
+		"vmovupd %%zmm26, 10*64(%[out])\n\t"
+		"vmovupd %%zmm27, 11*64(%[out])\n\t"
+		"vmovupd %%zmm28, 12*64(%[out])\n\t"
+		"vmovupd %%zmm29, 13*64(%[out])\n\t"
+		"vmovupd %%zmm30, 14*64(%[out])\n\t"
+		"kmovw %%k1, %k[kout]\n\t"
+		"vzeroupper\n\t"
+		: [kout] "=&r"(kout)
+		: [in] "r"(init), [one] "r"(&one), [n] "r"(a->iters),
+		  [out] "r"(a->out), [kin] "r"(kin)
+		: "rcx", "memory", "cc", "k1", "xmm16", "xmm17", "xmm18",
+		  "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24",
+		  "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30",
+		  "xmm31");
+	a->kout = (uint8_t)kout;
+}
+
+static void simd_g(void *arg)
+{
+	struct simd_arg *a = arg;
+
+	/* Each G its own rounding mode: MXCSR is in the signal frame. */
+	_mm_setcsr(a->mxcsr_in);
+	if (a->avx512)
+		simd_avx512(a);
+	else
+		simd_avx2(a);
+	a->mxcsr_out = _mm_getcsr();
+	_mm_setcsr(0x1f80);
+	a->done = true;
+}
+
+struct simd_test {
+	struct simd_arg a[6];
+	int n;
+	struct kgo_wg wg;
+	bool skipped;
+	uint64_t async;
+};
+
+static struct simd_test *cur_simd;
+
+static void simd_wrap(void *arg)
+{
+	simd_g(arg);
+	kgo_wg_done(&cur_simd->wg);
+}
+
+static void simd_main(void *arg)
+{
+	struct simd_test *t = arg;
+	int i;
+
+	if (!async_on()) {
+		t->skipped = true;
+		return;
+	}
+	kgo_wg_add(&t->wg, t->n);
+	for (i = 0; i < t->n; i++)
+		ASSERT_EQ(0, kgo_go(simd_wrap, &t->a[i]));
+	kgo_wg_wait(&t->wg);
+	t->async = stats().preempt_async;
+}
+
+static void simd_check(struct simd_arg *a)
+{
+	int r, l;
+
+	ASSERT_TRUE(a->done);
+	EXPECT_EQ(a->mxcsr_in, a->mxcsr_out & ~0x3fu);
+	if (a->avx512)
+		EXPECT_EQ(a->kin, a->kout);
+	for (r = 0; r < 15; r++) {
+		for (l = 0; l < (a->avx512 ? 8 : 4); l++) {
+			double want = a->base + r;
+
+			if (!a->avx512 || (a->kin >> l & 1))
+				want += (double)a->iters;
+			if (a->out[r][l] != want) {
+				EXPECT_EQ(want, a->out[r][l])
+					TH_LOG("G %d reg %d lane %d", a->id, r, l);
+				return;
+			}
+		}
+	}
+}
+
+TEST_TIMEOUT(simd, 60)
+{
+	struct simd_test *t = calloc(1, sizeof(*t));
+	static const unsigned int modes[] = { 0x1f80, 0x3f80, 0x5f80, 0x7f80 };
+	bool has512 = __builtin_cpu_supports("avx512f");
+	int i;
+
+	ASSERT_NONNULL(t);
+	if (!__builtin_cpu_supports("avx2")) {
+		free(t);
+		SKIP(return, "no AVX2");
+	}
+	t->wg = (struct kgo_wg)KGO_WG_INIT;
+	t->n = 6;
+	for (i = 0; i < t->n; i++) {
+		t->a[i].id = i;
+		t->a[i].avx512 = has512 && (i & 1);
+		/* ~150 ms of adds each, at a few ns per round. */
+		t->a[i].iters = 40 * 1000 * 1000;
+		t->a[i].base = 1000.0 * (i + 1);
+		t->a[i].mxcsr_in = modes[i % 4];
+		t->a[i].kin = i % 4 == 1 ? 0x55 : 0xb3;
+	}
+	cur_simd = t;
+	run_cfg(simd_main, t, 1, 1000);
+	if (t->skipped) {
+		free(t);
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	for (i = 0; i < t->n; i++)
+		simd_check(&t->a[i]);
+	/* 6 Gs of ~150 ms each with 1 ms slices. */
+	EXPECT_LT(20, t->async);
+	TH_LOG("%llu async preemptions, AVX-512 %s",
+	       (unsigned long long)t->async, has512 ? "too" : "absent");
+	free(t);
+}
+#else
+TEST(simd)
+{
+	SKIP(return, "x86_64 only");
+}
+#endif
+
+/* ------------------------------------------------------------------ */
+
+struct errno_arg {
+	int id;
+	int bad;
+	int moved;
+};
+
+static struct kgo_wg errno_wg = KGO_WG_INIT;
+
+/*
+ * errno through a fresh __errno_location() each time. Within one
+ * function the compiler may compute errno's address once (glibc
+ * declares __errno_location const), and after a move to another thread
+ * that address is the old thread's errno: kgo.h says so. What the
+ * handler promises is the value on the thread the G resumes on.
+ */
+static __attribute__((noinline)) void errno_set(int v)
+{
+	errno = v;
+}
+
+static __attribute__((noinline)) int errno_get(void)
+{
+	return errno;
+}
+
+static void errno_g(void *arg)
+{
+	struct errno_arg *a = arg;
+	long tid = syscall(SYS_gettid), t;
+	int64_t until;
+	int round;
+
+	for (round = 0; round < 5; round++) {
+		volatile unsigned long x = 0;
+
+		errno_set(1000 + a->id * 10 + round);
+		until = mono() + 40 * MS;
+		/* clock_gettime leaves errno alone when it succeeds. */
+		while (mono() < until)
+			for (int k = 0; k < 100000; k++)
+				x++;
+		if (errno_get() != 1000 + a->id * 10 + round)
+			a->bad++;
+		t = syscall(SYS_gettid);	/* a raw syscall: errno kept */
+		if (t != tid) {
+			a->moved++;
+			tid = t;
+		}
+	}
+	kgo_wg_done(&errno_wg);
+}
+
+static void errno_main(void *arg)
+{
+	struct errno_arg *a = arg;
+	int i;
+
+	if (!async_on()) {
+		a[0].bad = -1;
+		return;
+	}
+	kgo_wg_add(&errno_wg, 6);
+	for (i = 0; i < 6; i++) {
+		a[i].id = i;
+		ASSERT_EQ(0, kgo_go(errno_g, &a[i]));
+	}
+	kgo_wg_wait(&errno_wg);
+}
+
+TEST_TIMEOUT(errno_travels, 30)
+{
+	struct errno_arg a[6] = { 0 };
+	int i, moved = 0;
+
+	run_cfg(errno_main, a, 2, 2000);
+	if (a[0].bad == -1) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	for (i = 0; i < 6; i++) {
+		EXPECT_EQ(0, a[i].bad) TH_LOG("G %d", i);
+		moved += a[i].moved;
+	}
+	TH_LOG("%d moves between threads", moved);
+}
+
+/* ------------------------------------------------------------------ */
+
+struct locked_res {
+	bool skipped;
+	bool same_thread;
+	uint64_t async;
+};
+
+static void locked_spinner(void *arg)
+{
+	struct locked_res *r = arg;
+	unsigned long x = 0;
+	long tid;
+
+	kgo_lock_m();
+	tid = syscall(SYS_gettid);
+	while (!atomic_load_explicit(&stop, memory_order_relaxed))
+		x++;
+	sink = x;
+	r->same_thread = tid == syscall(SYS_gettid);
+	kgo_unlock_m();
+}
+
+static void locked_main(void *arg)
+{
+	struct locked_res *r = arg;
+	int i;
+
+	if (!async_on()) {
+		r->skipped = true;
+		return;
+	}
+	atomic_store(&stop, 0);
+	ASSERT_EQ(0, kgo_go(locked_spinner, r));
+	for (i = 0; i < 10; i++)
+		ASSERT_EQ(0, kgo_sleep(MS));
+	r->async = stats().preempt_async;
+	atomic_store(&stop, 1);
+	kgo_sleep(20 * MS);
+}
+
+TEST_TIMEOUT(locked_spinner, 30)
+{
+	struct locked_res r = { 0 };
+
+	run_cfg(locked_main, &r, 1, 0);
+	if (r.skipped) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	EXPECT_LT(0, r.async);
+	EXPECT_TRUE(r.same_thread);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void exit_main(void *arg)
+{
+	bool *skipped = arg;
+
+	if (!async_on()) {
+		*skipped = true;
+		return;
+	}
+	atomic_store(&stop, 0);
+	ASSERT_EQ(0, kgo_go(spinner, NULL));
+	ASSERT_EQ(0, kgo_go(spinner, NULL));
+	ASSERT_EQ(0, kgo_go(spinner, NULL));
+	kgo_sleep(20 * MS);
+	/* Return with three Gs spinning and never stopping. */
+}
+
+TEST_TIMEOUT(exit_with_spinners, 30)
+{
+	bool skipped = false;
+
+	run_cfg(exit_main, &skipped, 2, 0);
+	atomic_store(&stop, 1);
+	if (skipped) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+}
+
+/* ------------------------------------------------------------------ */
+
+static atomic_int user_sigurgs;
+
+static void user_sigurg(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&user_sigurgs, 1);
+}
+
+static void foreign_main(void *arg)
+{
+	struct sleeper_res *r = arg;
+	int i;
+
+	for (i = 0; i < 5; i++)
+		kill(getpid(), SIGURG);
+	sleeper_main(r);
+}
+
+TEST_TIMEOUT(foreign_sigurg, 30)
+{
+	struct sigaction sa = { .sa_handler = user_sigurg }, old;
+	struct sleeper_res r = { 0 };
+
+	sigemptyset(&sa.sa_mask);
+	ASSERT_EQ(0, sigaction(SIGURG, &sa, &old));
+	run_cfg(foreign_main, &r, 1, 0);
+	/* kgo_run gave the program its handler back. */
+	sigaction(SIGURG, NULL, &sa);
+	EXPECT_EQ((void *)user_sigurg, (void *)sa.sa_handler);
+	sigaction(SIGURG, &old, NULL);
+	EXPECT_LE(1, atomic_load(&user_sigurgs));
+	if (r.skipped) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	EXPECT_LT(0, r.async);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void small_main(void *arg)
+{
+	struct sleeper_res *r = arg;
+	int i;
+
+	if (!async_on()) {
+		r->skipped = true;
+		return;
+	}
+	atomic_store(&stop, 0);
+	ASSERT_EQ(0, kgo_go_sized(spinner, NULL, KGO_STACK_MIN));
+	for (i = 0; i < 10; i++)
+		ASSERT_EQ(0, kgo_sleep(MS));
+	r->async = stats().preempt_async;
+	atomic_store(&stop, 1);
+}
+
+TEST_TIMEOUT(small_stack, 30)
+{
+	struct sleeper_res r = { 0 };
+
+	run_cfg(small_main, &r, 1, 0);
+	if (r.skipped) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	EXPECT_LT(0, r.async);
+}
+
+TEST_HARNESS_MAIN

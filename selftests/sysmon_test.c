@@ -1,0 +1,485 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: the syscall path and sysmon (proc.c, sysmon.c).
+ *
+ *   handoff_read		P=1: a G blocked in read(2) on a pipe through
+ *				kgo_syscall does not stop another G, which
+ *				then writes the pipe. If sysmon did not take
+ *				the P and hand it to another M, the writer
+ *				would never run and the test would time out.
+ *   handoff_blocking		the same through kgo_syscall_begin_blocking,
+ *				which hands the P off at once.
+ *   handoff_many		P=2: eight Gs blocked in reads at once; the
+ *				main G still runs and wakes them all, Ms
+ *				grow to carry the blocked ones.
+ *   syscall_results		kgo_syscall returns the result or -errno,
+ *				inside a G and outside the runtime; begin and
+ *				end pair up and nest no state.
+ *   syscall_fast_path		a short syscall keeps its P (no handoff).
+ *   max_threads		the cap on Ms gives Go's message and exit
+ *				status 2 (in a child process).
+ *   deep_sleep			sysmon sleeps while every P is idle: few
+ *				wakeups in 300 ms of an idle runtime.
+ *   schedtrace			KGO_DEBUG=schedtrace=MS prints Go's line;
+ *				every line parses and has a queue per P.
+ *   scheddetail		scheddetail=1 adds a line per P, M and G.
+ *   stats			kgo_stats_get counts what happened.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kgo.h"
+#include "harness.h"
+
+#define MS	1000000LL
+
+static void run(void (*fn)(void *), void *arg, int maxprocs)
+{
+	struct kgo_config cfg = { .maxprocs = maxprocs };
+	int ret = kgo_run(fn, arg, &cfg);
+
+	ASSERT_EQ(0, ret);
+}
+
+static struct kgo_stats stats(void)
+{
+	struct kgo_stats st;
+
+	memset(&st, 0, sizeof(st));
+	kgo_stats_get(&st, sizeof(st));
+	return st;
+}
+
+/* ------------------------------------------------------------------ */
+
+struct pipe_pair {
+	int fds[2];
+	atomic_int writer_ran;
+	bool blocking;
+	char got;
+};
+
+static void writer(void *arg)
+{
+	struct pipe_pair *pp = arg;
+
+	atomic_store(&pp->writer_ran, 1);
+	ASSERT_EQ(1, write(pp->fds[1], "k", 1));
+}
+
+static void handoff_main(void *arg)
+{
+	struct pipe_pair *pp = arg;
+	long r;
+
+	/* The writer goes to runnext: with one P it can run only if our
+	 * blocked read lets the P go. */
+	ASSERT_EQ(0, kgo_go(writer, pp));
+	if (pp->blocking) {
+		kgo_syscall_begin_blocking();
+		r = read(pp->fds[0], &pp->got, 1);
+		kgo_syscall_end();
+	} else {
+		r = kgo_syscall(SYS_read, pp->fds[0], &pp->got, 1);
+	}
+	ASSERT_EQ(1, r);
+	EXPECT_EQ('k', pp->got);
+	EXPECT_EQ(1, atomic_load(&pp->writer_ran));
+}
+
+TEST_TIMEOUT(handoff_read, 20)
+{
+	struct pipe_pair pp = { 0 };
+	uint64_t before = stats().handoffs;
+
+	ASSERT_EQ(0, pipe(pp.fds));
+	run(handoff_main, &pp, 1);
+	EXPECT_LT(before, stats().handoffs);
+	close(pp.fds[0]);
+	close(pp.fds[1]);
+}
+
+TEST_TIMEOUT(handoff_blocking, 20)
+{
+	struct pipe_pair pp = { .blocking = true };
+	uint64_t before = stats().handoffs;
+
+	ASSERT_EQ(0, pipe(pp.fds));
+	run(handoff_main, &pp, 1);
+	EXPECT_LT(before, stats().handoffs);
+	close(pp.fds[0]);
+	close(pp.fds[1]);
+}
+
+/* ------------------------------------------------------------------ */
+
+#define NBLOCKED 8
+
+struct many {
+	int fds[NBLOCKED][2];
+	atomic_int blocked, done;
+	struct kgo_wg wg;
+};
+
+struct reader_arg {
+	struct many *m;
+	int i;
+};
+
+static void reader(void *arg)
+{
+	struct reader_arg *ra = arg;
+	char c = 0;
+
+	atomic_fetch_add(&ra->m->blocked, 1);
+	ASSERT_EQ(1, kgo_syscall(SYS_read, ra->m->fds[ra->i][0], &c, 1));
+	EXPECT_EQ('a' + ra->i, c);
+	atomic_fetch_add(&ra->m->done, 1);
+	kgo_wg_done(&ra->m->wg);
+}
+
+static void many_main(void *arg)
+{
+	struct many *m = arg;
+	struct reader_arg ra[NBLOCKED];
+	struct kgo_stats st;
+	int i;
+
+	kgo_wg_add(&m->wg, NBLOCKED);
+	for (i = 0; i < NBLOCKED; i++) {
+		ra[i].m = m;
+		ra[i].i = i;
+		ASSERT_EQ(0, kgo_go(reader, &ra[i]));
+	}
+	/* Every reader gets to its read although each blocks its M. */
+	while (atomic_load(&m->blocked) < NBLOCKED)
+		kgo_sleep(MS);
+	kgo_sleep(20 * MS);
+	EXPECT_EQ(0, atomic_load(&m->done));
+	st = stats();
+	EXPECT_GE(st.ms, NBLOCKED) TH_LOG("ms=%llu", (unsigned long long)st.ms);
+	for (i = 0; i < NBLOCKED; i++) {
+		char c = 'a' + i;
+
+		ASSERT_EQ(1, write(m->fds[i][1], &c, 1));
+	}
+	kgo_wg_wait(&m->wg);
+	EXPECT_EQ(NBLOCKED, atomic_load(&m->done));
+}
+
+TEST_TIMEOUT(handoff_many, 30)
+{
+	struct many m = { .wg = KGO_WG_INIT };
+	int i;
+
+	for (i = 0; i < NBLOCKED; i++)
+		ASSERT_EQ(0, pipe(m.fds[i]));
+	run(many_main, &m, 2);
+	for (i = 0; i < NBLOCKED; i++) {
+		close(m.fds[i][0]);
+		close(m.fds[i][1]);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+
+static void results_main(void *arg)
+{
+	char buf[4];
+	int i;
+
+	(void)arg;
+	EXPECT_EQ(getpid(), kgo_syscall(SYS_getpid));
+	EXPECT_EQ(-EBADF, kgo_syscall(SYS_read, -1, buf, 1));
+	EXPECT_EQ(-ENOSYS, kgo_syscall(100000));
+	/* Empty brackets, many times: the P stays, nothing leaks. */
+	for (i = 0; i < 1000; i++) {
+		kgo_syscall_begin();
+		kgo_syscall_end();
+	}
+	/* An end without a begin does nothing. */
+	kgo_syscall_end();
+	EXPECT_NE(0, kgo_self());
+}
+
+TEST(syscall_results)
+{
+	char buf[1];
+
+	/* Outside the runtime: a plain syscall, begin/end do nothing. */
+	EXPECT_EQ(getpid(), kgo_syscall(SYS_getpid));
+	EXPECT_EQ(-EBADF, kgo_syscall(SYS_read, -1, buf, 1));
+	kgo_syscall_begin();
+	kgo_syscall_end();
+	kgo_syscall_begin_blocking();
+	kgo_syscall_end();
+	run(results_main, NULL, 1);
+}
+
+static void fast_main(void *arg)
+{
+	uint64_t *handoffs = arg;
+	int i;
+
+	*handoffs = stats().handoffs;
+	for (i = 0; i < 100000; i++)
+		ASSERT_EQ(getppid(), kgo_syscall(SYS_getppid));
+	*handoffs = stats().handoffs - *handoffs;
+}
+
+TEST(syscall_fast_path)
+{
+	uint64_t handoffs;
+
+	run(fast_main, &handoffs, 1);
+	/* 100k syscalls of ~1 us each: sysmon may catch a few in the act
+	 * (it retakes after one of its periods), but nearly all keep the P. */
+	EXPECT_LT(handoffs, 1000);
+}
+
+/* ------------------------------------------------------------------ */
+
+static int cap_fds[2];
+
+static void blocker(void *arg)
+{
+	char c;
+
+	(void)arg;
+	kgo_syscall(SYS_read, cap_fds[0], &c, 1);
+}
+
+static void cap_main(void *arg)
+{
+	int i;
+
+	(void)arg;
+	/* Each blocked read holds an M; sysmon hands the P to a new M for
+	 * the next one, until newm refuses. */
+	for (i = 0; i < 64; i++) {
+		ASSERT_EQ(0, kgo_go(blocker, NULL));
+		kgo_sleep(MS);
+	}
+	kgo_sleep(1000 * MS);
+}
+
+TEST_TIMEOUT(max_threads, 30)
+{
+	struct kgo_config cfg = { .maxprocs = 1, .max_threads = 5 };
+	char out[4096] = "";
+	int err[2], status;
+	ssize_t n, len = 0;
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe(err));
+	ASSERT_EQ(0, pipe(cap_fds));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		dup2(err[1], 2);
+		close(err[0]);
+		kgo_run(cap_main, NULL, &cfg);
+		_exit(0);
+	}
+	close(err[1]);
+	while ((n = read(err[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += n;
+	out[len] = 0;
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status)) TH_LOG("status %#x", status);
+	EXPECT_EQ(2, WEXITSTATUS(status));
+	EXPECT_NONNULL(strstr(out, "program exceeds 5-thread limit"))
+		TH_LOG("stderr: %s", out);
+	close(err[0]);
+	close(cap_fds[0]);
+	close(cap_fds[1]);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void idle_main(void *arg)
+{
+	uint64_t *wakeups = arg;
+
+	kgo_sleep(50 * MS);		/* let sysmon settle */
+	*wakeups = stats().sysmon_wakeups;
+	kgo_sleep(300 * MS);		/* every P idle */
+	*wakeups = stats().sysmon_wakeups - *wakeups;
+}
+
+TEST(deep_sleep)
+{
+	uint64_t wakeups;
+
+	run(idle_main, &wakeups, 2);
+	/* Polling at Go's backoff would wake ~80 times in 300 ms (20 us
+	 * for 1 ms, then doubling to 10 ms). Asleep: a wakeup or two as
+	 * the main G's timer fires. */
+	EXPECT_LT(wakeups, 20) TH_LOG("sysmon woke %llu times",
+				      (unsigned long long)wakeups);
+}
+
+/* ------------------------------------------------------------------ */
+
+static atomic_int busy_stop;
+
+static void busy(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&busy_stop))
+		kgo_yield();
+}
+
+static void trace_main(void *arg)
+{
+	int i;
+
+	(void)arg;
+	atomic_store(&busy_stop, 0);
+	for (i = 0; i < 6; i++)
+		ASSERT_EQ(0, kgo_go(busy, NULL));
+	kgo_sleep(200 * MS);
+	atomic_store(&busy_stop, 1);
+	kgo_sleep(10 * MS);
+}
+
+/* Run trace_main with stderr in a temporary file; return its text. */
+static char *run_captured(int maxprocs, const char *debug)
+{
+	char path[] = "/tmp/kgo-schedtrace-XXXXXX";
+	int fd = mkstemp(path), saved;
+	char *text;
+	off_t len;
+
+	if (fd < 0)
+		return NULL;
+	unlink(path);
+	setenv("KGO_DEBUG", debug, 1);
+	fflush(stderr);
+	saved = dup(2);
+	dup2(fd, 2);
+	run(trace_main, NULL, maxprocs);
+	dup2(saved, 2);
+	close(saved);
+	unsetenv("KGO_DEBUG");
+	len = lseek(fd, 0, SEEK_END);
+	text = calloc(1, len + 1);
+	if (text && pread(fd, text, len, 0) != len) {
+		free(text);
+		text = NULL;
+	}
+	close(fd);
+	return text;
+}
+
+/* Parse one SCHED line; return the number of per-P queue lengths in
+ * its brackets, or -1 if it does not parse. */
+static int parse_sched(const char *line, int *gomaxprocs)
+{
+	int ms, idle, threads, spin, idlet, runq, n = 0, off = 0, q;
+	const char *s;
+
+	if (sscanf(line, "SCHED %dms: gomaxprocs=%d idleprocs=%d threads=%d "
+		   "spinningthreads=%d idlethreads=%d runqueue=%d%n", &ms,
+		   gomaxprocs, &idle, &threads, &spin, &idlet, &runq,
+		   &off) != 7 || off == 0)
+		return -1;
+	if (idle < 0 || idle > *gomaxprocs || threads < 2 || runq < 0)
+		return -1;
+	s = line + off;
+	if (strncmp(s, " [", 2))
+		return -2;	/* detail mode: no brackets */
+	s += 2;
+	while (sscanf(s, "%d%n", &q, &off) == 1) {
+		n++;
+		s += off;
+		if (*s == ' ')
+			s++;
+	}
+	return *s == ']' ? n : -1;
+}
+
+TEST_TIMEOUT(schedtrace, 30)
+{
+	char *text = run_captured(2, "schedtrace=20"), *line, *save;
+	int lines = 0, gomaxprocs;
+
+	ASSERT_NONNULL(text);
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "SCHED ", 6))
+			continue;
+		EXPECT_EQ(2, parse_sched(line, &gomaxprocs)) TH_LOG("%s", line);
+		EXPECT_EQ(2, gomaxprocs);
+		lines++;
+	}
+	/* 210 ms at one line per 20 ms. */
+	EXPECT_GE(lines, 5);
+	free(text);
+}
+
+TEST_TIMEOUT(scheddetail, 30)
+{
+	char *text = run_captured(2, "schedtrace=50,scheddetail=1"), *line,
+	     *save;
+	int heads = 0, ps = 0, ms = 0, gs = 0, gomaxprocs;
+
+	ASSERT_NONNULL(text);
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		unsigned st;
+		int id, m;
+
+		if (!strncmp(line, "SCHED ", 6)) {
+			EXPECT_EQ(-2, parse_sched(line, &gomaxprocs))
+				TH_LOG("%s", line);
+			EXPECT_NONNULL(strstr(line, "observe="));
+			heads++;
+		} else if (sscanf(line, "  P%d: status=%u", &id, &st) == 2) {
+			EXPECT_LT(id, 2);
+			ps++;
+		} else if (sscanf(line, "  M%d: p=%d", &id, &m) == 2) {
+			ms++;
+		} else if (sscanf(line, "  G%d: status=%u", &id, &st) == 2) {
+			gs++;
+		} else {
+			EXPECT_TRUE(false) TH_LOG("unexpected: %s", line);
+		}
+	}
+	EXPECT_GE(heads, 2);
+	EXPECT_EQ(2 * heads, ps);
+	EXPECT_GE(ms, heads);
+	EXPECT_GE(gs, heads);
+	free(text);
+}
+
+/* ------------------------------------------------------------------ */
+
+TEST(stats)
+{
+	struct kgo_stats st = { 0 };
+	struct pipe_pair pp = { 0 };
+
+	ASSERT_EQ(0, pipe(pp.fds));
+	run(handoff_main, &pp, 1);
+	ASSERT_EQ((int)sizeof(st), kgo_stats_get(&st, sizeof(st)));
+	EXPECT_LE(1, st.handoffs);
+	EXPECT_LE(2, st.gs_created);
+	EXPECT_LE(1, st.sysmon_wakeups);
+	EXPECT_EQ(-EINVAL, kgo_stats_get(NULL, sizeof(st)));
+	/* A short size is honoured (append-only struct). */
+	memset(&st, 0xff, sizeof(st));
+	EXPECT_EQ((int)sizeof(int), kgo_stats_get(&st, sizeof(int)));
+	EXPECT_EQ(0xffffffffffffffffULL, st.gs_created);
+	close(pp.fds[0]);
+	close(pp.fds[1]);
+}
+
+TEST_HARNESS_MAIN

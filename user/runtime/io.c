@@ -1,0 +1,1078 @@
+// SPDX-License-Identifier: MIT
+/*
+ * io.c - file and network I/O through io_uring: the G parks, its M does
+ * not block. The calls themselves are in io_file.c and io_net.c; this
+ * file owns the rings.
+ *
+ * I/O and the scheduler
+ * =====================
+ *
+ * Fast path first. Every read or write first tries the non-blocking way
+ * (preadv2/pwritev2 with RWF_NOWAIT, recv/send with MSG_DONTWAIT): a
+ * page-cache hit or a ready socket costs one plain syscall and no ring,
+ * which is what Go's pread costs. Only when that would block does the G
+ * hand the operation to io_uring and park (WAIT_IO, counted in
+ * sched.nio so that checkdead knows a completion may still wake it).
+ *
+ * Rings belong to Ms
+ * ------------------
+ * Each M gets its own ring the first time one of its Gs needs one, and
+ * drains and closes it in mexit, before the thread ends. Why per M:
+ *
+ *  - The kernel ties a request to the thread that submitted it: when
+ *    that thread exits, its requests are cancelled, and a ring set up
+ *    with IORING_SETUP_SINGLE_ISSUER takes submissions from its creating
+ *    thread only (FACTS.md). A ring per P would move between threads
+ *    with its P (handoff, syscalls) and could be neither.
+ *  - io-wq, the kernel's pool of threads for work that cannot be done
+ *    without blocking, is per submitting thread, so IORING_REGISTER_
+ *    IOWQ_MAX_WORKERS on an M's ring caps exactly that M's pool: the
+ *    cap is per M (io.iowq, KGO_IOWQ_MAX), and Ms are few.
+ *  - A ring costs one fd and ~130 KiB (SQ 32, CQ 4096); the number of
+ *    Ms is gomaxprocs plus those stuck in syscalls.
+ *
+ * Rejected: one ring for all, under a lock (every submission contends,
+ * and its CQ is a hot cache line for every CPU); SQPOLL (a kernel thread
+ * spinning per ring: a lost CPU on 2 vCPUs).
+ *
+ * Who submits: the owner only, on g0, from the unlockf of the G's
+ * gopark, so that the G is off its stack before any thread can see its
+ * completion (the rule of every wait list, proc.c). One io_uring_enter
+ * per operation; the same call reaps what completed during submission
+ * (an accept with a connection pending, an open of a cached path), and
+ * then the G does not park at all. (Batching the submissions of several
+ * Gs would save syscalls but hold an operation back while the M runs a
+ * G that may not yield for a whole slice; the ring path is for
+ * operations that wait anyway.)
+ *
+ * Who reaps: anyone, under the ring's CQ lock. SINGLE_ISSUER restricts
+ * submitting, not reading the CQ from memory, and without DEFER_TASKRUN
+ * the kernel posts completions itself (interrupting the owner with an
+ * IPI to run the task_work that completes most requests; 10-50 us here,
+ * even while the owner spins in user space). Where the completion finds
+ * its G depends on what the owner is doing:
+ *
+ *  - In its scheduler: findrunnable reaps its own ring first thing
+ *    (io_poll: one load when there is nothing) and queues the Gs on its
+ *    P.
+ *  - Idle: an M with a ring never sleeps on its futex. It sleeps in
+ *    io_uring_enter(GETEVENTS) on its own ring, with an IORING_OP_FUTEX_
+ *    WAIT armed on its park note, so that notewakeup completes in the
+ *    ring and wakes it, and a timeout at its deadline (the timed
+ *    sleeper's next timer). A completion wakes it; it puts the Gs on the
+ *    global queue and findrunnable takes an idle P to run them: Go's
+ *    blocking netpoll, per M.
+ *  - Away (running a G, or in a syscall): the CQE is posted but nobody
+ *    on that M looks. Every ring has the runtime's one eventfd
+ *    registered, and an owner asleep in its ring turns its notifications
+ *    off (IORING_CQ_EVENTFD_DISABLED), so the eventfd fires for
+ *    completions on rings whose owner is away. One idle M at a time, the
+ *    watcher, keeps a read of that eventfd armed in its own ring; when
+ *    it completes, the watcher reaps the other rings (trylock: the owner
+ *    may be at it) and runs what it found. When an operation is
+ *    submitted while nobody watches and the submitter has other Gs to
+ *    run, it wakes an M (wakep), which becomes the watcher when it finds
+ *    nothing else to do.
+ *  - Nobody idle (every P busy): the Gs could not run sooner anyway. The
+ *    owner reaps at its next schedule, at the latest when its G is
+ *    preempted after a slice, and sysmon reaps rings that nobody looked
+ *    at for 10 ms (io_sysmon), as Go's sysmon polls the network.
+ *
+ * So a completion waits for nothing (owner in its scheduler), one
+ * wakeup (idle owner, or the watcher), or a free P (all busy). The
+ * figures are in the benchmark (selftests/bench/io_bench.c, "wake").
+ *
+ * Not DEFER_TASKRUN: completions would appear only when the owner itself
+ * enters the kernel, which an M running a G may not do for a slice, and
+ * nobody else could reap them. Not COOP_TASKRUN: the same up to a tick
+ * (4 ms, FACTS.md).
+ *
+ * Registered files and buffers: not used. The ring carries what the fast
+ * path could not do: a cache miss that costs ~70 us of disk, a socket
+ * that is not ready, a slow file system, where the fget and page
+ * pinning that registration saves (well under 1 us) do not show; and a
+ * registered file table goes stale when the user closes an fd behind
+ * kgo's back and the number comes back for another file. The ring's own
+ * fd is registered (IORING_REGISTER_RING_FDS): every io_uring_enter then
+ * skips an fdget on a multithreaded process's file table.
+ *
+ * Deadlines (the _dl calls, kgo_poll): the operation is linked to an
+ * IORING_OP_LINK_TIMEOUT at the absolute CLOCK_MONOTONIC deadline. The
+ * kernel cancels the operation when it fires; -ECANCELED is reported as
+ * -ETIMEDOUT. No runtime timer, and no cancel from another thread (which
+ * SINGLE_ISSUER would refuse).
+ *
+ * Shutdown: mexit cancels everything in the M's ring (ASYNC_CANCEL with
+ * ANY|ALL) and waits for every CQE before the ring is closed and the
+ * thread ends, so no request outlives the stacks and buffers it writes
+ * to. Gs still waiting are abandoned with their stacks, as every G is
+ * when main returns; their op records say -ECANCELED.
+ *
+ * Fallback: where io_uring_setup fails (a kernel without it, kernel.
+ * io_uring_disabled, a seccomp filter answering ENOSYS or EPERM, as
+ * container runtimes do) or KGO_IOURING=0, the same calls take the
+ * syscall path (io_sys: kgo_syscall_begin/_end, the P handed off first
+ * for a call that the fast path said will block). It is said once on
+ * stderr, with the reason, and counted in io_fallback_ops.
+ *
+ * Limits: task_work runs on the owner, so a completion that needs it
+ * (network operations, buffered reads that waited for a page) waits
+ * while the owner sleeps uninterruptibly in some other syscall (a D
+ * state: a disk wait, a hung NFS server); interruptible sleeps are
+ * interrupted and restarted by the kernel. Kernels before 6.7 have no
+ * FUTEX_WAIT operation: there an M with operations in flight sleeps in
+ * its ring in 1 ms slices, and nobody watches the eventfd.
+ *
+ * Locks: io.lock (the list of rings, setup) > a ring's cq_lock. Reapers
+ * take cq_lock only to consume CQEs and ready nothing while holding it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "io.h"
+
+#define KGO_FUTEX2_SIZE_U32	0x02
+#define KGO_FUTEX2_PRIVATE	128
+#define KGO_FUTEX_BITSET_ANY	0xffffffffu
+
+#define NSEC		1000000000LL
+#define RING_SQ		32	/* we submit at most three SQEs at a time */
+#define RING_CQ		4096	/* CQEs in flight per M before the syscall path */
+#define RING_SPECIAL	3	/* CQ room kept for park, eventfd, cancel */
+#define SYSMON_POLL_NS	(10 * 1000 * 1000)	/* as Go's sysmon netpoll */
+#define OLD_KERNEL_NAP	(1000 * 1000)	/* no FUTEX_WAIT: sleep in slices */
+
+/* user_data of the CQEs that carry no G; op records are addresses. */
+enum {
+	UD_IGNORE = 0,		/* linked timeouts and cancels */
+	UD_PARK = 1,		/* the FUTEX_WAIT on the owner's park note */
+	UD_EVENTFD = 2,		/* the watcher's read of io.efd */
+};
+
+enum io_mode {
+	IO_UNKNOWN = 0,		/* no ring made yet */
+	IO_URING,		/* rings work */
+	IO_FALLBACK,		/* refused: everything takes the syscall path */
+};
+
+/*
+ * struct io_ring - an M's ring (mp->io).
+ * @ring:	SQ side: the owner only. CQ side: whoever holds @cq_lock.
+ * @m:		the owner; immutable.
+ * @cq_lock:	0 free, 1 held by a reaper.
+ * @inflight:	CQEs still to come. The owner adds before it submits;
+ *		reapers subtract what they consume.
+ * @park_armed:	the FUTEX_WAIT on m->park is in flight (its CQE unseen).
+ * @efd_armed:	the read of io.efd is in flight.
+ * @attending:	the owner is asleep in this ring and reaps it itself:
+ *		scanners skip it and its eventfd notifications are off.
+ * @efd_buf:	where the eventfd read lands.
+ * @next:	io.rings; io.lock.
+ */
+struct io_ring {
+	struct io_uring ring;
+	struct m *m;
+	_Atomic uint32_t cq_lock;
+	_Atomic int32_t inflight;
+	_Atomic bool park_armed;
+	_Atomic bool efd_armed;
+	_Atomic bool attending;
+	uint64_t efd_buf;
+	struct io_ring *next;
+};
+
+static struct {
+	_Atomic int mode;		/* enum io_mode; release store, acquire load */
+	char why[200];			/* why the fallback; io.lock */
+	_Atomic bool warned;		/* the fallback was reported */
+	int efd;			/* eventfd for away completions; -1 none */
+	bool probed;			/* the opcode probe ran; io.lock */
+	_Atomic bool futex_op;		/* IORING_OP_FUTEX_WAIT works */
+	_Atomic bool ftruncate_op;	/* IORING_OP_FTRUNCATE works */
+	unsigned iowq[2];		/* io-wq caps per ring: bounded, unbounded */
+	struct kgo_lock lock;
+	struct io_ring *rings;		/* every open ring; io.lock */
+	_Atomic int32_t nrings;
+	_Atomic(struct m *) watcher;	/* the M watching io.efd, or NULL */
+	_Atomic int64_t last_scan;	/* io_sysmon's last look */
+	/* Statistics; relaxed. Kept across runs like sched's io counters. */
+	_Atomic uint64_t timeouts, cancelled, inline_ops;
+} io = { .efd = -1 };
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* ------------------------------------------------------------------ */
+/* Consuming completions                                              */
+/* ------------------------------------------------------------------ */
+
+static bool cq_trylock(struct io_ring *r)
+{
+	uint32_t z = 0;
+
+	/* Acquire pairs with cq_unlock's release: the CQ head and the
+	 * flags the last reaper wrote are seen by the next. */
+	return atomic_compare_exchange_strong_explicit(&r->cq_lock, &z, 1,
+			memory_order_acquire, memory_order_relaxed);
+}
+
+static void cq_lock(struct io_ring *r)
+{
+	/* Held only while CQEs are consumed: a few hundred ns. */
+	while (!cq_trylock(r))
+		cpu_relax();
+}
+
+static void cq_unlock(struct io_ring *r)
+{
+	atomic_store_explicit(&r->cq_lock, 0, memory_order_release);
+}
+
+/*
+ * reap_locked() - consume every CQE of @r; cq_lock held. The Gs whose
+ * operations completed are pushed on *list (through schedlink), except
+ * that of @self, whose submitter is still deciding whether to park it:
+ * *self_done tells it. *efd is set when the eventfd read completed.
+ * Return: how many Gs were pushed.
+ */
+static int reap_locked(struct io_ring *r, struct io_op *self,
+		       bool *self_done, struct g **list, bool *efd)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	int n = 0, ops = 0;
+
+	/* io_uring_for_each_cqe loads the kernel's tail with acquire: the
+	 * CQEs (and what the operations wrote) are visible. */
+	io_uring_for_each_cqe(&r->ring, head, cqe) {
+		uint64_t ud = cqe->user_data;
+		struct io_op *op;
+
+		seen++;
+		if (ud == UD_IGNORE)
+			continue;
+		if (ud == UD_PARK) {
+			atomic_store_explicit(&r->park_armed, false,
+					      memory_order_relaxed);
+			continue;
+		}
+		if (ud == UD_EVENTFD) {
+			atomic_store_explicit(&r->efd_armed, false,
+					      memory_order_relaxed);
+			if (efd)
+				*efd = true;
+			continue;
+		}
+		op = (struct io_op *)(uintptr_t)ud;
+		op->res = cqe->res;
+		ops++;
+		if (op == self) {
+			*self_done = true;
+			continue;
+		}
+		/* After this, op is the G's again once it runs: read gp
+		 * first. The G is parked: schedlink is ours to use. */
+		op->gp->schedlink = *list;
+		*list = op->gp;
+		n++;
+	}
+	if (seen) {
+		/* Release store of the head: the kernel may reuse the slots. */
+		io_uring_cq_advance(&r->ring, seen);
+		atomic_fetch_sub_explicit(&r->inflight, seen,
+					  memory_order_relaxed);
+	}
+	if (ops)
+		atomic_fetch_sub_explicit(&sched.nio, ops, memory_order_relaxed);
+	return n;
+}
+
+/* Make the Gs on @list runnable: on our P's run queue when we hold one,
+ * else on the global queue, for whoever takes a P next. */
+static void ready_list(struct g *list)
+{
+	struct m *mp = getm();
+	struct g *gp;
+
+	if (!list)
+		return;
+	if (mp && mp->p) {
+		while ((gp = list)) {
+			list = gp->schedlink;
+			gp->schedlink = NULL;
+			goready_tail(gp);
+		}
+		return;
+	}
+	injectglist(list);
+}
+
+/*
+ * scan_rings() - reap the rings whose owners are away: not @self's, not
+ * those of owners asleep in them, not those being reaped right now.
+ * Return: how many Gs were pushed on *list.
+ */
+static int scan_rings(struct m *self, struct g **list)
+{
+	struct io_ring *r;
+	int n = 0;
+
+	lock(&io.lock);
+	for (r = io.rings; r; r = r->next) {
+		if (r->m == self ||
+		    atomic_load_explicit(&r->attending, memory_order_relaxed) ||
+		    !io_uring_cq_ready(&r->ring) || !cq_trylock(r))
+			continue;
+		n += reap_locked(r, NULL, NULL, list, NULL);
+		cq_unlock(r);
+	}
+	unlock(&io.lock);
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Making rings                                                       */
+/* ------------------------------------------------------------------ */
+
+static const char *errname(int err)
+{
+	const char *s = strerrorname_np(err);
+
+	return s ? s : "?";
+}
+
+/* Why io_uring_setup failed, in words a user can act on. */
+static void refusal_reason(int err, char *buf, size_t n)
+{
+	char v[8] = "";
+	int fd;
+
+	if (err == EPERM || err == EACCES) {
+		fd = open("/proc/sys/kernel/io_uring_disabled", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (read(fd, v, sizeof(v) - 1) < 0)
+				v[0] = 0;
+			close(fd);
+		}
+		if (v[0] == '2') {
+			snprintf(buf, n, "kernel.io_uring_disabled=2");
+			return;
+		}
+		if (v[0] == '1') {
+			snprintf(buf, n, "kernel.io_uring_disabled=1 and not "
+				 "in kernel.io_uring_group");
+			return;
+		}
+		snprintf(buf, n, "io_uring_setup: %s: refused by a seccomp "
+			 "filter or security module", errname(err));
+		return;
+	}
+	if (err == ENOSYS) {
+		snprintf(buf, n, "io_uring_setup: ENOSYS: no io_uring in this "
+			 "kernel, or a seccomp filter refuses it");
+		return;
+	}
+	snprintf(buf, n, "io_uring_setup: %s (%s)", errname(err),
+		 strerror(err));
+}
+
+/* From now on every call takes the syscall path; say so once. */
+static void io_refuse(const char *why)
+{
+	lock(&io.lock);
+	if (atomic_load_explicit(&io.mode, memory_order_relaxed) != IO_URING) {
+		snprintf(io.why, sizeof(io.why), "%s", why);
+		/* Release: why is written before anyone reads the mode. */
+		atomic_store_explicit(&io.mode, IO_FALLBACK,
+				      memory_order_release);
+	}
+	unlock(&io.lock);
+	if (!atomic_exchange_explicit(&io.warned, true, memory_order_relaxed))
+		kgo_printf("kgo: io_uring not used (%s): file and network "
+			   "calls take the syscall path\n", why);
+}
+
+static int ring_setup(struct io_uring *ring)
+{
+	struct io_uring_params p;
+	int err;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_SUBMIT_ALL |
+		  IORING_SETUP_CQSIZE;
+	p.cq_entries = RING_CQ;
+	err = io_uring_queue_init_params(RING_SQ, ring, &p);
+	if (err != -EINVAL)
+		return err;
+	/* Before 6.0: no SINGLE_ISSUER. */
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_entries = RING_CQ;
+	return io_uring_queue_init_params(RING_SQ, ring, &p);
+}
+
+/* What this kernel's io_uring can do, once per run; io.lock held. */
+static void ring_probe(struct io_ring *r)
+{
+	struct io_uring_probe *probe;
+
+	io.probed = true;
+	probe = io_uring_get_probe_ring(&r->ring);
+	if (probe) {
+		atomic_store(&io.futex_op,
+			     io_uring_opcode_supported(probe, IORING_OP_FUTEX_WAIT));
+		atomic_store(&io.ftruncate_op,
+			     io_uring_opcode_supported(probe, IORING_OP_FTRUNCATE));
+		io_uring_free_probe(probe);
+	}
+	io.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+/*
+ * ring_create() - give mp its ring; on g0 of mp (the owner must be the
+ * thread that creates a SINGLE_ISSUER ring). Return: the ring, or NULL
+ * (io_uring refused, or no memory): the caller takes the syscall path.
+ */
+static struct io_ring *ring_create(struct m *mp)
+{
+	struct io_ring *r;
+	char why[sizeof(io.why)];
+	int err;
+
+	if (atomic_load_explicit(&io.mode, memory_order_acquire) == IO_FALLBACK)
+		return NULL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	err = ring_setup(&r->ring);
+	if (err) {
+		free(r);
+		refusal_reason(-err, why, sizeof(why));
+		io_refuse(why);
+		return NULL;
+	}
+	r->m = mp;
+	/* Best effort, each: a ring without them still works. */
+	io_uring_register_ring_fd(&r->ring);
+	if (io.iowq[0] || io.iowq[1]) {
+		unsigned v[2] = { io.iowq[0], io.iowq[1] };
+
+		io_uring_register_iowq_max_workers(&r->ring, v);
+	}
+
+	lock(&io.lock);
+	if (!io.probed)
+		ring_probe(r);
+	if (io.efd >= 0)
+		io_uring_register_eventfd(&r->ring, io.efd);
+	r->next = io.rings;
+	io.rings = r;
+	atomic_fetch_add_explicit(&io.nrings, 1, memory_order_relaxed);
+	if (atomic_load_explicit(&io.mode, memory_order_relaxed) == IO_UNKNOWN)
+		atomic_store_explicit(&io.mode, IO_URING, memory_order_release);
+	unlock(&io.lock);
+	mp->io = r;
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Submitting                                                         */
+/* ------------------------------------------------------------------ */
+
+/* Push what the SQ holds to the kernel; owner only. */
+static void ring_submit(struct io_ring *r)
+{
+	int ret;
+
+	while (io_uring_sq_ready(&r->ring)) {
+		ret = io_uring_submit(&r->ring);
+		if (ret >= 0 || ret == -EINTR)
+			continue;
+		if (ret == -EAGAIN || ret == -EBUSY) {
+			/* Out of kernel memory for a moment, or CQ overflow
+			 * (the cap makes that unlikely): let reapers run. */
+			sched_yield();
+			continue;
+		}
+		kgo_printf("kgo: io_uring_enter: %s\n", strerror(-ret));
+		kgo_throw("ring_submit: cannot submit");
+	}
+}
+
+/* Sleep in the ring until a CQE arrives or @ns passed (< 0: forever),
+ * submitting what the SQ holds first; owner only. */
+static void ring_wait(struct io_ring *r, int64_t ns)
+{
+	struct __kernel_timespec ts, *tsp = NULL;
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	if (ns >= 0) {
+		ts.tv_sec = ns / NSEC;
+		ts.tv_nsec = ns % NSEC;
+		tsp = &ts;
+	}
+	ret = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, tsp, NULL);
+	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN &&
+	    ret != -EBUSY) {
+		kgo_printf("kgo: io_uring_enter: %s\n", strerror(-ret));
+		kgo_throw("ring_wait: cannot wait");
+	}
+}
+
+static bool runq_has_work(struct p *pp)
+{
+	return atomic_load_explicit(&pp->runqhead, memory_order_relaxed) !=
+	       atomic_load_explicit(&pp->runqtail, memory_order_relaxed) ||
+	       atomic_load_explicit(&pp->runnext, memory_order_relaxed);
+}
+
+/*
+ * submit_park() - the unlockf of io_ring_op's gopark: on g0 of the M the
+ * G parked on, the G already G_WAITING. Return: false to run the G again
+ * at once (completed during submission, or no ring: op->res says).
+ */
+static bool submit_park(struct g *gp, void *arg)
+{
+	struct io_op *op = arg;
+	struct m *mp = getm();
+	struct io_ring *r = mp->io ? mp->io : ring_create(mp);
+	int need = op->deadline > 0 ? 2 : 1;
+	struct io_uring_sqe *sqe;
+	struct g *list = NULL;
+	bool self_done = false;
+
+	(void)gp;
+	if (!r || atomic_load_explicit(&r->inflight, memory_order_relaxed) +
+	    need > RING_CQ - RING_SPECIAL) {
+		op->res = IO_NORING;
+		return false;
+	}
+	/* The SQ is empty between submissions: these cannot fail. */
+	sqe = io_uring_get_sqe(&r->ring);
+	*sqe = op->sqe;
+	io_uring_sqe_set_data(sqe, op);
+	if (need == 2) {
+		sqe->flags |= IOSQE_IO_LINK;
+		op->ts.tv_sec = op->deadline / NSEC;
+		op->ts.tv_nsec = op->deadline % NSEC;
+		sqe = io_uring_get_sqe(&r->ring);
+		/* The kernel copies ts while submitting. */
+		io_uring_prep_link_timeout(sqe, &op->ts, IORING_TIMEOUT_ABS);
+		sqe->user_data = UD_IGNORE;
+	}
+	/* Counted before the kernel can complete it: a reaper on another
+	 * M subtracts as soon as the CQE is there. Relaxed: the CQE itself
+	 * orders the reaper after this (the kernel's release store of the
+	 * CQ tail, io_uring_enter being a full barrier before it). */
+	atomic_fetch_add_explicit(&r->inflight, need, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sched.nio, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sched.io_uring_ops, 1, memory_order_relaxed);
+	ring_submit(r);
+
+	/* From here op belongs to whoever reaps its CQE: touch it only if
+	 * that is us (self_done). */
+	if (io_uring_cq_ready(&r->ring)) {
+		cq_lock(r);
+		reap_locked(r, op, &self_done, &list, NULL);
+		cq_unlock(r);
+		ready_list(list);
+	}
+	if (self_done) {
+		atomic_fetch_add_explicit(&io.inline_ops, 1,
+					  memory_order_relaxed);
+		return false;
+	}
+	/* Nobody watches the rings of busy Ms and this one is about to run
+	 * another G: get an idle M going, to become the watcher. */
+	if (!atomic_load_explicit(&io.watcher, memory_order_relaxed) &&
+	    atomic_load_explicit(&sched.npidle, memory_order_relaxed) > 0 &&
+	    runq_has_work(mp->p))
+		wakep();
+	return true;
+}
+
+long io_ring_op(struct io_op *op, int64_t deadline)
+{
+	op->gp = getg();
+	op->deadline = deadline;
+	op->res = IO_NORING;
+	gopark(submit_park, op, WAIT_IO);
+	/* Cancelled by its linked timeout: -ECANCELED, or -EINTR when an
+	 * io-wq worker was interrupted in a blocking call. */
+	if (deadline > 0 && (op->res == -ECANCELED ||
+			     (op->res == -EINTR && nanotime() >= deadline))) {
+		atomic_fetch_add_explicit(&io.timeouts, 1, memory_order_relaxed);
+		return -ETIMEDOUT;
+	}
+	return op->res;
+}
+
+bool io_ring_usable(void)
+{
+	return getg() && atomic_load_explicit(&io.mode, memory_order_relaxed) !=
+			 IO_FALLBACK;
+}
+
+/* ------------------------------------------------------------------ */
+/* The scheduler's hooks                                              */
+/* ------------------------------------------------------------------ */
+
+/* findrunnable, first thing: the owner reaps its ring onto its P. */
+void io_poll(struct m *mp)
+{
+	struct io_ring *r = mp->io;
+	struct g *list = NULL;
+	bool efd = false;
+
+	if (!io_uring_cq_ready(&r->ring))
+		return;
+	cq_lock(r);
+	reap_locked(r, NULL, NULL, &list, &efd);
+	cq_unlock(r);
+	/* Our eventfd read (armed when we last watched) fired while we
+	 * were away: someone's completions wait; we are here, look. */
+	if (efd)
+		scan_rings(mp, &list);
+	ready_list(list);
+}
+
+/* Notifications of r's completions to io.efd on (owner away) or off
+ * (owner asleep in the ring, reaping it itself); owner only. */
+static void attend(struct io_ring *r, bool on)
+{
+	unsigned *kflags = r->ring.cq.kflags, f;
+
+	atomic_store_explicit(&r->attending, on, memory_order_relaxed);
+	if (!kflags)
+		return;
+	/* The kernel only reads this word; relaxed: a notification lost
+	 * to the race when turning them back on finds the owner, which
+	 * reaps in findrunnable next (or io_sysmon does). */
+	f = __atomic_load_n(kflags, __ATOMIC_RELAXED);
+	f = on ? f | IORING_CQ_EVENTFD_DISABLED : f & ~IORING_CQ_EVENTFD_DISABLED;
+	__atomic_store_n(kflags, f, __ATOMIC_RELAXED);
+}
+
+static void arm_park(struct io_ring *r, struct m *mp)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+	/* Completes when mp->park is woken (notewakeup's FUTEX_WAKE, made
+	 * because io_notesleep marked the note NOTE_KERNEL_VALUE), or at
+	 * once if the key is not that any more: no lost wakeup. */
+	io_uring_prep_rw(IORING_OP_FUTEX_WAIT, sqe,
+			 KGO_FUTEX2_SIZE_U32 | KGO_FUTEX2_PRIVATE,
+			 (void *)&mp->park.key, 0, 0);
+	sqe->addr2 = NOTE_KERNEL_VALUE;	/* the value to sleep on */
+	sqe->addr3 = KGO_FUTEX_BITSET_ANY;
+	sqe->user_data = UD_PARK;
+	atomic_store_explicit(&r->park_armed, true, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->inflight, 1, memory_order_relaxed);
+}
+
+static void arm_eventfd(struct io_ring *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+	/* Reading resets the count: signals before it are consumed here. */
+	io_uring_prep_read(sqe, io.efd, &r->efd_buf, sizeof(r->efd_buf),
+			   (uint64_t)-1);
+	sqe->user_data = UD_EVENTFD;
+	atomic_store_explicit(&r->efd_armed, true, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->inflight, 1, memory_order_relaxed);
+}
+
+/* An idle M should take the watch: operations are in flight and nobody
+ * watches. */
+static bool watch_wanted(void)
+{
+	return atomic_load_explicit(&sched.nio, memory_order_relaxed) > 0 &&
+	       !atomic_load_explicit(&io.watcher, memory_order_relaxed) &&
+	       io.efd >= 0 && atomic_load(&io.futex_op);
+}
+
+/*
+ * io_notesleep() - an idle M sleeps on its park note (notesleep_until's
+ * contract: true when woken, false at @deadline), in its ring when it
+ * has one, so that its completions wake it too. With @wake_on_io it
+ * also returns false when it readied Gs (on the global queue), for
+ * findrunnable to run them; without, it readies them for others (wakep)
+ * and sleeps on.
+ */
+bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io)
+{
+	struct io_ring *r = mp->io;
+	struct m *none = NULL;
+	bool watch = false, woken = false, futex_op;
+	int64_t now, nap;
+
+	if (!r && wake_on_io && watch_wanted())
+		r = ring_create(mp);
+	futex_op = atomic_load_explicit(&io.futex_op, memory_order_relaxed);
+	if (!r || (!futex_op &&
+		   atomic_load_explicit(&r->inflight, memory_order_relaxed) == 0))
+		return notesleep_until(&mp->park, deadline);
+
+	/* Mark the note so that notewakeup makes the futex call that
+	 * completes the FUTEX_WAIT armed in the ring. */
+	if (!note_enter_kernel(&mp->park))
+		return true;
+	if (wake_on_io && watch_wanted())
+		watch = atomic_compare_exchange_strong(&io.watcher, &none, mp);
+	attend(r, true);
+	for (;;) {
+		struct g *list = NULL;
+		bool efd = false;
+		int n;
+
+		if (futex_op &&
+		    !atomic_load_explicit(&r->park_armed, memory_order_relaxed))
+			arm_park(r, mp);
+		if (watch &&
+		    !atomic_load_explicit(&r->efd_armed, memory_order_relaxed))
+			arm_eventfd(r);
+		/* Arming comes before looking: a completion after the look
+		 * signals the eventfd, whose read is then already queued. */
+		cq_lock(r);
+		n = reap_locked(r, NULL, NULL, &list, &efd);
+		cq_unlock(r);
+		if (watch)
+			n += scan_rings(mp, &list);
+		if (n) {
+			injectglist(list);
+			if (wake_on_io) {
+				/* We take one P ourselves; help for the rest. */
+				if (n > 1)
+					wakep();
+				break;
+			}
+			wakep();
+		}
+		if (note_is_woken(&mp->park))
+			break;
+		now = nanotime();
+		if (deadline >= 0 && now >= deadline)
+			break;
+		nap = deadline >= 0 ? deadline - now : -1;
+		if (!futex_op && (nap < 0 || nap > OLD_KERNEL_NAP))
+			nap = OLD_KERNEL_NAP;
+		ring_wait(r, nap);
+	}
+	woken = !note_leave_kernel(&mp->park);
+	attend(r, false);
+	if (watch)
+		atomic_store_explicit(&io.watcher, NULL, memory_order_relaxed);
+	return woken;
+}
+
+/* sysmon: reap the rings nobody looked at (owners busy or blocked), at
+ * most every 10 ms while Gs wait for io. */
+void io_sysmon(int64_t now)
+{
+	struct g *list = NULL;
+	int64_t last = atomic_load_explicit(&io.last_scan, memory_order_relaxed);
+
+	if (atomic_load_explicit(&sched.nio, memory_order_relaxed) == 0 ||
+	    now - last < SYSMON_POLL_NS ||
+	    !atomic_compare_exchange_strong(&io.last_scan, &last, now))
+		return;
+	if (scan_rings(NULL, &list)) {
+		injectglist(list);
+		wakep();
+	}
+}
+
+/*
+ * io_mexit() - the M is leaving: cancel what is in flight in its ring,
+ * wait for every CQE, close the ring. Called on the M's own thread.
+ */
+void io_mexit(struct m *mp)
+{
+	struct io_ring *r = mp->io, **pr;
+	struct io_uring_sqe *sqe;
+	struct m *self = mp;
+	int64_t warn = nanotime() + 5 * NSEC;
+
+	if (!r)
+		return;
+	/* Off the list first: once io.lock is released no scanner is in
+	 * this ring or can find it. */
+	lock(&io.lock);
+	for (pr = &io.rings; *pr != r; pr = &(*pr)->next)
+		;
+	*pr = r->next;
+	atomic_fetch_sub_explicit(&io.nrings, 1, memory_order_relaxed);
+	unlock(&io.lock);
+	atomic_compare_exchange_strong(&io.watcher, &self, NULL);
+
+	if (atomic_load(&r->inflight) > 0) {
+		sqe = io_uring_get_sqe(&r->ring);
+		io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY |
+					       IORING_ASYNC_CANCEL_ALL);
+		sqe->user_data = UD_IGNORE;
+		atomic_fetch_add(&r->inflight, 1);
+		ring_submit(r);
+	}
+	while (atomic_load(&r->inflight) > 0) {
+		struct g *list = NULL, *gp;
+		int n;
+
+		cq_lock(r);
+		n = reap_locked(r, NULL, NULL, &list, NULL);
+		cq_unlock(r);
+		atomic_fetch_add_explicit(&io.cancelled, n, memory_order_relaxed);
+		if (!atomic_load(&sched.exiting)) {
+			ready_list(list);
+		} else {
+			/* Abandoned with main's return, as every G is. */
+			while ((gp = list)) {
+				list = gp->schedlink;
+				gp->schedlink = NULL;
+			}
+		}
+		if (atomic_load(&r->inflight) == 0)
+			break;
+		ring_wait(r, NSEC / 10);
+		if (nanotime() > warn) {
+			kgo_printf("kgo: M%d waits for %d io operations to "
+				   "finish before it exits\n", mp->id,
+				   (int)atomic_load(&r->inflight));
+			warn += 5 * NSEC;
+		}
+	}
+	io_uring_queue_exit(&r->ring);
+	mp->io = NULL;
+	free(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* The syscall path                                                   */
+/* ------------------------------------------------------------------ */
+
+long io_raw(long nr, long a0, long a1, long a2, long a3, long a4, long a5)
+{
+	long r = syscall(nr, a0, a1, a2, a3, a4, a5);
+
+	/* errno is read on the thread that set it: nothing parked. */
+	return r == -1 ? -errno : r;
+}
+
+long io_sys(bool blocking, long nr, long a0, long a1, long a2, long a3,
+	    long a4, long a5)
+{
+	long r;
+
+	if (!getg())
+		return io_raw(nr, a0, a1, a2, a3, a4, a5);
+	atomic_fetch_add_explicit(&sched.io_fallback_ops, 1,
+				  memory_order_relaxed);
+	if (blocking)
+		kgo_syscall_begin_blocking();
+	else
+		kgo_syscall_begin();
+	/* The runtime's signals (preemption) must not show as EINTR; but a
+	 * close is never retried (the fd is gone either way), nor a call
+	 * whose caller recomputes its timeout. */
+	do {
+		r = io_raw(nr, a0, a1, a2, a3, a4, a5);
+	} while (r == -EINTR && nr != SYS_close && nr != SYS_ppoll &&
+		 nr != SYS_connect);
+	kgo_syscall_end();
+	return r;
+}
+
+int io_poll0(int fd, short events)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	struct timespec zero = { 0, 0 };
+	long r = io_raw(SYS_ppoll, (long)&pfd, 1, (long)&zero, 0, 0, 0);
+
+	return r > 0 ? pfd.revents : (int)r;
+}
+
+int io_wait_ready(int fd, short events, int64_t deadline)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	struct timespec ts, *tsp;
+	int64_t left;
+	long r;
+
+	if (deadline == 0) {
+		r = io_poll0(fd, events);
+		return r == 0 ? -EAGAIN : r;
+	}
+	for (;;) {
+		tsp = NULL;
+		if (deadline > 0) {
+			left = deadline - nanotime();
+			if (left <= 0)
+				return -ETIMEDOUT;
+			ts.tv_sec = left / NSEC;
+			ts.tv_nsec = left % NSEC;
+			tsp = &ts;
+		}
+		r = io_sys(true, SYS_ppoll, (long)&pfd, 1, (long)tsp, 0, 0, 0);
+		if (r > 0)
+			return pfd.revents;
+		if (r < 0 && r != -EINTR)
+			return r;
+	}
+}
+
+void io_count_nowait(void)
+{
+	atomic_fetch_add_explicit(&sched.io_nowait_hits, 1, memory_order_relaxed);
+}
+
+bool fd_nonblock(int fd)
+{
+	long fl = io_raw(SYS_fcntl, fd, F_GETFL, 0, 0, 0, 0);
+
+	return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+/* ------------------------------------------------------------------ */
+/* Per-fd hints: a two-level table of bytes, pages made on demand     */
+/* ------------------------------------------------------------------ */
+
+#define FDH_PAGE	4096
+#define FDH_NPAGES	1024
+
+static _Atomic(_Atomic uint8_t *) fdh_pages[FDH_NPAGES];
+
+uint8_t fdh_get(int fd)
+{
+	_Atomic uint8_t *pg;
+
+	if (fd < 0 || fd >= FDH_PAGE * FDH_NPAGES)
+		return 0;
+	/* Acquire pairs with the release CAS that published the page. */
+	pg = atomic_load_explicit(&fdh_pages[fd / FDH_PAGE], memory_order_acquire);
+	return pg ? atomic_load_explicit(&pg[fd % FDH_PAGE],
+					 memory_order_relaxed) : 0;
+}
+
+void fdh_set(int fd, uint8_t v)
+{
+	_Atomic uint8_t *pg, *fresh, *none = NULL;
+
+	if (fd < 0 || fd >= FDH_PAGE * FDH_NPAGES)
+		return;
+	pg = atomic_load_explicit(&fdh_pages[fd / FDH_PAGE], memory_order_acquire);
+	if (!pg) {
+		if (!v)
+			return;
+		fresh = calloc(FDH_PAGE, 1);
+		if (!fresh)
+			return;
+		if (atomic_compare_exchange_strong_explicit(
+				&fdh_pages[fd / FDH_PAGE], &none, fresh,
+				memory_order_acq_rel, memory_order_acquire)) {
+			pg = fresh;
+		} else {
+			free(fresh);
+			pg = none;
+		}
+	}
+	atomic_store_explicit(&pg[fd % FDH_PAGE], v, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------ */
+/* Start, end, statistics                                             */
+/* ------------------------------------------------------------------ */
+
+static unsigned env_uint(const char *s, char **end)
+{
+	unsigned long v = strtoul(s, end, 10);
+
+	return v > 1024 ? 1024 : (unsigned)v;
+}
+
+void io_init(void)
+{
+	const char *e = getenv("KGO_IOURING");
+	const char *w = getenv("KGO_IOWQ_MAX");
+	char *end;
+
+	atomic_store(&io.mode, IO_UNKNOWN);
+	atomic_store(&io.warned, false);
+	atomic_store(&io.watcher, NULL);
+	atomic_store(&io.last_scan, 0);
+	atomic_store(&io.futex_op, false);
+	atomic_store(&io.ftruncate_op, false);
+	io.why[0] = 0;
+	io.probed = false;
+	io.rings = NULL;
+	io.efd = -1;
+	/*
+	 * io-wq caps per M ring: "bounded[,unbounded]". Bounded work is
+	 * regular-file and block I/O that could not go non-blocking (a
+	 * slow file system, O_DIRECT on some drivers); unbounded is work
+	 * that may wait forever (a file that cannot be polled). 16 each
+	 * keeps a 1000-G pile-up on a slow file system at a few dozen
+	 * threads per M, against Go's one thread per blocked G.
+	 */
+	io.iowq[0] = io.iowq[1] = 16;
+	if (w && *w) {
+		io.iowq[0] = io.iowq[1] = env_uint(w, &end);
+		if (*end == ',')
+			io.iowq[1] = env_uint(end + 1, &end);
+	}
+	if (e && !strcmp(e, "0"))
+		io_refuse("KGO_IOURING=0");
+}
+
+void io_fini(void)
+{
+	if (io.rings)
+		kgo_throw("io_fini: a ring outlived its M");
+	if (io.efd >= 0)
+		close(io.efd);
+	io.efd = -1;
+}
+
+const char *kgo_io_backend(void)
+{
+	static __thread char buf[sizeof(io.why) + 32];
+
+	switch (atomic_load_explicit(&io.mode, memory_order_acquire)) {
+	case IO_URING:
+		return "io_uring";
+	case IO_FALLBACK:
+		snprintf(buf, sizeof(buf), "syscalls (%s)", io.why);
+		return buf;
+	default:
+		return "io_uring (no ring yet)";
+	}
+}
+
+void io_stats(struct kgo_stats *s)
+{
+	s->io_timeouts = atomic_load_explicit(&io.timeouts, memory_order_relaxed);
+	s->io_cancelled = atomic_load_explicit(&io.cancelled, memory_order_relaxed);
+	s->io_inline = atomic_load_explicit(&io.inline_ops, memory_order_relaxed);
+	s->io_rings = atomic_load_explicit(&io.nrings, memory_order_relaxed);
+	s->io_waiting = atomic_load_explicit(&sched.nio, memory_order_relaxed);
+	s->io_uring = atomic_load_explicit(&io.mode, memory_order_relaxed) !=
+		      IO_FALLBACK;
+}
+
+bool io_has_ftruncate(void)
+{
+	return atomic_load_explicit(&io.ftruncate_op, memory_order_relaxed);
+}

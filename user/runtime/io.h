@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * io.h - what the I/O files share: the ring machinery of io.c and the
+ * calls built on it in io_file.c and io_net.c. The design is explained
+ * at the top of io.c.
+ */
+#ifndef KGO_IO_H
+#define KGO_IO_H
+
+#include <errno.h>
+#include <liburing.h>
+
+#include "runtime.h"
+
+/* Opcodes liburing 2.3 does not know (it stops at 48); prepared by hand
+ * with io_uring_prep_rw(). */
+#ifndef IORING_OP_FUTEX_WAIT
+#define IORING_OP_FUTEX_WAIT	51	/* 6.7 */
+#endif
+#ifndef IORING_OP_FTRUNCATE
+#define IORING_OP_FTRUNCATE	55	/* 6.9 */
+#endif
+
+/*
+ * struct io_op - one operation a G hands to its M's ring, on the G's
+ * stack while it waits.
+ * @sqe:	prepared by the G with liburing's io_uring_prep_*(); the
+ *		submitter copies it into the ring (user_data is its own).
+ * @ts:		the absolute deadline of the linked timeout.
+ * @gp:		the waiting G.
+ * @deadline:	> 0: link an IORING_OP_LINK_TIMEOUT at this CLOCK_MONOTONIC
+ *		time; < 0: none.
+ * @res:	the CQE's result, written by the reaper before it readies
+ *		@gp; IO_NORING when the op never reached a ring.
+ */
+struct io_op {
+	struct io_uring_sqe sqe;
+	struct __kernel_timespec ts;
+	struct g *gp;
+	int64_t deadline;
+	int32_t res;
+};
+
+/* The op could not go to a ring (io_uring refused, ring full): the
+ * caller takes the syscall path instead. Not an errno value. */
+#define IO_NORING	INT32_MIN
+
+/*
+ * io_ring_op() - submit @op on the calling G's M and park until it
+ * completes. Return: the CQE's result (-ETIMEDOUT when the deadline
+ * cancelled it), or IO_NORING.
+ */
+long io_ring_op(struct io_op *op, int64_t deadline);
+
+/* The calling code runs on a G of a running runtime whose ring path is
+ * not known to be refused: worth preparing a ring op. */
+bool io_ring_usable(void);
+
+/*
+ * io_sys() - the syscall path: syscall(nr, ...) bracketed by
+ * kgo_syscall_begin/_end, or, with @blocking (the call is known to
+ * block), with the P handed off first. EINTR from the runtime's own
+ * signals is retried. Counted in io_fallback_ops. Outside a G it is a
+ * plain syscall. Return: the result or -errno.
+ */
+long io_sys(bool blocking, long nr, long a0, long a1, long a2, long a3,
+	    long a4, long a5);
+
+/* A plain syscall with -errno, for calls that never block. */
+long io_raw(long nr, long a0, long a1, long a2, long a3, long a4, long a5);
+
+/* IORING_OP_FTRUNCATE is known to work (6.9+). */
+bool io_has_ftruncate(void);
+
+/* poll(2) with a zero timeout. Return: revents, 0, -errno. */
+int io_poll0(int fd, short events);
+
+/*
+ * io_wait_ready() - the syscall path's way to wait with a deadline: ppoll
+ * until @fd is ready for @events or @deadline (< 0: no deadline; 0: do
+ * not wait). Return: revents (> 0), -ETIMEDOUT, -EAGAIN (deadline 0).
+ */
+int io_wait_ready(int fd, short events, int64_t deadline);
+
+/* Fast-path accounting. */
+void io_count_nowait(void);
+
+/*
+ * Per-fd hints for the fast path. They are hints only: a stale one (the
+ * user closed the fd and got the number back for another file behind
+ * kgo's back) costs a wasted try or a skipped fast path, never a wrong
+ * result.
+ */
+#define FDH_KNOWN	0x01	/* the flags below were filled in */
+#define FDH_NO_NOWAIT	0x02	/* RWF_NOWAIT unsupported or blocking (O_DIRECT) */
+uint8_t fdh_get(int fd);
+void fdh_set(int fd, uint8_t v);
+
+/* The fd is O_NONBLOCK now: its calls must not wait. */
+bool fd_nonblock(int fd);
+
+#endif /* KGO_IO_H */

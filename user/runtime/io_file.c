@@ -1,0 +1,416 @@
+// SPDX-License-Identifier: MIT
+/*
+ * io_file.c - the file calls of kgo.h: the RWF_NOWAIT fast path, then
+ * the M's ring (io.c), then the syscall path when io_uring is refused.
+ *
+ * Each call returns what the syscall would, errors as -errno. Two places
+ * where the fast path needs care to keep that promise:
+ *
+ *  - A read with RWF_NOWAIT may stop short where the page cache does;
+ *    a plain read of a regular file would not (short only at EOF). So a
+ *    short non-blocking read of a regular file goes on through the ring
+ *    for the rest. Pipes and sockets return short reads as read(2) does.
+ *  - A write stopped short by RWF_NOWAIT goes on until done, as a
+ *    blocking write(2) would, unless the fd is O_NONBLOCK.
+ *
+ * O_NONBLOCK fds (other than regular files and block devices, on which
+ * the flag means nothing) must see EAGAIN where read(2) would, but
+ * io_uring retries them until ready; the slow path checks the flag.
+ * O_DIRECT fds skip the fast path: RWF_NOWAIT there only avoids blocking
+ * on locks and allocation, and still waits for the device.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "io.h"
+
+#define IOV_INLINE	8
+
+static bool fd_regular(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return false;
+	return S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
+}
+
+/* The fd would answer EAGAIN rather than wait. */
+static bool fd_nowait_semantics(int fd)
+{
+	return fd_nonblock(fd) && !fd_regular(fd);
+}
+
+/* Fill in the hints of an fd kgo did not open: one fcntl per fd. */
+static uint8_t fdh_learn(int fd)
+{
+	long fl = io_raw(SYS_fcntl, fd, F_GETFL, 0, 0, 0, 0);
+	uint8_t h = FDH_KNOWN;
+
+	if (fl < 0)
+		return 0;		/* bad fd: the call reports it */
+	if (fl & O_DIRECT)
+		h |= FDH_NO_NOWAIT;
+	fdh_set(fd, h);
+	return h;
+}
+
+/* Bytes in iov[0..cnt); SSIZE_MAX and beyond (the kernel says EINVAL)
+ * clamp at SSIZE_MAX. */
+static size_t iov_total(const struct iovec *iov, int cnt)
+{
+	size_t t = 0;
+	int i;
+
+	for (i = 0; i < cnt; i++) {
+		if (iov[i].iov_len > SSIZE_MAX - t)
+			return SSIZE_MAX;
+		t += iov[i].iov_len;
+	}
+	return t;
+}
+
+/*
+ * iov_skip() - the part of iov[0..cnt) after its first @skip bytes, in
+ * @buf when it fits (IOV_INLINE entries), else in memory from malloc
+ * (*heap set: free it). Return: the new count, -ENOMEM.
+ */
+static int iov_skip(const struct iovec *iov, int cnt, size_t skip,
+		    struct iovec *buf, struct iovec **out, bool *heap)
+{
+	struct iovec *v = buf;
+	int i = 0, n;
+
+	while (i < cnt && skip >= iov[i].iov_len)
+		skip -= iov[i++].iov_len;
+	n = cnt - i;
+	*heap = n > IOV_INLINE;
+	if (*heap) {
+		v = malloc(n * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+	}
+	memcpy(v, iov + i, n * sizeof(*v));
+	if (n) {
+		v[0].iov_base = (char *)v[0].iov_base + skip;
+		v[0].iov_len -= skip;
+	}
+	*out = v;
+	return n;
+}
+
+/* One read or write that waits: through the ring, else the syscall
+ * path. @off -1: at the file position. */
+static long rw_wait(bool write, int fd, const struct iovec *iov, int cnt,
+		    off_t off, int64_t deadline)
+{
+	struct io_op op;
+	long r;
+
+	if (io_ring_usable()) {
+		if (cnt == 1 && write)
+			io_uring_prep_write(&op.sqe, fd, iov->iov_base,
+					    iov->iov_len, off);
+		else if (cnt == 1)
+			io_uring_prep_read(&op.sqe, fd, iov->iov_base,
+					   iov->iov_len, off);
+		else if (write)
+			io_uring_prep_writev(&op.sqe, fd, iov, cnt, off);
+		else
+			io_uring_prep_readv(&op.sqe, fd, iov, cnt, off);
+		r = io_ring_op(&op, deadline);
+		if (r != IO_NORING)
+			return r;
+	}
+	if (deadline > 0) {
+		r = io_wait_ready(fd, write ? POLLOUT : POLLIN, deadline);
+		if (r < 0)
+			return r;
+	}
+	if (off == -1)
+		return io_sys(true, write ? SYS_writev : SYS_readv, fd,
+			      (long)iov, cnt, 0, 0, 0);
+	return io_sys(true, write ? SYS_pwritev : SYS_preadv, fd, (long)iov,
+		      cnt, off, 0, 0);
+}
+
+/* The rest of a transfer the fast path began: reads once (a regular
+ * file), writes until done. @done bytes are behind us. */
+static long rw_rest(bool write, int fd, const struct iovec *iov, int cnt,
+		    off_t off, int64_t deadline, size_t done)
+{
+	size_t total = iov_total(iov, cnt);
+	struct iovec buf[IOV_INLINE], *v;
+	bool heap;
+	long r;
+	int n;
+
+	while (done < total) {
+		n = iov_skip(iov, cnt, done, buf, &v, &heap);
+		if (n < 0)
+			return done;
+		r = rw_wait(write, fd, v, n, off == -1 ? -1 : off + (off_t)done,
+			    deadline);
+		if (heap)
+			free(v);
+		if (r <= 0)
+			return done;	/* the bytes moved are what counts */
+		done += r;
+		if (!write)
+			break;
+	}
+	return done;
+}
+
+/*
+ * io_rw() - every read and write of kgo.h. @off -1: at (and moving) the
+ * file position. @deadline: < 0 wait, 0 do not wait, else absolute.
+ */
+static long io_rw(bool write, int fd, const struct iovec *iov, int cnt,
+		  off_t off, int64_t deadline)
+{
+	uint8_t h;
+	long r;
+
+	if (!getg())
+		return io_raw(write ? SYS_pwritev2 : SYS_preadv2, fd, (long)iov,
+			      cnt, off, 0, 0);
+	h = fdh_get(fd);
+	if (!(h & FDH_KNOWN))
+		h = fdh_learn(fd);
+	if (!(h & FDH_NO_NOWAIT)) {
+		r = write ? pwritev2(fd, iov, cnt, off, RWF_NOWAIT)
+			  : preadv2(fd, iov, cnt, off, RWF_NOWAIT);
+		if (r < 0)
+			r = -errno;
+		if (r == -EOPNOTSUPP) {
+			fdh_set(fd, h | FDH_KNOWN | FDH_NO_NOWAIT);
+		} else if (r != -EAGAIN) {
+			io_count_nowait();
+			if (r <= 0)
+				return r;
+			if (write ? (size_t)r < iov_total(iov, cnt) &&
+				    !fd_nonblock(fd)
+				  : (size_t)r < iov_total(iov, cnt) &&
+				    fd_regular(fd))
+				return rw_rest(write, fd, iov, cnt, off,
+					       deadline, r);
+			return r;
+		} else if (deadline == 0 || fd_nowait_semantics(fd)) {
+			return -EAGAIN;
+		}
+	} else if (deadline == 0) {
+		/* No way to try without waiting: poll says whether it
+		 * would (always ready for regular files, which then read). */
+		if (io_poll0(fd, write ? POLLOUT : POLLIN) == 0)
+			return -EAGAIN;
+		deadline = -1;
+	}
+	return rw_wait(write, fd, iov, cnt, off, deadline);
+}
+
+static long io_rw1(bool write, int fd, const void *buf, size_t n, off_t off,
+		   int64_t deadline)
+{
+	struct iovec iov = { (void *)buf, n };
+
+	return io_rw(write, fd, &iov, 1, off, deadline);
+}
+
+ssize_t kgo_read(int fd, void *buf, size_t n)
+{
+	return io_rw1(false, fd, buf, n, -1, -1);
+}
+
+ssize_t kgo_read_dl(int fd, void *buf, size_t n, int64_t deadline)
+{
+	return io_rw1(false, fd, buf, n, -1, deadline);
+}
+
+ssize_t kgo_pread(int fd, void *buf, size_t n, off_t off)
+{
+	if (off < 0)
+		return -EINVAL;
+	return io_rw1(false, fd, buf, n, off, -1);
+}
+
+ssize_t kgo_readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	return io_rw(false, fd, iov, iovcnt, -1, -1);
+}
+
+ssize_t kgo_preadv(int fd, const struct iovec *iov, int iovcnt, off_t off)
+{
+	if (off < 0)
+		return -EINVAL;
+	return io_rw(false, fd, iov, iovcnt, off, -1);
+}
+
+ssize_t kgo_write(int fd, const void *buf, size_t n)
+{
+	return io_rw1(true, fd, buf, n, -1, -1);
+}
+
+ssize_t kgo_write_dl(int fd, const void *buf, size_t n, int64_t deadline)
+{
+	return io_rw1(true, fd, buf, n, -1, deadline);
+}
+
+ssize_t kgo_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	if (off < 0)
+		return -EINVAL;
+	return io_rw1(true, fd, buf, n, off, -1);
+}
+
+ssize_t kgo_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	return io_rw(true, fd, iov, iovcnt, -1, -1);
+}
+
+ssize_t kgo_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t off)
+{
+	if (off < 0)
+		return -EINVAL;
+	return io_rw(true, fd, iov, iovcnt, off, -1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Calls with no fast path: the ring, else the syscall path           */
+/* ------------------------------------------------------------------ */
+
+/*
+ * ring_or_sys() - run @op (prepared, or NULL when the ring is not
+ * usable) through the ring; without a ring, syscall @nr on the syscall
+ * path (@blocking: hand off the P first).
+ */
+static long ring_or_sys(struct io_op *op, bool blocking, long nr, long a0,
+			long a1, long a2, long a3, long a4)
+{
+	long r = IO_NORING;
+
+	if (op)
+		r = io_ring_op(op, -1);
+	if (r == IO_NORING)
+		r = io_sys(blocking, nr, a0, a1, a2, a3, a4, 0);
+	return r;
+}
+
+int kgo_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	struct io_op op, *o = io_ring_usable() ? &op : NULL;
+	long r;
+
+	if (o)
+		io_uring_prep_openat(&op.sqe, dirfd, path, flags, mode);
+	r = ring_or_sys(o, false, SYS_openat, dirfd, (long)path,
+			flags, mode, 0);
+	if (r >= 0)
+		fdh_set(r, FDH_KNOWN | (flags & O_DIRECT ? FDH_NO_NOWAIT : 0));
+	return r;
+}
+
+int kgo_open(const char *path, int flags, mode_t mode)
+{
+	return kgo_openat(AT_FDCWD, path, flags, mode);
+}
+
+int kgo_close(int fd)
+{
+	struct io_op op, *o = io_ring_usable() ? &op : NULL;
+
+	fdh_set(fd, 0);
+	if (o)
+		io_uring_prep_close(&op.sqe, fd);
+	return ring_or_sys(o, false, SYS_close, fd, 0, 0, 0, 0);
+}
+
+static int io_fsync(int fd, bool data)
+{
+	struct io_op op, *o = io_ring_usable() ? &op : NULL;
+
+	if (o)
+		io_uring_prep_fsync(&op.sqe, fd, data ? IORING_FSYNC_DATASYNC : 0);
+	return ring_or_sys(o, true, data ? SYS_fdatasync : SYS_fsync,
+			   fd, 0, 0, 0, 0);
+}
+
+int kgo_fsync(int fd)
+{
+	return io_fsync(fd, false);
+}
+
+int kgo_fdatasync(int fd)
+{
+	return io_fsync(fd, true);
+}
+
+int kgo_statx(int dirfd, const char *path, int flags, unsigned mask,
+	      struct statx *st)
+{
+	struct io_op op, *o = io_ring_usable() ? &op : NULL;
+
+	if (o)
+		io_uring_prep_statx(&op.sqe, dirfd, path, flags, mask, st);
+	return ring_or_sys(o, false, SYS_statx, dirfd, (long)path,
+			   flags, mask, (long)st);
+}
+
+int kgo_unlinkat(int dirfd, const char *path, int flags)
+{
+	struct io_op op, *o = io_ring_usable() ? &op : NULL;
+
+	if (o)
+		io_uring_prep_unlinkat(&op.sqe, dirfd, path, flags);
+	return ring_or_sys(o, false, SYS_unlinkat, dirfd, (long)path,
+			   flags, 0, 0);
+}
+
+int kgo_renameat(int olddirfd, const char *oldpath, int newdirfd,
+		 const char *newpath)
+{
+	struct io_op op, *o = io_ring_usable() ? &op : NULL;
+
+	if (o)
+		io_uring_prep_renameat(&op.sqe, olddirfd, oldpath, newdirfd,
+				       newpath, 0);
+	return ring_or_sys(o, false, SYS_renameat2, olddirfd,
+			   (long)oldpath, newdirfd, (long)newpath, 0);
+}
+
+int kgo_mkdirat(int dirfd, const char *path, mode_t mode)
+{
+	struct io_op op, *o = io_ring_usable() ? &op : NULL;
+
+	if (o)
+		io_uring_prep_mkdirat(&op.sqe, dirfd, path, mode);
+	return ring_or_sys(o, false, SYS_mkdirat, dirfd, (long)path,
+			   mode, 0, 0);
+}
+
+int kgo_fallocate(int fd, int mode, off_t off, off_t len)
+{
+	struct io_op op, *o = io_ring_usable() ? &op : NULL;
+
+	if (o)
+		io_uring_prep_fallocate(&op.sqe, fd, mode, off, len);
+	return ring_or_sys(o, true, SYS_fallocate, fd, mode, off,
+			   len, 0);
+}
+
+int kgo_ftruncate(int fd, off_t len)
+{
+	struct io_op op, *o = io_ring_usable() && io_has_ftruncate() ? &op : NULL;
+
+	if (o)
+		io_uring_prep_rw(IORING_OP_FTRUNCATE, &op.sqe, fd, NULL, 0, len);
+	return ring_or_sys(o, false, SYS_ftruncate, fd, len, 0,
+			   0, 0);
+}
