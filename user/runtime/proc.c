@@ -1506,6 +1506,12 @@ static struct g *newproc(struct p *pp, void (*fn)(void *), void *arg,
 	if (!gp->tsan_fiber)
 		gp->tsan_fiber = __tsan_create_fiber(0);
 #endif
+#ifdef KGO_ASAN
+	/* A reused stack still carries the poisoned redzones of the frames
+	 * its last G died with. */
+	__asan_unpoison_memory_region((void *)gp->stack.lo,
+				      gp->stack.hi - gp->stack.lo);
+#endif
 	kgo_ctx_make(&gp->ctx, (void *)gp->stack.lo,
 		     gp->stack.hi - gp->stack.lo, goentry, gp);
 	atomic_store_explicit(&gp->status, G_RUNNABLE, memory_order_release);

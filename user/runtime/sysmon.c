@@ -492,7 +492,6 @@ static void *sysmon(void *arg)
 	int idle = 0;
 
 	(void)arg;
-	pthread_setname_np(pthread_self(), "kgo-sysmon");
 	while (!atomic_load(&sm.stop)) {
 		if (idle == 0)
 			delay = DELAY_MIN;
@@ -611,6 +610,9 @@ int sysmon_start(void)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(&sm.thread, NULL, sysmon, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Named before kgo_run goes on, for tools (and benches) that look. */
+	if (!err)
+		pthread_setname_np(sm.thread, "kgo-sysmon");
 	if (err) {
 		preempt_fini();
 		trace_stop();

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: handoff latency. One P; the main G starts a G (which
+ * goes to runnext, behind it) and then blocks in read(2) on an empty
+ * pipe through kgo_syscall. The new G can run only once sysmon has
+ * seen the M blocked, taken the P and handed it to another M; it notes
+ * the time and writes the pipe, which ends the read. Figures: p50, p99
+ * and max of the time from just before the read until the G runs, over
+ * -n rounds. Go peer: gobench handoff (syscall.Read, GOMAXPROCS=1).
+ */
+#include <sys/syscall.h>
+
+#include "bench.h"
+
+static int fds[2];
+static int64_t t_run;
+
+static void second(void *arg)
+{
+	(void)arg;
+	__atomic_store_n(&t_run, kgo_now(), __ATOMIC_RELEASE);
+	if (write(fds[1], "x", 1) != 1)
+		die("handoff: write: %s", strerror(errno));
+}
+
+static int cmp64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void bench(void *arg)
+{
+	struct bench_opts *o = arg;
+	int64_t *lat = calloc(o->n, sizeof(*lat)), t0;
+	char c;
+	long i;
+
+	if (!lat || pipe(fds))
+		die("handoff: setup failed");
+	for (i = 0; i < o->n; i++) {
+		bench_go(o, second, NULL);
+		t0 = kgo_now();
+		if (kgo_syscall(SYS_read, fds[0], &c, 1) != 1)
+			die("handoff: read failed");
+		lat[i] = __atomic_load_n(&t_run, __ATOMIC_ACQUIRE) - t0;
+	}
+	qsort(lat, o->n, sizeof(*lat), cmp64);
+	emit("handoff_p50_us", percentile(lat, o->n, 50) / 1e3, "us");
+	emit("handoff_p99_us", percentile(lat, o->n, 99) / 1e3, "us");
+	emit("handoff_max_us", lat[o->n - 1] / 1e3, "us");
+	free(lat);
+}
+
+int main(int argc, char **argv)
+{
+	struct bench_opts o = { .p = 1, .n = 500 };
+
+	bench_parse(argc, argv, &o);
+	bench_run(bench, &o);
+	return 0;
+}
