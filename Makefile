@@ -100,7 +100,24 @@ $(BUILD)/kgo.pc: Makefile
 		'Version: $(VERSION)' 'Cflags: -I$${includedir}' \
 		'Libs: -L$${libdir} -lkgo' 'Libs.private: -pthread -luring' > $@
 
-tests: $(TESTS)
+# The slow FUSE file system of the I/O tests and benches (selftests/
+# slowfs.h): a helper the tests start, not a test. Without libfuse3 it
+# is not built and those tests skip.
+FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
+FUSE_LIBS   := $(shell pkg-config --libs fuse3 2>/dev/null)
+ifneq ($(FUSE_LIBS),)
+SLOWFS   := $(BUILD)/selftests/slowfs
+endif
+
+tests: $(TESTS) $(SLOWFS)
+
+$(BUILD)/selftests/slowfs: selftests/slowfs.c selftests/slowfs.h
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_K) $(FUSE_CFLAGS) $< -o $@ $(FUSE_LIBS) -pthread
+
+# The I/O tests start slowfs: build it with them.
+$(patsubst selftests/%.c,$(BUILD)/selftests/%,$(wildcard selftests/io_*_test.c)): $(SLOWFS) selftests/slowfs.h
 
 $(BUILD)/selftests/%: selftests/%.c $(BUILD)/libkgo.a selftests/harness.h
 	@mkdir -p $(dir $@)

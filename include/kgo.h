@@ -332,8 +332,15 @@ void kgo_once_do(struct kgo_once *once, void (*fn)(void *), void *arg);
 /* Syscalls and blocking libraries                                    */
 /* ------------------------------------------------------------------ */
 
-/** kgo_syscall_begin() - the G is about to make a call that may block
- * its thread (Go's entersyscall). Pair with kgo_syscall_end(). */
+/**
+ * kgo_syscall_begin() - the G is about to make a call that may block
+ * its thread (Go's entersyscall). Pair with kgo_syscall_end(). In
+ * between, the G keeps its thread but not its P: sysmon gives the P to
+ * another thread if the call blocks, so call no other kgo function
+ * there (kgo_go returns -EPERM; a call that parks is fatal). A
+ * second begin before the end, or an end without a begin, does nothing.
+ * The G is never preempted in between. Outside a G both do nothing.
+ */
 void kgo_syscall_begin(void);
 /** kgo_syscall_begin_blocking() - as kgo_syscall_begin(), for a call that
  * will block: the P is handed off at once (Go's entersyscallblock). */

@@ -848,16 +848,18 @@ FIXTURE_VARIANT(deadlock) {
 	const char *reason;
 	int maxprocs;
 };
-FIXTURE_VARIANT_ADD(deadlock, chan_recv) { dl_chan_recv, "[chan receive]", 1 };
-FIXTURE_VARIANT_ADD(deadlock, chan_send) { dl_chan_send, "[chan send]", 2 };
-FIXTURE_VARIANT_ADD(deadlock, select) { dl_select, "[select]", 1 };
-FIXTURE_VARIANT_ADD(deadlock, select_none) { dl_select_none, "[select (no cases)]", 1 };
-FIXTURE_VARIANT_ADD(deadlock, mutex) { dl_mutex, "[sync.Mutex.Lock]", 2 };
-FIXTURE_VARIANT_ADD(deadlock, rwmutex_r) { dl_rwmutex_r, "[sync.RWMutex.RLock]", 1 };
-FIXTURE_VARIANT_ADD(deadlock, rwmutex_w) { dl_rwmutex_w, "[sync.RWMutex.Lock]", 1 };
-FIXTURE_VARIANT_ADD(deadlock, cond) { dl_cond, "[sync.Cond.Wait]", 1 };
-FIXTURE_VARIANT_ADD(deadlock, wg) { dl_wg, "[sync.WaitGroup.Wait]", 2 };
-FIXTURE_VARIANT_ADD(deadlock, two_gs) { dl_two_gs, "[chan send]", 2 };
+#define DEADLOCK(name, fn, reason, p)					\
+	FIXTURE_VARIANT_ADD(deadlock, name) { fn, reason, p }
+DEADLOCK(chan_recv, dl_chan_recv, "[chan receive]", 1);
+DEADLOCK(chan_send, dl_chan_send, "[chan send]", 2);
+DEADLOCK(select, dl_select, "[select]", 1);
+DEADLOCK(select_none, dl_select_none, "[select (no cases)]", 1);
+DEADLOCK(mutex, dl_mutex, "[sync.Mutex.Lock]", 2);
+DEADLOCK(rwmutex_r, dl_rwmutex_r, "[sync.RWMutex.RLock]", 1);
+DEADLOCK(rwmutex_w, dl_rwmutex_w, "[sync.RWMutex.Lock]", 1);
+DEADLOCK(cond, dl_cond, "[sync.Cond.Wait]", 1);
+DEADLOCK(wg, dl_wg, "[sync.WaitGroup.Wait]", 2);
+DEADLOCK(two_gs, dl_two_gs, "[chan send]", 2);
 FIXTURE_SETUP(deadlock)
 {
 }
@@ -872,7 +874,8 @@ TEST_F(deadlock, reported)
 
 	ASSERT_TRUE(WIFEXITED(st)) TH_LOG("status %#x: %s", st, self->buf);
 	EXPECT_EQ(2, WEXITSTATUS(st)) TH_LOG("stderr: %s", self->buf);
-	EXPECT_NONNULL(strstr(self->buf, "all goroutines are asleep - deadlock"))
+	EXPECT_NONNULL(strstr(self->buf,
+			      "all goroutines are asleep - deadlock"))
 		TH_LOG("stderr: %s", self->buf);
 	EXPECT_NONNULL(strstr(self->buf, variant->reason))
 		TH_LOG("want %s in: %s", variant->reason, self->buf);

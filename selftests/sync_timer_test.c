@@ -20,6 +20,9 @@
  *   idle_p_timers	P=2, one P kept busy by a G that never parks: a
  *			G's sleep still ends on time (timers of an idle P,
  *			or of a busy one, are served by an idle M).
+ *   busy_p_timers	a P kept busy by two Gs ping-ponging on channels
+ *			(never idle, never in the scheduler loop for long)
+ *			still runs a sleeper's timer on time.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -457,6 +460,72 @@ TEST(idle_p_timers)
 	run(ipt_main, &t, 2);
 	ASSERT_EQ(1, atomic_load(&t.woke));
 	EXPECT_GT(500 * MS, t.late);
+}
+
+/* ------------------------------------------------------------------ */
+
+struct bpt {
+	struct kgo_chan *ping, *pong;
+	atomic_int stop, woke;
+	int64_t late;
+	long rounds;
+	struct kgo_wg wg;
+};
+
+static void bpt_ponger(void *arg)
+{
+	struct bpt *b = arg;
+	long v;
+
+	while (kgo_chan_recv(b->ping, &v) == 0)
+		if (kgo_chan_send(b->pong, &v))
+			break;
+	kgo_wg_done(&b->wg);
+}
+
+static void bpt_pinger(void *arg)
+{
+	struct bpt *b = arg;
+	long v = 0;
+
+	while (!atomic_load(&b->stop)) {
+		ASSERT_EQ(0, kgo_chan_send(b->ping, &v));
+		ASSERT_EQ(0, kgo_chan_recv(b->pong, &v));
+		b->rounds++;
+	}
+	kgo_chan_close(b->ping);
+	kgo_wg_done(&b->wg);
+}
+
+static void bpt_main(void *arg)
+{
+	struct bpt *b = arg;
+	int64_t dl;
+
+	b->ping = kgo_chan_make(sizeof(long), 0);
+	b->pong = kgo_chan_make(sizeof(long), 0);
+	kgo_wg_add(&b->wg, 2);
+	ASSERT_EQ(0, kgo_go(bpt_ponger, b));
+	ASSERT_EQ(0, kgo_go(bpt_pinger, b));
+	/* The P never runs dry now: Gs hand it to each other. */
+	dl = kgo_now() + 20 * MS;
+	kgo_sleep_until(dl);
+	b->late = kgo_now() - dl;
+	atomic_store(&b->stop, 1);
+	kgo_wg_wait(&b->wg);
+}
+
+/* A P that is never idle (two Gs ping-ponging, switching straight to
+ * each other) still runs its timers. */
+TEST(busy_p_timers)
+{
+	for (int p = 1; p <= 2; p++) {
+		struct bpt b = { .wg = KGO_WG_INIT };
+
+		run(bpt_main, &b, p);
+		EXPECT_GT(500 * MS, b.late) TH_LOG("P=%d", p);
+		EXPECT_LT(0, b.rounds);
+	}
 }
 
 TEST_HARNESS_MAIN

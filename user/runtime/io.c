@@ -149,6 +149,7 @@
 #define RING_SPECIAL	3	/* CQ room kept for park, eventfd, cancel */
 #define SYSMON_POLL_NS	(10 * 1000 * 1000)	/* as Go's sysmon netpoll */
 #define OLD_KERNEL_NAP	(1000 * 1000)	/* no FUTEX_WAIT: sleep in slices */
+#define IO_SPIN_NS	30000	/* as NOTE_SPIN_NS in lock_futex.c */
 
 /* user_data of the CQEs that carry no G; op records are addresses. */
 enum {
@@ -672,9 +673,9 @@ static void arm_park(struct io_ring *r, struct m *mp)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
 
-	/* Completes when mp->park is woken (notewakeup's FUTEX_WAKE, made
-	 * because io_notesleep marked the note NOTE_KERNEL_VALUE), or at
-	 * once if the key is not that any more: no lost wakeup. */
+	/* Completes when notewakeup sees NOTE_KERNEL_VALUE and makes its
+	 * FUTEX_WAKE, or at once if the key is something else by the time
+	 * the kernel looks: no lost wakeup (lock_futex.c, note_enter_kernel). */
 	io_uring_prep_rw(IORING_OP_FUTEX_WAIT, sqe,
 			 KGO_FUTEX2_SIZE_U32 | KGO_FUTEX2_PRIVATE,
 			 (void *)&mp->park.key, 0, 0);
@@ -689,7 +690,8 @@ static void arm_eventfd(struct io_ring *r)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
 
-	/* Reading resets the count: signals before it are consumed here. */
+	/* Reading resets the count: signals from before are consumed here
+	 * (at worst one wakeup for nothing), and any after it complete it. */
 	io_uring_prep_read(sqe, io.efd, &r->efd_buf, sizeof(r->efd_buf),
 			   (uint64_t)-1);
 	sqe->user_data = UD_EVENTFD;
@@ -706,12 +708,35 @@ static bool watch_wanted(void)
 	       io.efd >= 0 && atomic_load(&io.futex_op);
 }
 
+/* Spin as notesleep_until does before sleeping (lock_futex.c: work often
+ * comes within microseconds, and then nobody pays for a wakeup), until
+ * the note is woken or the ring has a completion. Return: woken. */
+static bool spin_before_sleep(struct io_ring *r, struct m *mp,
+			      int64_t deadline)
+{
+	int64_t until = nanotime() + IO_SPIN_NS;
+	int i;
+
+	if (deadline >= 0 && deadline < until)
+		until = deadline;
+	do {
+		for (i = 0; i < 64; i++) {
+			if (note_is_woken(&mp->park))
+				return true;
+			if (io_uring_cq_ready(&r->ring))
+				return false;
+			cpu_relax();
+		}
+	} while (nanotime() < until);
+	return false;
+}
+
 /*
  * io_notesleep() - an idle M sleeps on its park note (notesleep_until's
  * contract: true when woken, false at @deadline), in its ring when it
  * has one, so that its completions wake it too. With @wake_on_io it
- * also returns false when it readied Gs (on the global queue), for
- * findrunnable to run them; without, it readies them for others (wakep)
+ * also returns false when it readied Gs (onto the global queue), for
+ * findrunnable to run them; without, it gets them run by others (wakep)
  * and sleeps on.
  */
 bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io)
@@ -727,11 +752,9 @@ bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io)
 	if (!r || (!futex_op &&
 		   atomic_load_explicit(&r->inflight, memory_order_relaxed) == 0))
 		return notesleep_until(&mp->park, deadline);
-
-	/* Mark the note so that notewakeup makes the futex call that
-	 * completes the FUTEX_WAIT armed in the ring. */
-	if (!note_enter_kernel(&mp->park))
+	if (spin_before_sleep(r, mp, deadline))
 		return true;
+
 	if (wake_on_io && watch_wanted())
 		watch = atomic_compare_exchange_strong(&io.watcher, &none, mp);
 	attend(r, true);
@@ -740,14 +763,6 @@ bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io)
 		bool efd = false;
 		int n;
 
-		if (futex_op &&
-		    !atomic_load_explicit(&r->park_armed, memory_order_relaxed))
-			arm_park(r, mp);
-		if (watch &&
-		    !atomic_load_explicit(&r->efd_armed, memory_order_relaxed))
-			arm_eventfd(r);
-		/* Arming comes before looking: a completion after the look
-		 * signals the eventfd, whose read is then already queued. */
 		cq_lock(r);
 		n = reap_locked(r, NULL, NULL, &list, &efd);
 		cq_unlock(r);
@@ -763,17 +778,35 @@ bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io)
 			}
 			wakep();
 		}
-		if (note_is_woken(&mp->park))
+		if (note_is_woken(&mp->park)) {
+			woken = true;
 			break;
+		}
 		now = nanotime();
 		if (deadline >= 0 && now >= deadline)
 			break;
 		nap = deadline >= 0 ? deadline - now : -1;
 		if (!futex_op && (nap < 0 || nap > OLD_KERNEL_NAP))
 			nap = OLD_KERNEL_NAP;
+		/* From here notewakeup makes the FUTEX_WAKE that completes
+		 * our FUTEX_WAIT; the eventfd read, armed after the look at
+		 * the other rings, catches what completes there from now. */
+		if (!note_enter_kernel(&mp->park)) {
+			woken = true;
+			break;
+		}
+		if (futex_op &&
+		    !atomic_load_explicit(&r->park_armed, memory_order_relaxed))
+			arm_park(r, mp);
+		if (watch &&
+		    !atomic_load_explicit(&r->efd_armed, memory_order_relaxed))
+			arm_eventfd(r);
 		ring_wait(r, nap);
+		if (!note_leave_kernel(&mp->park)) {
+			woken = true;
+			break;
+		}
 	}
-	woken = !note_leave_kernel(&mp->park);
 	attend(r, false);
 	if (watch)
 		atomic_store_explicit(&io.watcher, NULL, memory_order_relaxed);

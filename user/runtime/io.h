@@ -92,7 +92,9 @@ void io_count_nowait(void);
  * result.
  */
 #define FDH_KNOWN	0x01	/* the flags below were filled in */
-#define FDH_NO_NOWAIT	0x02	/* RWF_NOWAIT unsupported or blocking (O_DIRECT) */
+#define FDH_DIRECT	0x02	/* O_DIRECT: RWF_NOWAIT still waits for the device */
+#define FDH_NO_RNOWAIT	0x04	/* preadv2 refuses RWF_NOWAIT (EOPNOTSUPP) */
+#define FDH_NO_WNOWAIT	0x08	/* pwritev2 refuses RWF_NOWAIT */
 uint8_t fdh_get(int fd);
 void fdh_set(int fd, uint8_t v);
 

@@ -18,6 +18,13 @@
  * io_uring retries them until ready; the slow path checks the flag.
  * O_DIRECT fds skip the fast path: RWF_NOWAIT there only avoids blocking
  * on locks and allocation, and still waits for the device.
+ *
+ * Where a file system refuses RWF_NOWAIT (EOPNOTSUPP: buffered writes on
+ * ext4 today, every read on FUSE), reads go to the ring, where io-wq
+ * does them; buffered writes take the syscall path instead, as Go's do:
+ * they copy into the page cache and rarely wait, and a trip through an
+ * io-wq thread would cost several times the copy (sysmon takes the P if
+ * one does wait).
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -57,7 +64,7 @@ static uint8_t fdh_learn(int fd)
 	if (fl < 0)
 		return 0;		/* bad fd: the call reports it */
 	if (fl & O_DIRECT)
-		h |= FDH_NO_NOWAIT;
+		h |= FDH_DIRECT;
 	fdh_set(fd, h);
 	return h;
 }
@@ -185,13 +192,21 @@ static long io_rw(bool write, int fd, const struct iovec *iov, int cnt,
 	h = fdh_get(fd);
 	if (!(h & FDH_KNOWN))
 		h = fdh_learn(fd);
-	if (!(h & FDH_NO_NOWAIT)) {
+	if (write && (h & (FDH_NO_WNOWAIT | FDH_DIRECT)) == FDH_NO_WNOWAIT)
+		return io_sys(false, off == -1 ? SYS_writev : SYS_pwritev, fd,
+			      (long)iov, cnt, off, 0, 0);
+	if (!(h & (FDH_DIRECT | (write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT)))) {
 		r = write ? pwritev2(fd, iov, cnt, off, RWF_NOWAIT)
 			  : preadv2(fd, iov, cnt, off, RWF_NOWAIT);
 		if (r < 0)
 			r = -errno;
 		if (r == -EOPNOTSUPP) {
-			fdh_set(fd, h | FDH_KNOWN | FDH_NO_NOWAIT);
+			fdh_set(fd, h | FDH_KNOWN |
+				(write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT));
+			if (write)
+				return io_sys(false, off == -1 ? SYS_writev :
+					      SYS_pwritev, fd, (long)iov, cnt,
+					      off, 0, 0);
 		} else if (r != -EAGAIN) {
 			io_count_nowait();
 			if (r <= 0)
@@ -313,7 +328,7 @@ int kgo_openat(int dirfd, const char *path, int flags, mode_t mode)
 	r = ring_or_sys(o, false, SYS_openat, dirfd, (long)path,
 			flags, mode, 0);
 	if (r >= 0)
-		fdh_set(r, FDH_KNOWN | (flags & O_DIRECT ? FDH_NO_NOWAIT : 0));
+		fdh_set(r, FDH_KNOWN | (flags & O_DIRECT ? FDH_DIRECT : 0));
 	return r;
 }
 

@@ -103,10 +103,14 @@
  *    (and the lazy-binding path pushes words the resolver needs). The
  *    stubs' ranges come from the section headers of each object's file
  *    (.plt, .plt.sec, .plt.got, .iplt), read once at the scan. The
- *    runtime calls nothing else outside kgo_text but libc (check with
- *    nm -u on libkgo.a). A return address is no help here: the
- *    program's G functions are called from the runtime too, so a leaf
- *    loop has one on top of its stack for as long as it runs.
+ *    runtime calls nothing outside kgo_text but libc and liburing
+ *    (check with nm -u on libkgo.a), both unsafe above as shared
+ *    objects. Linked statically into a program, liburing's code would
+ *    look like the program's: runtime code that calls it on a G's
+ *    stack must keep kgo_tls_locks raised across the call. A return
+ *    address is no help here: the program's G functions are called
+ *    from the runtime too, so a leaf loop has one on top of its stack
+ *    for as long as it runs.
  *
  * A statically linked libc cannot be told from the program (it is in
  * the executable), so asynchronous preemption stays off in fully

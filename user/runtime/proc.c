@@ -766,7 +766,39 @@ static void become_spinning(struct m *mp)
  * (then it is the timed sleeper), or until shutdown. On return mp->p is
  * set, or NULL when woken without one (timer, shutdown).
  */
+/* The earliest timer of any P (seq_cst loads: they pair with the
+ * seq_cst stores of timers.next and sched.sleeper_until, Dekker-style,
+ * so that a timer added while an M goes to sleep is seen by one side). */
+static int64_t earliest_timer(void)
+{
+	int64_t next = INT64_MAX, w;
+	int i;
+
+	for (i = 0; i < sched.gomaxprocs; i++) {
+		w = atomic_load(&sched.allp[i]->timers.next);
+		if (w < next)
+			next = w;
+	}
+	return next;
+}
+
+static void stopm_common(struct m *mp, int64_t deadline, bool keeptime);
+
 static void stopm(struct m *mp, int64_t deadline)
+{
+	stopm_common(mp, deadline, false);
+}
+
+/*
+ * stopm_idle() - an M with nothing to do sleeps; one of the idle Ms
+ * keeps the time: it sleeps only until the earliest timer of any P.
+ */
+static void stopm_idle(struct m *mp)
+{
+	stopm_common(mp, -1, true);
+}
+
+static void stopm_common(struct m *mp, int64_t deadline, bool keeptime)
 {
 	struct p *pp;
 
@@ -779,12 +811,23 @@ static void stopm(struct m *mp, int64_t deadline)
 		unlock(&sched.lock);
 		return;
 	}
-	if (deadline >= 0) {
-		if (sched.sleeper) {
+	if (keeptime) {
+		/* Under sched.lock, so wake_for_timer sees a consistent
+		 * sleeper: read the timers only now, and again after
+		 * publishing sleeper_until (timer_add stores timers.next,
+		 * then reads sleeper_until). */
+		deadline = earliest_timer();
+		if (deadline == INT64_MAX ||
+		    (sched.sleeper &&
+		     atomic_load(&sched.sleeper_until) <= deadline)) {
 			deadline = -1;	/* someone else keeps the time */
 		} else {
-			sched.sleeper = mp;
+			sched.sleeper = mp;	/* take over, if another had it */
 			atomic_store(&sched.sleeper_until, deadline);
+			if (earliest_timer() < deadline) {
+				deadline = earliest_timer();
+				atomic_store(&sched.sleeper_until, deadline);
+			}
 		}
 	}
 	mput(mp);
@@ -1062,7 +1105,7 @@ top:
 			if (next <= now)
 				next = INT64_MAX; /* the busy Ps will see it */
 		}
-		stopm(mp, next == INT64_MAX ? -1 : next);
+		stopm_idle(mp);
 		if (mp->p)
 			goto top;
 		if (atomic_load(&sched.exiting))
@@ -1625,12 +1668,14 @@ void gopark(bool (*unlockf)(struct g *gp, void *arg), void *arg,
 	TRACE(TR_GO_PARK, gp->goid, reason);
 	mp->park_unlock = unlockf;
 	mp->park_arg = arg;
-	if (unlikely(kgo_tls_locks > (unlockf ? 1 : 0)))
+	/* With an unlockf, the locks it releases (select: one per
+	 * channel) stay held across the switch; without, none may. */
+	if (unlikely(!unlockf && kgo_tls_locks))
 		kgo_throw("gopark: parking with a runtime lock held");
 	if (direct_switch(mp, gp, true))
 		return;
-	/* The lock that unlockf releases is still held: mcall allows it. */
-	mcall(park_m, unlockf ? 1 : 0);
+	/* The locks that unlockf releases are still held: mcall allows it. */
+	mcall(park_m, unlockf ? INT_MAX : 0);
 }
 
 static bool parkunlock(struct g *gp, void *arg)

@@ -54,8 +54,8 @@ static void sift_down(const struct kgo_case *cases, uint32_t *lo,
 
 		if (child >= end)
 			return;
-		if (child + 1 < end &&
-		    case_addr(cases, lo[child]) < case_addr(cases, lo[child + 1]))
+		if (child + 1 < end && case_addr(cases, lo[child]) <
+				       case_addr(cases, lo[child + 1]))
 			child++;
 		if (case_addr(cases, lo[root]) >= case_addr(cases, lo[child]))
 			return;
@@ -113,18 +113,9 @@ static void selunlock(const struct kgo_case *cases, const uint32_t *lo, int n)
 	}
 }
 
-/*
- * @extra_locks: gopark() lets a G carry one runtime lock to g0 (the one
- * its unlockf drops; mcall() throws on more), but a select carries one
- * per channel. So the G counts only one of them in kgo_tls_locks while
- * it switches (at least one stays counted: no preemption signal may
- * switch it out holding locks), and selparkcommit, on g0 of the same
- * thread, counts the others again before unlocking them all.
- */
 struct selpark {
 	struct dltimer *dt;
 	int64_t deadline;
-	int extra_locks;
 };
 
 /*
@@ -141,7 +132,6 @@ static bool selparkcommit(struct g *gp, void *arg)
 	struct kgo_chan *lastc = NULL;
 	struct sudog *sg;
 
-	kgo_tls_locks += sp->extra_locks;
 	if (sp->dt)
 		dltimer_arm(sp->dt, gp, sp->deadline);
 	for (sg = gp->waiting; sg; sg = sg->waitlink) {
@@ -230,7 +220,7 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline)
 	struct dltimer dt;
 	struct g *gp;
 	bool timedout;
-	int i, n, ret, nlocked;
+	int i, n, ret;
 
 	if (ncases < 0 || (ncases > 0 && !cases))
 		return -EINVAL;
@@ -267,7 +257,7 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline)
 	sort_lockorder(cases, lo, n);
 
 	/* Step 2. */
-	nlocked = sellock(cases, lo, n);
+	sellock(cases, lo, n);
 	ret = select_poll(cases, poll, lo, n);
 	if (ret >= 0)
 		goto out;
@@ -305,8 +295,6 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline)
 	}
 	*nextp = NULL;
 	sp.dt = deadline > 0 ? &dt : NULL;
-	sp.extra_locks = nlocked - 1;
-	kgo_tls_locks -= sp.extra_locks;
 	gopark(selparkcommit, &sp, WAIT_SELECT);
 
 	/* Step 4. */

@@ -142,7 +142,7 @@ static void mutex_lock_slow(struct kgo_mutex *mu, enum waitreason r)
 			new |= MUTEX_STARVING;
 		if (awoke) {
 			if (!(new & MUTEX_WOKEN))
-				kgo_throw("kgo_mutex_lock: inconsistent mutex state");
+				kgo_throw("kgo_mutex_lock: bad state");
 			new &= ~(uint32_t)MUTEX_WOKEN;
 		}
 		if (!atomic_compare_exchange_strong(state, &old, new))
@@ -171,7 +171,7 @@ static void mutex_lock_slow(struct kgo_mutex *mu, enum waitreason r)
 
 			if ((old & (MUTEX_LOCKED | MUTEX_WOKEN)) ||
 			    (old >> MUTEX_WAITER_SHIFT) == 0)
-				kgo_throw("kgo_mutex_lock: inconsistent mutex state");
+				kgo_throw("kgo_mutex_lock: bad state");
 			/* Leave starvation mode if we did not starve or
 			 * are the last waiter: handing off forever would
 			 * cost throughput for nothing. */
@@ -484,7 +484,8 @@ void kgo_wg_wait(struct kgo_wg *wg)
 		if (atomic_compare_exchange_weak(state, &st, st + 1)) {
 			semacquire(A32(&wg->sema), false, WAIT_WG);
 			if (atomic_load(state) != 0)
-				wg_misuse("WaitGroup is reused before previous Wait has returned");
+				wg_misuse("WaitGroup is reused before "
+					  "previous Wait has returned");
 			return;
 		}
 	}

@@ -62,7 +62,6 @@
 #include <unistd.h>
 
 #include "runtime.h"
-#include "trace.h"
 
 #define DELAY_MIN	(20 * 1000LL)		/* ns */
 #define DELAY_MAX	(10 * 1000 * 1000LL)
@@ -597,6 +596,8 @@ int sysmon_start(void)
 	memset(&sm, 0, sizeof(sm));
 	sm.wake_armed = true;
 	atomic_store(&sysmon_sleeping, false);
+	/* The only observer so far; a kernel-observed one is chosen here
+	 * from sched.observe when it exists. */
 	sm.obs = &observer_poll;
 	sm.starttime = nanotime();
 	parse_debug(&asyncpreemptoff);

@@ -36,7 +36,7 @@
 
 enum {
 	DLT_ARMED = 0,		/* fn has not finished deciding */
-	DLT_LOST,		/* fn ran and lost the CAS: someone else woke gp */
+	DLT_LOST,		/* fn ran and lost the CAS: another woke gp */
 	DLT_WON,		/* fn ran, won the CAS and readied gp */
 };
 

@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: the network and readiness calls of kgo.h (user/runtime/
+ * io_net.c), through io_uring and through the syscall path (fixture
+ * variants uring and syscalls, the latter with KGO_IOURING=0).
+ *
+ *   echo_1000		a TCP echo server and 1000 clients over loopback,
+ *			all Gs, all connected at once, each sending
+ *			messages of varying sizes; every byte comes back
+ *			(a checksum per client).
+ *   deadlines		recv_dl, read_dl, write_dl, send_dl, accept_dl,
+ *			connect_dl and kgo_poll with a deadline that
+ *			passes: -ETIMEDOUT, not early, not much late; and
+ *			the operation was cancelled, not abandoned: data
+ *			that comes afterwards (a byte, a connection) is
+ *			still there for the next call, and nothing was
+ *			written after the deadline. A deadline of 0 does
+ *			not wait (-EAGAIN; connect: -EINPROGRESS).
+ *   readiness		kgo_poll's revents as poll(2)'s: POLLIN, POLLOUT,
+ *			POLLHUP, POLLNVAL; O_NONBLOCK sockets get -EAGAIN
+ *			from recv and accept at once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "kgo.h"
+#include "harness.h"
+
+#define MS	1000000LL
+
+FIXTURE(net) {
+	int dummy;
+};
+
+FIXTURE_VARIANT(net) {
+	bool uring;
+};
+
+FIXTURE_VARIANT_ADD(net, uring) { .uring = true };
+FIXTURE_VARIANT_ADD(net, syscalls) { .uring = false };
+
+FIXTURE_SETUP(net)
+{
+	if (variant->uring)
+		unsetenv("KGO_IOURING");
+	else
+		setenv("KGO_IOURING", "0", 1);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+FIXTURE_TEARDOWN(net)
+{
+}
+
+static void run(void (*fn)(void *), void *arg, int maxprocs)
+{
+	struct kgo_config cfg = { .maxprocs = maxprocs };
+
+	ASSERT_EQ(0, kgo_run(fn, arg, &cfg));
+}
+
+/* A loopback listener on an ephemeral port. */
+static int listener(struct sockaddr_in *sa, int backlog)
+{
+	socklen_t len = sizeof(*sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	ASSERT_LE(0, fd);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASSERT_EQ(0, bind(fd, (struct sockaddr *)sa, sizeof(*sa)));
+	ASSERT_EQ(0, listen(fd, backlog));
+	ASSERT_EQ(0, getsockname(fd, (struct sockaddr *)sa, &len));
+	return fd;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x;
+}
+
+/* ------------------------------------------------------------------ */
+
+#define ECHO_CONNS	1000
+#define ECHO_ROUNDS	8
+
+struct echo {
+	struct sockaddr_in sa;
+	int lfd, conns;
+	struct kgo_wg served, done;
+	_Atomic uint64_t sent_sum, got_sum;
+	_Atomic int failures;
+};
+
+static void echo_conn(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char buf[4096];
+	ssize_t n;
+
+	while ((n = kgo_recv(fd, buf, sizeof(buf), 0)) > 0)
+		ASSERT_EQ(n, kgo_send(fd, buf, n, 0));
+	ASSERT_EQ(0, n);
+	kgo_close(fd);
+}
+
+static void echo_server(void *arg)
+{
+	struct echo *e = arg;
+	int i, fd;
+
+	for (i = 0; i < e->conns; i++) {
+		fd = kgo_accept(e->lfd, NULL, NULL, SOCK_CLOEXEC);
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(0, kgo_go(echo_conn, (void *)(intptr_t)fd));
+	}
+	kgo_wg_done(&e->served);
+}
+
+static uint64_t sum_bytes(const unsigned char *p, size_t n, uint64_t h)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+static void echo_client(void *arg)
+{
+	struct echo *e = arg;
+	static _Atomic uint64_t seq;
+	uint64_t id = atomic_fetch_add(&seq, 1), hs = 0xcbf29ce484222325ULL;
+	uint64_t hr = hs;
+	unsigned char out[3000], in[3000];
+	int fd, r, one = 1;
+	size_t len, got, i;
+	ssize_t n;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_LE(0, fd);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ASSERT_EQ(0, kgo_connect(fd, (struct sockaddr *)&e->sa, sizeof(e->sa)));
+	for (r = 0; r < ECHO_ROUNDS; r++) {
+		len = 1 + mix(id * 64 + r) % sizeof(out);
+		for (i = 0; i < len; i++)
+			out[i] = (unsigned char)mix(id ^ (r << 20) ^ i);
+		ASSERT_EQ((ssize_t)len, kgo_send(fd, out, len, 0));
+		hs = sum_bytes(out, len, hs);
+		for (got = 0; got < len; got += n) {
+			n = kgo_recv(fd, in + got, len - got, 0);
+			ASSERT_LT(0, n);
+		}
+		hr = sum_bytes(in, len, hr);
+		if (memcmp(in, out, len))
+			atomic_fetch_add(&e->failures, 1);
+	}
+	ASSERT_EQ(0, kgo_close(fd));
+	atomic_fetch_add(&e->sent_sum, hs);
+	atomic_fetch_add(&e->got_sum, hr);
+	kgo_wg_done(&e->done);
+}
+
+static void echo_main(void *arg)
+{
+	struct echo *e = arg;
+	int i;
+
+	e->lfd = listener(&e->sa, 4096);
+	kgo_wg_add(&e->served, 1);
+	kgo_go(echo_server, e);
+	kgo_wg_add(&e->done, e->conns);
+	for (i = 0; i < e->conns; i++)
+		ASSERT_EQ(0, kgo_go(echo_client, e));
+	kgo_wg_wait(&e->done);
+	kgo_wg_wait(&e->served);
+	close(e->lfd);
+}
+
+TEST_F_TIMEOUT(net, echo_1000, 60)
+{
+	static struct echo e = { .served = KGO_WG_INIT, .done = KGO_WG_INIT };
+	struct rlimit rl;
+	struct kgo_stats st;
+
+	/* Two fds a connection, plus the rings: raise the soft limit. */
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < 2 * ECHO_CONNS + 100) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur < 2 * ECHO_CONNS + 100) {
+		SKIP(return, "RLIMIT_NOFILE %lu: too few fds for %d connections",
+		     (unsigned long)rl.rlim_cur, ECHO_CONNS);
+	}
+	e.conns = ECHO_CONNS;
+	run(echo_main, &e, 2);
+	EXPECT_EQ(0, atomic_load(&e.failures));
+	EXPECT_EQ(atomic_load(&e.sent_sum), atomic_load(&e.got_sum));
+	kgo_stats_get(&st, sizeof(st));
+	if (variant->uring)
+		EXPECT_LT(ECHO_CONNS, st.io_uring_ops);
+	TH_LOG("%s: ring ops %llu, fast path %llu, syscall path %llu, Ms %llu",
+	       kgo_io_backend(), (unsigned long long)st.io_uring_ops,
+	       (unsigned long long)st.io_nowait_hits,
+	       (unsigned long long)st.io_fallback_ops,
+	       (unsigned long long)st.ms);
+}
+
+/* ------------------------------------------------------------------ */
+
+/* The call took at least @ms, and not absurdly longer. */
+#define EXPECT_TOOK(t0, ms) do {					\
+		int64_t __el = kgo_now() - (t0);			\
+		EXPECT_LE((ms) * MS, __el);				\
+		EXPECT_GT((ms) * MS + 2000 * MS, __el);			\
+	} while (0)
+
+static void dl_recv_read(void)
+{
+	int sv[2], p[2];
+	char buf[16];
+	int64_t t0;
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	EXPECT_EQ(-EAGAIN, kgo_recv_dl(sv[0], buf, sizeof(buf), 0, 0));
+	t0 = kgo_now();
+	EXPECT_EQ(-ETIMEDOUT, kgo_recv_dl(sv[0], buf, sizeof(buf), 0,
+					  t0 + 50 * MS));
+	EXPECT_TOOK(t0, 50);
+	/* The cancelled recv took nothing: the byte is for the next one. */
+	ASSERT_EQ(1, send(sv[1], "r", 1, 0));
+	EXPECT_EQ(1, kgo_recv_dl(sv[0], buf, sizeof(buf), 0,
+				 kgo_now() + 1000 * MS));
+	EXPECT_EQ('r', buf[0]);
+	/* A deadline in the past with data there: the data. */
+	ASSERT_EQ(1, send(sv[1], "s", 1, 0));
+	EXPECT_EQ(1, kgo_recv_dl(sv[0], buf, sizeof(buf), 0, 0));
+	close(sv[0]);
+	close(sv[1]);
+
+	ASSERT_EQ(0, pipe(p));
+	EXPECT_EQ(-EAGAIN, kgo_read_dl(p[0], buf, sizeof(buf), 0));
+	t0 = kgo_now();
+	EXPECT_EQ(-ETIMEDOUT, kgo_read_dl(p[0], buf, sizeof(buf), t0 + 30 * MS));
+	EXPECT_TOOK(t0, 30);
+	ASSERT_EQ(2, write(p[1], "ab", 2));
+	EXPECT_EQ(2, kgo_read_dl(p[0], buf, sizeof(buf), kgo_now() + 1000 * MS));
+	close(p[0]);
+	close(p[1]);
+}
+
+static void dl_write_send(void)
+{
+	char buf[4096];
+	size_t filled = 0, drained = 0;
+	int p[2], sv[2];
+	int64_t t0;
+	ssize_t n;
+
+	memset(buf, 'w', sizeof(buf));
+	ASSERT_EQ(0, pipe(p));
+	fcntl(p[1], F_SETPIPE_SZ, 4096);
+	while ((n = kgo_write_dl(p[1], buf, sizeof(buf), 0)) > 0)
+		filled += n;
+	EXPECT_EQ(-EAGAIN, n);
+	t0 = kgo_now();
+	EXPECT_EQ(-ETIMEDOUT, kgo_write_dl(p[1], buf, 100, t0 + 30 * MS));
+	EXPECT_TOOK(t0, 30);
+	/* Nothing went in after the deadline. */
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	while ((n = read(p[0], buf, sizeof(buf))) > 0)
+		drained += n;
+	EXPECT_EQ(filled, drained);
+	close(p[0]);
+	close(p[1]);
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	filled = drained = 0;
+	while ((n = kgo_send_dl(sv[0], buf, sizeof(buf), 0, 0)) > 0)
+		filled += n;
+	EXPECT_EQ(-EAGAIN, n);
+	t0 = kgo_now();
+	n = kgo_send_dl(sv[0], buf, sizeof(buf), 0, t0 + 30 * MS);
+	EXPECT_EQ(-ETIMEDOUT, n);
+	EXPECT_TOOK(t0, 30);
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	while ((n = read(sv[1], buf, sizeof(buf))) > 0)
+		drained += n;
+	EXPECT_EQ(filled, drained);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void dl_accept_connect(void)
+{
+	struct sockaddr_in sa, sb;
+	int lfd, c, a, i, fds[8], nfds = 0, timedout = 0;
+	int64_t t0;
+
+	lfd = listener(&sa, 16);
+	EXPECT_EQ(-EAGAIN, kgo_accept_dl(lfd, NULL, NULL, 0, 0));
+	t0 = kgo_now();
+	EXPECT_EQ(-ETIMEDOUT, kgo_accept_dl(lfd, NULL, NULL, 0, t0 + 40 * MS));
+	EXPECT_TOOK(t0, 40);
+	/* A connection after the deadline waits for the next accept. */
+	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_EQ(0, kgo_connect_dl(c, (struct sockaddr *)&sa, sizeof(sa),
+				    kgo_now() + 1000 * MS));
+	a = kgo_accept_dl(lfd, NULL, NULL, 0, kgo_now() + 1000 * MS);
+	EXPECT_LE(0, a);
+	close(a);
+	close(c);
+	close(lfd);
+
+	/* A listener that accepts nothing, with a backlog of 0: the first
+	 * connection or two fill it, the next ones get no SYN-ACK. */
+	lfd = listener(&sb, 0);
+	for (i = 0; i < 6 && !timedout; i++) {
+		c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ASSERT_LE(0, c);
+		fds[nfds++] = c;
+		t0 = kgo_now();
+		a = kgo_connect_dl(c, (struct sockaddr *)&sb, sizeof(sb),
+				   t0 + 100 * MS);
+		if (a == -ETIMEDOUT) {
+			EXPECT_TOOK(t0, 100);
+			timedout = 1;
+		} else {
+			EXPECT_EQ(0, a);
+		}
+	}
+	EXPECT_TRUE(timedout);
+	c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fds[nfds++] = c;
+	EXPECT_EQ(-EINPROGRESS, kgo_connect_dl(c, (struct sockaddr *)&sb,
+					       sizeof(sb), 0));
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+	close(lfd);
+}
+
+static void dl_poll(void)
+{
+	int p[2];
+	int64_t t0;
+
+	ASSERT_EQ(0, pipe(p));
+	EXPECT_EQ(-EAGAIN, kgo_poll(p[0], POLLIN, 0));
+	t0 = kgo_now();
+	EXPECT_EQ(-ETIMEDOUT, kgo_poll(p[0], POLLIN, t0 + 30 * MS));
+	EXPECT_TOOK(t0, 30);
+	close(p[0]);
+	close(p[1]);
+}
+
+static void deadlines_main(void *arg)
+{
+	(void)arg;
+	dl_recv_read();
+	dl_write_send();
+	dl_accept_connect();
+	dl_poll();
+}
+
+TEST_F(net, deadlines)
+{
+	struct kgo_stats st;
+
+	run(deadlines_main, NULL, 2);
+	kgo_stats_get(&st, sizeof(st));
+	if (variant->uring)
+		EXPECT_LE(8, st.io_timeouts);
+}
+
+/* ------------------------------------------------------------------ */
+
+struct poll_ctx {
+	int p[2];
+};
+
+static void close_later(void *arg)
+{
+	struct poll_ctx *pc = arg;
+
+	kgo_sleep(20 * MS);
+	close(pc->p[1]);
+}
+
+static void readiness_main(void *arg)
+{
+	struct poll_ctx pc;
+	struct sockaddr_in sa;
+	struct pollfd pfd;
+	int sv[2], lfd, r;
+	char buf[8];
+
+	(void)arg;
+	ASSERT_EQ(0, pipe(pc.p));
+	EXPECT_EQ(POLLOUT, kgo_poll(pc.p[1], POLLOUT, -1));
+	ASSERT_EQ(1, write(pc.p[1], "x", 1));
+	EXPECT_EQ(POLLIN, kgo_poll(pc.p[0], POLLIN | POLLOUT, -1));
+	ASSERT_EQ(1, read(pc.p[0], buf, 1));
+	/* Waits, then sees the hang-up as poll(2) reports it. */
+	kgo_go(close_later, &pc);
+	r = kgo_poll(pc.p[0], POLLIN, kgo_now() + 2000 * MS);
+	pfd = (struct pollfd){ .fd = pc.p[0], .events = POLLIN };
+	ASSERT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_EQ(pfd.revents, r);
+	EXPECT_TRUE(r & POLLHUP);
+	close(pc.p[0]);
+	/* A closed fd: POLLNVAL, as poll(2). */
+	EXPECT_EQ(POLLNVAL, kgo_poll(pc.p[0], POLLIN, -1));
+
+	/* O_NONBLOCK sockets do not wait. */
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
+	EXPECT_EQ(-EAGAIN, kgo_recv(sv[0], buf, sizeof(buf), 0));
+	EXPECT_EQ(-EAGAIN, kgo_recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT));
+	close(sv[0]);
+	close(sv[1]);
+	lfd = listener(&sa, 4);
+	fcntl(lfd, F_SETFL, O_NONBLOCK);
+	EXPECT_EQ(-EAGAIN, kgo_accept(lfd, NULL, NULL, 0));
+	close(lfd);
+	ASSERT_EQ(0, pipe(pc.p));
+	EXPECT_EQ(-ENOTSOCK, kgo_accept(pc.p[0], NULL, NULL, 0));
+	EXPECT_EQ(-ENOTSOCK, kgo_recv(pc.p[0], buf, 1, 0));
+	close(pc.p[0]);
+	close(pc.p[1]);
+	EXPECT_EQ(-EBADF, kgo_recv(lfd, buf, 1, 0));
+	EXPECT_EQ(-EBADF, kgo_send(lfd, buf, 1, 0));
+}
+
+TEST_F(net, readiness)
+{
+	run(readiness_main, NULL, 2);
+}
+
+TEST_HARNESS_MAIN

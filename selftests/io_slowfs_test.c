@@ -1,0 +1,417 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: I/O on a slow file system (selftests/slowfs.c, a FUSE
+ * file system whose reads take a set time): Gs park, Ms do not block.
+ * Skips when /dev/fuse is missing or mounting fails.
+ *
+ *   cpu_runs_during_read	P=1: a CPU-bound G that never makes a
+ *			runtime call keeps running while another G waits
+ *			200 ms for a read, and the read's data is right.
+ *			(Through io_uring the M never blocks; through the
+ *			syscall path the P is handed off first.)
+ *   thousand_readers	1000 Gs read the slow file system at once (four
+ *			4 KiB reads each at 5 ms a read, data checked):
+ *			the process never has more than P+4 threads of its
+ *			own (sampled from /proc/self/task every 2 ms), and
+ *			io_uring's io-wq workers ("iou-wrk-*", counted
+ *			apart) stay within their cap.
+ *   shutdown_inflight	main returns while 40 Gs wait for slow reads
+ *			(300 ms) and 40 for sockets that never get data:
+ *			kgo_run returns in time, every operation is
+ *			accounted for (cancelled or completed), nothing is
+ *			written to a buffer after it returns (data sent to
+ *			the sockets afterwards is all still there), and a
+ *			second kgo_run works.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "kgo.h"
+#include "harness.h"
+#include "slowfs.h"
+
+#define MS	1000000LL
+
+FIXTURE(slow) {
+	struct slowfs fs;
+};
+
+FIXTURE_VARIANT(slow) {
+	bool uring;
+};
+
+FIXTURE_VARIANT_ADD(slow, uring) { .uring = true };
+FIXTURE_VARIANT_ADD(slow, syscalls) { .uring = false };
+
+FIXTURE_SETUP(slow)
+{
+	self->fs.pid = -1;
+	if (variant->uring)
+		unsetenv("KGO_IOURING");
+	else
+		setenv("KGO_IOURING", "0", 1);
+}
+
+FIXTURE_TEARDOWN(slow)
+{
+	slowfs_stop(&self->fs);
+}
+
+static void mount_or_skip(struct __test_metadata *_metadata,
+			  struct slowfs *fs, int latency_us, int nfiles)
+{
+	char why[256];
+
+	if (slowfs_start(fs, latency_us, nfiles, 1 << 20, why, sizeof(why))) {
+		SKIP(return, "%s", why);
+	}
+}
+
+static bool check_data(const unsigned char *buf, size_t n, unsigned file,
+		       uint64_t off)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (buf[i] != slowfs_byte(file, off + i))
+			return false;
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+
+struct cpu_ctx {
+	char path[PATH_MAX];
+	_Atomic bool read_done;
+	int64_t read_start, read_end;
+	int64_t spin_ns;		/* how long the spinner ran, in all */
+	int64_t max_gap;		/* longest stretch it was kept off */
+	struct kgo_wg wg;
+};
+
+static void slow_reader(void *arg)
+{
+	struct cpu_ctx *c = arg;
+	unsigned char buf[8192];
+	int fd = kgo_open(c->path, O_RDONLY, 0);
+
+	ASSERT_LE(0, fd);
+	c->read_start = kgo_now();
+	ASSERT_EQ((ssize_t)sizeof(buf), kgo_pread(fd, buf, sizeof(buf), 40960));
+	c->read_end = kgo_now();
+	atomic_store(&c->read_done, true);
+	EXPECT_TRUE(check_data(buf, sizeof(buf), 0, 40960));
+	kgo_close(fd);
+	kgo_wg_done(&c->wg);
+}
+
+/* No runtime call in the loop: only preemption can take the P away. */
+static void spinner(void *arg)
+{
+	struct cpu_ctx *c = arg;
+	struct timespec ts;
+	int64_t start, last, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	start = last = ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	do {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = ts.tv_sec * 1000000000LL + ts.tv_nsec;
+		if (now - last > c->max_gap)
+			c->max_gap = now - last;
+		last = now;
+	} while (now - start < 400 * MS);
+	c->spin_ns = now - start;
+	kgo_wg_done(&c->wg);
+}
+
+static void cpu_main(void *arg)
+{
+	struct cpu_ctx *c = arg;
+
+	kgo_wg_add(&c->wg, 2);
+	kgo_go(slow_reader, c);
+	kgo_yield();		/* the reader opens, reads and parks */
+	kgo_go(spinner, c);
+	kgo_wg_wait(&c->wg);
+}
+
+TEST_F_TIMEOUT(slow, cpu_runs_during_read, 30)
+{
+	static struct cpu_ctx c = { .wg = KGO_WG_INIT };
+	struct kgo_config cfg = { .maxprocs = 1 };
+	struct kgo_stats st;
+
+	mount_or_skip(_metadata, &self->fs, 200000, 1);
+	slowfs_path(&self->fs, 0, c.path, sizeof(c.path));
+	ASSERT_EQ(0, kgo_run(cpu_main, &c, &cfg));
+	kgo_stats_get(&st, sizeof(st));
+	ASSERT_TRUE(atomic_load(&c.read_done));
+	EXPECT_LE(190 * MS, c.read_end - c.read_start);
+	/* The spinner was never held off for the read's duration. */
+	EXPECT_GT(100 * MS, c.max_gap);
+	TH_LOG("read %lld ms; spinner's longest gap %.2f ms; %s",
+	       (long long)((c.read_end - c.read_start) / MS),
+	       c.max_gap / 1e6, kgo_io_backend());
+	if (variant->uring)
+		EXPECT_EQ(0, st.handoffs);
+}
+
+/* ------------------------------------------------------------------ */
+
+#define READERS		1000
+#define READS_EACH	4
+#define NFILES		16
+
+struct sample {
+	_Atomic bool stop;
+	int own_max, iou_max;
+};
+
+/* Count this process's threads: its own, and io_uring's workers. */
+static void count_threads(int *own, int *iou)
+{
+	char path[300], comm[32];
+	struct dirent *de;
+	DIR *d = opendir("/proc/self/task");
+	int fd, n;
+
+	*own = *iou = 0;
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 de->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		n = read(fd, comm, sizeof(comm) - 1);
+		close(fd);
+		comm[n > 0 ? n : 0] = 0;
+		if (!strncmp(comm, "iou-wrk-", 8))
+			(*iou)++;
+		else
+			(*own)++;
+	}
+	closedir(d);
+}
+
+static void *sampler(void *arg)
+{
+	struct sample *s = arg;
+	int own, iou;
+
+	while (!atomic_load(&s->stop)) {
+		count_threads(&own, &iou);
+		own--;			/* not the sampler itself */
+		if (own > s->own_max)
+			s->own_max = own;
+		if (iou > s->iou_max)
+			s->iou_max = iou;
+		usleep(2000);
+	}
+	return NULL;
+}
+
+struct readers {
+	const struct slowfs *fs;
+	struct kgo_wg wg;
+	_Atomic int bad;
+	int ms_max;
+};
+
+static void reader(void *arg)
+{
+	struct readers *r = arg;
+	static _Atomic unsigned seq;
+	unsigned id = atomic_fetch_add(&seq, 1), file = id % NFILES;
+	unsigned char buf[4096];
+	char path[PATH_MAX];
+	uint64_t off;
+	int fd, i;
+
+	slowfs_path(r->fs, file, path, sizeof(path));
+	fd = kgo_open(path, O_RDONLY, 0);
+	ASSERT_LE(0, fd);
+	for (i = 0; i < READS_EACH; i++) {
+		off = ((id * 7 + i * 13) % 200) * 4096 + id % 4096;
+		ASSERT_EQ((ssize_t)sizeof(buf), kgo_pread(fd, buf, sizeof(buf), off));
+		if (!check_data(buf, sizeof(buf), file, off))
+			atomic_fetch_add(&r->bad, 1);
+	}
+	kgo_close(fd);
+	kgo_wg_done(&r->wg);
+}
+
+static void readers_main(void *arg)
+{
+	struct readers *r = arg;
+	struct kgo_stats st;
+	int i;
+
+	kgo_wg_add(&r->wg, READERS);
+	for (i = 0; i < READERS; i++)
+		ASSERT_EQ(0, kgo_go(reader, r));
+	kgo_wg_wait(&r->wg);
+	kgo_stats_get(&st, sizeof(st));
+	r->ms_max = st.ms;
+}
+
+TEST_F_TIMEOUT(slow, thousand_readers, 60)
+{
+	static struct readers r = { .wg = KGO_WG_INIT };
+	struct kgo_config cfg = { .maxprocs = 2 };
+	struct sample s = { 0 };
+	pthread_t thr;
+	int64_t t0, el;
+
+	if (!variant->uring) {
+		/* The syscall path blocks an M per read, as Go does: the
+		 * thread bound is io_uring's to keep. */
+		SKIP(return, "the thread bound is for the io_uring path");
+	}
+	mount_or_skip(_metadata, &self->fs, 5000, NFILES);
+	r.fs = &self->fs;
+	ASSERT_EQ(0, pthread_create(&thr, NULL, sampler, &s));
+	t0 = kgo_now();
+	ASSERT_EQ(0, kgo_run(readers_main, &r, &cfg));
+	el = kgo_now() - t0;
+	atomic_store(&s.stop, true);
+	pthread_join(thr, NULL);
+	EXPECT_EQ(0, atomic_load(&r.bad));
+	/* P Ms running Gs, sysmon, and a few idle or spinning Ms. */
+	EXPECT_GE(cfg.maxprocs + 4, s.own_max);
+	/* io-wq: at most the cap (16 by default) per ring, one ring per M. */
+	EXPECT_GE(16 * (cfg.maxprocs + 4), s.iou_max);
+	TH_LOG("%d reads in %lld ms: %.0f reads/s; threads of our own %d "
+	       "(Ms %d), io-wq workers %d", READERS * READS_EACH,
+	       (long long)(el / MS), READERS * READS_EACH / (el / 1e9),
+	       s.own_max, r.ms_max, s.iou_max);
+}
+
+/* ------------------------------------------------------------------ */
+
+#define SHUT_READS	40
+#define SHUT_RECVS	40
+
+struct shut {
+	const struct slowfs *fs;
+	int sv[SHUT_RECVS][2];
+	char rbuf[SHUT_RECVS][64];
+	unsigned char fbuf[SHUT_READS][4096];
+	_Atomic int started;
+};
+
+static void shut_read(void *arg)
+{
+	struct shut *s = arg;
+	int i = atomic_fetch_add(&s->started, 1);
+	char path[PATH_MAX];
+	int fd;
+
+	slowfs_path(s->fs, 0, path, sizeof(path));
+	fd = kgo_open(path, O_RDONLY, 0);
+	ASSERT_LE(0, fd);
+	kgo_pread(fd, s->fbuf[i], sizeof(s->fbuf[i]), 0);
+}
+
+static void shut_recv(void *arg)
+{
+	struct shut *s = arg;
+	int i = atomic_fetch_add(&s->started, 1) - SHUT_READS;
+
+	kgo_recv(s->sv[i][0], s->rbuf[i], sizeof(s->rbuf[i]), 0);
+	/* Never here: nothing is sent before kgo_run returns. */
+	ASSERT_TRUE(false);
+}
+
+static void shut_main(void *arg)
+{
+	struct shut *s = arg;
+	struct kgo_stats st;
+	int i;
+
+	for (i = 0; i < SHUT_READS; i++)
+		kgo_go(shut_read, s);
+	while (atomic_load(&s->started) < SHUT_READS)
+		kgo_sleep(MS);
+	for (i = 0; i < SHUT_RECVS; i++)
+		kgo_go(shut_recv, s);
+	/* Let them all park. */
+	for (i = 0; i < 100; i++) {
+		kgo_sleep(5 * MS);
+		kgo_stats_get(&st, sizeof(st));
+		if (st.io_waiting + st.io_fallback_ops >= SHUT_READS + SHUT_RECVS)
+			break;
+	}
+	kgo_sleep(20 * MS);
+}
+
+static void again_main(void *arg)
+{
+	char buf[4];
+	int p[2];
+
+	(void)arg;
+	ASSERT_EQ(0, pipe(p));
+	ASSERT_EQ(3, kgo_write(p[1], "abc", 3));
+	ASSERT_EQ(3, kgo_read_dl(p[0], buf, sizeof(buf), kgo_now() + 1000 * MS));
+	close(p[0]);
+	close(p[1]);
+}
+
+TEST_F_TIMEOUT(slow, shutdown_inflight, 30)
+{
+	static struct shut s;
+	struct kgo_config cfg = { .maxprocs = 2 };
+	struct kgo_stats before, after;
+	char buf[64];
+	int64_t t0, el;
+	int i;
+
+	if (!variant->uring) {
+		/* Ms blocked in syscalls cannot be made to leave. */
+		SKIP(return, "only io_uring operations can be cancelled");
+	}
+	mount_or_skip(_metadata, &self->fs, 300000, 1);
+	s.fs = &self->fs;
+	for (i = 0; i < SHUT_RECVS; i++)
+		ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM, 0, s.sv[i]));
+	memset(s.rbuf, 0x5a, sizeof(s.rbuf));
+	kgo_stats_get(&before, sizeof(before));
+	t0 = kgo_now();
+	ASSERT_EQ(0, kgo_run(shut_main, &s, &cfg));
+	el = kgo_now() - t0;
+	kgo_stats_get(&after, sizeof(after));
+
+	/* Bounded by one slow read (300 ms), not hung. */
+	EXPECT_GT(2000 * MS, el);
+	/* Every op accounted for: the recvs all cancelled, the reads
+	 * cancelled or finished. */
+	EXPECT_LE(SHUT_RECVS, after.io_cancelled - before.io_cancelled);
+	EXPECT_EQ(0, after.io_waiting);
+	EXPECT_EQ(0, after.io_rings);
+	/* Nothing is left in the kernel to write into the buffers. */
+	for (i = 0; i < SHUT_RECVS; i++)
+		ASSERT_EQ(4, write(s.sv[i][1], "data", 4));
+	usleep(20000);
+	for (i = 0; i < SHUT_RECVS; i++) {
+		ASSERT_EQ(4, recv(s.sv[i][0], buf, sizeof(buf), MSG_DONTWAIT));
+		EXPECT_EQ(0x5a, s.rbuf[i][0]);
+	}
+	TH_LOG("kgo_run returned in %lld ms; cancelled %llu", (long long)(el / MS),
+	       (unsigned long long)(after.io_cancelled - before.io_cancelled));
+	/* And the runtime starts again. */
+	ASSERT_EQ(0, kgo_run(again_main, NULL, &cfg));
+}
+
+TEST_HARNESS_MAIN
