@@ -63,7 +63,7 @@ HARNESS_TESTS := $(BUILD)/selftests/harness_test
 
 EXAMPLES := $(patsubst user/examples/%.c,$(BUILD)/examples/%,$(wildcard user/examples/*.c))
 
-.PHONY: all lib tests examples check check-core check-asan check-tsan \
+.PHONY: FORCE all lib tests examples check check-core check-asan check-tsan \
 	check-aarch64 demo bench deps install clean
 
 all: lib examples
@@ -92,22 +92,18 @@ $(BUILD)/libkgo.so: $(LIB_OBJ) user/runtime/libkgo.map
 		-Wl,--version-script=user/runtime/libkgo.map \
 		-Wl,-soname,libkgo.so.0 $(LDLIBS_K)
 
-$(BUILD)/kgo.pc: Makefile
+# kgo.pc names PREFIX, so it is remade when PREFIX changes.
+$(BUILD)/kgo.pc: Makefile FORCE
 	@mkdir -p $(dir $@)
 	@printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$${prefix}/include' \
 		'libdir=$${prefix}/lib' '' 'Name: kgo' \
 		'Description: Go-style G/M/P runtime for C, assisted by the kernel' \
 		'Version: $(VERSION)' 'Cflags: -I$${includedir}' \
-		'Libs: -L$${libdir} -lkgo' 'Libs.private: -pthread -luring' > $@
+		'Libs: -L$${libdir} -lkgo' 'Libs.private: -pthread -luring' \
+		> $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
 
-# The slow FUSE file system of the I/O tests and benches (selftests/
-# slowfs.h): a helper the tests start, not a test. Without libfuse3 it
-# is not built and those tests skip.
-FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
-FUSE_LIBS   := $(shell pkg-config --libs fuse3 2>/dev/null)
-ifneq ($(FUSE_LIBS),)
-SLOWFS   := $(BUILD)/selftests/slowfs
-endif
+FORCE:
 
 tests: $(TESTS) $(SLOWFS)
 

@@ -265,6 +265,11 @@ static void *replier(void *arg)
 		free(p);
 		pthread_mutex_lock(&q.lock);
 	}
+	/* Stopping: the kernel aborts the requests still waiting. */
+	while ((p = q.head)) {
+		q.head = p->next;
+		free(p);
+	}
 	pthread_mutex_unlock(&q.lock);
 	free(buf);
 	return NULL;

@@ -62,6 +62,7 @@
 #include <unistd.h>
 
 #include "runtime.h"
+#include "trace.h"
 
 #define DELAY_MIN	(20 * 1000LL)		/* ns */
 #define DELAY_MAX	(10 * 1000 * 1000LL)
