@@ -105,6 +105,15 @@ $(BUILD)/kgo.pc: Makefile FORCE
 
 FORCE:
 
+# The slow FUSE file system of the I/O tests and benches (selftests/
+# slowfs.h): a helper the tests start, not a test. Without libfuse3 it
+# is not built and those tests skip.
+FUSE_CFLAGS := $(shell pkg-config --cflags fuse3 2>/dev/null)
+FUSE_LIBS   := $(shell pkg-config --libs fuse3 2>/dev/null)
+ifneq ($(FUSE_LIBS),)
+SLOWFS   := $(BUILD)/selftests/slowfs
+endif
+
 tests: $(TESTS) $(SLOWFS)
 
 $(BUILD)/selftests/slowfs: selftests/slowfs.c selftests/slowfs.h
@@ -167,7 +176,7 @@ check: lib tests examples
 demo: deps all
 	$(Q)$(BUILD)/examples/demo
 
-bench: lib
+bench: lib $(SLOWFS)
 	$(Q)selftests/bench/run
 
 deps:

@@ -381,6 +381,14 @@ long kgo_syscall(long nr, ...);
  *
  * When kgo_run returns, operations still in flight are cancelled and
  * waited for: no buffer is written after it returns.
+ *
+ * An fd's O_NONBLOCK flag is read when a call would wait; kgo keeps a
+ * few hints per fd number (O_DIRECT, what RWF_NOWAIT does on it), which
+ * cost at most a wasted try if the fd is closed and reused behind kgo's
+ * back. Environment: KGO_IOURING=0 takes the syscall path on purpose;
+ * KGO_IOWQ_MAX=N[,M] caps io_uring's worker threads per thread of the
+ * runtime (bounded work, e.g. regular files; unbounded), 16 each by
+ * default.
  */
 int     kgo_open(const char *path, int flags, mode_t mode);
 int     kgo_openat(int dirfd, const char *path, int flags, mode_t mode);

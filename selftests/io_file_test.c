@@ -285,7 +285,7 @@ TEST_F(io, rw_errors)
 
 struct pipe_ctx {
 	int p[2];
-	int64_t wrote_at;
+	_Atomic int64_t wrote_at;	/* atomic: the pipe orders it, unseen by TSan */
 	struct kgo_wg wg;
 };
 

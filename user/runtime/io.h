@@ -32,6 +32,7 @@
  *		time; < 0: none.
  * @res:	the CQE's result, written by the reaper before it readies
  *		@gp; IO_NORING when the op never reached a ring.
+ * @inline_done: it completed while being submitted (the G did not wait).
  */
 struct io_op {
 	struct io_uring_sqe sqe;
@@ -39,6 +40,7 @@ struct io_op {
 	struct g *gp;
 	int64_t deadline;
 	int32_t res;
+	bool inline_done;
 };
 
 /* The op could not go to a ring (io_uring refused, ring full): the
@@ -95,6 +97,7 @@ void io_count_nowait(void);
 #define FDH_DIRECT	0x02	/* O_DIRECT: RWF_NOWAIT still waits for the device */
 #define FDH_NO_RNOWAIT	0x04	/* preadv2 refuses RWF_NOWAIT (EOPNOTSUPP) */
 #define FDH_NO_WNOWAIT	0x08	/* pwritev2 refuses RWF_NOWAIT */
+#define FDH_RECV_WAITS	0x10	/* the last recv had to wait: go to the ring */
 uint8_t fdh_get(int fd);
 void fdh_set(int fd, uint8_t v);
 

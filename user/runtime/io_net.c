@@ -34,13 +34,19 @@ static long recv_wait(int fd, void *buf, size_t n, int flags,
 		      int64_t deadline)
 {
 	struct io_op op;
+	uint8_t h;
 	long r;
 
 	if (io_ring_usable()) {
 		io_uring_prep_recv(&op.sqe, fd, buf, n, flags);
 		r = io_ring_op(&op, deadline);
-		if (r != IO_NORING)
+		if (r != IO_NORING) {
+			/* Remember whether it had to wait (see kgo_recv_dl). */
+			h = fdh_get(fd);
+			if (!op.inline_done != !!(h & FDH_RECV_WAITS))
+				fdh_set(fd, h ^ FDH_RECV_WAITS);
 			return r;
+		}
 	}
 	if (deadline < 0)
 		return io_sys(true, SYS_recvfrom, fd, (long)buf, n, flags, 0, 0);
@@ -61,6 +67,16 @@ ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline)
 
 	if (!getg())
 		return io_raw(SYS_recvfrom, fd, (long)buf, n, flags, 0, 0);
+	/*
+	 * A socket whose last recv had to wait (a request-response peer:
+	 * the answer is never there yet) goes to the ring at once, which
+	 * tries the recv while submitting anyway: one syscall, not a
+	 * failed recvfrom first. It goes back to the fast path as soon as
+	 * a recv finds data waiting.
+	 */
+	if ((fdh_get(fd) & FDH_RECV_WAITS) && !(flags & MSG_DONTWAIT) &&
+	    deadline != 0 && io_ring_usable() && !fd_nonblock(fd))
+		return recv_wait(fd, buf, n, flags, deadline);
 	r = io_raw(SYS_recvfrom, fd, (long)buf, n, flags | MSG_DONTWAIT, 0, 0);
 	if (r != -EAGAIN || (flags & MSG_DONTWAIT)) {
 		io_count_nowait();

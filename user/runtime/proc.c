@@ -834,8 +834,10 @@ static void stopm_common(struct m *mp, int64_t deadline, bool keeptime)
 	unlock(&sched.lock);
 
 	/* In the M's io_uring ring when it has one (io.c): completions
-	 * wake it too, and then it returns as if timed out. */
-	if (!io_notesleep(mp, deadline, true)) {
+	 * wake it too. An idle M from findrunnable (keeptime) then returns
+	 * as if timed out, to run them; other callers expect a P back, and
+	 * sleep on while others run them. */
+	if (!io_notesleep(mp, deadline, keeptime)) {
 		/* Timed out: take ourselves off the idle list, unless a
 		 * startm got there first, whose wakeup is then on its way. */
 		lock(&sched.lock);
@@ -2070,6 +2072,7 @@ static void minit(struct m *mp)
 {
 	kgo_tls_m = mp;
 	mp->tid = (pid_t)syscall(SYS_gettid);
+	sysmon_minit(mp);
 #ifdef KGO_TSAN
 	mp->tsan_fiber = __tsan_get_current_fiber();
 #endif

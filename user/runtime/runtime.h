@@ -455,6 +455,9 @@ extern _Atomic bool sysmon_sleeping;
 void sysmon_wake(void);
 /* sysmon's and preemption's fields of kgo_stats. */
 void sysmon_stats(struct kgo_stats *st);
+/* Name a new M's thread after kgo_run's (sysmon's name is inherited by
+ * the Ms it creates otherwise). */
+void sysmon_minit(struct m *mp);
 
 /* Preemption point: yields if the G was asked to (cooperative
  * preemption). Call it on the paths of public calls that do not park;

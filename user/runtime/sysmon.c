@@ -59,6 +59,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "runtime.h"
@@ -114,6 +115,7 @@ static struct {
 	int64_t schedtrace_ns;		/* KGO_DEBUG=schedtrace=MS; 0: off */
 	bool scheddetail;
 	int64_t starttime;
+	char mname[16];			/* the name of kgo_run's thread */
 	/* Counters of this (or the last) run, for kgo_stats. */
 	_Atomic uint64_t wakeups;
 	_Atomic uint64_t signals;
@@ -588,6 +590,17 @@ static void parse_debug(bool *asyncpreemptoff)
 	}
 }
 
+/*
+ * sysmon_minit() - a new M takes the name of kgo_run's thread. A thread
+ * inherits its creator's name, and sysmon creates Ms too (handoffp from
+ * retake): without this, top -H would show them all as kgo-sysmon.
+ */
+void sysmon_minit(struct m *mp)
+{
+	if (!mp->is_m0 && sm.mname[0])
+		prctl(PR_SET_NAME, (unsigned long)sm.mname, 0, 0, 0);
+}
+
 int sysmon_start(void)
 {
 	bool asyncpreemptoff = false;
@@ -595,6 +608,7 @@ int sysmon_start(void)
 	int err;
 
 	memset(&sm, 0, sizeof(sm));
+	prctl(PR_GET_NAME, (unsigned long)sm.mname, 0, 0, 0);
 	sm.wake_armed = true;
 	atomic_store(&sysmon_sleeping, false);
 	/* The only observer so far; a kernel-observed one is chosen here
