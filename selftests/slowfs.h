@@ -31,6 +31,7 @@ static inline uint8_t slowfs_byte(unsigned file, uint64_t off)
 
 #ifndef SLOWFS_DAEMON		/* the test side */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -83,6 +84,33 @@ static inline int slowfs_binary(char *buf, size_t n)
 }
 
 /*
+ * A test killed by its timeout takes its daemon with it (same process
+ * group) and leaves the mount behind, dead: "Transport endpoint is not
+ * connected". Clear such leftovers; live mounts of other runs answer
+ * stat and are left alone.
+ */
+static inline void slowfs_sweep(void)
+{
+	char path[300];
+	struct dirent *de;
+	struct stat st;
+	DIR *d = opendir("/tmp");
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "kgo-slowfs.", 11))
+			continue;
+		snprintf(path, sizeof(path), "/tmp/%s", de->d_name);
+		if (stat(path, &st) && errno == ENOTCONN) {
+			umount2(path, MNT_DETACH);
+			rmdir(path);
+		}
+	}
+	closedir(d);
+}
+
+/*
  * slowfs_start() - mount a slowfs. Return: 0, or -1 with the reason in
  * @why (for SKIP).
  */
@@ -96,6 +124,7 @@ static inline int slowfs_start(struct slowfs *fs, int latency_us, int nfiles,
 
 	fs->pid = -1;
 	fs->dir[0] = 0;
+	slowfs_sweep();
 	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(why, whylen, "/dev/fuse: %s", strerror(errno));

@@ -79,12 +79,16 @@
  *    at for 10 ms (io_sysmon), as Go's sysmon polls the network.
  *
  * So a completion waits for nothing (owner in its scheduler), one
- * wakeup (idle owner, or the watcher), or a free P (all busy). Measured
- * by selftests/bench/io_wake.c (2 vCPUs, a timerfd read while a G spins
- * on the submitting M): p50 ~40 us, p99 ~0.1 ms when the machine is
- * quiet, against Go's netpoller p50 ~50 us, p99 ~1 ms; a few ms at
- * the tail when other processes hold both CPUs. With every P busy the
- * bound is the preemption slice (10 ms), as in Go.
+ * wakeup (idle owner), two (owner away: its task_work, then the
+ * watcher), or a free P (all busy; bounded by the preemption slice,
+ * 10 ms, as in Go). Measured by selftests/bench/io_wake.c (2 vCPUs, a
+ * timerfd read while a G spins on the submitting M): p50 40-50 us, p99
+ * 0.1-2.5 ms with the machine quiet; Go's netpoller, one hop (epoll
+ * wakes its idle M), p50 ~19 us. With other processes busy on both
+ * CPUs each hop can wait for a CPU and the p50 rose to 0.3-1.7 ms
+ * where Go's stayed ~19 us: the price of completions that need their
+ * submitter's task_work. (Rejected to shorten it: polling the other
+ * rings from spinning Ms, which burns CPU; one shared ring, see above.)
  *
  * Not DEFER_TASKRUN: completions would appear only when the owner itself
  * enters the kernel, which an M running a G may not do for a slice, and
@@ -599,9 +603,11 @@ static bool runq_has_work(struct p *pp)
 }
 
 /*
- * submit_park() - the unlockf of io_ring_op's gopark: on g0 of the M the
- * G parked on, the G already G_WAITING. Return: false to run the G again
- * at once (completed during submission, or no ring: op->res says).
+ * submit_park() - the unlockf of io_ring_op's gopark, on the M the G
+ * parked on once the G is off its stack and G_WAITING: on g0, or (after
+ * a direct switch, proc.c) on the G switched to. Return: false to make
+ * the G runnable again at once (completed during submission, or no
+ * ring: op->res says).
  */
 static bool submit_park(struct g *gp, void *arg)
 {
@@ -656,11 +662,12 @@ static bool submit_park(struct g *gp, void *arg)
 					  memory_order_relaxed);
 		return false;
 	}
-	/* Nobody watches the rings of busy Ms and this one is about to run
-	 * another G: get an idle M going, to become the watcher. */
+	/* Nobody watches the rings of busy Ms and this one runs, or is
+	 * about to run, another G: get an idle M going, to become the
+	 * watcher. */
 	if (!atomic_load_explicit(&io.watcher, memory_order_relaxed) &&
 	    atomic_load_explicit(&sched.npidle, memory_order_relaxed) > 0 &&
-	    runq_has_work(mp->p))
+	    (mp->curg || runq_has_work(mp->p)))
 		wakep();
 	return true;
 }

@@ -532,6 +532,7 @@ static void *sysmon(void *arg)
 		else
 			idle++;
 		gfree_scavenge(now);
+		io_sysmon(now);
 		if (sm.schedtrace_ns && now - lasttrace >= sm.schedtrace_ns) {
 			lasttrace = now;
 			schedtrace(sm.scheddetail);
