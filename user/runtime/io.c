@@ -229,15 +229,6 @@ static struct {
 	_Atomic uint64_t timeouts, cancelled, inline_ops;
 } io = { .efd = -1 };
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 /* ------------------------------------------------------------------ */
 /* Consuming completions                                              */
 /* ------------------------------------------------------------------ */

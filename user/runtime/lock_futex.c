@@ -28,15 +28,6 @@
 enum { NOTE_CLEAR = 0, NOTE_WOKEN = 1, NOTE_KERNEL = NOTE_KERNEL_VALUE };
 #define NOTE_SPIN_NS	30000
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 int64_t nanotime(void)
 {
 	struct timespec ts;

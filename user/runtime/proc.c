@@ -147,15 +147,6 @@ __attribute__((noipa)) struct g *getg(void)
 	return mp ? mp->curg : NULL;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 uint32_t fastrand(void)
 {
 	struct m *mp = getm();
@@ -285,7 +276,7 @@ static void mcall(void (*fn)(struct g *gp), int locks)
 
 static void globrunqputbatch(struct g *head, struct g *tail, int32_t n);
 
-static bool runqempty(struct p *pp)
+bool runqempty(struct p *pp)
 {
 	/* A consistent snapshot of head, tail and runnext (Go's loop:
 	 * runnext may move into the queue between the loads). */
@@ -301,15 +292,6 @@ static bool runqempty(struct p *pp)
 						 memory_order_acquire))
 			return head == tail && !next;
 	}
-}
-
-static __attribute__((unused)) uint32_t runqlen(struct p *pp)
-{
-	uint32_t head = atomic_load_explicit(&pp->runqhead, memory_order_acquire);
-	uint32_t tail = atomic_load_explicit(&pp->runqtail, memory_order_acquire);
-
-	return tail - head + (atomic_load_explicit(&pp->runnext,
-			       memory_order_relaxed) ? 1 : 0);
 }
 
 /* Move half the local queue plus gp to the global queue; owner only. */
@@ -801,6 +783,7 @@ static void stopm_idle(struct m *mp)
 static void stopm_common(struct m *mp, int64_t deadline, bool keeptime)
 {
 	struct p *pp;
+	int64_t next;
 
 	if (mp->p)
 		kgo_throw("stopm: holding p");
@@ -824,8 +807,9 @@ static void stopm_common(struct m *mp, int64_t deadline, bool keeptime)
 		} else {
 			sched.sleeper = mp;	/* take over, if another had it */
 			atomic_store(&sched.sleeper_until, deadline);
-			if (earliest_timer() < deadline) {
-				deadline = earliest_timer();
+			next = earliest_timer();
+			if (next < deadline) {
+				deadline = next;
 				atomic_store(&sched.sleeper_until, deadline);
 			}
 		}
@@ -1085,13 +1069,7 @@ top:
 	/* Sleep until the next timer of any P, or until woken. */
 	for (;;) {
 		now = nanotime();
-		next = INT64_MAX;
-		for (i = 0; i < sched.gomaxprocs; i++) {
-			int64_t w = atomic_load(&sched.allp[i]->timers.next);
-
-			if (w < next)
-				next = w;
-		}
+		next = earliest_timer();
 		/* Timers due now, or Gs that io completions readied onto the
 		 * global queue while we slept (io.c): take a P to run them,
 		 * if one is idle. */
@@ -1104,8 +1082,7 @@ top:
 				acquirep(mp, pp);
 				goto top;
 			}
-			if (next <= now)
-				next = INT64_MAX; /* the busy Ps will see it */
+			/* No idle P: the busy Ps will see the due timers. */
 		}
 		stopm_idle(mp);
 		if (mp->p)

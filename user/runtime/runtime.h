@@ -48,6 +48,16 @@
 #define KGO_TSAN 1
 #endif
 
+/* Spin-wait hint to the CPU (and to the other hyperthread). */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
 /* Fatal invariant break: "function: what", Go's throw(). */
 void kgo_throw(const char *msg) __attribute__((noreturn, cold));
 /* Fatal error caused by the user (Go's fatal()): message, exit status 2. */
@@ -430,6 +440,10 @@ void injectglist(struct g *list);
 void wakep(void);
 /* A timer at @when was added: make sure someone will run it in time. */
 void wake_for_timer(int64_t when);
+
+/* runqempty() - pp has no G in its local queue nor in runnext (a
+ * consistent snapshot); any thread may ask. */
+bool runqempty(struct p *pp);
 
 /* Take a P that is in P_SYSCALL from its M and hand it off (sysmon's
  * retake). Return: true if this call took it. */

@@ -29,15 +29,6 @@ _Static_assert(sizeof(struct kgo_lock) == sizeof(uint32_t) &&
 #define AI32(p)	((_Atomic int32_t *)(p))
 #define A64(p)	((_Atomic uint64_t *)(p))
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 /* ------------------------------------------------------------------ */
 /* kgo_mutex                                                          */
 /* ------------------------------------------------------------------ */

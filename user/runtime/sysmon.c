@@ -202,13 +202,6 @@ static const struct observer observer_poll = {
 /* retake                                                             */
 /* ------------------------------------------------------------------ */
 
-static bool runq_empty(struct p *pp)
-{
-	return atomic_load_explicit(&pp->runqhead, memory_order_acquire) ==
-	       atomic_load_explicit(&pp->runqtail, memory_order_acquire) &&
-	       !atomic_load_explicit(&pp->runnext, memory_order_acquire);
-}
-
 /*
  * preemptone() - ask the G running on pp to stop (Go's preemptone).
  * Best effort, as in Go: pp may have changed Ms, and the M Gs, since
@@ -278,7 +271,7 @@ static int retake(int64_t now)
 		/* Go: a G whose slice is over is retaken at once. */
 		if (!sm.obs->m_blocked(pp, st, NULL, pm, now) && !over)
 			continue;
-		if (runq_empty(pp) && !atomic_load(&sched.runqsize) &&
+		if (runqempty(pp) && !atomic_load(&sched.runqsize) &&
 		    atomic_load(&sched.nmspinning) + atomic_load(&sched.npidle) > 0 &&
 		    now - pm->syscallwhen < SYSCALL_RETAKE)
 			continue;

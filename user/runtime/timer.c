@@ -39,15 +39,6 @@
 #include "runtime.h"
 #include "timer.h"
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 static inline struct p *timer_pp(struct timer *t)
 {
 	return __atomic_load_n(&t->pp, __ATOMIC_ACQUIRE);
