@@ -64,36 +64,29 @@ void futex_wake(_Atomic uint32_t *addr, int n)
 		NULL, 0);
 }
 
-void lock(struct kgo_lock *l)
+/* lock_slow() - lock() found the lock held: spin a little, then sleep. */
+void lock_slow(struct kgo_lock *l)
 {
-	uint32_t c = 0;
+	uint32_t c;
 	int i;
 
-	/* Uncontended: one CAS, acquire pairs with unlock's release. */
-	if (likely(atomic_compare_exchange_strong_explicit(&l->key, &c, 1,
-			memory_order_acquire, memory_order_relaxed)))
-		goto locked;
 	for (i = 0; i < 100; i++) {
 		cpu_relax();
 		c = 0;
 		if (atomic_load_explicit(&l->key, memory_order_relaxed) == 0 &&
 		    atomic_compare_exchange_weak_explicit(&l->key, &c, 1,
 				memory_order_acquire, memory_order_relaxed))
-			goto locked;
+			return;
 	}
 	/* Mark contended and sleep until we take it in state 2. */
 	while (atomic_exchange_explicit(&l->key, 2, memory_order_acquire) != 0)
 		futex_wait(&l->key, 2, -1);
-locked:
-	kgo_tls_locks++;
 }
 
-void unlock(struct kgo_lock *l)
+/* unlock_wake() - unlock() saw state 2: wake one sleeper. */
+void unlock_wake(struct kgo_lock *l)
 {
-	kgo_tls_locks--;
-	/* Release pairs with lock's acquire. */
-	if (atomic_exchange_explicit(&l->key, 0, memory_order_release) == 2)
-		futex_wake(&l->key, 1);
+	futex_wake(&l->key, 1);
 }
 
 void noteclear(struct note *n)

@@ -191,6 +191,24 @@ static void stack_bounds(struct m *mp, struct g *gp, const void **bottom,
 
 static void runqput(struct p *pp, struct g *gp, bool next);
 static void casgstatus(struct g *gp, uint32_t from, uint32_t to);
+static void badgstatus(struct g *gp, uint32_t st, uint32_t from)
+	__attribute__((noinline, cold, noreturn));
+
+/*
+ * setgstatus() - a status change that only the caller can make: it owns
+ * gp (gp is running on this M, or this M just took it off its own run
+ * queue), so nobody else writes gp->status meanwhile, and a load and a
+ * release store do what casgstatus's CAS does, without the locked
+ * instruction (two of them per direct switch).
+ */
+static inline void setgstatus(struct g *gp, uint32_t from, uint32_t to)
+{
+	uint32_t st = atomic_load_explicit(&gp->status, memory_order_relaxed);
+
+	if (unlikely(st != from))
+		badgstatus(gp, st, from);
+	atomic_store_explicit(&gp->status, to, memory_order_release);
+}
 
 /*
  * finish_switch() - run on the resumed side of every switch: what the G
@@ -215,7 +233,9 @@ static inline void finish_switch(void)
 	}
 	unlockf = mp->park_unlock;
 	mp->park_unlock = NULL;
-	casgstatus(prev, G_RUNNING, G_WAITING);
+	/* A waker spins while prev is RUNNING (ready): it writes the
+	 * status only after this store. */
+	setgstatus(prev, G_RUNNING, G_WAITING);
 	if (unlockf && !unlockf(prev, mp->park_arg)) {
 		casgstatus(prev, G_WAITING, G_RUNNABLE);
 		runqput(mp->p, prev, true);
@@ -327,6 +347,14 @@ static void runqput(struct p *pp, struct g *gp, bool next)
 	uint32_t head, tail;
 
 	if (next) {
+		/* Thieves only ever take runnext (CAS to NULL), and only we
+		 * fill it: found empty, it stays empty until our store, so
+		 * the locked exchange is needed only to kick a G out. */
+		if (!atomic_load_explicit(&pp->runnext, memory_order_relaxed)) {
+			atomic_store_explicit(&pp->runnext, gp,
+					      memory_order_release);
+			return;
+		}
 		gp = atomic_exchange_explicit(&pp->runnext, gp,
 					      memory_order_acq_rel);
 		if (!gp)
@@ -1233,16 +1261,20 @@ static void schedule(struct m *mp, struct g *next)
 /* mcall functions: on g0, what to do with the G that switched out   */
 /* ------------------------------------------------------------------ */
 
+static void badgstatus(struct g *gp, uint32_t st, uint32_t from)
+{
+	kgo_printf("kgo: casgstatus: goroutine %llu is %s, not %s\n",
+		   (unsigned long long)gp->goid, gstatus_str[st],
+		   gstatus_str[from]);
+	kgo_throw("casgstatus: bad incoming values");
+}
+
 static void casgstatus(struct g *gp, uint32_t from, uint32_t to)
 {
 	uint32_t st = from;
 
-	if (!atomic_compare_exchange_strong(&gp->status, &st, to)) {
-		kgo_printf("kgo: casgstatus: goroutine %llu is %s, not %s\n",
-			   (unsigned long long)gp->goid, gstatus_str[st],
-			   gstatus_str[from]);
-		kgo_throw("casgstatus: bad incoming values");
-	}
+	if (!atomic_compare_exchange_strong(&gp->status, &st, to))
+		badgstatus(gp, st, from);
 }
 
 static void park_m(struct g *gp)
@@ -1608,7 +1640,20 @@ static bool direct_switch(struct m *mp, struct g *gp, bool park)
 	struct g *next;
 	bool inherit;
 
-	if ((tick + 1) % 61 == 0 || mp->lockedg ||
+	/*
+	 * Every 61st switch goes through g0, where findrunnable serves the
+	 * global queue (schedtick % 61 == 0) and this P's timers. Count
+	 * the tick here: the slow path may pick the same runnext G, which
+	 * inherits the slice, so execute would not count it, and a tick
+	 * stuck at 60 sent every later switch the slow way (chan_rt at P=1:
+	 * 186 ns per round trip before, see the commit that added this).
+	 */
+	if (unlikely((tick + 1) % 61 == 0)) {
+		atomic_store_explicit(&pp->schedtick, tick + 1,
+				      memory_order_relaxed);
+		return false;
+	}
+	if (mp->lockedg ||
 	    atomic_load_explicit(&sched.exiting, memory_order_relaxed) ||
 	    (!park && atomic_load_explicit(&sched.runqsize,
 					   memory_order_relaxed)))
@@ -1622,7 +1667,7 @@ static bool direct_switch(struct m *mp, struct g *gp, bool park)
 	}
 	mp->after_g = gp;
 	mp->after_park = park;
-	casgstatus(next, G_RUNNABLE, G_RUNNING);
+	setgstatus(next, G_RUNNABLE, G_RUNNING);	/* ours: runqget took it */
 	next->m = mp;
 	atomic_store_explicit(&next->preempt, false, memory_order_relaxed);
 	TRACE(TR_GO_STOP, 0, 0);
@@ -1678,9 +1723,17 @@ static void ready(struct g *gp, bool next)
 	 * until park_m runs on its g0): wait for that. */
 	for (;;) {
 		st = atomic_load_explicit(&gp->status, memory_order_acquire);
-		if (st == G_WAITING &&
-		    atomic_compare_exchange_weak(&gp->status, &st, G_RUNNABLE))
+		/*
+		 * One waker per park (whoever took the G off its wait list,
+		 * under that list's lock or by select's CAS; an unlockf that
+		 * fails leaves no waker), and the parker does not write the
+		 * status after WAITING: a store does what a CAS would.
+		 */
+		if (st == G_WAITING) {
+			atomic_store_explicit(&gp->status, G_RUNNABLE,
+					      memory_order_release);
 			break;
+		}
 		if (st != G_WAITING && st != G_RUNNING) {
 			kgo_printf("kgo: goready: goroutine %llu is %s\n",
 				   (unsigned long long)gp->goid,
