@@ -1870,7 +1870,7 @@ static void entersyscall(bool blocking)
 	if (!gp || !mp->p)
 		return;
 	pp = mp->p;
-	casgstatus(gp, G_RUNNING, G_SYSCALL);
+	setgstatus(gp, G_RUNNING, G_SYSCALL);	/* only we change a running G */
 	TRACE(TR_SYSCALL_ENTER, gp->goid, blocking);
 	pp->syscallwhen = 0;
 	atomic_store_explicit(&pp->syscalltick,

@@ -69,12 +69,14 @@
 #define DELAY_MAX	(10 * 1000 * 1000LL)
 #define SYSCALL_RETAKE	(10 * 1000 * 1000LL)	/* retake even without work */
 #define RESEND_MIN	(1000 * 1000LL)		/* first resend of a preemption */
+#define SYSMON_SLACK_NS	1000			/* PR_SET_TIMERSLACK */
 
 /* What sysmon remembers of a P between two looks; sysmon only. */
 struct pmon {
 	/* The observer's own (polling: Go's sysmontick). */
 	uint64_t schedtick;	/* schedtick at the last look */
 	int64_t schedwhen;	/* when sysmon first saw that schedtick */
+	bool schedseen;		/* ... and saw it again at a later look */
 	uint64_t syscalltick;
 	int64_t syscallwhen;	/* when sysmon first saw that syscall */
 	/* retake's. */
@@ -116,6 +118,7 @@ static struct {
 	bool scheddetail;
 	int64_t starttime;
 	char mname[16];			/* the name of kgo_run's thread */
+	long mslack;			/* and its timer slack, ns */
 	/* Counters of this (or the last) run, for kgo_stats. */
 	_Atomic uint64_t wakeups;
 	_Atomic uint64_t signals;
@@ -180,15 +183,36 @@ static bool poll_g_slice_over(struct p *pp, struct pmon *pm, int64_t now)
 	if (pm->schedtick != t) {
 		pm->schedtick = t;
 		pm->schedwhen = now;
+		pm->schedseen = false;
 		return false;
 	}
+	pm->schedseen = true;
 	return now - pm->schedwhen >= sched.slice_ns;
 }
+
+/*
+ * A slice is timed from the look that first saw its schedtick, so it is
+ * late by the time since the look before; after a long sleep that was up
+ * to 10 ms, and a slice seen late ran for nearly two. So a new schedtick
+ * is looked at again SLICE_CONFIRM later: if it is still there, the G
+ * started at most that long before it was first seen... only when a
+ * look in between catches the next G. What it bounds is the case that
+ * matters: a short G (a timer's, say) then a long one, which the second
+ * look catches within SLICE_CONFIRM of its start instead of one sleep
+ * later. Measured with `selftests/bench/run spin_timer` (P=1, 1 ms
+ * sleeps behind a spinning G): lateness p99 20 ms before, see the
+ * commit that added this for after.
+ */
+#define SLICE_CONFIRM	(1000 * 1000LL)
 
 static int64_t poll_slice_end(struct p *pp, struct pmon *pm)
 {
 	(void)pp;
-	return pm->schedwhen ? pm->schedwhen + sched.slice_ns : INT64_MAX;
+	if (!pm->schedwhen)
+		return INT64_MAX;
+	if (!pm->schedseen)
+		return pm->schedwhen + SLICE_CONFIRM;
+	return pm->schedwhen + sched.slice_ns;
 }
 
 static const struct observer observer_poll = {
@@ -487,6 +511,14 @@ static void *sysmon(void *arg)
 	int idle = 0;
 
 	(void)arg;
+	/*
+	 * sysmon's sleeps are its clock: a look every 20 us while it finds
+	 * work. With the default 50 us timer slack the kernel stretched
+	 * each into ~70 us, and a retake takes two looks (handoff p50 was
+	 * 150-170 us here, `selftests/bench/run handoff`). Ms keep the
+	 * slack of kgo_run's thread (sysmon_minit).
+	 */
+	prctl(PR_SET_TIMERSLACK, SYSMON_SLACK_NS, 0, 0, 0);
 	while (!atomic_load(&sm.stop)) {
 		if (idle == 0)
 			delay = DELAY_MIN;
@@ -593,6 +625,9 @@ void sysmon_minit(struct m *mp)
 {
 	if (!mp->is_m0 && sm.mname[0])
 		prctl(PR_SET_NAME, (unsigned long)sm.mname, 0, 0, 0);
+	/* A thread inherits its creator's slack: sysmon's is not for Ms. */
+	if (!mp->is_m0 && sm.mslack > 0)
+		prctl(PR_SET_TIMERSLACK, sm.mslack, 0, 0, 0);
 }
 
 int sysmon_start(void)
@@ -603,6 +638,7 @@ int sysmon_start(void)
 
 	memset(&sm, 0, sizeof(sm));
 	prctl(PR_GET_NAME, (unsigned long)sm.mname, 0, 0, 0);
+	sm.mslack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 	sm.wake_armed = true;
 	atomic_store(&sysmon_sleeping, false);
 	/* The only observer so far; a kernel-observed one is chosen here
