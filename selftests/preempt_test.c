@@ -134,16 +134,56 @@ TEST_TIMEOUT(spinner_vs_sleeper, 30)
 
 /* ------------------------------------------------------------------ */
 
-/* Runtime calls and nothing else: kgo_syscall_end checks g->preempt
- * (an empty bracket, so that sysmon finds the P running, not in a
- * syscall, which it would retake instead). */
+/*
+ * Runtime calls and nothing else, none of which parks: each must be a
+ * safe point for the cooperative check. The syscall bracket is empty,
+ * so that sysmon finds the P running, not in a syscall, which it would
+ * retake instead.
+ */
+static void loop_syscall(void)
+{
+	kgo_syscall_begin();
+	kgo_syscall_end();
+}
+
+static struct kgo_chan *coop_ch;
+static struct kgo_mutex coop_mu = KGO_MUTEX_INIT;
+static struct kgo_rwmutex coop_rw = KGO_RWMUTEX_INIT;
+
+static void loop_chan(void)
+{
+	long v = 1;
+
+	kgo_chan_send(coop_ch, &v);
+	kgo_chan_recv(coop_ch, &v);
+}
+
+static void loop_mutex(void)
+{
+	kgo_mutex_lock(&coop_mu);
+	kgo_mutex_unlock(&coop_mu);
+	kgo_rwmutex_rlock(&coop_rw);
+	kgo_rwmutex_runlock(&coop_rw);
+}
+
+static void loop_select(void)
+{
+	long v = 2;
+	struct kgo_case c[1] = {
+		{ .ch = coop_ch, .op = KGO_SEND, .elem = &v },
+	};
+
+	kgo_select(c, 1, 0);
+	kgo_chan_recv(coop_ch, &v);
+}
+
+static void (*coop_loop)(void);
+
 static void caller_spinner(void *arg)
 {
 	(void)arg;
-	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-		kgo_syscall_begin();
-		kgo_syscall_end();
-	}
+	while (!atomic_load_explicit(&stop, memory_order_relaxed))
+		coop_loop();
 }
 
 static void coop_main(void *arg)
@@ -152,6 +192,8 @@ static void coop_main(void *arg)
 	int i;
 
 	atomic_store(&stop, 0);
+	coop_ch = kgo_chan_make(sizeof(long), 1);
+	ASSERT_NE(NULL, coop_ch);
 	ASSERT_EQ(0, kgo_go(caller_spinner, NULL));
 	for (i = 0; i < 10; i++)
 		ASSERT_EQ(0, kgo_sleep(MS));
@@ -159,10 +201,30 @@ static void coop_main(void *arg)
 	atomic_store(&stop, 1);
 }
 
-TEST_TIMEOUT(cooperative, 30)
+/* With P=1 and no signals, the sleeper's ten 1 ms sleeps end only if
+ * the looping G stops at its runtime calls: else the test times out. */
+FIXTURE(cooperative) {
+	int unused;
+};
+
+FIXTURE_VARIANT(cooperative) {
+	void (*loop)(void);
+};
+
+FIXTURE_VARIANT_ADD(cooperative, syscall_bracket) { .loop = loop_syscall };
+FIXTURE_VARIANT_ADD(cooperative, chan_ops) { .loop = loop_chan };
+FIXTURE_VARIANT_ADD(cooperative, mutex_ops) { .loop = loop_mutex };
+FIXTURE_VARIANT_ADD(cooperative, select_default) { .loop = loop_select };
+
+FIXTURE_SETUP(cooperative) { (void)self; }
+FIXTURE_TEARDOWN(cooperative) { (void)self; }
+
+TEST_F_TIMEOUT(cooperative, stops_at_runtime_calls, 30)
 {
 	struct kgo_stats st;
 
+	(void)self;
+	coop_loop = variant->loop;
 	setenv("KGO_DEBUG", "asyncpreemptoff=1", 1);
 	run_cfg(coop_main, &st, 1, 0);
 	unsetenv("KGO_DEBUG");

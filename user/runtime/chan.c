@@ -334,12 +334,14 @@ int kgo_chan_send_dl(struct kgo_chan *c, const void *elem, int64_t deadline)
 		gp = chan_send_direct(c, sg, elem);
 		unlock(&c->lock);
 		goready(gp);
+		kgo_checkpreempt();
 		return 0;
 	}
 	if (atomic_load_explicit(&c->qcount, memory_order_relaxed) <
 	    c->dataqsiz) {
 		chan_buf_put(c, elem);
 		unlock(&c->lock);
+		kgo_checkpreempt();
 		return 0;
 	}
 	gp = getg();
@@ -373,11 +375,13 @@ int kgo_chan_recv_dl(struct kgo_chan *c, void *elem, int64_t deadline)
 		gp = chan_recv_direct(c, sg, elem);
 		unlock(&c->lock);
 		goready(gp);
+		kgo_checkpreempt();
 		return 0;
 	}
 	if (atomic_load_explicit(&c->qcount, memory_order_relaxed) > 0) {
 		chan_buf_get(c, elem);
 		unlock(&c->lock);
+		kgo_checkpreempt();
 		return 0;
 	}
 	gp = getg();

@@ -9,7 +9,11 @@
  * sysmon (sysmon.c) decides that the G running on a P has used up its
  * slice (kgo_config.preempt_slice_us, 10 ms by default, as Go). It then
  * sets gp->preempt, which the G checks at its next runtime call
- * (cooperative preemption, kgo_checkpreempt in proc.c), and sends
+ * (cooperative preemption, kgo_checkpreempt in proc.c: every call that
+ * can park is a switch anyway, and the ones that do not check on their
+ * way out: kgo_syscall_end, kgo_go, channel send/receive and select
+ * that completed at once, mutex unlock and rwmutex runlock; tests:
+ * preempt_test's cooperative.*), and sends
  * SIGURG to the G's M, for the G that makes no runtime call at all
  * (a loop of plain C). SIGURG because, as Go found, nothing else uses
  * it: it is ignored by default and means only "urgent data on a

@@ -205,6 +205,7 @@ static int select_poll(struct kgo_case *cases, const uint32_t *poll,
 		selunlock(cases, lo, n);
 		if (gp)
 			goready(gp);
+		kgo_checkpreempt();
 		return casi;
 	}
 	return -1;

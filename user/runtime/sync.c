@@ -234,6 +234,7 @@ void kgo_mutex_unlock(struct kgo_mutex *mu)
 
 	if (new != 0)
 		mutex_unlock_slow(mu, new);
+	kgo_checkpreempt();	/* every runtime call is a safe point */
 }
 
 /* kgo_mutex_lock() that reports @r while parked (rwmutex writers). */
@@ -272,8 +273,10 @@ void kgo_rwmutex_runlock(struct kgo_rwmutex *rw)
 {
 	int32_t r = atomic_fetch_sub(AI32(&rw->reader_count), 1) - 1;
 
-	if (r >= 0)
+	if (r >= 0) {
+		kgo_checkpreempt();
 		return;
+	}
 	if (r + 1 == 0 || r + 1 == -RWMUTEX_MAX_READERS)
 		kgo_fatal("sync: RUnlock of unlocked RWMutex");
 	/* A writer is pending: the last reader it waits for wakes it. */
