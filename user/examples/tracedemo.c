@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * tracedemo - a short run (about 40 ms) to look at with KGO_TRACE.
+ * tracedemo - a short run (about 50 ms) to look at with KGO_TRACE.
  *
  *	KGO_TRACE=trace.json tracedemo
  *
