@@ -276,6 +276,12 @@ void trace_stop(void)
 	atomic_store_explicit(&trace_on, false, memory_order_relaxed);
 	/* Acquire pairs with the CAS in tbuf_get(). */
 	tb = atomic_load_explicit(&trace.bufs, memory_order_acquire);
+	/* "ts" is in microseconds whatever displayTimeUnit says (the
+	 * format's rule, which Perfetto follows since 2022; before that it
+	 * read "ns" here as the unit of "ts"). "ns" still matters to
+	 * Catapult (chrome://tracing): it nests slices at the precision of
+	 * the display unit, and at "ms" (1 us) it puts an instant that
+	 * follows a G's end within the same microsecond inside the G. */
 	fprintf(f, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n"
 		"{\"pid\":1,\"ph\":\"M\",\"name\":\"process_name\","
 		"\"args\":{\"name\":\"kgo\"}}");
