@@ -284,6 +284,11 @@ struct p {
 	_Atomic uint64_t schedtick;	/* ++ per G run; owner writes */
 	_Atomic uint64_t syscalltick;	/* ++ per syscall; owner writes */
 	int64_t syscallwhen;		/* when the current syscall began */
+	/* A G went to runnext without a wakep (proc.c, "Deferred
+	 * wakeups"): 1 just now, 2 armed by the readier's next runtime
+	 * call. Owner writes (sysmon clears it after its own wakep); relaxed:
+	 * a hint, never a correctness condition. */
+	_Atomic uint8_t wakep_due;
 
 	/* Local run queue (Go's runq): a ring the owner pushes at tail and
 	 * pops at head, thieves pop at head with a CAS. runnext is the G
@@ -501,6 +506,8 @@ void sysmon_minit(struct m *mp);
  * preemption). Call it on the paths of public calls that do not park;
  * it does nothing while a runtime lock is held. */
 void kgo_checkpreempt(void);
+/* sysmon: a P's deferred wakeup is still due (proc.c). */
+void wakep_overdue(struct p *pp);
 /* Switch the running G out to the global run queue, counted as a
  * preemption; @async: from the SIGURG handler (proc.c). */
 void gopreempt(bool async);

@@ -70,6 +70,7 @@
 #define SYSCALL_RETAKE	(10 * 1000 * 1000LL)	/* retake even without work */
 #define RESEND_MIN	(1000 * 1000LL)		/* first resend of a preemption */
 #define SYSMON_SLACK_NS	1000			/* PR_SET_TIMERSLACK */
+#define WAKEP_LOOK	(1000 * 1000LL)		/* proc.c, "Deferred wakeups" */
 
 /* What sysmon remembers of a P between two looks; sysmon only. */
 struct pmon {
@@ -281,6 +282,13 @@ static int retake(int64_t now)
 		bool over = false;
 
 		if (st == P_RUNNING || st == P_SYSCALL) {
+			/* proc.c, "Deferred wakeups": still due at a look. */
+			if (atomic_load_explicit(&pp->wakep_due,
+						 memory_order_relaxed) &&
+			    atomic_load(&sched.npidle) > 0) {
+				wakep_overdue(pp);
+				n++;
+			}
 			over = sm.obs->g_slice_over(pp, pm, now);
 			/* At exit, stop every G now: kgo_run waits for
 			 * the Ms, and an M leaves only between two Gs. */
@@ -306,10 +314,13 @@ static int retake(int64_t now)
 }
 
 /* When must sysmon look again, at the latest, for the slices running
- * now? INT64_MAX: no G is running long. */
-static int64_t next_slice_end(void)
+ * now (and for wakeups deferred while a P idles)? INT64_MAX: no G is
+ * running long. */
+static int64_t next_slice_end(int64_t now)
 {
 	int64_t next = INT64_MAX, t;
+	bool idlep = atomic_load_explicit(&sched.npidle,
+					  memory_order_relaxed) > 0;
 	int i;
 
 	for (i = 0; i < sched.gomaxprocs; i++) {
@@ -319,6 +330,8 @@ static int64_t next_slice_end(void)
 		if (atomic_load_explicit(&pp->status, memory_order_relaxed) !=
 		    P_RUNNING)
 			continue;
+		if (idlep && now + WAKEP_LOOK < next)
+			next = now + WAKEP_LOOK;
 		if (pm->preemptwhen && pm->slicetick ==
 		    atomic_load_explicit(&pp->schedtick, memory_order_relaxed))
 			t = pm->preemptwhen + pm->resend;
@@ -528,7 +541,7 @@ static void *sysmon(void *arg)
 			delay = DELAY_MAX;
 		now = nanotime();
 		until = now + delay;
-		t = next_slice_end();
+		t = next_slice_end(now);
 		if (t < until)
 			until = t > now + DELAY_MIN ? t : now + DELAY_MIN;
 		if (sm.schedtrace_ns) {
