@@ -482,4 +482,60 @@ TEST(stats)
 	close(pp.fds[1]);
 }
 
+/* ------------------------------------------------------------------ */
+
+/*
+ * Deferred wakeups (proc.c): a G readied into runnext by a G that then
+ * computes, with no runtime call, while the other P idles, is run there
+ * once sysmon sees the wakeup still due. Preemption signals are off, so
+ * if nobody wakes the idle P the spinner spins until the test's
+ * timeout: it stops only when the readied G has run.
+ */
+static atomic_int woken_ran;
+static struct kgo_chan *wake_ch;
+
+static void wakee(void *arg)
+{
+	long v;
+
+	(void)arg;
+	kgo_chan_recv(wake_ch, &v);
+	atomic_store(&woken_ran, 1);
+}
+
+static void deferred_main(void *arg)
+{
+	long v = 1, spins = 0;
+	int64_t *waited = arg, t0;
+
+	atomic_store(&woken_ran, 0);
+	wake_ch = kgo_chan_make(sizeof(long), 0);
+	ASSERT_NE(NULL, wake_ch);
+	ASSERT_EQ(0, kgo_go(wakee, NULL));
+	/* Let the wakee park in its receive, and the other M go to sleep
+	 * in the kernel (an M that is still looking for work would steal
+	 * the wakee, and prove nothing). */
+	kgo_sleep(20 * MS);
+	t0 = kgo_now();
+	while (kgo_now() - t0 < 5 * MS)
+		spins++;
+	ASSERT_EQ(0, kgo_chan_send(wake_ch, &v));
+	t0 = kgo_now();
+	while (!atomic_load_explicit(&woken_ran, memory_order_relaxed))
+		spins++;
+	*waited = kgo_now() - t0;
+	kgo_chan_free(wake_ch);
+}
+
+TEST_TIMEOUT(deferred_wakeup_runs, 30)
+{
+	int64_t waited = -1;
+
+	setenv("KGO_DEBUG", "asyncpreemptoff=1", 1);
+	run(deferred_main, &waited, 2);
+	unsetenv("KGO_DEBUG");
+	ASSERT_LE(0, waited);
+	TH_LOG("the readied G ran %.0f us after its send", waited / 1e3);
+}
+
 TEST_HARNESS_MAIN
