@@ -401,8 +401,16 @@ static struct g *runqget(struct p *pp, bool *inherit)
 	struct g *gp = atomic_load_explicit(&pp->runnext, memory_order_relaxed);
 	uint32_t head, tail;
 
+	/* Thieves hold a P of their own: with one P there are none, and
+	 * the owner takes runnext with a plain store (P=1 channel round
+	 * trip: two locked instructions fewer). */
+	if (gp && sched.gomaxprocs == 1) {
+		atomic_store_explicit(&pp->runnext, NULL, memory_order_relaxed);
+		goto took_next;
+	}
 	if (gp && atomic_compare_exchange_strong_explicit(&pp->runnext, &gp,
 			NULL, memory_order_acq_rel, memory_order_relaxed)) {
+took_next:
 		*inherit = true;
 		/* Runs here: a deferred wakeup for it is moot. */
 		if (atomic_load_explicit(&pp->wakep_due, memory_order_relaxed))
