@@ -12,7 +12,8 @@
  * page-cache hit or a ready socket costs one plain syscall and no ring,
  * which is what Go's pread costs. Only when that would block does the G
  * hand the operation to io_uring and park (WAIT_IO, counted in
- * sched.nio so that checkdead knows a completion may still wake it).
+ * sched.nio so that checkdead knows a completion may still wake it),
+ * or, for a recv without a deadline, wait on the netpoller (below).
  *
  * Rings belong to Ms
  * ------------------
@@ -94,6 +95,37 @@
  * enters the kernel, which an M running a G may not do for a slice, and
  * nobody else could reap them. Not COOP_TASKRUN: the same up to a tick
  * (4 ms, FACTS.md).
+ *
+ * Sockets: the netpoller
+ * -----------------------
+ * A recv without a deadline that finds no data does not go to the ring:
+ * its G parks on the netpoller, Go's way. Through the ring the recv
+ * completes in task_work on the submitting M, and the kernel forces that
+ * with an IPI while the M runs (the default mode above). On io_echo
+ * (1000 connections over loopback, every M busy) that was the cost of
+ * the whole run: `perf record -g selftests/bench/io_echo -p 2 -n 200000
+ * -w 1000` showed 28% of samples in sock_def_readable's irq-off wakeup
+ * path and 10% in lock_sock, where the task_work's recv met the sender
+ * still holding the socket; 6.9 s of CPU where Go took 4.8. An epoll
+ * wakeup only queues the socket on a ready list: the same run took
+ * 3.2 s. (COOP_TASKRUN also halves it, but strands completions for a
+ * busy owner up to a tick, see below.)
+ *
+ * So: one epoll instance, sockets added edge-triggered at each wait
+ * (EEXIST is the usual answer; a registration remembered in a hint
+ * would go stale when the user closes the fd with close(2) and the
+ * number comes back, and its G would sleep for ever). Each fd has a
+ * slot (0, PD_READY, or the waiting G); the waiter publishes itself in
+ * its gopark's unlockf and whoever collects an edge readies it, or
+ * leaves PD_READY for the next look, so no edge is lost between the
+ * failed recv and the park. One waiter per fd: a second one takes the
+ * ring. Who collects (epoll_wait with no timeout): an M in findrunnable
+ * whose run queue is empty (io_poll, as Go's findrunnable), the
+ * watcher, which keeps a poll of the epoll fd armed in its ring next to
+ * its eventfd read, and sysmon every 10 ms. The parked Gs count in
+ * sched.nio as ring waits do; at kgo_run's end those still parked are
+ * counted as cancelled. Deadlines keep the ring (the linked timeout),
+ * and so do sends, which wait only when the socket buffer is full.
  *
  * Registered files and buffers: not used. The ring carries what the fast
  * path could not do: a cache miss that costs ~70 us of disk, a socket

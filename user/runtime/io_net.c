@@ -3,11 +3,12 @@
  * io_net.c - the network and readiness calls of kgo.h: kgo's netpoller.
  *
  * A socket call first tries without waiting (MSG_DONTWAIT, or a zero
- * poll); when the socket is not ready it goes to the M's ring, where
- * io_uring arms a poll on the socket and runs the call when it is ready,
- * and the G parks (io.c). A deadline is a timeout linked to the
- * operation in the ring. Without io_uring, the syscall path waits in
- * ppoll with the P handed off.
+ * poll); when the socket is not ready a recv without a deadline parks
+ * its G on the netpoller (epoll, io.c) and tries again when woken; the
+ * other calls go to the M's ring, where io_uring arms a poll on the
+ * socket and runs the call when it is ready, and the G parks (io.c). A
+ * deadline is a timeout linked to the operation in the ring. Without
+ * io_uring, the syscall path waits in ppoll with the P handed off.
  *
  * As read(2) and friends, the calls honour O_NONBLOCK and MSG_DONTWAIT
  * (EAGAIN at once); a blocking send sends everything, as send(2) on a
