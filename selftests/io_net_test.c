@@ -16,6 +16,15 @@
  *			still there for the next call, and nothing was
  *			written after the deadline. A deadline of 0 does
  *			not wait (-EAGAIN; connect: -EINPROGRESS).
+ *   netpoller		recv without a deadline waits on the netpoller
+ *			(io.c) and returns what recv(2) returns: data sent
+ *			later, 0 at the peer's shutdown; two Gs waiting on
+ *			one socket both get theirs (the second goes to the
+ *			ring); an fd number closed with close(2) and
+ *			reused for another socket still wakes its waiter;
+ *			O_NONBLOCK set after a wait gives -EAGAIN at once;
+ *			a deadline still cancels (-ETIMEDOUT, the data sent
+ *			afterwards still there); nothing left waiting.
  *   readiness		kgo_poll's revents as poll(2)'s: POLLIN, POLLOUT,
  *			POLLHUP, POLLNVAL; O_NONBLOCK sockets get -EAGAIN
  *			from recv and accept at once.
@@ -387,6 +396,120 @@ TEST_F(net, deadlines)
 	kgo_stats_get(&st, sizeof(st));
 	if (variant->uring)
 		EXPECT_LE(8, st.io_timeouts);
+}
+
+/* ------------------------------------------------------------------ */
+
+struct np {
+	int sv[2];
+	int64_t delay;
+	const char *msg;
+	_Atomic int got;
+	struct kgo_wg wg;
+};
+
+/* Sends np->msg (or shuts the socket down when NULL) after np->delay. */
+static void np_send_later(void *arg)
+{
+	struct np *np = arg;
+	/* Taken at once: the main G changes them once it has its data. */
+	const char *msg = np->msg;
+	int fd = np->sv[1];
+
+	kgo_sleep(np->delay);
+	if (msg)
+		ASSERT_EQ((ssize_t)strlen(msg), kgo_send(fd, msg, strlen(msg), 0));
+	else
+		ASSERT_EQ(0, shutdown(fd, SHUT_WR));
+}
+
+static void np_recv_one(void *arg)
+{
+	struct np *np = arg;
+	char c;
+
+	ASSERT_EQ(1, kgo_recv(np->sv[0], &c, 1, 0));
+	EXPECT_EQ('z', c);
+	atomic_fetch_add(&np->got, 1);
+	kgo_wg_done(&np->wg);
+}
+
+static void np_pair(struct np *np)
+{
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, np->sv));
+}
+
+static void netpoller_main(void *arg)
+{
+	struct np np = { .wg = KGO_WG_INIT };
+	char buf[16];
+	int old, i;
+	int64_t t0;
+
+	(void)arg;
+	/* Data sent while the G waits. */
+	np_pair(&np);
+	np.delay = 20 * MS;
+	np.msg = "hello";
+	kgo_go(np_send_later, &np);
+	t0 = kgo_now();
+	ASSERT_EQ(5, kgo_recv(np.sv[0], buf, sizeof(buf), 0));
+	EXPECT_EQ(0, memcmp(buf, "hello", 5));
+	EXPECT_LE(15 * MS, kgo_now() - t0);
+	/* The peer's shutdown wakes it with 0, as recv(2). */
+	np.msg = NULL;
+	kgo_go(np_send_later, &np);
+	EXPECT_EQ(0, kgo_recv(np.sv[0], buf, sizeof(buf), 0));
+	old = np.sv[0];
+	close(np.sv[0]);
+	close(np.sv[1]);
+
+	/* The number comes back for another socket (the lowest free one):
+	 * its waiter still wakes. */
+	np_pair(&np);
+	EXPECT_EQ(old, np.sv[0]);
+	np.msg = "again";
+	kgo_go(np_send_later, &np);
+	ASSERT_EQ(5, kgo_recv(np.sv[0], buf, sizeof(buf), 0));
+	EXPECT_EQ(0, memcmp(buf, "again", 5));
+
+	/* Two Gs waiting on one socket: both get a byte. */
+	kgo_wg_add(&np.wg, 2);
+	for (i = 0; i < 2; i++)
+		kgo_go(np_recv_one, &np);
+	kgo_sleep(10 * MS);
+	np.msg = "z";
+	np.delay = 0;
+	for (i = 0; i < 2; i++) {
+		kgo_go(np_send_later, &np);
+		kgo_sleep(10 * MS);
+	}
+	kgo_wg_wait(&np.wg);
+	EXPECT_EQ(2, atomic_load(&np.got));
+
+	/* A deadline still cancels, and leaves later data in place. */
+	t0 = kgo_now();
+	EXPECT_EQ(-ETIMEDOUT, kgo_recv_dl(np.sv[0], buf, sizeof(buf), 0,
+					  t0 + 30 * MS));
+	EXPECT_LE(25 * MS, kgo_now() - t0);
+	ASSERT_EQ(1, send(np.sv[1], "q", 1, 0));
+	ASSERT_EQ(1, kgo_recv(np.sv[0], buf, sizeof(buf), 0));
+	EXPECT_EQ('q', buf[0]);
+
+	/* O_NONBLOCK set after waits: -EAGAIN at once. */
+	ASSERT_EQ(0, fcntl(np.sv[0], F_SETFL, O_NONBLOCK));
+	EXPECT_EQ(-EAGAIN, kgo_recv(np.sv[0], buf, sizeof(buf), 0));
+	close(np.sv[0]);
+	close(np.sv[1]);
+}
+
+TEST_F(net, netpoller)
+{
+	struct kgo_stats st;
+
+	run(netpoller_main, NULL, 2);
+	kgo_stats_get(&st, sizeof(st));
+	EXPECT_EQ(0, st.io_waiting);
 }
 
 /* ------------------------------------------------------------------ */

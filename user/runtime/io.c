@@ -12,7 +12,8 @@
  * page-cache hit or a ready socket costs one plain syscall and no ring,
  * which is what Go's pread costs. Only when that would block does the G
  * hand the operation to io_uring and park (WAIT_IO, counted in
- * sched.nio so that checkdead knows a completion may still wake it).
+ * sched.nio so that checkdead knows a completion may still wake it),
+ * or, for a recv without a deadline, wait on the netpoller (below).
  *
  * Rings belong to Ms
  * ------------------
@@ -95,6 +96,37 @@
  * nobody else could reap them. Not COOP_TASKRUN: the same up to a tick
  * (4 ms, FACTS.md).
  *
+ * Sockets: the netpoller
+ * -----------------------
+ * A recv without a deadline that finds no data does not go to the ring:
+ * its G parks on the netpoller, Go's way. Through the ring the recv
+ * completes in task_work on the submitting M, and the kernel forces that
+ * with an IPI while the M runs (the default mode above). On io_echo
+ * (1000 connections over loopback, every M busy) that was the cost of
+ * the whole run: `perf record -g selftests/bench/io_echo -p 2 -n 200000
+ * -w 1000` showed 28% of samples in sock_def_readable's irq-off wakeup
+ * path and 10% in lock_sock, where the task_work's recv met the sender
+ * still holding the socket; 6.9 s of CPU where Go took 4.8. An epoll
+ * wakeup only queues the socket on a ready list: the same run took
+ * 3.2 s. (COOP_TASKRUN also halves it, but strands completions for a
+ * busy owner up to a tick, see below.)
+ *
+ * So: one epoll instance, sockets added edge-triggered at each wait
+ * (EEXIST is the usual answer; a registration remembered in a hint
+ * would go stale when the user closes the fd with close(2) and the
+ * number comes back, and its G would sleep for ever). Each fd has a
+ * slot (0, PD_READY, or the waiting G); the waiter publishes itself in
+ * its gopark's unlockf and whoever collects an edge readies it, or
+ * leaves PD_READY for the next look, so no edge is lost between the
+ * failed recv and the park. One waiter per fd: a second one takes the
+ * ring. Who collects (epoll_wait with no timeout): an M in findrunnable
+ * whose run queue is empty (io_poll, as Go's findrunnable), the
+ * watcher, which keeps a poll of the epoll fd armed in its ring next to
+ * its eventfd read, and sysmon every 10 ms. The parked Gs count in
+ * sched.nio as ring waits do; at kgo_run's end those still parked are
+ * counted as cancelled. Deadlines keep the ring (the linked timeout),
+ * and so do sends, which wait only when the socket buffer is full.
+ *
  * Registered files and buffers: not used. The ring carries what the fast
  * path could not do: a cache miss that costs ~70 us of disk, a socket
  * that is not ready, a slow file system, where the fget and page
@@ -142,6 +174,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -165,9 +198,9 @@
 #define KGO_FUTEX_BITSET_ANY	0xffffffffu
 
 #define NSEC		1000000000LL
-#define RING_SQ		32	/* we submit at most three SQEs at a time */
+#define RING_SQ		32	/* we submit at most four SQEs at a time */
 #define RING_CQ		4096	/* CQEs in flight per M before the syscall path */
-#define RING_SPECIAL	3	/* CQ room kept for park, eventfd, cancel */
+#define RING_SPECIAL	4	/* CQ room kept for park, eventfd, netpoll, cancel */
 #define SYSMON_POLL_NS	(10 * 1000 * 1000)	/* as Go's sysmon netpoll */
 #define OLD_KERNEL_NAP	(1000 * 1000)	/* no FUTEX_WAIT: sleep in slices */
 #define IO_SPIN_NS	30000	/* as NOTE_SPIN_NS in lock_futex.c */
@@ -177,6 +210,7 @@ enum {
 	UD_IGNORE = 0,		/* linked timeouts and cancels */
 	UD_PARK = 1,		/* the FUTEX_WAIT on the owner's park note */
 	UD_EVENTFD = 2,		/* the watcher's read of io.efd */
+	UD_NETPOLL = 3,		/* the watcher's poll of io.epfd */
 };
 
 enum io_mode {
@@ -194,6 +228,7 @@ enum io_mode {
  *		reapers subtract what they consume.
  * @park_armed:	the FUTEX_WAIT on m->park is in flight (its CQE unseen).
  * @efd_armed:	the read of io.efd is in flight.
+ * @ep_armed:	the poll of io.epfd is in flight.
  * @attending:	the owner is asleep in this ring and reaps it itself:
  *		scanners skip it and its eventfd notifications are off.
  * @efd_buf:	where the eventfd read lands.
@@ -206,6 +241,7 @@ struct io_ring {
 	_Atomic int32_t inflight;
 	_Atomic bool park_armed;
 	_Atomic bool efd_armed;
+	_Atomic bool ep_armed;
 	_Atomic bool attending;
 	uint64_t efd_buf;
 	struct io_ring *next;
@@ -225,9 +261,11 @@ static struct {
 	_Atomic int32_t nrings;
 	_Atomic(struct m *) watcher;	/* the M watching io.efd, or NULL */
 	_Atomic int64_t last_scan;	/* io_sysmon's last look */
+	_Atomic int epfd;		/* the netpoller's epoll; -1 none yet */
+	_Atomic int32_t nnet;		/* Gs parked on the netpoller */
 	/* Statistics; relaxed. Kept across runs like sched's io counters. */
 	_Atomic uint64_t timeouts, cancelled, inline_ops;
-} io = { .efd = -1 };
+} io = { .efd = -1, .epfd = -1 };
 
 /* ------------------------------------------------------------------ */
 /* Consuming completions                                              */
@@ -307,8 +345,9 @@ static void reap_locked(struct io_ring *r, struct io_op *self,
 					      memory_order_relaxed);
 			continue;
 		}
-		if (ud == UD_EVENTFD) {
-			atomic_store_explicit(&r->efd_armed, false,
+		if (ud == UD_EVENTFD || ud == UD_NETPOLL) {
+			atomic_store_explicit(ud == UD_EVENTFD ? &r->efd_armed :
+					      &r->ep_armed, false,
 					      memory_order_relaxed);
 			if (efd)
 				*efd = true;
@@ -381,6 +420,149 @@ static void scan_rings(struct m *self, struct reaped *rp)
 		cq_unlock(r);
 	}
 	unlock(&io.lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* The netpoller: socket readiness through one epoll instance         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A recv that finds no data parks its G here rather than in the ring
+ * when it has no deadline (the essay at the top: "Sockets"). Each fd
+ * has a slot: 0, PD_READY (an edge came and nobody waited), or the G
+ * that waits for the fd to become readable. Slots live in a two-level
+ * table like the fd hints', pages made on demand and kept.
+ */
+#define PD_READY	((uintptr_t)1)
+#define PD_PAGE		4096
+#define PD_NPAGES	1024
+#define NETPOLL_BATCH	128
+
+static _Atomic(_Atomic uintptr_t *) pd_pages[PD_NPAGES];
+
+static _Atomic uintptr_t *pd_slot(int fd, bool make)
+{
+	_Atomic uintptr_t *pg, *fresh, *none = NULL;
+
+	if (fd < 0 || fd >= PD_PAGE * PD_NPAGES)
+		return NULL;
+	/* Acquire pairs with the release CAS that published the page. */
+	pg = atomic_load_explicit(&pd_pages[fd / PD_PAGE], memory_order_acquire);
+	if (!pg && make) {
+		fresh = calloc(PD_PAGE, sizeof(*fresh));
+		if (!fresh)
+			return NULL;
+		if (atomic_compare_exchange_strong_explicit(
+				&pd_pages[fd / PD_PAGE], &none, fresh,
+				memory_order_acq_rel, memory_order_acquire)) {
+			pg = fresh;
+		} else {
+			free(fresh);
+			pg = none;
+		}
+	}
+	return pg ? &pg[fd % PD_PAGE] : NULL;
+}
+
+/*
+ * netpoll_ready() - @fd is readable (or in error, or hung up): ready its
+ * waiter into @rp, or leave PD_READY for the next one that looks.
+ */
+static void netpoll_ready(int fd, struct reaped *rp)
+{
+	_Atomic uintptr_t *slot = pd_slot(fd, false);
+	uintptr_t old;
+	struct g *gp;
+
+	if (!slot)
+		return;
+	old = atomic_load_explicit(slot, memory_order_acquire);
+	do {
+		if (old == PD_READY)
+			return;
+		/* Acquire on success pairs with net_park's release CAS: the
+		 * G is off its stack and parked. */
+	} while (!atomic_compare_exchange_weak_explicit(slot, &old, PD_READY,
+			memory_order_acq_rel, memory_order_acquire));
+	if (!old)
+		return;
+	gp = (struct g *)old;
+	atomic_fetch_sub_explicit(&io.nnet, 1, memory_order_relaxed);
+	gp->schedlink = rp->list;
+	rp->list = gp;
+	rp->ngs++;
+	rp->nops++;	/* sched.nio counted it, as a ring op */
+}
+
+/*
+ * netpoll() - collect the sockets that became readable since the last
+ * look, without waiting, and their waiters into @rp. Anyone may call it;
+ * epoll hands each edge to one caller.
+ */
+static void netpoll(struct reaped *rp)
+{
+	struct epoll_event ev[NETPOLL_BATCH];
+	int epfd = atomic_load_explicit(&io.epfd, memory_order_acquire);
+	int n, i;
+
+	if (epfd < 0)
+		return;
+	do {
+		n = epoll_wait(epfd, ev, NETPOLL_BATCH, 0);
+		for (i = 0; i < n; i++)
+			netpoll_ready(ev[i].data.fd, rp);
+	} while (n == NETPOLL_BATCH);
+}
+
+/*
+ * kgo_run's end, every M gone: Gs still parked on the netpoller were
+ * abandoned with main's return, as every G is. Their waits end as the
+ * ring's do in io_mexit: counted as cancelled, out of sched.nio. The
+ * kernel holds nothing of theirs (epoll writes into no buffer).
+ */
+static void netpoll_fini(void)
+{
+	int fd = atomic_exchange(&io.epfd, -1);
+	_Atomic uintptr_t *pg;
+	uintptr_t v;
+	int i, j;
+
+	if (fd >= 0)
+		close(fd);
+	for (i = 0; i < PD_NPAGES; i++) {
+		pg = atomic_load(&pd_pages[i]);
+		for (j = 0; pg && j < PD_PAGE; j++) {
+			v = atomic_exchange_explicit(&pg[j], 0,
+						     memory_order_acquire);
+			if (v == 0 || v == PD_READY)
+				continue;
+			atomic_fetch_add(&io.cancelled, 1);
+			atomic_fetch_sub(&sched.nio, 1);
+			atomic_fetch_sub(&io.nnet, 1);
+		}
+	}
+	if (atomic_load(&io.nnet))
+		kgo_throw("netpoll_fini: lost count of netpoller waiters");
+}
+
+/* The netpoller's epoll instance, made the first time a G waits on it.
+ * Return: its fd, or -1 (then the G takes the ring path). */
+static int netpoll_fd(void)
+{
+	int fd = atomic_load_explicit(&io.epfd, memory_order_acquire);
+
+	if (fd >= 0)
+		return fd;
+	lock(&io.lock);
+	fd = atomic_load_explicit(&io.epfd, memory_order_relaxed);
+	if (fd < 0) {
+		fd = epoll_create1(EPOLL_CLOEXEC);
+		/* Release: a reader of epfd may use the instance. */
+		if (fd >= 0)
+			atomic_store_explicit(&io.epfd, fd, memory_order_release);
+	}
+	unlock(&io.lock);
+	return fd;
 }
 
 /* ------------------------------------------------------------------ */
@@ -686,26 +868,118 @@ bool io_ring_usable(void)
 			 IO_FALLBACK;
 }
 
+/*
+ * struct net_wait - a G parking on the netpoller (io_net_wait).
+ * @slot:	its fd's slot.
+ * @res:	0: readied by an edge, or one was already there: try again;
+ *		IO_NORING: another G waits on this fd (take the ring).
+ */
+struct net_wait {
+	_Atomic uintptr_t *slot;
+	int res;
+};
+
+/* The unlockf of io_net_wait's gopark: publish the G in its slot, now
+ * that it is off its stack. Return: false when it must not sleep. */
+static bool net_park(struct g *gp, void *arg)
+{
+	struct net_wait *w = arg;
+	struct m *mp = getm();
+	uintptr_t old = 0;
+
+	/* Counted before the G can be found: netpoll_ready's reaper
+	 * subtracts them as soon as it has taken it. */
+	atomic_fetch_add_explicit(&sched.nio, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&io.nnet, 1, memory_order_relaxed);
+	/* Release pairs with netpoll_ready's acquire. */
+	if (atomic_compare_exchange_strong_explicit(w->slot, &old,
+			(uintptr_t)gp, memory_order_release,
+			memory_order_acquire)) {
+		/* As submit_park: get an idle M going to watch. */
+		if (!atomic_load_explicit(&io.watcher, memory_order_relaxed) &&
+		    atomic_load_explicit(&sched.npidle, memory_order_relaxed) > 0 &&
+		    (mp->curg || runq_has_work(mp->p)))
+			wakep();
+		return true;
+	}
+	atomic_fetch_sub_explicit(&io.nnet, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&sched.nio, 1, memory_order_relaxed);
+	w->res = old == PD_READY ? 0 : IO_NORING;
+	return false;
+}
+
+/* An edge seen before the caller's next try is stale: that try finds
+ * the data anyway (Go's pollReset). */
+void io_net_reset(int fd)
+{
+	_Atomic uintptr_t *slot = pd_slot(fd, false);
+	uintptr_t ready = PD_READY;
+
+	if (slot && atomic_load_explicit(slot, memory_order_relaxed) == PD_READY)
+		atomic_compare_exchange_strong_explicit(slot, &ready, 0,
+				memory_order_relaxed, memory_order_relaxed);
+}
+
+int io_net_wait(int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET };
+	struct net_wait w = { .res = 0 };
+	int epfd;
+	long r;
+
+	/* Only where an idle M watches (FUTEX_WAIT: the watcher sleeps in
+	 * its ring) and a ring already exists, so that the probe ran. */
+	if (!getg() || atomic_load_explicit(&io.mode, memory_order_acquire) !=
+	    IO_URING || io.efd < 0 ||
+	    !atomic_load_explicit(&io.futex_op, memory_order_relaxed))
+		return IO_NORING;
+	w.slot = pd_slot(fd, true);
+	epfd = netpoll_fd();
+	if (!w.slot || epfd < 0)
+		return IO_NORING;
+	/*
+	 * Registered at every wait, edge-triggered: EEXIST is the common
+	 * answer. A registration kept only in a hint would go stale when
+	 * the user closes the fd with close(2) and gets the number back for
+	 * another socket, and its G would sleep for ever.
+	 */
+	ev.data.fd = fd;
+	r = io_raw(SYS_epoll_ctl, epfd, EPOLL_CTL_ADD, fd, (long)&ev, 0, 0);
+	if (r < 0 && r != -EEXIST)
+		return IO_NORING;	/* not pollable, or no memory */
+	gopark(net_park, &w, WAIT_IO);
+	if (w.res == 0)
+		io_net_reset(fd);	/* the edge that woke us */
+	return w.res;
+}
+
 /* ------------------------------------------------------------------ */
 /* The scheduler's hooks                                              */
 /* ------------------------------------------------------------------ */
 
-/* findrunnable, first thing: the owner reaps its ring onto its P. */
+/* findrunnable, first thing: the owner reaps its ring onto its P; with
+ * nothing else to run, it looks at the netpoller too (Go's findrunnable
+ * polls the network when its run queues are empty). */
 void io_poll(struct m *mp)
 {
 	struct io_ring *r = mp->io;
 	struct reaped rp = { 0 };
-	bool efd = false;
+	bool efd = false, net;
 
-	if (!cq_ready(r))
+	net = atomic_load_explicit(&io.nnet, memory_order_relaxed) > 0 &&
+	      mp->p && !runq_has_work(mp->p);
+	if (!cq_ready(r) && !net)
 		return;
 	cq_lock(r);
 	reap_locked(r, NULL, NULL, &rp, &efd);
 	cq_unlock(r);
-	/* Our eventfd read (armed when we last watched) fired while we
-	 * were away: someone's completions wait; we are here, look. */
+	/* Our eventfd read or netpoller poll (armed when we last watched)
+	 * fired while we were away: someone's completions wait; we are
+	 * here, look. */
 	if (efd)
 		scan_rings(mp, &rp);
+	if (efd || net)
+		netpoll(&rp);
 	reaped_ready(&rp);
 }
 
@@ -740,6 +1014,18 @@ static void arm_park(struct io_ring *r, struct m *mp)
 	sqe->addr3 = KGO_FUTEX_BITSET_ANY;
 	sqe->user_data = UD_PARK;
 	atomic_store_explicit(&r->park_armed, true, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->inflight, 1, memory_order_relaxed);
+}
+
+/* The watcher's poll of the netpoller's epoll: it completes when a
+ * socket has an edge that nobody collected. */
+static void arm_netpoll(struct io_ring *r, int epfd)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+	io_uring_prep_poll_add(sqe, epfd, POLLIN);
+	sqe->user_data = UD_NETPOLL;
+	atomic_store_explicit(&r->ep_armed, true, memory_order_relaxed);
 	atomic_fetch_add_explicit(&r->inflight, 1, memory_order_relaxed);
 }
 
@@ -802,6 +1088,7 @@ bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io)
 	struct m *none = NULL;
 	bool watch = false, woken = false, futex_op;
 	int64_t now, nap;
+	int epfd;
 
 	if (!r && wake_on_io && watch_wanted())
 		r = ring_create(mp);
@@ -823,8 +1110,10 @@ bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io)
 		cq_lock(r);
 		reap_locked(r, NULL, NULL, &rp, &efd);
 		cq_unlock(r);
-		if (watch)
+		if (watch) {
 			scan_rings(mp, &rp);
+			netpoll(&rp);
+		}
 		n = rp.ngs;
 		reaped_ready(&rp);	/* onto the global queue: no P */
 		if (n) {
@@ -859,6 +1148,10 @@ bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io)
 		if (watch &&
 		    !atomic_load_explicit(&r->efd_armed, memory_order_relaxed))
 			arm_eventfd(r);
+		epfd = atomic_load_explicit(&io.epfd, memory_order_acquire);
+		if (watch && epfd >= 0 &&
+		    !atomic_load_explicit(&r->ep_armed, memory_order_relaxed))
+			arm_netpoll(r, epfd);
 		ring_wait(r, nap);
 		if (!note_leave_kernel(&mp->park)) {
 			woken = true;
@@ -883,6 +1176,7 @@ void io_sysmon(int64_t now)
 	    !atomic_compare_exchange_strong(&io.last_scan, &last, now))
 		return;
 	scan_rings(NULL, &rp);
+	netpoll(&rp);
 	if (rp.ngs) {
 		reaped_ready(&rp);
 		wakep();
@@ -1111,6 +1405,8 @@ void io_init(void)
 	io.probed = false;
 	io.rings = NULL;
 	io.efd = -1;
+	atomic_store(&io.epfd, -1);
+	atomic_store(&io.nnet, 0);
 	/*
 	 * io-wq caps per M ring: "bounded[,unbounded]". Bounded work is
 	 * regular-file and block I/O that could not go non-blocking (a
@@ -1136,6 +1432,7 @@ void io_fini(void)
 	if (io.efd >= 0)
 		close(io.efd);
 	io.efd = -1;
+	netpoll_fini();
 }
 
 const char *kgo_io_backend(void)

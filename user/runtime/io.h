@@ -84,6 +84,18 @@ int io_poll0(int fd, short events);
  */
 int io_wait_ready(int fd, short events, int64_t deadline);
 
+/*
+ * io_net_wait() - park the calling G until @fd may be readable, on the
+ * netpoller (io.c), Go's way: call it after a recv said EAGAIN, then try
+ * again; a wakeup can be spurious. Return: 0, or IO_NORING when the
+ * netpoller cannot take it (another G waits on @fd, no watcher, the fd
+ * is not pollable): take the ring path.
+ */
+int io_net_wait(int fd);
+
+/* Forget an edge of @fd seen before the caller's next recv. */
+void io_net_reset(int fd);
+
 /* Fast-path accounting. */
 void io_count_nowait(void);
 

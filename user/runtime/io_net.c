@@ -3,11 +3,12 @@
  * io_net.c - the network and readiness calls of kgo.h: kgo's netpoller.
  *
  * A socket call first tries without waiting (MSG_DONTWAIT, or a zero
- * poll); when the socket is not ready it goes to the M's ring, where
- * io_uring arms a poll on the socket and runs the call when it is ready,
- * and the G parks (io.c). A deadline is a timeout linked to the
- * operation in the ring. Without io_uring, the syscall path waits in
- * ppoll with the P handed off.
+ * poll); when the socket is not ready a recv without a deadline parks
+ * its G on the netpoller (epoll, io.c) and tries again when woken; the
+ * other calls go to the M's ring, where io_uring arms a poll on the
+ * socket and runs the call when it is ready, and the G parks (io.c). A
+ * deadline is a timeout linked to the operation in the ring. Without
+ * io_uring, the syscall path waits in ppoll with the P handed off.
  *
  * As read(2) and friends, the calls honour O_NONBLOCK and MSG_DONTWAIT
  * (EAGAIN at once); a blocking send sends everything, as send(2) on a
@@ -37,6 +38,13 @@ static long recv_wait(int fd, void *buf, size_t n, int flags,
 	uint8_t h;
 	long r;
 
+	/* No deadline: wait for readiness on the netpoller, then recv. */
+	while (deadline < 0 && io_net_wait(fd) == 0) {
+		r = io_raw(SYS_recvfrom, fd, (long)buf, n, flags | MSG_DONTWAIT,
+			   0, 0);
+		if (r != -EAGAIN)
+			return r;
+	}
 	if (io_ring_usable()) {
 		io_uring_prep_recv(&op.sqe, fd, buf, n, flags);
 		r = io_ring_op(&op, deadline);
@@ -68,15 +76,18 @@ ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline)
 	if (!getg())
 		return io_raw(SYS_recvfrom, fd, (long)buf, n, flags, 0, 0);
 	/*
-	 * A socket whose last recv had to wait (a request-response peer:
-	 * the answer is never there yet) goes to the ring at once, which
-	 * tries the recv while submitting anyway: one syscall, not a
-	 * failed recvfrom first. It goes back to the fast path as soon as
-	 * a recv finds data waiting.
+	 * A socket whose last recv through the ring had to wait (a
+	 * request-response peer: the answer is never there yet) goes to the
+	 * ring at once, which tries the recv while submitting anyway: one
+	 * syscall, not a failed recvfrom first. It goes back to the fast
+	 * path as soon as a recv finds data waiting. Only with a deadline:
+	 * without one the netpoller waits, and it needs the failed try.
 	 */
-	if ((fdh_get(fd) & FDH_RECV_WAITS) && !(flags & MSG_DONTWAIT) &&
-	    deadline != 0 && io_ring_usable() && !fd_nonblock(fd))
+	if (deadline > 0 && (fdh_get(fd) & FDH_RECV_WAITS) &&
+	    !(flags & MSG_DONTWAIT) && io_ring_usable() && !fd_nonblock(fd))
 		return recv_wait(fd, buf, n, flags, deadline);
+	if (deadline < 0)
+		io_net_reset(fd);
 	r = io_raw(SYS_recvfrom, fd, (long)buf, n, flags | MSG_DONTWAIT, 0, 0);
 	if (r != -EAGAIN || (flags & MSG_DONTWAIT)) {
 		io_count_nowait();
