@@ -2,13 +2,14 @@
 /*
  * Description: the core scheduler — Gs spawn and finish by the million,
  * runnext and FIFO order, work stealing, global-queue fairness, kgo_run
- * again after it returns, kgo_lock_m, the stack guard's message, and
- * -EINVAL/-EPERM/-EBUSY for bad calls.
+ * again after it returns, kgo_lock_m, the stack guard's message, a new
+ * G's FP rounding mode, and -EINVAL/-EPERM/-EBUSY for bad calls.
  *
  * Each test runs kgo_run() in its own process (the harness forks), so a
  * broken scheduler shows up as a failed assertion, a crash or a timeout.
  */
 #include <errno.h>
+#include <fenv.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -567,6 +568,49 @@ TEST(idle_runtime_sleeps_in_the_kernel)
 	TH_LOG("CPU used while idle for 0.5 s: %.4f s", idle_cpu);
 	/* A 20 us polling loop would burn ~0.25 s here; allow for noise. */
 	EXPECT_LT(idle_cpu, 0.05);
+}
+
+/* ------------------------------------------------------------------ */
+/* A new G starts with its creator's FP control state                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The runtime writes a new G's first frame on the M that first runs it,
+ * not in kgo_go(); the rounding mode must still be the creator's at the
+ * time of kgo_go(), not that M's or of the G it ran before.
+ */
+static int fp_seen[2];
+static struct kgo_wg fp_wg = KGO_WG_INIT;
+
+static void fp_fn(void *arg)
+{
+	fp_seen[(long)arg] = fegetround();
+	kgo_wg_done(&fp_wg);
+}
+
+static void fp_main(void *arg)
+{
+	(void)arg;
+	kgo_wg_add(&fp_wg, 2);
+	fesetround(FE_UPWARD);
+	kgo_go(fp_fn, (void *)0L);
+	fesetround(FE_TOWARDZERO);
+	kgo_go(fp_fn, (void *)1L);
+	fesetround(FE_TONEAREST);
+	kgo_wg_wait(&fp_wg);
+}
+
+TEST(new_g_gets_creators_rounding_mode)
+{
+	struct kgo_config c = cfg_p(2);
+
+	if (!strcmp(kgo_ctx_impl(), "ucontext")) {
+		SKIP(return, "ucontext contexts take the FP state of the "
+			     "thread that makes them");
+	}
+	ASSERT_EQ(0, kgo_run(fp_main, NULL, &c));
+	EXPECT_EQ(FE_UPWARD, fp_seen[0]);
+	EXPECT_EQ(FE_TOWARDZERO, fp_seen[1]);
 }
 
 TEST(ctx_impl_is_reported)
