@@ -31,7 +31,7 @@ OPT      ?= -O2 -g
 CFLAGS_K := $(OPT) $(WARN) -std=gnu11 -fPIC -pthread -D_GNU_SOURCE \
 	    -fno-omit-frame-pointer -Iinclude -Iarch -Iuser/runtime \
 	    $(EXTRA_CFLAGS)
-LDLIBS_K := -pthread -luring $(EXTRA_LDFLAGS)
+LDLIBS_K := -pthread -luring -lm $(EXTRA_LDFLAGS)
 DEPFLAGS  = -MMD -MP
 
 # The runtime's code goes in one section, kgo_text, which the linker

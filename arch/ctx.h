@@ -9,6 +9,12 @@
  *			  void (*fn)(void *), void *arg);
  *	void kgo_ctx_switch(struct kgo_ctx *from, struct kgo_ctx *to);
  *
+ * and two for making a context later than its creation:
+ *
+ *	uint64_t kgo_ctx_fpctl(void);
+ *	void kgo_ctx_make_fp(struct kgo_ctx *c, void *stack_lo, size_t size,
+ *			     void (*fn)(void *), void *arg, uint64_t fpctl);
+ *
  * kgo_ctx_make() prepares c so that the first kgo_ctx_switch() to it
  * calls fn(arg) on the stack [stack_lo, stack_lo + size), aligned as the
  * ABI wants at a call. fn must never return: if it does, the process
@@ -16,6 +22,13 @@
  *
  * kgo_ctx_switch() saves the caller's callee-saved state in *from and
  * resumes *to; it returns when someone switches back to *from.
+ *
+ * A made context starts with the FP control state (rounding, exception
+ * masks, flush-to-zero) of the thread that makes it. To make it later or
+ * on another thread with the state of now, save kgo_ctx_fpctl() and pass
+ * it to kgo_ctx_make_fp(), which is otherwise kgo_ctx_make() (the
+ * runtime does this: a new G's frame is written by the M that first
+ * runs it). The ucontext fallback cannot set it and ignores it.
  *
  * KGO_CTX_IMPL names the implementation ("x86_64", "aarch64",
  * "ucontext") so that the runtime can report which one it runs.

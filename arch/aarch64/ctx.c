@@ -26,7 +26,10 @@
  * frame-pointer walks there.
  *
  * A new context inherits the FPCR (rounding mode, flush-to-zero) of the
- * thread that makes it, as a new thread inherits its creator's.
+ * thread that makes it, as a new thread inherits its creator's;
+ * kgo_ctx_make_fp() takes it from an earlier kgo_ctx_fpctl() instead, so
+ * that a context can be made later, or on another thread, with its
+ * creator's.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -48,22 +51,33 @@ enum {
 	F_WORDS = 22,
 };
 
-void kgo_ctx_make(struct kgo_ctx *c, void *stack_lo, size_t size,
-		  void (*fn)(void *), void *arg)
+uint64_t kgo_ctx_fpctl(void)
 {
-	uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
-	uint64_t *sp = (uint64_t *)top - F_WORDS;
 	uint64_t fpcr;
 
 	__asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+	return fpcr;
+}
+
+void kgo_ctx_make_fp(struct kgo_ctx *c, void *stack_lo, size_t size,
+		     void (*fn)(void *), void *arg, uint64_t fpctl)
+{
+	uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
+	uint64_t *sp = (uint64_t *)top - F_WORDS;
 
 	memset(sp, 0, F_WORDS * sizeof(*sp));
 	sp[F_X29] = 0;
 	sp[F_X30] = (uintptr_t)kgo_ctx_entry;
 	sp[F_X19] = (uintptr_t)fn;
 	sp[F_X20] = (uintptr_t)arg;
-	sp[F_FPCR] = fpcr;
+	sp[F_FPCR] = fpctl;
 	c->sp = sp;
+}
+
+void kgo_ctx_make(struct kgo_ctx *c, void *stack_lo, size_t size,
+		  void (*fn)(void *), void *arg)
+{
+	kgo_ctx_make_fp(c, stack_lo, size, fn, arg, kgo_ctx_fpctl());
 }
 
 void kgo_ctx_entry_returned(void)

@@ -77,6 +77,23 @@ void kgo_ctx_make(struct kgo_ctx *c, void *stack_lo, size_t size,
 		    (unsigned int)(a >> 32), (unsigned int)a);
 }
 
+/*
+ * getcontext() gives the new context the FP state of the thread that
+ * makes it; there is no portable way to set another, so @fpctl is not
+ * used: made later or elsewhere, a context gets the maker's state.
+ */
+uint64_t kgo_ctx_fpctl(void)
+{
+	return 0;
+}
+
+void kgo_ctx_make_fp(struct kgo_ctx *c, void *stack_lo, size_t size,
+		     void (*fn)(void *), void *arg, uint64_t fpctl)
+{
+	(void)fpctl;
+	kgo_ctx_make(c, stack_lo, size, fn, arg);
+}
+
 void kgo_ctx_switch(struct kgo_ctx *from, struct kgo_ctx *to)
 {
 	if (swapcontext(&from->uc, &to->uc) != 0)

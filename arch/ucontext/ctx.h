@@ -12,6 +12,7 @@
 #define KGO_ARCH_UCONTEXT_CTX_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <ucontext.h>
 
 #define KGO_CTX_IMPL "ucontext"
@@ -22,6 +23,9 @@ struct kgo_ctx {
 
 void kgo_ctx_make(struct kgo_ctx *c, void *stack_lo, size_t size,
 		  void (*fn)(void *), void *arg);
+void kgo_ctx_make_fp(struct kgo_ctx *c, void *stack_lo, size_t size,
+		     void (*fn)(void *), void *arg, uint64_t fpctl);
+uint64_t kgo_ctx_fpctl(void);
 void kgo_ctx_switch(struct kgo_ctx *from, struct kgo_ctx *to);
 
 #endif /* KGO_ARCH_UCONTEXT_CTX_H */

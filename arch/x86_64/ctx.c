@@ -29,6 +29,9 @@
  * A new context inherits the FP control state (MXCSR control bits and
  * the x87 control word) of the thread that makes it, as a new thread
  * inherits its creator's; MXCSR's sticky exception flags start clear.
+ * kgo_ctx_make_fp() takes that state from an earlier kgo_ctx_fpctl()
+ * instead, so that a context can be made later, or on another thread,
+ * with its creator's.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,16 +47,21 @@ void kgo_ctx_entry_returned(void);
 
 #define MXCSR_FLAGS	0x3fu	/* IE DE ZE OE UE PE: sticky status */
 
-void kgo_ctx_make(struct kgo_ctx *c, void *stack_lo, size_t size,
-		  void (*fn)(void *), void *arg)
+uint64_t kgo_ctx_fpctl(void)
 {
-	uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
-	uint64_t *sp = (uint64_t *)top;
 	uint32_t mxcsr;
 	uint16_t fcw;
 
 	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
 	__asm__ volatile("fnstcw %0" : "=m"(fcw));
+	return (uint64_t)fcw << 32 | (mxcsr & ~MXCSR_FLAGS);
+}
+
+void kgo_ctx_make_fp(struct kgo_ctx *c, void *stack_lo, size_t size,
+		     void (*fn)(void *), void *arg, uint64_t fpctl)
+{
+	uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
+	uint64_t *sp = (uint64_t *)top;
 
 	*--sp = 0;				/* pad */
 	*--sp = 0;				/* fake return address */
@@ -64,8 +72,14 @@ void kgo_ctx_make(struct kgo_ctx *c, void *stack_lo, size_t size,
 	*--sp = 0;				/* r13 */
 	*--sp = 0;				/* r14 */
 	*--sp = 0;				/* r15 */
-	*--sp = (uint64_t)fcw << 32 | (mxcsr & ~MXCSR_FLAGS);
+	*--sp = fpctl;				/* fcw | mxcsr */
 	c->sp = sp;
+}
+
+void kgo_ctx_make(struct kgo_ctx *c, void *stack_lo, size_t size,
+		  void (*fn)(void *), void *arg)
+{
+	kgo_ctx_make_fp(c, stack_lo, size, fn, arg, kgo_ctx_fpctl());
 }
 
 void kgo_ctx_entry_returned(void)

@@ -11,6 +11,7 @@
 #define KGO_ARCH_X86_64_CTX_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define KGO_CTX_IMPL "x86_64"
 
@@ -23,6 +24,9 @@ _Static_assert(offsetof(struct kgo_ctx, sp) == 0,
 
 void kgo_ctx_make(struct kgo_ctx *c, void *stack_lo, size_t size,
 		  void (*fn)(void *), void *arg);
+void kgo_ctx_make_fp(struct kgo_ctx *c, void *stack_lo, size_t size,
+		     void (*fn)(void *), void *arg, uint64_t fpctl);
+uint64_t kgo_ctx_fpctl(void);
 void kgo_ctx_switch(struct kgo_ctx *from, struct kgo_ctx *to);
 
 #endif /* KGO_ARCH_X86_64_CTX_H */

@@ -259,6 +259,23 @@ static inline void finish_switch(void)
 	}
 }
 
+static void goentry(void *arg);
+
+/*
+ * gstart() - write a new G's first frame, on the M about to run it.
+ * newproc leaves the stack alone so that its first page is faulted in
+ * here, by whichever M runs the G, not by the G that made it: a burst
+ * of new Gs then commits its stack pages on all the Ps instead of one
+ * (stack.c has the figures). The G still starts with the FP control
+ * state of the G that made it, saved by newproc.
+ */
+static void gstart(struct g *gp)
+{
+	gp->unstarted = false;
+	kgo_ctx_make_fp(&gp->ctx, (void *)gp->stack.lo,
+			gp->stack.hi - gp->stack.lo, goentry, gp, gp->fpctl);
+}
+
 /*
  * kgo_switch() - switch from the running context to another on the
  * same M. @from_g/@to_g: the Gs, NULL for g0. A from_g that is G_DEAD
@@ -281,7 +298,8 @@ void kgo_switch(struct kgo_ctx *from, struct kgo_ctx *to, struct g *from_g,
 	__tsan_switch_to_fiber(to_g ? to_g->tsan_fiber : getm()->tsan_fiber, 0);
 #endif
 	(void)from_g;
-	(void)to_g;
+	if (to_g && unlikely(to_g->unstarted))
+		gstart(to_g);
 	kgo_ctx_switch(from, to);
 #ifdef KGO_ASAN
 	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
@@ -1595,8 +1613,9 @@ static struct g *newproc(struct p *pp, void (*fn)(void *), void *arg,
 	__asan_unpoison_memory_region((void *)gp->stack.lo,
 				      gp->stack.hi - gp->stack.lo);
 #endif
-	kgo_ctx_make(&gp->ctx, (void *)gp->stack.lo,
-		     gp->stack.hi - gp->stack.lo, goentry, gp);
+	/* The frame is written by gstart, on the M that first runs gp. */
+	gp->fpctl = kgo_ctx_fpctl();
+	gp->unstarted = true;
 	atomic_store_explicit(&gp->status, G_RUNNABLE, memory_order_release);
 	atomic_fetch_add_explicit(&sched.ngs, 1, memory_order_relaxed);
 	if (pp)
