@@ -114,6 +114,7 @@
 #include <unistd.h>
 
 #include "runtime.h"
+#include "kgo_syscall.h"
 #include "trace.h"
 
 #ifdef KGO_ASAN
@@ -2101,9 +2102,8 @@ long kgo_syscall(long nr, ...)
 		a[i] = va_arg(ap, long);
 	va_end(ap);
 	kgo_syscall_begin();
-	r = syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
-	if (r == -1)
-		r = -errno;	/* read errno before anything can park */
+	/* -errno from the kernel itself: no errno to read back. */
+	r = kgo_arch_syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 	kgo_syscall_end();
 	return r;
 }
