@@ -90,6 +90,30 @@ static inline void tsample_stop(struct tsample *t)
 }
 
 /*
+ * run_workers() - start @w Gs of @worker (argument 1..w, their seed),
+ * each of which calls kgo_wg_done(@wg) when done, wait for all, and
+ * sample the process's threads meanwhile into @ts. Return: the wall
+ * time in ns.
+ */
+static inline int64_t run_workers(const struct bench_opts *o,
+				  void (*worker)(void *), struct kgo_wg *wg,
+				  struct tsample *ts)
+{
+	int64_t t0;
+	long i;
+
+	kgo_wg_add(wg, o->w);
+	tsample_start(ts);
+	t0 = kgo_now();
+	for (i = 0; i < o->w; i++)
+		bench_go(o, worker, (void *)(uintptr_t)(i + 1));
+	kgo_wg_wait(wg);
+	t0 = kgo_now() - t0;
+	tsample_stop(ts);
+	return t0;
+}
+
+/*
  * bench_file() - a data file of @size bytes at @path, made (or remade)
  * if it is not that size; the Go peer uses the same files. Return: 0,
  * or -1 with errno.

@@ -42,18 +42,10 @@ static void bench(void *arg)
 {
 	struct bench_opts *o = arg;
 	struct tsample ts;
-	int64_t t0, el;
-	long i;
+	int64_t el;
 
 	b.per = o->n / o->w;
-	kgo_wg_add(&b.wg, o->w);
-	tsample_start(&ts);
-	t0 = kgo_now();
-	for (i = 0; i < o->w; i++)
-		bench_go(o, worker, (void *)(uintptr_t)(i + 1));
-	kgo_wg_wait(&b.wg);
-	el = kgo_now() - t0;
-	tsample_stop(&ts);
+	el = run_workers(o, worker, &b.wg, &ts);
 	if (atomic_load(&b.bad))
 		die("io_direct: %ld failed reads", atomic_load(&b.bad));
 	emit("direct_iops", b.per * o->w / (el / 1e9), "IOPS");

@@ -6,8 +6,9 @@
  * critical sections inside the runtime and put idle Ms to sleep. The
  * lock is the classic three-state futex mutex (Drepper, "Futexes are
  * tricky"): 0 free, 1 held, 2 held with possible sleepers; it spins
- * briefly first (LOCK_SPINS looks, LOCK_PAUSES apart), because critical sections here are a few dozen ns and
- * waking a sleeper on this VM costs ~47 us (FACTS.md).
+ * briefly first (LOCK_SPINS looks, LOCK_PAUSES apart), because critical
+ * sections here are a few dozen ns and waking a sleeper on this VM
+ * costs ~47 us (FACTS.md).
  *
  * A note is a one-shot event: clear, woken, or clear with its sleeper
  * in the kernel (so a wakeup must make the futex call). One M sleeps on
