@@ -699,6 +699,23 @@ static void newm(struct p *pp, bool spinning)
 	if (!mp)
 		kgo_fatal("out of memory allocating an M");
 	lock(&sched.lock);
+	/*
+	 * At exit no M may start: mexit counts the Ms still out under
+	 * sched.lock, and the one that sees only m0 left wakes it. An M
+	 * made after that (sysmon handing a P on during shutdown did it:
+	 * "notewakeup: double wakeup" in echo_1000, ~1 run in 100) would
+	 * wake m0 a second time and outlive sched_free. Checked under the
+	 * same lock, so an M counted here is one mexit waits for.
+	 */
+	if (atomic_load(&sched.exiting)) {
+		if (pp && runqempty(pp))	/* else nobody runs it now */
+			pidleput(pp);
+		unlock(&sched.lock);
+		if (spinning && atomic_fetch_sub(&sched.nmspinning, 1) <= 0)
+			kgo_throw("newm: negative nmspinning");
+		free(mp);
+		return;
+	}
 	if (sched.mnext - sched.nmexited >= sched.maxmcount) {
 		unlock(&sched.lock);
 		kgo_fatal("program exceeds %d-thread limit (raise "
@@ -2018,6 +2035,19 @@ static void exitsyscall0(struct g *gp)
 	/* With a P from startm, schedule() finds work; at shutdown, none. */
 }
 
+/*
+ * exit_point() - main has returned: a G coming back from a syscall
+ * stops here, so its M can leave. sysmon stops the running Gs at exit
+ * (retake), but a G that loops on short syscalls is P_SYSCALL at most
+ * of its looks, and kgo_run waited seconds for it
+ * (sysmon_test exit_amid_handoffs: 9 s for one run before this).
+ */
+static void exit_point(struct g *gp)
+{
+	atomic_store_explicit(&gp->preempt, true, memory_order_relaxed);
+	kgo_checkpreempt();
+}
+
 void kgo_syscall_end(void)
 {
 	struct m *mp = getm();
@@ -2043,6 +2073,9 @@ void kgo_syscall_end(void)
 		if (unlikely(atomic_load_explicit(&gp->preempt,
 						  memory_order_relaxed)))
 			kgo_checkpreempt();
+		else if (unlikely(atomic_load_explicit(&sched.exiting,
+						       memory_order_relaxed)))
+			exit_point(gp);
 		return;
 	}
 	TRACE(TR_SYSCALL_EXIT, gp->goid, 0);
@@ -2057,6 +2090,9 @@ void kgo_syscall_end(void)
 			acquirep(mp, pp);
 			atomic_store_explicit(&gp->status, G_RUNNING,
 					      memory_order_relaxed);
+			if (unlikely(atomic_load_explicit(&sched.exiting,
+						memory_order_relaxed)))
+				exit_point(gp);
 			return;
 		}
 	}
