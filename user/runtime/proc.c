@@ -1975,7 +1975,7 @@ static void entersyscall(bool blocking)
 		wakep_overdue(pp);
 	setgstatus(gp, G_RUNNING, G_SYSCALL);	/* only we change a running G */
 	TRACE(TR_SYSCALL_ENTER, gp->goid, blocking);
-	pp->syscallwhen = 0;
+	atomic_store_explicit(&pp->syscalltid, mp->tid, memory_order_relaxed);
 	atomic_store_explicit(&pp->syscalltick,
 		atomic_load_explicit(&pp->syscalltick, memory_order_relaxed) + 1,
 		memory_order_relaxed);

@@ -286,7 +286,10 @@ struct p {
 	struct p *link;			/* sched.pidle list; sched.lock */
 	_Atomic uint64_t schedtick;	/* ++ per G run; owner writes */
 	_Atomic uint64_t syscalltick;	/* ++ per syscall; owner writes */
-	int64_t syscallwhen;		/* when the current syscall began */
+	/* The thread in the current syscall (sysmon asks /proc whether it
+	 * sleeps there). Owner writes in entersyscall; relaxed: a hint
+	 * that sysmon checks against syscalltick. */
+	_Atomic pid_t syscalltid;
 	/* A G went to runnext without a wakep (proc.c, "Deferred
 	 * wakeups"): 1 just now, 2 armed by the readier's next runtime
 	 * call. Owner writes (sysmon clears it after its own wakep); relaxed:

@@ -34,9 +34,11 @@
  * The polling observer answers as Go does: an M is blocked if its P is
  * still in the same syscall (same syscalltick) as at the last look, at
  * least one sysmon period ago; a slice is over when the P's schedtick
- * has not moved for slice_ns since sysmon first saw it. For a running
- * M (before a preemption signal) it reads the thread's state from /proc:
- * sleeping there means blocked.
+ * has not moved for slice_ns since sysmon first saw it. It asks the
+ * kernel in two places, by reading the thread's state from /proc
+ * (sleeping there means blocked): for a running M before a preemption
+ * signal, and at the first look at a syscall while Gs wait for its P
+ * (syscall_sleeping: a blocked call is handed off a look sooner).
  *
  * Sleeping (Go's backoff)
  * -----------------------
@@ -160,6 +162,40 @@ static bool thread_sleeping(pid_t tid)
 	return s[2] == 'S' || s[2] == 'D' || s[2] == 't' || s[2] == 'T';
 }
 
+/*
+ * syscall_sleeping() - at the first look at a syscall, with Gs waiting
+ * for the P: ask the kernel whether the thread sleeps in it, rather
+ * than wait a whole period to guess from the tick. A blocked read is
+ * handed off one look sooner; a syscall that is running (state R) waits
+ * for the second look, as in Go.
+ *
+ * Why: a 20 us sleep lasts 40 us on this VM (timer slack 1 us; 95 us
+ * with the default 50 us), so two looks put the retake ~47 us (p50)
+ * after the syscall began, and the idle M's wakeup adds ~22 us
+ * (KGO_TRACE of `build/bench/handoff -p 1 -n 200`: syscall -> handoff
+ * -> run). One /proc read (~5 us of sysmon's time) only where a retake
+ * would hand the P to waiting work.
+ *
+ * The answer is for syscall @t only if the P is still in it after the
+ * read: then the thread was between entersyscall and exitsyscall all
+ * along, and asleep in the kernel there means in the call.
+ */
+static bool syscall_sleeping(struct p *pp, uint64_t t)
+{
+	pid_t tid = atomic_load_explicit(&pp->syscalltid, memory_order_relaxed);
+
+	if (tid <= 0 || (runqempty(pp) &&
+			 !atomic_load_explicit(&sched.runqsize,
+					       memory_order_relaxed)))
+		return false;
+	if (!thread_sleeping(tid))
+		return false;
+	/* Acquire: the tick and status read after the kernel's answer. */
+	return atomic_load_explicit(&pp->status, memory_order_acquire) ==
+		       P_SYSCALL &&
+	       atomic_load_explicit(&pp->syscalltick, memory_order_relaxed) == t;
+}
+
 static bool poll_m_blocked(struct p *pp, uint32_t st, struct m *mp,
 			   struct pmon *pm, int64_t now)
 {
@@ -171,7 +207,7 @@ static bool poll_m_blocked(struct p *pp, uint32_t st, struct m *mp,
 	if (pm->syscalltick != t) {
 		pm->syscalltick = t;
 		pm->syscallwhen = now;
-		return false;
+		return syscall_sleeping(pp, t);
 	}
 	/* The same syscall as at the last look: in it for a whole period. */
 	return true;
