@@ -196,10 +196,9 @@ static long io_rw(bool write, int fd, const struct iovec *iov, int cnt,
 		return io_sys(false, off == -1 ? SYS_writev : SYS_pwritev, fd,
 			      (long)iov, cnt, off, 0, 0);
 	if (!(h & (FDH_DIRECT | (write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT)))) {
-		r = write ? pwritev2(fd, iov, cnt, off, RWF_NOWAIT)
-			  : preadv2(fd, iov, cnt, off, RWF_NOWAIT);
-		if (r < 0)
-			r = -errno;
+		/* Offset -1: the file position, as pwritev2(3) says. */
+		r = io_raw(write ? SYS_pwritev2 : SYS_preadv2, fd, (long)iov,
+			   cnt, off, 0, RWF_NOWAIT);
 		if (r == -EOPNOTSUPP) {
 			fdh_set(fd, h | FDH_KNOWN |
 				(write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT));

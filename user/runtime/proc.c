@@ -2501,6 +2501,8 @@ int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
 		last_global += atomic_load(&sched.allp[i]->nglobal);
 		last_switches += atomic_load(&sched.allp[i]->nswitch);
 		last_created += sched.allp[i]->gs_created;
+		atomic_fetch_add(&sched.io_nowait_hits,
+				 atomic_load(&sched.allp[i]->io_nowait));
 	}
 	sysmon_stop();
 	io_fini();
@@ -2532,6 +2534,9 @@ int kgo_stats_get(struct kgo_stats *st, size_t size)
 	s.preempt_sync = atomic_load(&sched.preempt_sync);
 	s.preempt_async = atomic_load(&sched.preempt_async);
 	s.io_nowait_hits = atomic_load(&sched.io_nowait_hits);
+	for (i = 0; sched.running && i < sched.gomaxprocs; i++)
+		s.io_nowait_hits += atomic_load_explicit(
+			&sched.allp[i]->io_nowait, memory_order_relaxed);
 	s.io_uring_ops = atomic_load(&sched.io_uring_ops);
 	s.io_fallback_ops = atomic_load(&sched.io_fallback_ops);
 	sysmon_stats(&s);
