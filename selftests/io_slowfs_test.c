@@ -36,6 +36,7 @@
 #include "kgo.h"
 #include "harness.h"
 #include "slowfs.h"
+#include "thread_count.h"
 
 #define MS	1000000LL
 
@@ -175,36 +176,6 @@ struct sample {
 	int base;		/* threads before kgo_run, the main one too */
 	int own_max, iou_max;
 };
-
-/* Count this process's threads: its own, and io_uring's workers. */
-static void count_threads(int *own, int *iou)
-{
-	char path[300], comm[32];
-	struct dirent *de;
-	DIR *d = opendir("/proc/self/task");
-	int fd, n;
-
-	*own = *iou = 0;
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
-			 de->d_name);
-		fd = open(path, O_RDONLY);
-		if (fd < 0)
-			continue;
-		n = read(fd, comm, sizeof(comm) - 1);
-		close(fd);
-		comm[n > 0 ? n : 0] = 0;
-		if (!strncmp(comm, "iou-wrk-", 8))
-			(*iou)++;
-		else
-			(*own)++;
-	}
-	closedir(d);
-}
 
 static void *sampler(void *arg)
 {

@@ -21,6 +21,8 @@
 #include <stdatomic.h>
 #include <sys/stat.h>
 
+#include "../thread_count.h"
+
 /*
  * struct tsample - peaks of the thread counts, sampled every 2 ms by a
  * thread of its own (not counted).
@@ -30,35 +32,6 @@ struct tsample {
 	_Atomic bool stop;
 	int own_max, iowq_max;
 };
-
-static inline void count_threads(int *own, int *iowq)
-{
-	char path[300], comm[32];
-	struct dirent *de;
-	DIR *d = opendir("/proc/self/task");
-	int fd, n;
-
-	*own = *iowq = 0;
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
-			 de->d_name);
-		fd = open(path, O_RDONLY);
-		if (fd < 0)
-			continue;
-		n = read(fd, comm, sizeof(comm) - 1);
-		close(fd);
-		comm[n > 0 ? n : 0] = 0;
-		if (!strncmp(comm, "iou-wrk-", 8))
-			(*iowq)++;
-		else
-			(*own)++;
-	}
-	closedir(d);
-}
 
 static inline void *tsample_loop(void *arg)
 {
