@@ -315,8 +315,10 @@ static int retake(int64_t now)
 		bool over = false;
 
 		if (st == P_RUNNING || st == P_SYSCALL) {
-			/* proc.c, "Deferred wakeups": still due at a look. */
-			if (atomic_load_explicit(&pp->wakep_due,
+			/* proc.c, "Deferred wakeups": still due at a look
+			 * (entersyscall fires it, so only a running P). */
+			if (st == P_RUNNING &&
+			    atomic_load_explicit(&pp->wakep_due,
 						 memory_order_relaxed) &&
 			    atomic_load(&sched.npidle) > 0) {
 				wakep_overdue(pp);
