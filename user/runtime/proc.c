@@ -1728,7 +1728,18 @@ static bool direct_switch(struct m *mp, struct g *gp, bool park)
 	next = runqget(pp, &inherit);
 	if (!next)
 		return false;
-	if (unlikely(next->lockedm)) {
+	/*
+	 * A park's unlockf runs after the switch, on the next G's stack;
+	 * a G that never ran first writes its first frame (gstart), whose
+	 * page fault zeroes a fresh page: ~3-6 us on this VM with the
+	 * parker's lock (a channel's) still held. With 1M Gs parking on
+	 * one channel at P=2, the other M slept on that lock 150K times
+	 * and the futex calls took a third of the run (`perf record -e
+	 * syscalls:sys_enter_futex -g build/bench/parked -p 2`). Through
+	 * g0, park_m drops the lock before the new G is started.
+	 */
+	if (unlikely(next->lockedm || (park && next->unstarted &&
+				       mp->park_unlock))) {
 		runqput(pp, next, true);
 		return false;
 	}
