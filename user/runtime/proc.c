@@ -703,9 +703,10 @@ static void newm(struct p *pp, bool spinning)
 	 * At exit no M may start: mexit counts the Ms still out under
 	 * sched.lock, and the one that sees only m0 left wakes it. An M
 	 * made after that (sysmon handing a P on during shutdown did it:
-	 * "notewakeup: double wakeup" in echo_1000, ~1 run in 100) would
-	 * wake m0 a second time and outlive sched_free. Checked under the
-	 * same lock, so an M counted here is one mexit waits for.
+	 * "notewakeup: double wakeup" in echo_1000, ~1 run in 20 on a
+	 * loaded machine) would wake m0 a second time and outlive
+	 * sched_free. Checked under the same lock, so an M counted here
+	 * is one mexit waits for.
 	 */
 	if (atomic_load(&sched.exiting)) {
 		if (pp && runqempty(pp))	/* else nobody runs it now */
@@ -2047,16 +2048,20 @@ static void exitsyscall0(struct g *gp)
 }
 
 /*
- * exit_point() - main has returned: a G coming back from a syscall
- * stops here, so its M can leave. sysmon stops the running Gs at exit
- * (retake), but a G that loops on short syscalls is P_SYSCALL at most
- * of its looks, and kgo_run waited seconds for it
- * (sysmon_test exit_amid_handoffs: 9 s for one run before this).
+ * syscall_resume() - a G is back from its syscall with a P: honour the
+ * stop requests made meanwhile. Once main has returned it stops here,
+ * so its M can leave: sysmon stops the running Gs at exit (retake),
+ * but a G that loops on short syscalls is P_SYSCALL at most of its
+ * looks, and kgo_run waited seconds for it (sysmon_test
+ * exit_amid_handoffs: 9 s for one run before this).
  */
-static void exit_point(struct g *gp)
+static inline void syscall_resume(struct g *gp)
 {
-	atomic_store_explicit(&gp->preempt, true, memory_order_relaxed);
-	kgo_checkpreempt();
+	if (unlikely(atomic_load_explicit(&sched.exiting,
+					  memory_order_relaxed)))
+		atomic_store_explicit(&gp->preempt, true, memory_order_relaxed);
+	if (unlikely(atomic_load_explicit(&gp->preempt, memory_order_relaxed)))
+		kgo_checkpreempt();
 }
 
 void kgo_syscall_end(void)
@@ -2081,12 +2086,7 @@ void kgo_syscall_end(void)
 		atomic_store_explicit(&gp->status, G_RUNNING,
 				      memory_order_relaxed);
 		TRACE(TR_SYSCALL_EXIT, gp->goid, 1);
-		if (unlikely(atomic_load_explicit(&gp->preempt,
-						  memory_order_relaxed)))
-			kgo_checkpreempt();
-		else if (unlikely(atomic_load_explicit(&sched.exiting,
-						       memory_order_relaxed)))
-			exit_point(gp);
+		syscall_resume(gp);
 		return;
 	}
 	TRACE(TR_SYSCALL_EXIT, gp->goid, 0);
@@ -2101,9 +2101,7 @@ void kgo_syscall_end(void)
 			acquirep(mp, pp);
 			atomic_store_explicit(&gp->status, G_RUNNING,
 					      memory_order_relaxed);
-			if (unlikely(atomic_load_explicit(&sched.exiting,
-						memory_order_relaxed)))
-				exit_point(gp);
+			syscall_resume(gp);
 			return;
 		}
 	}
