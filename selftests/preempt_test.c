@@ -92,6 +92,7 @@ static void spinner(void *arg)
 }
 
 struct sleeper_res {
+	size_t spinner_stack;	/* 0: the default size */
 	bool skipped;
 	int64_t worst;
 	uint64_t async;
@@ -107,7 +108,9 @@ static void sleeper_main(void *arg)
 		return;
 	}
 	atomic_store(&stop, 0);
-	ASSERT_EQ(0, kgo_go(spinner, NULL));
+	ASSERT_EQ(0, r->spinner_stack ?
+		     kgo_go_sized(spinner, NULL, r->spinner_stack) :
+		     kgo_go(spinner, NULL));
 	for (i = 0; i < 20; i++) {
 		int64_t t0 = kgo_now(), d;
 
@@ -897,28 +900,11 @@ TEST_TIMEOUT(foreign_sigurg, 30)
 
 /* ------------------------------------------------------------------ */
 
-static void small_main(void *arg)
-{
-	struct sleeper_res *r = arg;
-	int i;
-
-	if (!async_on()) {
-		r->skipped = true;
-		return;
-	}
-	atomic_store(&stop, 0);
-	ASSERT_EQ(0, kgo_go_sized(spinner, NULL, KGO_STACK_MIN));
-	for (i = 0; i < 10; i++)
-		ASSERT_EQ(0, kgo_sleep(MS));
-	r->async = stats().preempt_async;
-	atomic_store(&stop, 1);
-}
-
 TEST_TIMEOUT(small_stack, 30)
 {
-	struct sleeper_res r = { 0 };
+	struct sleeper_res r = { .spinner_stack = KGO_STACK_MIN };
 
-	run_cfg(small_main, &r, 1, 0);
+	run_cfg(sleeper_main, &r, 1, 0);
 	if (r.skipped) {
 		SKIP(return, "asynchronous preemption is off here");
 	}
