@@ -252,7 +252,8 @@ static struct {
 	_Atomic int mode;		/* enum io_mode; release store, acquire load */
 	char why[200];			/* why the fallback; io.lock */
 	_Atomic bool warned;		/* the fallback was reported */
-	int efd;			/* eventfd for away completions; -1 none */
+	_Atomic int efd;		/* eventfd for away completions; -1 none;
+					 * set under io.lock, read by idle Ms */
 	bool probed;			/* the opcode probe ran; io.lock */
 	_Atomic bool futex_op;		/* IORING_OP_FUTEX_WAIT works */
 	_Atomic bool ftruncate_op;	/* IORING_OP_FTRUNCATE works */

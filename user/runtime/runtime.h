@@ -214,6 +214,8 @@ struct sudog {
 	int64_t acquiretime;
 	bool is_select;		/* part of a select; g->selectdone arbitrates */
 	bool success;		/* woken by a successful operation (not close) */
+	bool retry;		/* chan: woken to try the operation again
+				 * (chan.h, settle) */
 	struct sudog *waitlink;	/* select: the G's list of sudogs */
 };
 

@@ -160,6 +160,59 @@ static int select_nothing(int64_t deadline)
 }
 
 /*
+ * Try case casi, its channel locked; chan.c's rules. Return true if it
+ * ran (a partner to ready is added to *list).
+ */
+static bool select_try(struct kgo_case *cas, struct sudog **list)
+{
+	struct kgo_chan *c = cas->ch;
+	struct sudog *sg;
+	int r;
+
+	if (cas->op == KGO_RECV) {
+		if (!c->dataqsiz) {
+			sg = waitq_dequeue(c, &c->sendq);
+			if (sg) {
+				chan_recv_direct(c, sg, cas->elem);
+				sg->next = *list;
+				*list = sg;
+				return true;
+			}
+			if (!c->closed)
+				return false;
+			r = RING_CLOSED;
+		} else {
+			/* Behind parked receivers, as in Go: FIFO. */
+			r = c->recvq.first ? RING_WAIT :
+					     ring_get(c, cas->elem);
+			if (r == RING_WAIT)
+				return false;
+			if (r == RING_OK)
+				chan_settle(c, list);	/* a slot is free */
+		}
+		if (r == RING_CLOSED) {
+			if (cas->elem && c->elemsize)
+				memset(cas->elem, 0, c->elemsize);
+			cas->closed = true;
+		}
+		return true;
+	}
+	if (c->closed) {
+		cas->closed = true;
+		return true;
+	}
+	sg = waitq_dequeue(c, &c->recvq);
+	if (sg) {
+		chan_send_direct(c, sg, cas->elem);
+		sg->next = *list;
+		*list = sg;
+		return true;
+	}
+	return c->dataqsiz && !c->sendq.first &&
+	       ring_put(c, cas->elem) == RING_OK;
+}
+
+/*
  * Step 2: try the cases in poll order, channels locked. Return the case
  * that ran (every lock dropped, its partner readied), or -1 (still
  * locked).
@@ -167,48 +220,66 @@ static int select_nothing(int64_t deadline)
 static int select_poll(struct kgo_case *cases, const uint32_t *poll,
 		       const uint32_t *lo, int n)
 {
+	struct sudog *list = NULL;
 	int i;
 
 	for (i = 0; i < n; i++) {
 		uint32_t casi = poll[i];
-		struct kgo_case *cas = &cases[casi];
-		struct kgo_chan *c = cas->ch;
-		struct sudog *sg;
-		struct g *gp = NULL;
 
-		if (cas->op == KGO_RECV) {
-			sg = waitq_dequeue(&c->sendq);
-			if (sg) {
-				gp = chan_recv_direct(c, sg, cas->elem);
-			} else if (atomic_load_explicit(&c->qcount,
-					memory_order_relaxed) > 0) {
-				chan_buf_get(c, cas->elem);
-			} else if (c->closed) {
-				if (cas->elem && c->elemsize)
-					memset(cas->elem, 0, c->elemsize);
-				cas->closed = true;
-			} else {
-				continue;
-			}
-		} else {
-			if (c->closed) {
-				cas->closed = true;
-			} else if ((sg = waitq_dequeue(&c->recvq)) != NULL) {
-				gp = chan_send_direct(c, sg, cas->elem);
-			} else if (atomic_load_explicit(&c->qcount,
-					memory_order_relaxed) < c->dataqsiz) {
-				chan_buf_put(c, cas->elem);
-			} else {
-				continue;
-			}
-		}
+		if (!select_try(&cases[casi], &list))
+			continue;
 		selunlock(cases, lo, n);
-		if (gp)
-			goready(gp);
+		wake_list(list);
 		kgo_checkpreempt();
 		return casi;
 	}
 	return -1;
+}
+
+/*
+ * Step 3's second look, with every sudog queued: a buffered channel's
+ * ring may have changed without its lock before nwait counted us
+ * (chan.h). Return the case that ran, everything undone and unlocked,
+ * or -1 (still locked, still queued).
+ */
+static int select_recheck(struct kgo_case *cases, const uint32_t *poll,
+			  const uint32_t *lo, int n, struct g *gp)
+{
+	struct sudog *list = NULL, *s;
+	int i, r = RING_WAIT;
+	uint32_t casi = 0;
+
+	for (i = 0; i < n && r == RING_WAIT; i++) {
+		struct kgo_case *cas;
+
+		casi = poll[i];
+		cas = &cases[casi];
+		if (!cas->ch->dataqsiz)
+			continue;
+		r = cas->op == KGO_SEND ? ring_put(cas->ch, cas->elem) :
+					  ring_get(cas->ch, cas->elem);
+	}
+	if (r == RING_WAIT)
+		return -1;
+	/* Nobody could take our sudogs: we hold every lock and no timer
+	 * is armed yet. */
+	for (s = gp->waiting; s; s = s->waitlink) {
+		struct kgo_case *cas = &cases[s->ticket];
+
+		waitq_remove(cas->ch, cas->op == KGO_SEND ? &cas->ch->sendq :
+							    &cas->ch->recvq, s);
+	}
+	gp->waiting = NULL;
+	chan_settle(cases[casi].ch, &list);
+	if (r == RING_CLOSED) {
+		if (cases[casi].elem && cases[casi].ch->elemsize)
+			memset(cases[casi].elem, 0, cases[casi].ch->elemsize);
+		cases[casi].closed = true;
+	}
+	selunlock(cases, lo, n);
+	wake_list(list);
+	kgo_checkpreempt();
+	return casi;
 }
 
 int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline)
@@ -258,6 +329,7 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline)
 	sort_lockorder(cases, lo, n);
 
 	/* Step 2. */
+again:
 	sellock(cases, lo, n);
 	ret = select_poll(cases, poll, lo, n);
 	if (ret >= 0)
@@ -291,10 +363,13 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline)
 		sg->ticket = casi;
 		*nextp = sg;
 		nextp = &sg->waitlink;
-		waitq_enqueue(cas->op == KGO_SEND ? &cas->ch->sendq :
-						    &cas->ch->recvq, sg);
+		waitq_enqueue(cas->ch, cas->op == KGO_SEND ? &cas->ch->sendq :
+							     &cas->ch->recvq, sg);
 	}
 	*nextp = NULL;
+	ret = select_recheck(cases, poll, lo, n, gp);
+	if (ret >= 0)
+		goto out;
 	sp.dt = deadline > 0 ? &dt : NULL;
 	gopark(selparkcommit, &sp, WAIT_SELECT);
 
@@ -307,8 +382,8 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline)
 
 		if (s == sg)
 			continue;
-		waitq_remove(cas->op == KGO_SEND ? &cas->ch->sendq :
-						   &cas->ch->recvq, s);
+		waitq_remove(cas->ch, cas->op == KGO_SEND ? &cas->ch->sendq :
+							    &cas->ch->recvq, s);
 	}
 	gp->waiting = NULL;
 	gp->param = NULL;
@@ -325,6 +400,11 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline)
 	}
 	if (timedout)
 		kgo_throw("kgo_select: a case and the timer both won");
+	if (sg->retry) {
+		/* A settle lost the ring to a lock-free partner (chan.h). */
+		ret = -1;
+		goto again;
+	}
 	ret = (int)sg->ticket;
 	/* Woken by close: a receive got a zeroed elem, a send sent nothing. */
 	cases[ret].closed = !sg->success;
