@@ -70,13 +70,17 @@ all: lib examples
 
 lib: $(BUILD)/libkgo.a $(BUILD)/libkgo.so $(BUILD)/kgo.pc
 
-$(BUILD)/obj/%.o: %.c
+# Objects depend on this Makefile: a rule that changes (as the kgo_text
+# rename of the .S files once did) must reach objects built before it.
+# A stale switch.o in .text let SIGURG preempt a G inside
+# kgo_ctx_switch (ASan saw the nested fiber switch).
+$(BUILD)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_K) $(KGO_TEXT_CFLAGS) $(DEPFLAGS) -c $< -o $@
 	$(Q)$(KGO_TEXT)
 
-$(BUILD)/obj/%.o: %.S
+$(BUILD)/obj/%.o: %.S Makefile
 	@mkdir -p $(dir $@)
 	@echo "  AS      $<"
 	$(Q)$(CC) $(CFLAGS_K) $(DEPFLAGS) -c $< -o $@

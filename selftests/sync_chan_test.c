@@ -783,7 +783,7 @@ TEST_F_TIMEOUT(mpmc, checksum, 120)
 /*
  * Values from one sender arrive in the order it sent them, through the
  * ring, through parked senders and direct hand-offs, with four senders
- * and one receiver on two Ps and a ring of 3 (not a power of two).
+ * and one receiver on two Ps.
  */
 #define SFIFO_SENDERS	4
 #define SFIFO_N		50000
@@ -841,14 +841,21 @@ static void sfifo_main(void *arg)
 
 TEST_TIMEOUT(fifo_per_sender, 120)
 {
-	struct sfifo f = { .wg = KGO_WG_INIT };
+	/* 3: not a power of two; 64 longs: 16 lines of 4 slots, where
+	 * consecutive positions go to different lines (kgo_chan_make). */
+	static const size_t caps[] = { 3, 64 };
+	size_t k;
 
-	f.c = kgo_chan_make(sizeof(long), 3);
-	ASSERT_NONNULL(f.c);
-	run(sfifo_main, &f, 2);
-	EXPECT_EQ(SFIFO_SENDERS * SFIFO_N, f.got);
-	EXPECT_EQ(0, f.bad);
-	kgo_chan_free(f.c);
+	for (k = 0; k < sizeof(caps) / sizeof(caps[0]); k++) {
+		struct sfifo f = { .wg = KGO_WG_INIT };
+
+		f.c = kgo_chan_make(sizeof(long), caps[k]);
+		ASSERT_NONNULL(f.c);
+		run(sfifo_main, &f, 2);
+		EXPECT_EQ(SFIFO_SENDERS * SFIFO_N, f.got);
+		EXPECT_EQ(0, f.bad);
+		kgo_chan_free(f.c);
+	}
 }
 
 /*

@@ -156,7 +156,15 @@ static inline void elem_copy(void *dst, const void *src, size_t n)
 
 static inline char *ring_slot(const struct kgo_chan *c, uint64_t pos)
 {
-	uint64_t i = c->pow2 ? (pos & c->mask) : pos % c->dataqsiz;
+	uint64_t i;
+
+	if (c->lines_shift)
+		i = ((pos & c->lines_mask) << c->per_line_shift) |
+		    ((pos >> c->lines_shift) & c->per_line_mask);
+	else if (c->pow2)
+		i = pos & c->mask;
+	else
+		i = pos % c->dataqsiz;
 
 	return c->buf + i * c->stride;
 }
@@ -481,11 +489,29 @@ struct kgo_chan *kgo_chan_make(size_t elem_size, size_t cap)
 	c->elemsize = elem_size;
 	c->dataqsiz = cap;
 	c->stride = stride;
+	c->buf = c->slots;
 	c->pow2 = cap && !(cap & (cap - 1));
 	c->mask = cap - 1;
-	c->buf = c->slots;
+	/*
+	 * Consecutive positions on different cache lines, when the slots
+	 * pack evenly into lines and there are at least 4 lines: a sender
+	 * filling slot k and a receiver emptying slot k + 1 (a ring near
+	 * full or near empty, which is where a steady stream sits) then do
+	 * not fight over one line.
+	 */
+	if (c->pow2 && stride < 64 && 64 % stride == 0 &&
+	    cap >= 4 * (64 / stride)) {
+		unsigned int per_line = 64 / stride;
+		uint64_t lines = cap / per_line;
+
+		c->per_line_shift = __builtin_ctz(per_line);
+		c->per_line_mask = per_line - 1;
+		c->lines_shift = __builtin_ctzll(lines);
+		c->lines_mask = lines - 1;
+	}
+	/* Position i's slot waits for the sender at i. */
 	for (i = 0; i < cap; i++)
-		atomic_init(slot_seq(c->buf + i * stride), 2 * i);
+		atomic_init(slot_seq(ring_slot(c, i)), 2 * i);
 	return c;
 }
 

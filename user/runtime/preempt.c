@@ -566,6 +566,14 @@ void preempt_init(bool off)
 		set_off("off (runtime built without the kgo_text section)");
 		return;
 	}
+	/* The context switch must count as runtime code: a SIGURG in the
+	 * middle of it must not switch (an object built before its .S was
+	 * renamed did exactly that; Makefile). */
+	if ((uintptr_t)kgo_ctx_switch < pre.rt_lo ||
+	    (uintptr_t)kgo_ctx_switch >= pre.rt_hi) {
+		set_off("off (kgo_ctx_switch is outside kgo_text: rebuild the runtime)");
+		return;
+	}
 	sc = calloc(1, sizeof(*sc));
 	if (!sc) {
 		set_off("off (out of memory)");
