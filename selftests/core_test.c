@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -22,6 +23,7 @@
 
 #include "harness.h"
 #include "kgo.h"
+#include "runtime.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1
@@ -634,6 +636,71 @@ TEST(new_g_gets_creators_rounding_mode)
 	ASSERT_EQ(0, kgo_run(fp_main, NULL, &c));
 	EXPECT_EQ(FE_UPWARD, fp_seen[0]);
 	EXPECT_EQ(FE_TOWARDZERO, fp_seen[1]);
+}
+
+/* ------------------------------------------------------------------ */
+/* New stack slots are populated ahead, in batches                    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * stack.c populates the top page of each new slot (where the G's first
+ * frame goes) ahead of use, one process_madvise() for a batch; with
+ * KGO_STACK_POPULATE=0 the page stays out until first touched. mincore()
+ * tells which: both ways are checked, so the test fails if either the
+ * populating or the switch that turns it off stops working.
+ */
+#define POP_SLOTS 200
+
+static int pop_resident, pop_slots;
+
+static void pop_main(void *arg)
+{
+	static struct g *gs[POP_SLOTS];
+	long pg = sysconf(_SC_PAGESIZE);
+	int i;
+
+	(void)arg;
+	for (i = 0; i < POP_SLOTS; i++) {
+		unsigned char v = 0;
+		uintptr_t top = (gs[i] = stack_alloc_g(64 * 1024)) ?
+				((gs[i]->stack.hi - 1) & ~(uintptr_t)(pg - 1)) : 0;
+
+		if (!gs[i])
+			break;
+		pop_slots++;
+		if (mincore((void *)top, pg, &v) == 0 && (v & 1))
+			pop_resident++;
+	}
+	while (i--)
+		stack_free_g(gs[i]);
+}
+
+static void pop_run(struct __test_metadata *_metadata, const char *env)
+{
+	struct kgo_config c = cfg_p(1);
+	unsigned char v;
+
+	if (mincore((void *)((uintptr_t)&c & ~(uintptr_t)4095), 1, &v) &&
+	    errno == ENOSYS) {
+		SKIP(return, "no mincore(2)");
+	}
+	setenv("KGO_STACK_POPULATE", env, 1);
+	ASSERT_EQ(0, kgo_run(pop_main, NULL, &c));
+	ASSERT_EQ(POP_SLOTS, pop_slots);
+}
+
+TEST(new_stack_slots_are_populated_ahead)
+{
+	pop_run(_metadata, "1");
+	TH_LOG("%d of %d new slots resident before first use", pop_resident,
+	       pop_slots);
+	EXPECT_EQ(POP_SLOTS, pop_resident);
+}
+
+TEST(stack_populate_off_leaves_slots_to_faults)
+{
+	pop_run(_metadata, "0");
+	EXPECT_EQ(0, pop_resident);
 }
 
 TEST(ctx_impl_is_reported)

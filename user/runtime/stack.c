@@ -38,10 +38,27 @@
  * slot against 0.8-0.97 us for one madvise() each (1M slots of 84 KiB,
  * 256 a chunk, on this 6.18 VM).
  *
- * MADV_POPULATE_WRITE in batches (process_madvise, 256 top pages a call)
- * was measured too, to replace a fault per G by one kernel entry per
- * batch: 2.2 s for 1M pages against 1.7 s for plain first-touch faults;
- * the cost is in backing the page, not in the fault, so it is not used.
+ * Populating in batches. A new slot's top page (where the G's first
+ * frame goes) and its struct g are populated ahead, POPULATE_BATCH slots
+ * at a time, with one process_madvise(MADV_POPULATE_WRITE) made by the
+ * M that takes the first slot of a batch, outside the pool lock. Whether
+ * that pays depends on the hypervisor, so it was measured on both kinds
+ * of VM these machines have been (1M pages 80 KiB apart, 2 threads):
+ *   - nested VM of 2026-11: first-touch faults 1.7 s; populate in
+ *     batches of 256 then touch, 2.2 s (slower: the cost was in backing
+ *     the page, which populate does as well);
+ *   - PVM guest of 2026-12 (shadow page tables: pvm_* in perf): first
+ *     touch 10.8-11.8 s, populate then touch 5.3-8.8 s; parked_1m's
+ *     creation 11.9-13.5 s -> 9.8-10 s. A fault there is a round trip
+ *     guest user -> host -> guest kernel -> host; populate leaves only
+ *     the shadow fill on the first user touch.
+ * It is on by default, since the loss where it loses is smaller than the
+ * gain where it wins; KGO_STACK_POPULATE=0 turns it off.
+ *   (cd /tmp && for v in 0 1; do KGO_STACK_POPULATE=$v \
+ *     build/bench/parked -p 2 -n 1000000 | head -1; done)
+ * Neither removes the floor: a live G holds at least one page of its own
+ * (its stack's top), and 1M first touches of fresh pages cost 5-12 s on
+ * the PVM guest whatever touches them.
  *
  * Chunks are MADV_NOHUGEPAGE: with THP, the first touch of a stack would
  * commit 2 MiB instead of 4 KiB.
@@ -74,6 +91,10 @@
 #define NCLASSES	17		/* 16 KiB << 0 .. 16 (1 GiB) */
 #define CHUNK_SLOTS_MAX	256		/* <= UIO_MAXIOV (1024) */
 #define CHUNK_BYTES	(32u << 20)	/* aim for chunks of ~32 MiB */
+#define POPULATE_BATCH	64		/* slots populated ahead at a time */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 struct chunk {
 	struct chunk *next;
@@ -86,6 +107,7 @@ struct sclass {
 	size_t slot;		/* guard + usable */
 	char *bump, *end;	/* carving the current chunk's slots */
 	char *gbump;		/* and its structs g, in step */
+	size_t carved;		/* slots carved from this chunk so far */
 	struct g **free;	/* released slots (their Gs) */
 	size_t nfree, capfree;
 };
@@ -103,6 +125,7 @@ static struct {
 	size_t page;
 	size_t gsize;		/* sizeof(struct g), 64-byte aligned */
 	enum guard_kind guard;
+	_Atomic bool populate;	/* populate new slots ahead; relaxed: a hint */
 	bool inited;
 } pool = { .lock = KGO_LOCK_INIT };
 
@@ -188,6 +211,10 @@ int stack_init(void)
 		pool.guard = GUARD_MADVISE;
 	else
 		pool.guard = GUARD_MPROTECT;
+	atomic_store_explicit(&pool.populate,
+			      !getenv("KGO_STACK_POPULATE") ||
+			      strcmp(getenv("KGO_STACK_POPULATE"), "0") != 0,
+			      memory_order_relaxed);
 	for (c = 0; c < NCLASSES; c++) {
 		struct sclass *sc = &pool.cls[c];
 
@@ -266,7 +293,34 @@ static int chunk_grow(struct sclass *sc)
 	sc->gbump = m;
 	sc->bump = m + garr;
 	sc->end = sc->bump + n * sc->slot;
+	sc->carved = 0;
 	return 0;
+}
+
+/*
+ * Populate the top pages of the n slots from @slot (carved in a row,
+ * their structs g from @g): see "Populating in batches" above. Advice
+ * only: a failure (an old kernel without PIDFD_SELF or the advice) just
+ * leaves the pages to be faulted in, and turns the batching off.
+ */
+static void populate(struct sclass *sc, char *slot, char *g, size_t n)
+{
+	struct iovec iov[POPULATE_BATCH + 1];
+	uintptr_t glo = (uintptr_t)g & ~(pool.page - 1);
+	uintptr_t ghi = ((uintptr_t)g + n * pool.gsize + pool.page - 1) &
+			~(pool.page - 1);
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		iov[i].iov_base = slot + (i + 1) * sc->slot - pool.page;
+		iov[i].iov_len = pool.page;
+	}
+	iov[n].iov_base = (void *)glo;
+	iov[n].iov_len = ghi - glo;
+	if (pmadvise(iov, n + 1, MADV_POPULATE_WRITE) < 0 &&
+	    errno != ENOMEM && errno != EINTR)
+		atomic_store_explicit(&pool.populate, false,
+				      memory_order_relaxed);
 }
 
 struct g *stack_alloc_g(size_t size)
@@ -291,12 +345,25 @@ struct g *stack_alloc_g(size_t size)
 			unlock(&pool.lock);
 			return NULL;
 		}
+		size_t ahead = 0;
+
 		slot = sc->bump;
 		sc->bump += sc->slot;
 		gp = (struct g *)sc->gbump;
 		sc->gbump += pool.gsize;
+		if (atomic_load_explicit(&pool.populate,
+					 memory_order_relaxed) &&
+		    sc->carved++ % POPULATE_BATCH == 0) {
+			ahead = (size_t)(sc->end - slot) / sc->slot;
+			if (ahead > POPULATE_BATCH)
+				ahead = POPULATE_BATCH;
+		}
 		unlock(&pool.lock);
-		/* Fresh from mmap: already zeroes. */
+		/* Fresh from mmap: already zeroes. The chunk stays mapped
+		 * until stack_release_all(), so populating after the
+		 * unlock is safe even while others carve the batch. */
+		if (ahead)
+			populate(sc, slot, (char *)gp, ahead);
 	}
 	gp->stack.guard = (uintptr_t)slot;
 	gp->stack.lo = (uintptr_t)slot + GUARD_SIZE;
