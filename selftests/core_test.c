@@ -160,6 +160,11 @@ TEST(runnext_then_fifo_on_one_p)
 {
 	struct kgo_config c = cfg_p(1);
 
+	/* No preemption of order_main between its kgo_go()s: under TSan
+	 * (each new stack's shadow mapped on this VM) the five took more
+	 * than the 10 ms slice, and the preempted main G put its runnext
+	 * G behind the others (9 runs in 10 failed, build/tsan). */
+	c.preempt_slice_us = 60 * 1000 * 1000;
 	atomic_store(&norder, 0);
 	ASSERT_EQ(0, kgo_run(order_main, NULL, &c));
 	ASSERT_EQ(5, atomic_load(&norder));

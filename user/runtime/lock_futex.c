@@ -124,7 +124,7 @@ __attribute__((constructor)) static void lock_init(void)
 static void lock_fence_heavy(void)
 {
 	if (!lock_asym) {
-		atomic_thread_fence(memory_order_seq_cst);
+		lock_fence_full();
 		return;
 	}
 	if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)

@@ -108,6 +108,19 @@ extern struct lock_bucket lock_buckets[LOCK_BUCKETS];
  * once, before any thread of the runtime runs (lock_futex.c). */
 extern bool lock_asym;
 
+/* A full fence. TSan does not take atomic_thread_fence (-Wtsan); a
+ * seq_cst read-modify-write is one too (lock xadd, ldaddal). */
+static inline void lock_fence_full(void)
+{
+#ifdef KGO_TSAN
+	static _Atomic uint32_t fence_word;
+
+	atomic_fetch_add(&fence_word, 0);
+#else
+	atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
 static inline struct lock_bucket *lock_bucket(struct kgo_lock *l)
 {
 	uintptr_t a = (uintptr_t)l;
@@ -141,7 +154,7 @@ static inline void unlock(struct kgo_lock *l)
 	if (__builtin_expect(lock_asym, 1))
 		atomic_signal_fence(memory_order_seq_cst);
 	else
-		atomic_thread_fence(memory_order_seq_cst);
+		lock_fence_full();
 	if (__builtin_expect(atomic_load_explicit(&lock_bucket(l)->sleepers,
 			memory_order_relaxed) != 0, 0))
 		unlock_wake(l);
