@@ -162,11 +162,11 @@ TEST(runnext_then_fifo_on_one_p)
 {
 	struct kgo_config c = cfg_p(1);
 
-	/* The order holds only if the main G is not preempted between two
-	 * kgo_go(): under TSan, its first 10 ms went by after the fourth
-	 * (order 4 1 2 3 5, once in CI's make check). A 60 s slice. */
+	/* No preemption of order_main between its kgo_go()s: under TSan
+	 * (each new stack's shadow mapped on this VM) the five took more
+	 * than the 10 ms slice, and the preempted main G put its runnext
+	 * G behind the others (9 runs in 10 failed, build/tsan). */
 	c.preempt_slice_us = 60 * 1000 * 1000;
-
 	atomic_store(&norder, 0);
 	ASSERT_EQ(0, kgo_run(order_main, NULL, &c));
 	ASSERT_EQ(5, atomic_load(&norder));

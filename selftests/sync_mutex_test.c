@@ -29,13 +29,24 @@
  *   no_thread_blocks	with P=1 and 100 Gs parked on a mutex, the
  *			runtime still runs other Gs (parking the G,
  *			never the M).
+ *   rtlock_wakes_sleeper  the runtime's own lock (runtime.h): a thread
+ *			that went to sleep on it (counted in its bucket)
+ *			is woken by the unlock, whose fast path has no
+ *			locked instruction. Without the wake: timeout.
+ *   rtlock_stress	threads take one runtime lock, some holding it
+ *			long enough to send the others to sleep: the
+ *			count is exact and nobody sleeps forever (a lost
+ *			wakeup between the plain unlock and a sleeper's
+ *			membarrier: timeout).
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kgo.h"
@@ -879,6 +890,82 @@ TEST_F(deadlock, reported)
 		TH_LOG("stderr: %s", self->buf);
 	EXPECT_NONNULL(strstr(self->buf, variant->reason))
 		TH_LOG("want %s in: %s", variant->reason, self->buf);
+}
+
+/* ------------------------------------------------------------------ */
+/* The runtime's own lock (lock_futex.c), on plain threads             */
+/* ------------------------------------------------------------------ */
+
+static struct kgo_lock rtl = KGO_LOCK_INIT;
+static long rtl_count;
+
+static void *rtl_taker(void *arg)
+{
+	(void)arg;
+	lock(&rtl);
+	rtl_count++;
+	unlock(&rtl);
+	return NULL;
+}
+
+static void sleep_us(long us)
+{
+	struct timespec ts = { us / 1000000, us % 1000000 * 1000 };
+
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+TEST_TIMEOUT(rtlock_wakes_sleeper, 60)
+{
+	pthread_t t;
+	int i;
+
+	for (i = 0; i < 20; i++) {
+		rtl_count = 0;
+		lock(&rtl);
+		ASSERT_EQ(0, pthread_create(&t, NULL, rtl_taker, NULL));
+		/* Until the taker has given up spinning and sleeps. */
+		while (!atomic_load(&lock_bucket(&rtl)->sleepers))
+			sleep_us(100);
+		unlock(&rtl);
+		ASSERT_EQ(0, pthread_join(t, NULL));
+		ASSERT_EQ(1, rtl_count);
+		ASSERT_EQ(0, atomic_load(&lock_bucket(&rtl)->sleepers));
+	}
+}
+
+#define RTL_THREADS	4
+#define RTL_ITERS	20000
+
+static void *rtl_stress(void *arg)
+{
+	long id = (long)arg;
+	int i;
+
+	for (i = 0; i < RTL_ITERS; i++) {
+		lock(&rtl);
+		rtl_count++;
+		/* Now and then hold it past the waiters' spinning. */
+		if ((i + id) % 500 == 0)
+			sleep_us(50);
+		unlock(&rtl);
+	}
+	return NULL;
+}
+
+TEST_TIMEOUT(rtlock_stress, 120)
+{
+	pthread_t t[RTL_THREADS];
+	long i;
+
+	rtl_count = 0;
+	for (i = 0; i < RTL_THREADS; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, rtl_stress,
+					    (void *)i));
+	for (i = 0; i < RTL_THREADS; i++)
+		ASSERT_EQ(0, pthread_join(t[i], NULL));
+	ASSERT_EQ((long)RTL_THREADS * RTL_ITERS, rtl_count);
 }
 
 TEST_HARNESS_MAIN

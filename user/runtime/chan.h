@@ -95,7 +95,9 @@ struct kgo_chan {
 	bool closed;			/* lock (also CHAN_CLOSED in tail) */
 	_Atomic uint32_t nwait;		/* sudogs on recvq + sendq; written
 					 * under lock, read by the lock-free
-					 * paths (seq_cst: chan.h above) */
+					 * paths (seq_cst: chan.h above);
+					 * buffered channels only, 0 on an
+					 * unbuffered one */
 
 	/* The ring's two ends, each on its own cache line. */
 	_Alignas(64) _Atomic uint64_t tail;	/* senders' CAS; pos << 1 |

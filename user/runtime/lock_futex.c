@@ -4,11 +4,32 @@
  *
  * These block the thread (the M), not the G, so they only guard short
  * critical sections inside the runtime and put idle Ms to sleep. The
- * lock is the classic three-state futex mutex (Drepper, "Futexes are
- * tricky"): 0 free, 1 held, 2 held with possible sleepers; it spins
- * briefly first (LOCK_SPINS looks, LOCK_PAUSES apart), because critical
- * sections here are a few dozen ns and waking a sleeper on this VM
- * costs ~47 us (FACTS.md).
+ * lock word is 0 free, 1 held; lock() spins briefly first (LOCK_SPINS
+ * looks, LOCK_PAUSES apart), because critical sections here are a few
+ * dozen ns and waking a sleeper on this VM costs ~47 us (FACTS.md).
+ *
+ * The asymmetric fence. Drepper's three-state mutex ("Futexes are
+ * tricky") unlocks with an exchange, to learn atomically whether to
+ * wake someone: a locked instruction, ~6.5 ns on this VM (AMD EPYC, a
+ * loop of them), on every unlock, while sleepers are rare (a waiter
+ * spins ~15 us first). Here the unlocker stores 0 and then loads the
+ * sleeper count of the lock's bucket; a sleeper adds itself to that
+ * count and then looks at the lock word before it sleeps. Each side is
+ * a store then a load, and one of them must see the other's store. The
+ * sleeper, rarely there, pays for the full fence for both:
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) runs a full barrier on
+ * every CPU that runs one of our threads, so an unlocker either did its
+ * load after that barrier (and sees the count) or did its store before
+ * it (and the sleeper sees 0). The unlocker needs only a compiler
+ * barrier (Linux's membarrier(2) pattern; folly's asymmetric fences).
+ * Without membarrier (lock_asym false) unlock() fences itself, which
+ * costs what the exchange did. The count lives in a global bucket, not
+ * in the lock, because the unlocker reads it after its release: the
+ * lock may be freed by then. Unrelated sleepers in the same bucket only
+ * cost a spurious FUTEX_WAKE. A chan_rt round trip (build/bench/chan_rt
+ * -p 1) has 4 unlocks: 8 -> 4 locked instructions (callgrind
+ * --dump-instr=yes, lock-prefixed and xchg counted); figures in the
+ * commit.
  *
  * A note is a one-shot event: clear, woken, or clear with its sleeper
  * in the kernel (so a wakeup must make the futex call). One M sleeps on
@@ -17,6 +38,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,9 +102,45 @@ void futex_wake(_Atomic uint32_t *addr, int n)
 		NULL, 0);
 }
 
+struct lock_bucket lock_buckets[LOCK_BUCKETS];
+bool lock_asym;
+
+static long membarrier(int cmd)
+{
+	return syscall(SYS_membarrier, cmd, 0, 0);
+}
+
+/* Before main, so before any thread of ours: lock_asym never changes
+ * while an unlock() reads it. */
+__attribute__((constructor)) static void lock_init(void)
+{
+	long q = membarrier(MEMBARRIER_CMD_QUERY);
+
+	lock_asym = q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+		    membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+}
+
+/* The sleeper's side of the asymmetric fence (above): ~10 us here. */
+static void lock_fence_heavy(void)
+{
+	if (!lock_asym) {
+		lock_fence_full();
+		return;
+	}
+	if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+		return;
+	/* A child of fork() is not registered (the mm is new). */
+	if (errno == EPERM &&
+	    membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+	    membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+		return;
+	kgo_throw("lock: membarrier failed");
+}
+
 /* lock_slow() - lock() found the lock held: spin a little, then sleep. */
 void lock_slow(struct kgo_lock *l)
 {
+	_Atomic uint32_t *sleepers = &lock_bucket(l)->sleepers;
 	uint32_t c;
 	int i;
 
@@ -95,12 +153,26 @@ void lock_slow(struct kgo_lock *l)
 				memory_order_acquire, memory_order_relaxed))
 			return;
 	}
-	/* Mark contended and sleep until we take it in state 2. */
-	while (atomic_exchange_explicit(&l->key, 2, memory_order_acquire) != 0)
-		futex_wait(&l->key, 2, -1);
+	/*
+	 * Count ourselves, fence, then look: an unlock that our look
+	 * missed sees the count and wakes us (the asymmetric fence,
+	 * above). Every later unlock sees it too, while we sleep or retry.
+	 */
+	atomic_fetch_add(sleepers, 1);
+	lock_fence_heavy();
+	for (;;) {
+		c = 0;
+		if (atomic_compare_exchange_strong_explicit(&l->key, &c, 1,
+				memory_order_acquire, memory_order_relaxed))
+			break;
+		futex_wait(&l->key, 1, -1);
+	}
+	atomic_fetch_sub_explicit(sleepers, 1, memory_order_relaxed);
 }
 
-/* unlock_wake() - unlock() saw state 2: wake one sleeper. */
+/* unlock_wake() - unlock() saw sleepers in l's bucket: wake one of l's
+ * (FUTEX_WAKE on a private futex only hashes the address, so l may be
+ * gone by now). */
 void unlock_wake(struct kgo_lock *l)
 {
 	futex_wake(&l->key, 1);

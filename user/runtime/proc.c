@@ -70,11 +70,12 @@
  * if it is still needed, at the readier's next runtime call that does
  * not park (kgo_checkpreempt: the first call after the ready arms it,
  * the second fires, so the ready's own return does not count), when it
- * enters a syscall, or at sysmon's next look (sysmon.c: it looks at
- * least every WAKEP_LOOK while a P runs and another is idle). Taking
- * the runnext G clears the mark. The cost: a readier that computes
- * without runtime calls delays the G it readied by up to WAKEP_LOOK
- * while another P idles.
+ * enters a syscall, or at the second of sysmon's looks that find it
+ * due with no switch on the P in between (sysmon.c, wakep_look: it
+ * looks at least every WAKEP_LOOK while a P runs and another is idle).
+ * Taking the runnext G clears the mark. The cost: a readier that
+ * computes without runtime calls delays the G it readied by up to two
+ * WAKEP_LOOKs while another P idles.
  *
  * Idle: an M with nothing to do sleeps on its own futex (m->park). One of
  * the idle Ms at a time, the "timed sleeper", sleeps only until the

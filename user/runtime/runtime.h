@@ -73,9 +73,16 @@ void kgo_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * struct kgo_lock - the runtime's own mutex: spins a little, then sleeps
  * on a futex. It blocks the M, so it only guards short critical sections
  * inside the runtime; user-facing locks (kgo_mutex) park the G instead.
+ *
+ * unlock() is a plain release store and a load, no locked instruction:
+ * whether anyone sleeps is not in the lock word but in a count per
+ * bucket of locks (lock_sleepers, global, so never freed under the
+ * unlocker), and the unlocker's store-then-load is ordered against the
+ * sleeper's count-then-look by an asymmetric fence (lock_futex.c): the
+ * rare sleeper pays a membarrier(2), the unlocker a compiler barrier.
  */
 struct kgo_lock {
-	_Atomic uint32_t key;	/* 0 unlocked, 1 locked, 2 locked + sleepers */
+	_Atomic uint32_t key;	/* 0 unlocked, 1 locked */
 };
 #define KGO_LOCK_INIT	{ 0 }
 /* Runtime locks this thread holds: a G is never switched out (nor
@@ -87,8 +94,44 @@ void lock_slow(struct kgo_lock *l);
 void unlock_wake(struct kgo_lock *l);
 
 /*
- * lock()/unlock() - the uncontended case inline (one locked instruction
- * each, no call): a channel round trip takes four of each pair.
+ * Sleepers on the locks of each bucket (lock_bucket): a sleeper counts
+ * itself with a seq_cst add, unlockers read it relaxed. One line each,
+ * written only when an M goes to sleep on a lock.
+ */
+#define LOCK_BUCKETS	64
+struct lock_bucket {
+	_Atomic uint32_t sleepers;
+} __attribute__((aligned(64)));
+extern struct lock_bucket lock_buckets[LOCK_BUCKETS];
+/* true: sleepers fence with membarrier(2) and unlock() needs only a
+ * compiler barrier; false (no membarrier): unlock() fences itself. Set
+ * once, before any thread of the runtime runs (lock_futex.c). */
+extern bool lock_asym;
+
+/* A full fence. TSan does not take atomic_thread_fence (-Wtsan); a
+ * seq_cst read-modify-write is one too (lock xadd, ldaddal). */
+static inline void lock_fence_full(void)
+{
+#ifdef KGO_TSAN
+	static _Atomic uint32_t fence_word;
+
+	atomic_fetch_add(&fence_word, 0);
+#else
+	atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
+static inline struct lock_bucket *lock_bucket(struct kgo_lock *l)
+{
+	uintptr_t a = (uintptr_t)l;
+
+	return &lock_buckets[(a >> 6) % LOCK_BUCKETS];
+}
+
+/*
+ * lock()/unlock() - the uncontended case inline, no call: lock() is one
+ * locked instruction, unlock() none (a chan_rt round trip takes four of
+ * each).
  */
 static inline void lock(struct kgo_lock *l)
 {
@@ -104,9 +147,16 @@ static inline void lock(struct kgo_lock *l)
 static inline void unlock(struct kgo_lock *l)
 {
 	kgo_tls_locks--;
-	/* Release pairs with lock's acquire; 2: someone may sleep. */
-	if (__builtin_expect(atomic_exchange_explicit(&l->key, 0,
-			memory_order_release) == 2, 0))
+	/* Release pairs with lock's acquire. */
+	atomic_store_explicit(&l->key, 0, memory_order_release);
+	/* The store before the load of the sleepers: lock_futex.c, "the
+	 * asymmetric fence". */
+	if (__builtin_expect(lock_asym, 1))
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		lock_fence_full();
+	if (__builtin_expect(atomic_load_explicit(&lock_bucket(l)->sleepers,
+			memory_order_relaxed) != 0, 0))
 		unlock_wake(l);
 }
 

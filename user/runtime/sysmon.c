@@ -86,6 +86,10 @@ struct pmon {
 	uint64_t slicetick;	/* the slice the request below was for */
 	int64_t preemptwhen;	/* last preemption request, 0: none */
 	int64_t resend;		/* next request no sooner than this after */
+	/* The deferred wakeup (proc.c) seen due at the last look, and
+	 * pp->nswitch then: fired only if still due with no switch since. */
+	bool wakeseen;
+	uint64_t wakeswitch;
 };
 
 /*
@@ -298,6 +302,37 @@ static void preemptone(struct p *pp, struct pmon *pm, int64_t now)
 		atomic_fetch_add_explicit(&sm.signals, 1, memory_order_relaxed);
 }
 
+/*
+ * wakep_look() - a deferred wakeup (proc.c) is fired only when it was
+ * due at the last look too, with no switch on pp since: the readier has
+ * run on without parking for a whole look. A G pair in a ping-pong
+ * readies and parks every ~100 ns, so its P shows a wakeup due at about
+ * every other look, a different one each time; firing those woke the
+ * idle M (a futex wake, then a thief on our runnext) and, counted as
+ * work, kept sysmon at a look every 20 us. chan_rt -p 2 -n 1000000
+ * (kgo_stats_get at its end): 2000-7000 sysmon wakeups and 160-800
+ * steals a run before, 160-175 and 0-2 after; 180-390 -> 113-129 ns a
+ * round trip, loaded. The price: such a wakeup comes up to two looks
+ * late (sysmon_test deferred_wakeup_runs: 1.8 ms).
+ */
+static void wakep_look(struct p *pp, struct pmon *pm)
+{
+	uint64_t nswitch = atomic_load_explicit(&pp->nswitch,
+						memory_order_relaxed);
+	bool seen = pm->wakeseen && pm->wakeswitch == nswitch;
+
+	pm->wakeseen = false;
+	if (!atomic_load_explicit(&pp->wakep_due, memory_order_relaxed) ||
+	    !atomic_load(&sched.npidle))
+		return;
+	if (seen) {
+		wakep_overdue(pp);
+		return;
+	}
+	pm->wakeseen = true;
+	pm->wakeswitch = nswitch;
+}
+
 /* One look at every P. Return: how many Ps it retook from syscalls
  * (preemption requests do not count: Go's rule for the backoff). */
 static int retake(int64_t now)
@@ -317,13 +352,8 @@ static int retake(int64_t now)
 		if (st == P_RUNNING || st == P_SYSCALL) {
 			/* proc.c, "Deferred wakeups": still due at a look
 			 * (entersyscall fires it, so only a running P). */
-			if (st == P_RUNNING &&
-			    atomic_load_explicit(&pp->wakep_due,
-						 memory_order_relaxed) &&
-			    atomic_load(&sched.npidle) > 0) {
-				wakep_overdue(pp);
-				n++;
-			}
+			if (st == P_RUNNING)
+				wakep_look(pp, pm);
 			over = sm.obs->g_slice_over(pp, pm, now);
 			/* At exit, stop every G now: kgo_run waits for
 			 * the Ms, and an M leaves only between two Gs. */
