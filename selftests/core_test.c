@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Description: the core scheduler — Gs spawn and finish by the million,
- * runnext and FIFO order, work stealing, global-queue fairness, kgo_run
+ * runnext and FIFO order, work stealing, a finished G freed by the G
+ * it switches to, global-queue fairness, kgo_run
  * again after it returns, kgo_lock_m, the stack guard's message, a new
  * G's FP rounding mode, and -EINVAL/-EPERM/-EBUSY for bad calls.
  *
@@ -22,6 +23,7 @@
 
 #include "harness.h"
 #include "kgo.h"
+#include "runtime.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1
@@ -260,6 +262,60 @@ TEST(stealing_runs_gs_on_both_ps)
 	EXPECT_EQ(n, (long)(ran_on[0] + ran_on[1]));
 	EXPECT_LT(n / 20, (long)ran_on[1]);
 	EXPECT_LT(n / 20, (long)ran_on[0]);
+}
+
+/* ------------------------------------------------------------------ */
+/* A G that finishes with local work switches straight to the next    */
+/* ------------------------------------------------------------------ */
+
+static struct kgo_wg exit_wg = KGO_WG_INIT;
+static uint64_t exit_live, exit_ran, exit_direct;
+
+static void dexit_fn(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&done, 1);
+	kgo_wg_done(&exit_wg);
+}
+
+static void direct_exit_main(void *arg)
+{
+	long rounds = (long)arg, r, i;
+	struct kgo_stats st;
+
+	for (r = 0; r < rounds; r++) {
+		kgo_wg_add(&exit_wg, 100);
+		for (i = 0; i < 100; i++)
+			kgo_go(dexit_fn, NULL);
+		kgo_wg_wait(&exit_wg);
+	}
+	kgo_stats_get(&st, sizeof(st));
+	exit_live = st.gs_live;
+	exit_ran = atomic_load(&sched.allp[0]->ngexit);
+	exit_direct = atomic_load(&sched.allp[0]->ngexit_direct);
+}
+
+/*
+ * On one P, each of the 100 Gs of a round finishes with the next one
+ * queued behind it (all but the last): kgo_exit switches straight to
+ * it, and that G frees the dead one. Every G must be freed once (none
+ * live but main at the end) and most by the direct way (each 61st
+ * switch goes through g0 on purpose).
+ */
+TEST(finished_g_is_freed_by_the_next_g)
+{
+	struct kgo_config c = cfg_p(1);
+	long rounds = 200;
+
+	atomic_store(&done, 0);
+	ASSERT_EQ(0, kgo_run(direct_exit_main, (void *)rounds, &c));
+	TH_LOG("ran %llu, freed by the next G %llu, live %llu",
+	       (unsigned long long)exit_ran, (unsigned long long)exit_direct,
+	       (unsigned long long)exit_live);
+	EXPECT_EQ(rounds * 100, atomic_load(&done));
+	EXPECT_EQ(1, (long)exit_live);
+	EXPECT_EQ(rounds * 100, (long)exit_ran);
+	EXPECT_LT(rounds * 100 * 9 / 10, (long)exit_direct);
 }
 
 /* ------------------------------------------------------------------ */

@@ -254,6 +254,10 @@ static inline void finish_switch(void)
 		return;
 	mp->after_g = NULL;
 	if (mp->after_why == SW_EXIT) {
+		atomic_store_explicit(&mp->p->ngexit_direct,
+			atomic_load_explicit(&mp->p->ngexit_direct,
+					     memory_order_relaxed) + 1,
+			memory_order_relaxed);
 		gdead(mp, prev);
 		return;
 	}

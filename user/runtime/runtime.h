@@ -320,6 +320,9 @@ struct p {
 	_Atomic uint64_t nglobal;
 	_Atomic uint64_t nswitch;
 	_Atomic uint64_t ngexit;	/* Gs that finished on this P */
+	/* Of those, freed by the G they switched straight to (kgo_exit's
+	 * direct switch) rather than on g0. */
+	_Atomic uint64_t ngexit_direct;
 	/* Gs made on this P. Live Gs are the sum over the Ps of gs_created
 	 * - ngexit: one shared counter, written by every kgo_go and every
 	 * exit, moved its line between the CPUs twice per G at P=2. */
