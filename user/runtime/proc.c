@@ -290,7 +290,7 @@ static void goentry(void *arg);
  */
 static void gstart(struct g *gp)
 {
-	gp->unstarted = false;
+	atomic_store_explicit(&gp->unstarted, false, memory_order_relaxed);
 	kgo_ctx_make_fp(&gp->ctx, (void *)gp->stack.lo,
 			gp->stack.hi - gp->stack.lo, goentry, gp, gp->fpctl);
 }
@@ -317,7 +317,8 @@ void kgo_switch(struct kgo_ctx *from, struct kgo_ctx *to, struct g *from_g,
 	__tsan_switch_to_fiber(to_g ? to_g->tsan_fiber : getm()->tsan_fiber, 0);
 #endif
 	(void)from_g;
-	if (to_g && unlikely(to_g->unstarted))
+	if (to_g && unlikely(atomic_load_explicit(&to_g->unstarted,
+						  memory_order_relaxed)))
 		gstart(to_g);
 	kgo_ctx_switch(from, to);
 #ifdef KGO_ASAN
@@ -1524,6 +1525,9 @@ static void gfree_g(struct g *gp)
 
 /* Global queue length per P beyond which kgo_go yields. */
 #define SPAWN_BACKPRESSURE 256
+/* Gs on the spawner's own queue, the oldest never run, at which kgo_go
+ * yields (kgo_go_sized). */
+#define SPAWN_BACKLOG 32
 
 /* How many dead Gs the global list keeps before giving memory back. */
 static int32_t gfree_global_max(void)
@@ -1674,7 +1678,7 @@ static struct g *newproc(struct p *pp, void (*fn)(void *), void *arg,
 #endif
 	/* The frame is written by gstart, on the M that first runs gp. */
 	gp->fpctl = kgo_ctx_fpctl();
-	gp->unstarted = true;
+	atomic_store_explicit(&gp->unstarted, true, memory_order_relaxed);
 	atomic_store_explicit(&gp->status, G_RUNNABLE, memory_order_release);
 	atomic_store_explicit(&pp->gs_created,
 		atomic_load_explicit(&pp->gs_created, memory_order_relaxed) + 1,
@@ -1683,9 +1687,29 @@ static struct g *newproc(struct p *pp, void (*fn)(void *), void *arg,
 	return gp;
 }
 
+/*
+ * spawn_backlog() - pp's queue holds SPAWN_BACKLOG Gs or more and the
+ * oldest has never run; owner only. Thieves may take that G meanwhile
+ * (it may even be running or reused by now): its unstarted is then a
+ * stale hint, never a fault (struct g memory stays mapped).
+ */
+static bool spawn_backlog(struct p *pp)
+{
+	uint32_t head = atomic_load_explicit(&pp->runqhead, memory_order_relaxed);
+	uint32_t tail = atomic_load_explicit(&pp->runqtail, memory_order_relaxed);
+	struct g *oldest;
+
+	if (tail - head < SPAWN_BACKLOG)
+		return false;
+	oldest = atomic_load_explicit(&pp->runq[head % RUNQ_SIZE],
+				      memory_order_relaxed);
+	return atomic_load_explicit(&oldest->unstarted, memory_order_relaxed);
+}
+
 int kgo_go_sized(void (*fn)(void *), void *arg, size_t stack_size)
 {
 	struct m *mp;
+	struct p *pp;
 	struct g *gp;
 
 	if (!fn)
@@ -1701,7 +1725,8 @@ int kgo_go_sized(void (*fn)(void *), void *arg, size_t stack_size)
 	if (!gp)
 		return -ENOMEM;
 	/* getm() again is not needed: nothing here can park. */
-	runqput(mp->p, gp, true);
+	pp = mp->p;
+	runqput(pp, gp, true);
 	wakep();
 	/*
 	 * Back-pressure (not in Go): a G that makes Gs faster than the Ps
@@ -1710,9 +1735,23 @@ int kgo_go_sized(void (*fn)(void *), void *arg, size_t stack_size)
 	 * the TLB and the caches, and spawning slows down 5x (spawn+join
 	 * bench here: 700-1200 ns/G without it, 125-180 with it). So the spawner
 	 * yields, which puts it behind the queued Gs.
+	 *
+	 * It yields much earlier, too: once SPAWN_BACKLOG Gs wait on its own
+	 * P and the oldest of them has never run. Gs made 256 or more ahead
+	 * of their run start on cold stacks: writing the first frame
+	 * (kgo_ctx_make_fp) was 21% of `perf record build/bench/spawn_join
+	 * -p 2`, and the queue spilled 80% of the Gs through the global
+	 * one. With the backlog kept to 32, a G's stack is reused while it
+	 * is still in the TLB and caches, the other P steals half of it,
+	 * and nothing goes global: spawn_join -p 2 129 -> 66 ns/G, -p 1 78
+	 * -> 61 (medians of 7, alternating; 16: 73 and 58, 64: 72 and 61,
+	 * 128: 91 and 71). The oldest must be unstarted, so that a spawner
+	 * behind Gs that run and yield (not a backlog of new ones) does
+	 * not wait for all of them at each kgo_go.
 	 */
 	if (unlikely(atomic_load_explicit(&sched.runqsize, memory_order_relaxed) >
-		     SPAWN_BACKPRESSURE * sched.gomaxprocs))
+		     SPAWN_BACKPRESSURE * sched.gomaxprocs) ||
+	    unlikely(spawn_backlog(pp)))
 		kgo_yield();
 	else
 		kgo_checkpreempt();
@@ -1780,7 +1819,8 @@ static bool direct_switch(struct m *mp, struct g *gp, enum switch_why why)
 	 * syscalls:sys_enter_futex -g build/bench/parked -p 2`). Through
 	 * g0, park_m drops the lock before the new G is started.
 	 */
-	if (unlikely(next->lockedm || (park && next->unstarted &&
+	if (unlikely(next->lockedm || (park && atomic_load_explicit(
+			&next->unstarted, memory_order_relaxed) &&
 				       mp->park_unlock))) {
 		runqput(pp, next, true);
 		return false;

@@ -238,7 +238,7 @@ struct g {
 	int64_t waitsince;		/* when it parked (ns), for the dump */
 	struct g *alllink, *allprev;	/* allgs list; sched.allglock */
 	bool is_main;			/* the main G of kgo_run */
-	bool unstarted;			/* ctx not made yet: newproc leaves the
+	_Atomic bool unstarted;		/* ctx not made yet: newproc leaves the
 					 * stack untouched (proc.c, gstart) */
 	uint64_t fpctl;			/* creator's FP control, for gstart */
 	void *timer;			/* kgo_sleep's timer (timer.c) */
