@@ -2,7 +2,7 @@
 /*
  * Description: the core scheduler — Gs spawn and finish by the million,
  * runnext and FIFO order, work stealing, a finished G freed by the G
- * it switches to, global-queue fairness, kgo_run
+ * it switches to, spawn back-pressure, global-queue fairness, kgo_run
  * again after it returns, kgo_lock_m, the stack guard's message, a new
  * G's FP rounding mode, and -EINVAL/-EPERM/-EBUSY for bad calls.
  *
@@ -316,6 +316,70 @@ TEST(finished_g_is_freed_by_the_next_g)
 	EXPECT_EQ(1, (long)exit_live);
 	EXPECT_EQ(rounds * 100, (long)exit_ran);
 	EXPECT_LT(rounds * 100 * 9 / 10, (long)exit_direct);
+}
+
+/* ------------------------------------------------------------------ */
+/* Spawn back-pressure on the spawner's own queue                     */
+/* ------------------------------------------------------------------ */
+
+static long max_backlog, spin_yields;
+static _Atomic bool stop_spinners;
+static _Atomic long spinner_yields;
+
+static void spinner_fn(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop_spinners)) {
+		atomic_fetch_add(&spinner_yields, 1);
+		kgo_yield();
+	}
+}
+
+static void backlog_main(void *arg)
+{
+	long n = (long)arg, i, y0;
+
+	/* Spawning alone: the Gs made and not yet run stay few. */
+	for (i = 1; i <= n; i++) {
+		kgo_go(count_fn, NULL);
+		if (i - atomic_load(&done) > max_backlog)
+			max_backlog = i - atomic_load(&done);
+	}
+	while (atomic_load(&done) < n)
+		kgo_yield();
+	/* Behind 40 Gs that run and yield: no backlog of new Gs, so the
+	 * spawner does not yield to them at each kgo_go. */
+	for (i = 0; i < 40; i++)
+		kgo_go(spinner_fn, NULL);
+	kgo_yield();		/* each has run once */
+	y0 = atomic_load(&spinner_yields);
+	for (i = 0; i < 200; i++)
+		kgo_go(count_fn, NULL);
+	spin_yields = atomic_load(&spinner_yields) - y0;
+	atomic_store(&stop_spinners, true);
+	while (atomic_load(&done) < n + 200)
+		kgo_yield();
+}
+
+/*
+ * On one P, with nothing else to run the new Gs, the spawner yields
+ * once SPAWN_BACKLOG (32) of them wait, the oldest never run: at most
+ * 33 made and not run (the old rule, global queue > 256 a P, let 386
+ * pile up). Behind Gs that have run (yielders), it does not yield: the
+ * 40 spinners yield at most a few times while it makes 200 Gs (at each
+ * kgo_go, they would yield 40 times: ~8000).
+ */
+TEST(spawner_yields_to_its_backlog_of_new_gs)
+{
+	struct kgo_config c = cfg_p(1);
+	long n = 5000;
+
+	atomic_store(&done, 0);
+	ASSERT_EQ(0, kgo_run(backlog_main, (void *)n, &c));
+	TH_LOG("most made and not run: %ld; spinners yielded %ld times "
+	       "during 200 kgo_go", max_backlog, spin_yields);
+	EXPECT_LE(max_backlog, 33);
+	EXPECT_LT(spin_yields, 400);
 }
 
 /* ------------------------------------------------------------------ */
