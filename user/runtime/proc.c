@@ -85,8 +85,10 @@
  * it.)
  *
  * Run queues: per P, a ring of RUNQ_SIZE that only the owner pushes
- * (tail) and everyone pops (head, by CAS): Go's runq. Overflow moves half
- * of it to the global queue. Every 61st schedule a P takes from the
+ * (tail) and everyone pops (head, by CAS; with one P, by a plain store):
+ * Go's runq. Overflow moves half of it to the global queue; a G that
+ * spawns yields long before that, once 32 never-run Gs wait on its P
+ * (spawn back-pressure, kgo_go_sized). Every 61st schedule a P takes from the
  * global queue first, so a P busy with its own Gs cannot starve it. An M
  * out of local work steals half of another P's queue.
  *
