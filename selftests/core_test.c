@@ -160,7 +160,9 @@ static void order_main(void *arg)
 
 TEST(runnext_then_fifo_on_one_p)
 {
-	struct kgo_config c = cfg_p(1);
+	/* A preemption of main between two kgo_go (TSan makes 10 ms
+	 * pass: "4 1 2 3 5" in make check) would run the Gs early. */
+	struct kgo_config c = { .maxprocs = 1, .preempt_slice_us = 60000000 };
 
 	atomic_store(&norder, 0);
 	ASSERT_EQ(0, kgo_run(order_main, NULL, &c));
@@ -371,7 +373,9 @@ static void backlog_main(void *arg)
  */
 TEST(spawner_yields_to_its_backlog_of_new_gs)
 {
-	struct kgo_config c = cfg_p(1);
+	/* No preemption of main meanwhile: each would let the 40 spinners
+	 * yield once (441 yields under TSan with 10 ms slices). */
+	struct kgo_config c = { .maxprocs = 1, .preempt_slice_us = 60000000 };
 	long n = 5000;
 
 	atomic_store(&done, 0);
