@@ -324,7 +324,7 @@ TEST(finished_g_is_freed_by_the_next_g)
 /* Spawn back-pressure on the spawner's own queue                     */
 /* ------------------------------------------------------------------ */
 
-static long max_backlog, spin_yields;
+static long max_backlog, spin_yields, locked_ran;
 static _Atomic bool stop_spinners;
 static _Atomic long spinner_yields;
 
@@ -349,6 +349,14 @@ static void backlog_main(void *arg)
 	}
 	while (atomic_load(&done) < n)
 		kgo_yield();
+	/* Wired to its M, the spawner is left to the global rule. */
+	kgo_lock_m();
+	for (i = 0; i < 100; i++)
+		kgo_go(count_fn, NULL);
+	locked_ran = atomic_load(&done) - n;
+	kgo_unlock_m();
+	while (atomic_load(&done) < n + 100)
+		kgo_yield();
 	/* Behind 40 Gs that run and yield: no backlog of new Gs, so the
 	 * spawner does not yield to them at each kgo_go. */
 	for (i = 0; i < 40; i++)
@@ -359,7 +367,7 @@ static void backlog_main(void *arg)
 		kgo_go(count_fn, NULL);
 	spin_yields = atomic_load(&spinner_yields) - y0;
 	atomic_store(&stop_spinners, true);
-	while (atomic_load(&done) < n + 200)
+	while (atomic_load(&done) < n + 300)
 		kgo_yield();
 }
 
@@ -367,7 +375,8 @@ static void backlog_main(void *arg)
  * On one P, with nothing else to run the new Gs, the spawner yields
  * once SPAWN_BACKLOG (32) of them wait, the oldest never run: at most
  * 33 made and not run (the old rule, global queue > 256 a P, let 386
- * pile up). Behind Gs that have run (yielders), it does not yield: the
+ * pile up). Wired to its M (kgo_lock_m), it does not yield for 100
+ * (68 would run). Behind Gs that have run (yielders), it does not yield: the
  * 40 spinners yield at most a few times while it makes 200 Gs (at each
  * kgo_go, they would yield 40 times: ~8000).
  */
@@ -380,9 +389,11 @@ TEST(spawner_yields_to_its_backlog_of_new_gs)
 
 	atomic_store(&done, 0);
 	ASSERT_EQ(0, kgo_run(backlog_main, (void *)n, &c));
-	TH_LOG("most made and not run: %ld; spinners yielded %ld times "
-	       "during 200 kgo_go", max_backlog, spin_yields);
+	TH_LOG("most made and not run: %ld; locked spawner: %ld of 100 ran "
+	       "meanwhile; spinners yielded %ld times during 200 kgo_go",
+	       max_backlog, locked_ran, spin_yields);
 	EXPECT_LE(max_backlog, 33);
+	EXPECT_EQ(0, locked_ran);
 	EXPECT_LT(spin_yields, 400);
 }
 

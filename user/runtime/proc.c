@@ -1767,11 +1767,13 @@ int kgo_go_sized(void (*fn)(void *), void *arg, size_t stack_size)
 	 * -> 61 (medians of 7, alternating; 16: 73 and 58, 64: 72 and 61,
 	 * 128: 91 and 71). The oldest must be unstarted, so that a spawner
 	 * behind Gs that run and yield (not a backlog of new ones) does
-	 * not wait for all of them at each kgo_go.
+	 * not wait for all of them at each kgo_go. A G wired to its M
+	 * (kgo_lock_m) is left to the global rule: each of its yields
+	 * hands the P to another M and back, two futex wakeups.
 	 */
 	if (unlikely(atomic_load_explicit(&sched.runqsize, memory_order_relaxed) >
 		     SPAWN_BACKPRESSURE * sched.gomaxprocs) ||
-	    unlikely(spawn_backlog(pp)))
+	    unlikely(spawn_backlog(pp) && !mp->lockedg))
 		kgo_yield();
 	else
 		kgo_checkpreempt();
