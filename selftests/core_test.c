@@ -376,9 +376,10 @@ static void backlog_main(void *arg)
  * once SPAWN_BACKLOG (32) of them wait, the oldest never run: at most
  * 33 made and not run (the old rule, global queue > 256 a P, let 386
  * pile up). Wired to its M (kgo_lock_m), it does not yield for 100
- * (68 would run). Behind Gs that have run (yielders), it does not yield: the
- * 40 spinners yield at most a few times while it makes 200 Gs (at each
- * kgo_go, they would yield 40 times: ~8000).
+ * (a locked G's yield at P=1 with Gs queued ends in a false deadlock
+ * report today). Behind Gs that have run (yielders), it does not
+ * yield: the 40 spinners yield at most a few times while it makes 200
+ * Gs (at each kgo_go, they would yield 40 times: ~8000).
  */
 TEST(spawner_yields_to_its_backlog_of_new_gs)
 {
