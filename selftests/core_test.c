@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Description: the core scheduler — Gs spawn and finish by the million,
- * runnext and FIFO order, work stealing, global-queue fairness, kgo_run
+ * runnext and FIFO order, work stealing, a finished G freed by the G
+ * it switches to, spawn back-pressure, global-queue fairness, kgo_run
  * again after it returns, kgo_lock_m, the stack guard's message, a new
  * G's FP rounding mode, and -EINVAL/-EPERM/-EBUSY for bad calls.
  *
@@ -160,7 +161,9 @@ static void order_main(void *arg)
 
 TEST(runnext_then_fifo_on_one_p)
 {
-	struct kgo_config c = cfg_p(1);
+	/* A preemption of main between two kgo_go (TSan makes 10 ms
+	 * pass: "4 1 2 3 5" in make check) would run the Gs early. */
+	struct kgo_config c = { .maxprocs = 1, .preempt_slice_us = 60000000 };
 
 	/* No preemption of order_main between its kgo_go()s: under TSan
 	 * (each new stack's shadow mapped on this VM) the five took more
@@ -267,6 +270,138 @@ TEST(stealing_runs_gs_on_both_ps)
 	EXPECT_EQ(n, (long)(ran_on[0] + ran_on[1]));
 	EXPECT_LT(n / 20, (long)ran_on[1]);
 	EXPECT_LT(n / 20, (long)ran_on[0]);
+}
+
+/* ------------------------------------------------------------------ */
+/* A G that finishes with local work switches straight to the next    */
+/* ------------------------------------------------------------------ */
+
+static struct kgo_wg exit_wg = KGO_WG_INIT;
+static uint64_t exit_live, exit_ran, exit_direct;
+
+static void dexit_fn(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&done, 1);
+	kgo_wg_done(&exit_wg);
+}
+
+static void direct_exit_main(void *arg)
+{
+	long rounds = (long)arg, r, i;
+	struct kgo_stats st;
+
+	for (r = 0; r < rounds; r++) {
+		kgo_wg_add(&exit_wg, 100);
+		for (i = 0; i < 100; i++)
+			kgo_go(dexit_fn, NULL);
+		kgo_wg_wait(&exit_wg);
+	}
+	kgo_stats_get(&st, sizeof(st));
+	exit_live = st.gs_live;
+	exit_ran = atomic_load(&sched.allp[0]->ngexit);
+	exit_direct = atomic_load(&sched.allp[0]->ngexit_direct);
+}
+
+/*
+ * On one P, each of the 100 Gs of a round finishes with the next one
+ * queued behind it (all but the last): kgo_exit switches straight to
+ * it, and that G frees the dead one. Every G must be freed once (none
+ * live but main at the end) and most by the direct way (each 61st
+ * switch goes through g0 on purpose).
+ */
+TEST(finished_g_is_freed_by_the_next_g)
+{
+	struct kgo_config c = cfg_p(1);
+	long rounds = 200;
+
+	atomic_store(&done, 0);
+	ASSERT_EQ(0, kgo_run(direct_exit_main, (void *)rounds, &c));
+	TH_LOG("ran %llu, freed by the next G %llu, live %llu",
+	       (unsigned long long)exit_ran, (unsigned long long)exit_direct,
+	       (unsigned long long)exit_live);
+	EXPECT_EQ(rounds * 100, atomic_load(&done));
+	EXPECT_EQ(1, (long)exit_live);
+	EXPECT_EQ(rounds * 100, (long)exit_ran);
+	EXPECT_LT(rounds * 100 * 9 / 10, (long)exit_direct);
+}
+
+/* ------------------------------------------------------------------ */
+/* Spawn back-pressure on the spawner's own queue                     */
+/* ------------------------------------------------------------------ */
+
+static long max_backlog, spin_yields, locked_ran;
+static _Atomic bool stop_spinners;
+static _Atomic long spinner_yields;
+
+static void spinner_fn(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop_spinners)) {
+		atomic_fetch_add(&spinner_yields, 1);
+		kgo_yield();
+	}
+}
+
+static void backlog_main(void *arg)
+{
+	long n = (long)arg, i, y0;
+
+	/* Spawning alone: the Gs made and not yet run stay few. */
+	for (i = 1; i <= n; i++) {
+		kgo_go(count_fn, NULL);
+		if (i - atomic_load(&done) > max_backlog)
+			max_backlog = i - atomic_load(&done);
+	}
+	while (atomic_load(&done) < n)
+		kgo_yield();
+	/* Wired to its M, the spawner is left to the global rule. */
+	kgo_lock_m();
+	for (i = 0; i < 100; i++)
+		kgo_go(count_fn, NULL);
+	locked_ran = atomic_load(&done) - n;
+	kgo_unlock_m();
+	while (atomic_load(&done) < n + 100)
+		kgo_yield();
+	/* Behind 40 Gs that run and yield: no backlog of new Gs, so the
+	 * spawner does not yield to them at each kgo_go. */
+	for (i = 0; i < 40; i++)
+		kgo_go(spinner_fn, NULL);
+	kgo_yield();		/* each has run once */
+	y0 = atomic_load(&spinner_yields);
+	for (i = 0; i < 200; i++)
+		kgo_go(count_fn, NULL);
+	spin_yields = atomic_load(&spinner_yields) - y0;
+	atomic_store(&stop_spinners, true);
+	while (atomic_load(&done) < n + 300)
+		kgo_yield();
+}
+
+/*
+ * On one P, with nothing else to run the new Gs, the spawner yields
+ * once SPAWN_BACKLOG (32) of them wait, the oldest never run: at most
+ * 33 made and not run (the old rule, global queue > 256 a P, let 386
+ * pile up). Wired to its M (kgo_lock_m), it does not yield for 100
+ * (a locked G's yield at P=1 with Gs queued ends in a false deadlock
+ * report today). Behind Gs that have run (yielders), it does not
+ * yield: the 40 spinners yield at most a few times while it makes 200
+ * Gs (at each kgo_go, they would yield 40 times: ~8000).
+ */
+TEST(spawner_yields_to_its_backlog_of_new_gs)
+{
+	/* No preemption of main meanwhile: each would let the 40 spinners
+	 * yield once (441 yields under TSan with 10 ms slices). */
+	struct kgo_config c = { .maxprocs = 1, .preempt_slice_us = 60000000 };
+	long n = 5000;
+
+	atomic_store(&done, 0);
+	ASSERT_EQ(0, kgo_run(backlog_main, (void *)n, &c));
+	TH_LOG("most made and not run: %ld; locked spawner: %ld of 100 ran "
+	       "meanwhile; spinners yielded %ld times during 200 kgo_go",
+	       max_backlog, locked_ran, spin_yields);
+	EXPECT_LE(max_backlog, 33);
+	EXPECT_EQ(0, locked_ran);
+	EXPECT_LT(spin_yields, 400);
 }
 
 /* ------------------------------------------------------------------ */

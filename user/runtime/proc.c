@@ -86,8 +86,10 @@
  * it.)
  *
  * Run queues: per P, a ring of RUNQ_SIZE that only the owner pushes
- * (tail) and everyone pops (head, by CAS): Go's runq. Overflow moves half
- * of it to the global queue. Every 61st schedule a P takes from the
+ * (tail) and everyone pops (head, by CAS; with one P, by a plain store):
+ * Go's runq. Overflow moves half of it to the global queue; a G that
+ * spawns yields long before that, once 32 never-run Gs wait on its P
+ * (spawn back-pressure, kgo_go_sized). Every 61st schedule a P takes from the
  * global queue first, so a P busy with its own Gs cannot starve it. An M
  * out of local work steals half of another P's queue.
  *
@@ -229,11 +231,21 @@ static inline void setgstatus(struct g *gp, uint32_t from, uint32_t to)
 	atomic_store_explicit(&gp->status, to, memory_order_release);
 }
 
+/* Why a G switched straight to another (direct_switch, m->after_why). */
+enum switch_why {
+	SW_YIELD,	/* queue it again */
+	SW_PARK,	/* park it: run its unlockf */
+	SW_EXIT,	/* it finished: free it */
+};
+
+static void gdead(struct m *mp, struct g *gp);
+
 /*
  * finish_switch() - run on the resumed side of every switch: what the G
  * that switched straight to us (direct_switch) left to do once it is
- * off its stack: queue it again (yield) or release its wait list's lock
- * (park). Until then nobody else can see that G.
+ * off its stack: queue it again (yield), release its wait list's lock
+ * (park) or put it on a free list (exit). Until then nobody else can
+ * see that G.
  */
 static inline void finish_switch(void)
 {
@@ -244,7 +256,15 @@ static inline void finish_switch(void)
 	if (likely(!prev))
 		return;
 	mp->after_g = NULL;
-	if (!mp->after_park) {
+	if (mp->after_why == SW_EXIT) {
+		atomic_store_explicit(&mp->p->ngexit_direct,
+			atomic_load_explicit(&mp->p->ngexit_direct,
+					     memory_order_relaxed) + 1,
+			memory_order_relaxed);
+		gdead(mp, prev);
+		return;
+	}
+	if (mp->after_why == SW_YIELD) {
 		atomic_store_explicit(&prev->status, G_RUNNABLE,
 				      memory_order_release);
 		runqput(mp->p, prev, false);
@@ -273,7 +293,7 @@ static void goentry(void *arg);
  */
 static void gstart(struct g *gp)
 {
-	gp->unstarted = false;
+	atomic_store_explicit(&gp->unstarted, false, memory_order_relaxed);
 	kgo_ctx_make_fp(&gp->ctx, (void *)gp->stack.lo,
 			gp->stack.hi - gp->stack.lo, goentry, gp, gp->fpctl);
 }
@@ -300,7 +320,8 @@ void kgo_switch(struct kgo_ctx *from, struct kgo_ctx *to, struct g *from_g,
 	__tsan_switch_to_fiber(to_g ? to_g->tsan_fiber : getm()->tsan_fiber, 0);
 #endif
 	(void)from_g;
-	if (to_g && unlikely(to_g->unstarted))
+	if (to_g && unlikely(atomic_load_explicit(&to_g->unstarted,
+						  memory_order_relaxed)))
 		gstart(to_g);
 	kgo_ctx_switch(from, to);
 #ifdef KGO_ASAN
@@ -386,16 +407,23 @@ static void runqput(struct p *pp, struct g *gp, bool next)
 	if (next) {
 		/* Thieves only ever take runnext (CAS to NULL), and only we
 		 * fill it: found empty, it stays empty until our store, so
-		 * the locked exchange is needed only to kick a G out. */
-		if (!atomic_load_explicit(&pp->runnext, memory_order_relaxed)) {
+		 * the locked exchange is needed only to kick a G out, and
+		 * only if thieves exist (runqget has the figures). */
+		struct g *old = atomic_load_explicit(&pp->runnext,
+						     memory_order_relaxed);
+
+		if (!old || sched.gomaxprocs == 1) {
 			atomic_store_explicit(&pp->runnext, gp,
 					      memory_order_release);
-			return;
+			if (!old)
+				return;
+			gp = old;
+		} else {
+			gp = atomic_exchange_explicit(&pp->runnext, gp,
+						      memory_order_acq_rel);
+			if (!gp)
+				return;
 		}
-		gp = atomic_exchange_explicit(&pp->runnext, gp,
-					      memory_order_acq_rel);
-		if (!gp)
-			return;
 	}
 	for (;;) {
 		/* Acquire pairs with the consumers' release CAS on head. */
@@ -446,6 +474,17 @@ took_next:
 			return NULL;
 		gp = atomic_load_explicit(&pp->runq[head % RUNQ_SIZE],
 					  memory_order_relaxed);
+		/*
+		 * With one P, the head is ours alone too: a plain store.
+		 * A locked instruction costs ~6.6 ns here (a loop of
+		 * lock xadd), a third of a yield; this and runqput's
+		 * exchange were the two per G of spawn_join -p 1.
+		 */
+		if (sched.gomaxprocs == 1) {
+			atomic_store_explicit(&pp->runqhead, head + 1,
+					      memory_order_release);
+			return gp;
+		}
 		if (atomic_compare_exchange_weak_explicit(&pp->runqhead, &head,
 				head + 1, memory_order_release,
 				memory_order_relaxed))
@@ -1396,27 +1435,35 @@ void gopreempt(bool async)
 	mcall(preempt_m, 0);
 }
 
-static void goexit0(struct g *gp)
+/*
+ * gdead() - a finished G, off its stack now (on g0, or on the stack of
+ * the G it switched straight to): count it and keep it for reuse.
+ */
+static void gdead(struct m *mp, struct g *gp)
 {
-	struct m *mp = getm();
-
 	gp->m = NULL;
 	gp->lockedm = NULL;
 	gp->lockedcount = 0;
 	mp->lockedg = NULL;
-	atomic_fetch_sub_explicit(&sched.ngs, 1, memory_order_relaxed);
 	atomic_store_explicit(&mp->p->ngexit,
 		atomic_load_explicit(&mp->p->ngexit, memory_order_relaxed) + 1,
 		memory_order_relaxed);
+	gfput(mp->p, gp);
+}
+
+static void goexit0(struct g *gp)
+{
+	struct m *mp = getm();
+
 	if (gp->is_main) {
 		/* main returned: the program is over (Go's exit). */
 		atomic_store(&sched.exiting, true);
 		gp->is_main = false;
-		gfput(mp->p, gp);
+		gdead(mp, gp);
 		wake_all_idle();
 		return;
 	}
-	gfput(mp->p, gp);
+	gdead(mp, gp);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1436,15 +1483,29 @@ static void goentry(void *arg)
 	kgo_exit();
 }
 
+static bool direct_switch(struct m *mp, struct g *gp, enum switch_why why);
+
 void kgo_exit(void)
 {
-	struct g *gp = getg();
+	struct m *mp = getm();
+	struct g *gp = mp ? mp->curg : NULL;
 
 	if (!gp)
 		kgo_throw("kgo_exit: not called from a goroutine");
-	/* G_DEAD is set on the way out so that kgo_switch knows this
-	 * context never resumes; goexit0 then frees it on g0. */
-	casgstatus(gp, G_RUNNING, G_DEAD);
+	if (unlikely(kgo_tls_locks))
+		kgo_throw("kgo_exit: runtime lock held");
+	/*
+	 * G_DEAD is set on the way out so that kgo_switch knows this
+	 * context never resumes. With local work, the G switches straight
+	 * to the next G, which frees it (finish_switch); else goexit0
+	 * frees it on g0. The straight way saves a switch to g0 and a trip
+	 * through schedule per G: at P=1, spawn+join went from 620 to 543
+	 * instructions per G (`valgrind --tool=callgrind
+	 * build/bench/spawn_join -p 1 -n 200000`).
+	 */
+	setgstatus(gp, G_RUNNING, G_DEAD);
+	if (!gp->is_main)
+		direct_switch(mp, gp, SW_EXIT);
 	mcall(goexit0, 0);
 	kgo_throw("kgo_exit: dead G resumed");
 }
@@ -1485,6 +1546,9 @@ static void gfree_g(struct g *gp)
 
 /* Global queue length per P beyond which kgo_go yields. */
 #define SPAWN_BACKPRESSURE 256
+/* Gs on the spawner's own queue, the oldest never run, at which kgo_go
+ * yields (kgo_go_sized). */
+#define SPAWN_BACKLOG 32
 
 /* How many dead Gs the global list keeps before giving memory back. */
 static int32_t gfree_global_max(void)
@@ -1596,13 +1660,13 @@ static uint64_t newgoid(struct p *pp)
 	return pp->goidcache++;
 }
 
-/* newproc() - make a runnable G; pp may be NULL (before the start). */
+/* newproc() - make a runnable G on pp. */
 static struct g *newproc(struct p *pp, void (*fn)(void *), void *arg,
 			 size_t size)
 {
 	struct g *gp = NULL;
 
-	if (pp && size == sched.stack_size)
+	if (size == sched.stack_size)
 		gp = gfget(pp);
 	if (!gp) {
 		gp = stack_alloc_g(size);
@@ -1635,18 +1699,38 @@ static struct g *newproc(struct p *pp, void (*fn)(void *), void *arg,
 #endif
 	/* The frame is written by gstart, on the M that first runs gp. */
 	gp->fpctl = kgo_ctx_fpctl();
-	gp->unstarted = true;
+	atomic_store_explicit(&gp->unstarted, true, memory_order_relaxed);
 	atomic_store_explicit(&gp->status, G_RUNNABLE, memory_order_release);
-	atomic_fetch_add_explicit(&sched.ngs, 1, memory_order_relaxed);
-	if (pp)
-		pp->gs_created++;
+	atomic_store_explicit(&pp->gs_created,
+		atomic_load_explicit(&pp->gs_created, memory_order_relaxed) + 1,
+		memory_order_relaxed);
 	TRACE(TR_GO_CREATE, gp->goid, kgo_self());
 	return gp;
+}
+
+/*
+ * spawn_backlog() - pp's queue holds SPAWN_BACKLOG Gs or more and the
+ * oldest has never run; owner only. Thieves may take that G meanwhile
+ * (it may even be running or reused by now): its unstarted is then a
+ * stale hint, never a fault (struct g memory stays mapped).
+ */
+static bool spawn_backlog(struct p *pp)
+{
+	uint32_t head = atomic_load_explicit(&pp->runqhead, memory_order_relaxed);
+	uint32_t tail = atomic_load_explicit(&pp->runqtail, memory_order_relaxed);
+	struct g *oldest;
+
+	if (tail - head < SPAWN_BACKLOG)
+		return false;
+	oldest = atomic_load_explicit(&pp->runq[head % RUNQ_SIZE],
+				      memory_order_relaxed);
+	return atomic_load_explicit(&oldest->unstarted, memory_order_relaxed);
 }
 
 int kgo_go_sized(void (*fn)(void *), void *arg, size_t stack_size)
 {
 	struct m *mp;
+	struct p *pp;
 	struct g *gp;
 
 	if (!fn)
@@ -1662,7 +1746,8 @@ int kgo_go_sized(void (*fn)(void *), void *arg, size_t stack_size)
 	if (!gp)
 		return -ENOMEM;
 	/* getm() again is not needed: nothing here can park. */
-	runqput(mp->p, gp, true);
+	pp = mp->p;
+	runqput(pp, gp, true);
 	wakep();
 	/*
 	 * Back-pressure (not in Go): a G that makes Gs faster than the Ps
@@ -1671,9 +1756,25 @@ int kgo_go_sized(void (*fn)(void *), void *arg, size_t stack_size)
 	 * the TLB and the caches, and spawning slows down 5x (spawn+join
 	 * bench here: 700-1200 ns/G without it, 125-180 with it). So the spawner
 	 * yields, which puts it behind the queued Gs.
+	 *
+	 * It yields much earlier, too: once SPAWN_BACKLOG Gs wait on its own
+	 * P and the oldest of them has never run. Gs made 256 or more ahead
+	 * of their run start on cold stacks: writing the first frame
+	 * (kgo_ctx_make_fp) was 21% of `perf record build/bench/spawn_join
+	 * -p 2`, and the queue spilled 80% of the Gs through the global
+	 * one. With the backlog kept to 32, a G's stack is reused while it
+	 * is still in the TLB and caches, the other P steals half of it,
+	 * and nothing goes global: spawn_join -p 2 129 -> 66 ns/G, -p 1 78
+	 * -> 61 (medians of 7, alternating; 16: 73 and 58, 64: 72 and 61,
+	 * 128: 91 and 71). The oldest must be unstarted, so that a spawner
+	 * behind Gs that run and yield (not a backlog of new ones) does
+	 * not wait for all of them at each kgo_go. A G wired to its M
+	 * (kgo_lock_m) is left to the global rule: each of its yields
+	 * hands the P to another M and back, two futex wakeups.
 	 */
 	if (unlikely(atomic_load_explicit(&sched.runqsize, memory_order_relaxed) >
-		     SPAWN_BACKPRESSURE * sched.gomaxprocs))
+		     SPAWN_BACKPRESSURE * sched.gomaxprocs) ||
+	    unlikely(spawn_backlog(pp) && !mp->lockedg))
 		kgo_yield();
 	else
 		kgo_checkpreempt();
@@ -1700,8 +1801,9 @@ int kgo_go(void (*fn)(void *), void *arg)
  * the caller takes the slow path through g0, where findrunnable also
  * runs timers. Return: true once gp has been switched out and back in.
  */
-static bool direct_switch(struct m *mp, struct g *gp, bool park)
+static bool direct_switch(struct m *mp, struct g *gp, enum switch_why why)
 {
+	bool park = why != SW_YIELD;
 	struct p *pp = mp->p;
 	uint64_t tick = atomic_load_explicit(&pp->schedtick,
 					     memory_order_relaxed);
@@ -1740,13 +1842,14 @@ static bool direct_switch(struct m *mp, struct g *gp, bool park)
 	 * syscalls:sys_enter_futex -g build/bench/parked -p 2`). Through
 	 * g0, park_m drops the lock before the new G is started.
 	 */
-	if (unlikely(next->lockedm || (park && next->unstarted &&
+	if (unlikely(next->lockedm || (park && atomic_load_explicit(
+			&next->unstarted, memory_order_relaxed) &&
 				       mp->park_unlock))) {
 		runqput(pp, next, true);
 		return false;
 	}
 	mp->after_g = gp;
-	mp->after_park = park;
+	mp->after_why = why;
 	setgstatus(next, G_RUNNABLE, G_RUNNING);	/* ours: runqget took it */
 	next->m = mp;
 	atomic_store_explicit(&next->preempt, false, memory_order_relaxed);
@@ -1776,7 +1879,7 @@ void gopark(bool (*unlockf)(struct g *gp, void *arg), void *arg,
 	 * channel) stay held across the switch; without, none may. */
 	if (unlikely(!unlockf && kgo_tls_locks))
 		kgo_throw("gopark: parking with a runtime lock held");
-	if (direct_switch(mp, gp, true))
+	if (direct_switch(mp, gp, SW_PARK))
 		return;
 	/* The locks that unlockf releases are still held: mcall allows it. */
 	mcall(park_m, unlockf ? INT_MAX : 0);
@@ -1893,7 +1996,7 @@ void kgo_yield(void)
 	atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
 	if (unlikely(kgo_tls_locks))
 		kgo_throw("kgo_yield: runtime lock held");
-	if (direct_switch(mp, gp, false))
+	if (direct_switch(mp, gp, SW_YIELD))
 		return;
 	mcall(gosched_m, 0);
 }
@@ -2510,7 +2613,7 @@ int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
 		last_steals += atomic_load(&sched.allp[i]->nsteal);
 		last_global += atomic_load(&sched.allp[i]->nglobal);
 		last_switches += atomic_load(&sched.allp[i]->nswitch);
-		last_created += sched.allp[i]->gs_created;
+		last_created += atomic_load(&sched.allp[i]->gs_created);
 		atomic_fetch_add(&sched.io_nowait_hits,
 				 atomic_load(&sched.allp[i]->io_nowait));
 	}
@@ -2557,14 +2660,18 @@ int kgo_stats_get(struct kgo_stats *st, size_t size)
 		s.ms_idle = sched.nmidle;
 		unlock(&sched.lock);
 		s.ps = sched.gomaxprocs;
-		s.gs_live = atomic_load(&sched.ngs);
 		for (i = 0; i < sched.gomaxprocs; i++) {
 			struct p *pp = sched.allp[i];
+
+			/* A G may finish on another P than its maker's:
+			 * only the sum means something. */
+			s.gs_live += atomic_load(&pp->gs_created) -
+				     atomic_load(&pp->ngexit);
 
 			s.steals += atomic_load(&pp->nsteal);
 			s.global_runq_gets += atomic_load(&pp->nglobal);
 			s.context_switches += atomic_load(&pp->nswitch);
-			s.gs_created += pp->gs_created;
+			s.gs_created += atomic_load(&pp->gs_created);
 		}
 		s.stacks_cached = sched.ngfree;
 	} else {

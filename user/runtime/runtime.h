@@ -288,7 +288,7 @@ struct g {
 	int64_t waitsince;		/* when it parked (ns), for the dump */
 	struct g *alllink, *allprev;	/* allgs list; sched.allglock */
 	bool is_main;			/* the main G of kgo_run */
-	bool unstarted;			/* ctx not made yet: newproc leaves the
+	_Atomic bool unstarted;		/* ctx not made yet: newproc leaves the
 					 * stack untouched (proc.c, gstart) */
 	uint64_t fpctl;			/* creator's FP control, for gstart */
 	void *timer;			/* kgo_sleep's timer (timer.c) */
@@ -370,7 +370,13 @@ struct p {
 	_Atomic uint64_t nglobal;
 	_Atomic uint64_t nswitch;
 	_Atomic uint64_t ngexit;	/* Gs that finished on this P */
-	uint64_t gs_created;
+	/* Of those, freed by the G they switched straight to (kgo_exit's
+	 * direct switch) rather than on g0. */
+	_Atomic uint64_t ngexit_direct;
+	/* Gs made on this P. Live Gs are the sum over the Ps of gs_created
+	 * - ngexit: one shared counter, written by every kgo_go and every
+	 * exit, moved its line between the CPUs twice per G at P=2. */
+	_Atomic uint64_t gs_created;
 	uint64_t goidcache, goidcacheend;	/* batch of G ids; owner */
 
 	/* Per-P io state (io.c) hangs here when it exists. */
@@ -398,9 +404,10 @@ struct m {
 	struct g *lockedg;		/* G wired by kgo_lock_m */
 
 	/* What the G that switched straight to another (direct_switch)
-	 * left for the other side to do: requeue it, or park it. owner. */
+	 * left for the other side to do: requeue it, park it, or free it
+	 * (enum switch_why in proc.c). owner. */
 	struct g *after_g;
-	bool after_park;
+	uint8_t after_why;
 
 	/* What to do on g0 after the G switched out (mcall). */
 	void (*mcall_fn)(struct g *gp);
@@ -450,7 +457,6 @@ struct sched {
 
 	struct kgo_lock allglock;
 	struct g *allgs;		/* every G with a stack; allglock */
-	_Atomic uint64_t ngs;		/* live Gs (not dead) */
 
 	_Atomic uint64_t goidgen;
 	struct p **allp;
