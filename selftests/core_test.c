@@ -382,8 +382,7 @@ static void backlog_main(void *arg)
  * once SPAWN_BACKLOG (32) of them wait, the oldest never run: at most
  * 33 made and not run (the old rule, global queue > 256 a P, let 386
  * pile up). Wired to its M (kgo_lock_m), it does not yield for 100
- * (a locked G's yield at P=1 with Gs queued ends in a false deadlock
- * report today). Behind Gs that have run (yielders), it does not
+ * (kgo_yield_at_p1_with_gs_queued checks that it may). Behind Gs that have run (yielders), it does not
  * yield: the 40 spinners yield at most a few times while it makes 200
  * Gs (at each kgo_go, they would yield 40 times: ~8000).
  */
@@ -549,6 +548,61 @@ TEST(lock_m_keeps_g_on_its_m)
 	EXPECT_TRUE(atomic_load(&locked_done));
 	EXPECT_FALSE(atomic_load(&locked_moved));
 	EXPECT_FALSE(atomic_load(&other_on_locked));
+}
+
+/*
+ * A locked G that yields at P=1 with Gs queued: its M hands the P on
+ * (stoplockedm), another M runs the queue, then gives the P back
+ * (startlockedm). Each such pair of Ms was once counted as both idle
+ * for a moment, and checkdead reported "all goroutines are asleep -
+ * deadlock!" (exit 2) with Gs runnable; and a wakeup owed to a locked M
+ * that had not yet gone to sleep ended in "notewakeup: double wakeup"
+ * at exit (lock_m_keeps_g_on_its_m, 1 run in 10).
+ */
+static _Atomic long lockyield_ran;
+
+static void lockyield_fn(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&lockyield_ran, 1);
+}
+
+static void lockyield_main(void *arg)
+{
+	int i;
+
+	(void)arg;
+	kgo_lock_m();
+	for (i = 0; i < 200; i++) {
+		kgo_go(lockyield_fn, NULL);
+		kgo_go(lockyield_fn, NULL);
+		kgo_yield();
+	}
+	kgo_unlock_m();
+	while (atomic_load(&lockyield_ran) < 400)
+		kgo_yield();
+}
+
+TEST(locked_g_yields_at_p1_with_gs_queued)
+{
+	struct kgo_config c = cfg_p(1);
+	int status, rounds;
+	pid_t pid;
+
+	for (rounds = 0; rounds < 20; rounds++) {
+		pid = fork();
+		ASSERT_LE(0, pid);
+		if (pid == 0) {
+			atomic_store(&lockyield_ran, 0);
+			_exit(kgo_run(lockyield_main, NULL, &c) == 0 &&
+			      atomic_load(&lockyield_ran) == 400 ? 0 : 1);
+		}
+		ASSERT_EQ(pid, waitpid(pid, &status, 0));
+		if (!WIFEXITED(status) || WEXITSTATUS(status))
+			TH_LOG("round %d: status 0x%x", rounds, status);
+		ASSERT_TRUE(WIFEXITED(status));
+		ASSERT_EQ(0, WEXITSTATUS(status));
+	}
 }
 
 /* ------------------------------------------------------------------ */

@@ -990,6 +990,7 @@ static void wake_all_idle(void)
 	for (mp = sched.allm; mp; mp = mp->alllink) {
 		if (mp->lockedidle) {
 			mp->lockedidle = false;
+			sched.nmidlelocked--;
 			mp->nextp = NULL;
 			notewakeup(&mp->park);
 		}
@@ -1270,23 +1271,34 @@ static void stoplockedm(struct m *mp)
 		pp = releasep(mp);
 		handoffp(pp);
 	}
+	/*
+	 * The M counts in sched.nmidlelocked from here until whoever wakes
+	 * it (startlockedm, or wake_all_idle at shutdown) takes the count
+	 * back, under sched.lock, before the wakeup, as Go does: were the
+	 * woken M to take it back itself, the waker's own stopm could see
+	 * every M idle and checkdead would report a false deadlock. Our G
+	 * can be run by another M (stolen from the P we released) before we
+	 * get here; that M's startlockedm then finds us not yet asleep and
+	 * leaves lockedwoken: its wakeup is already on our note.
+	 */
 	lock(&sched.lock);
 	sched.nmidlelocked++;
-	mp->lockedidle = true;
-	checkdead();
-	if (atomic_load(&sched.exiting) && mp->lockedidle) {
-		/* wake_all_idle may have run already. */
-		mp->lockedidle = false;
-		sched.nmidlelocked--;
-		unlock(&sched.lock);
-		return;
+	if (mp->lockedwoken) {
+		mp->lockedwoken = false;
+	} else {
+		mp->lockedidle = true;
+		checkdead();
+		if (atomic_load(&sched.exiting)) {
+			/* wake_all_idle may have run already. */
+			mp->lockedidle = false;
+			sched.nmidlelocked--;
+			unlock(&sched.lock);
+			return;
+		}
 	}
 	unlock(&sched.lock);
 	io_notesleep(mp, -1, false);
 	noteclear(&mp->park);
-	lock(&sched.lock);
-	sched.nmidlelocked--;
-	unlock(&sched.lock);
 	if (mp->nextp) {
 		acquirep(mp, mp->nextp);
 		mp->nextp = NULL;
@@ -1301,9 +1313,13 @@ static void startlockedm(struct m *mp, struct g *gp)
 
 	/* mp2 runs its lockedg (gp) on our P. */
 	lock(&sched.lock);
-	mp2->lockedidle = false;
-	unlock(&sched.lock);
+	sched.nmidlelocked--;
+	if (mp2->lockedidle)
+		mp2->lockedidle = false;
+	else
+		mp2->lockedwoken = true;	/* not asleep yet */
 	mp2->nextp = pp;
+	unlock(&sched.lock);
 	notewakeup(&mp2->park);
 	stopm(mp, -1);
 }

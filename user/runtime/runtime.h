@@ -397,7 +397,10 @@ struct m {
 					 * sched.nmspinning; owner */
 	bool is_m0;			/* the thread that called kgo_run */
 	bool exited;
-	bool lockedidle;		/* in stoplockedm; sched.lock */
+	bool lockedidle;		/* asleep in stoplockedm, no wakeup
+					 * owed yet; sched.lock */
+	bool lockedwoken;		/* startlockedm woke it before it
+					 * got to sleep; sched.lock */
 	struct m *schedlink;		/* sched.midle; sched.lock */
 	struct m *alllink;		/* sched.allm; sched.lock */
 	struct note park;		/* sleeps here when idle */
