@@ -1432,6 +1432,10 @@ static void gosched_m(struct g *gp)
 
 static void preempt_m(struct g *gp)
 {
+	/* The next G's slice starts about now (sysmon.c, poll_g_slice_over);
+	 * one clock read a slice. */
+	atomic_store_explicit(&getm()->p->preempted_at, nanotime(),
+			      memory_order_relaxed);
 	casgstatus(gp, G_RUNNING, G_RUNNABLE);
 	globrunqput(gp);
 }

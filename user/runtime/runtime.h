@@ -337,6 +337,9 @@ struct p {
 					 * smp_store_release/smp_load_acquire */
 	struct p *link;			/* sched.pidle list; sched.lock */
 	_Atomic uint64_t schedtick;	/* ++ per G run; owner writes */
+	_Atomic int64_t preempted_at;	/* when its G last gave way to a
+					 * preemption (ns); owner writes,
+					 * sysmon reads (relaxed: a hint) */
 	_Atomic uint64_t syscalltick;	/* ++ per syscall; owner writes */
 	/* The thread in the current syscall (sysmon asks /proc whether it
 	 * sleeps there). Owner writes in entersyscall; relaxed: a hint
