@@ -331,14 +331,15 @@ TEST(finished_g_is_freed_by_the_next_g)
 /* ------------------------------------------------------------------ */
 
 static long max_backlog, spin_yields, locked_ran;
-static _Atomic bool stop_spinners;
-static _Atomic long spinner_yields;
+/* Gs that only yield, counting their yields (here and in fairness). */
+static _Atomic long yields;
+static _Atomic bool stop_yielding;
 
-static void spinner_fn(void *arg)
+static void yielder_fn(void *arg)
 {
 	(void)arg;
-	while (!atomic_load(&stop_spinners)) {
-		atomic_fetch_add(&spinner_yields, 1);
+	while (!atomic_load(&stop_yielding)) {
+		atomic_fetch_add(&yields, 1);
 		kgo_yield();
 	}
 }
@@ -366,13 +367,13 @@ static void backlog_main(void *arg)
 	/* Behind 40 Gs that run and yield: no backlog of new Gs, so the
 	 * spawner does not yield to them at each kgo_go. */
 	for (i = 0; i < 40; i++)
-		kgo_go(spinner_fn, NULL);
+		kgo_go(yielder_fn, NULL);
 	kgo_yield();		/* each has run once */
-	y0 = atomic_load(&spinner_yields);
+	y0 = atomic_load(&yields);
 	for (i = 0; i < 200; i++)
 		kgo_go(count_fn, NULL);
-	spin_yields = atomic_load(&spinner_yields) - y0;
-	atomic_store(&stop_spinners, true);
+	spin_yields = atomic_load(&yields) - y0;
+	atomic_store(&stop_yielding, true);
 	while (atomic_load(&done) < n + 300)
 		kgo_yield();
 }
@@ -406,18 +407,6 @@ TEST(spawner_yields_to_its_backlog_of_new_gs)
 /* ------------------------------------------------------------------ */
 /* Fairness: a G yielding in a loop cannot starve queued Gs           */
 /* ------------------------------------------------------------------ */
-
-static _Atomic long yields;
-static _Atomic bool stop_yielding;
-
-static void yielder_fn(void *arg)
-{
-	(void)arg;
-	while (!atomic_load(&stop_yielding)) {
-		atomic_fetch_add(&yields, 1);
-		kgo_yield();
-	}
-}
 
 static void fairness_main(void *arg)
 {
