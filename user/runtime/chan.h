@@ -98,6 +98,9 @@ struct kgo_chan {
 					 * paths (seq_cst: chan.h above);
 					 * buffered channels only, 0 on an
 					 * unbuffered one */
+	_Atomic uint32_t nospin;	/* ring waits to skip after one that
+					 * timed out (chan.c,
+					 * ring_wait_room); relaxed, a hint */
 
 	/* The ring's two ends, each on its own cache line. */
 	_Alignas(64) _Atomic uint64_t tail;	/* senders' CAS; pos << 1 |
