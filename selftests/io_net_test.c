@@ -464,6 +464,10 @@ static void netpoller_main(void *arg)
 	close(np.sv[1]);
 
 	/* The number comes back for another socket: its waiter still wakes.
+	 * The fd hint still says "registered" (close(2) is behind kgo's
+	 * back), so the waiter parks with the new socket not in the epoll:
+	 * sysmon's check of long waits (io.c, netpoll_check) registers it.
+	 * Without that check this recv sleeps for ever (timeout).
 	 * dup2 puts the new socket on the old number in one step; waiting
 	 * for "the lowest free number" raced with sysmon, which opens
 	 * /proc/self/task/N/stat at a syscall's first look and took the

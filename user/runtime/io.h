@@ -110,6 +110,8 @@ void io_count_nowait(void);
 #define FDH_NO_RNOWAIT	0x04	/* preadv2 refuses RWF_NOWAIT (EOPNOTSUPP) */
 #define FDH_NO_WNOWAIT	0x08	/* pwritev2 refuses RWF_NOWAIT */
 #define FDH_RECV_WAITS	0x10	/* the last recv had to wait: go to the ring */
+#define FDH_NETREG	0x20	/* added to the netpoller's epoll (io.c,
+				 * netpoll_check: sysmon catches a stale one) */
 uint8_t fdh_get(int fd);
 void fdh_set(int fd, uint8_t v);
 
