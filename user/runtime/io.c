@@ -266,6 +266,11 @@ static struct {
 	_Atomic int64_t last_scan;	/* io_sysmon's last look */
 	_Atomic int epfd;		/* the netpoller's epoll; -1 none yet */
 	_Atomic int32_t nnet;		/* Gs parked on the netpoller */
+	/* Waits that trusted their FDH_NETREG hint: ++ by each, after it
+	 * is in its slot; sysmon sets checked_gen to the value it read
+	 * before a round of netpoll_check that left nothing unchecked, and
+	 * sleeps deeply only while the two are equal. seq_cst. */
+	_Atomic uint64_t trust_gen, checked_gen;
 	/* Statistics; relaxed. Kept across runs like sched's io counters. */
 	_Atomic uint64_t timeouts, cancelled, inline_ops;
 } io = { .efd = -1, .epfd = -1 };
@@ -908,6 +913,7 @@ bool io_ring_usable(void)
 struct net_wait {
 	_Atomic uintptr_t *slot;
 	int res;
+	bool trusted;		/* parked on the FDH_NETREG hint alone */
 };
 
 /* The unlockf of io_net_wait's gopark: publish the G in its slot, now
@@ -926,6 +932,13 @@ static bool net_park(struct g *gp, void *arg)
 	if (atomic_compare_exchange_strong_explicit(w->slot, &old,
 			(uintptr_t)gp, memory_order_release,
 			memory_order_acquire)) {
+		/* Trusting the hint: sysmon must stay up to check this
+		 * wait should it last; seq_cst, against sysmon's deep
+		 * sleep (sets sysmon_sleeping, then io_netpoll_unchecked). */
+		if (w->trusted) {
+			atomic_fetch_add(&io.trust_gen, 1);
+			sysmon_wake_if_sleeping();
+		}
 		/* As submit_park: get an idle M going to watch. */
 		if (!atomic_load_explicit(&io.watcher, memory_order_relaxed) &&
 		    atomic_load_explicit(&sched.npidle, memory_order_relaxed) > 0 &&
@@ -981,6 +994,8 @@ int io_net_wait(int fd)
 		if (r < 0 && r != -EEXIST)
 			return IO_NORING;	/* not pollable, or no memory */
 		fdh_set(fd, h | FDH_NETREG);
+	} else {
+		w.trusted = true;	/* net_park tells sysmon */
 	}
 	atomic_store_explicit(&pd->wseq,
 		atomic_load_explicit(&pd->wseq, memory_order_relaxed) + 1,
@@ -1210,6 +1225,9 @@ bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io)
 static int netpoll_check(void)
 {
 	static int next_page;
+	static bool round_unchecked;
+	static uint64_t round_gen;
+	uint64_t gen = atomic_load(&io.trust_gen);
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET };
 	int epfd = atomic_load_explicit(&io.epfd, memory_order_acquire);
 	int n = 0, scanned = 0, i, j, k;
@@ -1217,11 +1235,23 @@ static int netpoll_check(void)
 	uintptr_t v;
 	uint64_t seq;
 
-	if (epfd < 0 || !atomic_load_explicit(&io.nnet, memory_order_relaxed))
+	/* gen before nnet: a waiter counted in gen counted in nnet first. */
+	if (epfd < 0 || !atomic_load(&io.nnet)) {
+		atomic_store(&io.checked_gen, gen);
 		return 0;
+	}
 	for (k = 0; k < PD_NPAGES && scanned < PD_SCAN_PAGES; k++) {
 		i = next_page;
 		next_page = (next_page + 1) % PD_NPAGES;
+		if (next_page == 0) {
+			/* A round is over: the waits counted in trust_gen
+			 * before it began were all in their slots during it;
+			 * if it found none unchecked, sysmon may sleep. */
+			if (!round_unchecked)
+				atomic_store(&io.checked_gen, round_gen);
+			round_unchecked = false;
+			round_gen = atomic_load(&io.trust_gen);
+		}
 		pg = atomic_load_explicit(&pd_pages[i], memory_order_acquire);
 		if (!pg)
 			continue;
@@ -1236,6 +1266,7 @@ static int netpoll_check(void)
 					memory_order_relaxed) << 1;
 			if ((pg[j].seen & ~1ULL) != seq) {
 				pg[j].seen = seq;	/* a new wait */
+				round_unchecked = true;
 				continue;
 			}
 			if (pg[j].seen & 1)
@@ -1248,6 +1279,12 @@ static int netpoll_check(void)
 		}
 	}
 	return n;
+}
+
+bool io_netpoll_unchecked(void)
+{
+	/* seq_cst: net_park's ++ then sysmon_sleeping look. */
+	return atomic_load(&io.checked_gen) != atomic_load(&io.trust_gen);
 }
 
 /* sysmon: reap the rings nobody looked at (owners busy or blocked), at

@@ -569,6 +569,9 @@ void sysmon_stop(void);
  * lock is after it). seq_cst against sched.npidle. */
 extern _Atomic bool sysmon_sleeping;
 void sysmon_wake(void);
+/* The same, after a seq_cst store the sleeper looks at (cheap when it
+ * is awake: one load). */
+void sysmon_wake_if_sleeping(void);
 /* sysmon's and preemption's fields of kgo_stats. */
 void sysmon_stats(struct kgo_stats *st);
 /* Name a new M's thread after kgo_run's (sysmon's name is inherited by
@@ -677,6 +680,9 @@ bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io);
 void io_mexit(struct m *mp);
 /* sysmon, every round: reap rings nobody looked at for 10 ms. */
 void io_sysmon(int64_t now);
+/* Gs wait on the netpoller that sysmon has not checked yet (io.c,
+ * netpoll_check): sysmon must not sleep deeply. */
+bool io_netpoll_unchecked(void);
 /* kgo_stats_get: the io_* fields kept by io.c. */
 void io_stats(struct kgo_stats *st);
 

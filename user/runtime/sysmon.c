@@ -633,9 +633,10 @@ static void *sysmon(void *arg)
 
 		/* Every P idle: nothing can need us until one is taken. Go
 		 * keeps polling when schedtrace is on, to print in time. */
-		if (!sm.schedtrace_ns && all_idle()) {
+		if (!sm.schedtrace_ns && all_idle() && !io_netpoll_unchecked()) {
 			atomic_store(&sysmon_sleeping, true);	/* seq_cst */
-			if (all_idle() && !atomic_load(&sm.stop))
+			if (all_idle() && !io_netpoll_unchecked() &&
+			    !atomic_load(&sm.stop))
 				notesleep_until_nospin(&sm.wake, -1);
 			atomic_store(&sysmon_sleeping, false);
 			wake_clear();
@@ -667,6 +668,12 @@ void sysmon_wake(void)
 	if (atomic_load(&sysmon_sleeping))
 		wake_locked();
 	unlock(&sm.lock);
+}
+
+void sysmon_wake_if_sleeping(void)
+{
+	if (unlikely(atomic_load(&sysmon_sleeping)))	/* seq_cst */
+		sysmon_wake();
 }
 
 void syscall_entered(struct p *pp)
