@@ -923,6 +923,9 @@ static bool net_park(struct g *gp, void *arg)
 	struct net_wait *w = arg;
 	struct m *mp = getm();
 	uintptr_t old = 0;
+	/* Read now: once the CAS below has published the G, it may be
+	 * woken and running, and w (on its stack) gone. */
+	bool trusted = w->trusted;
 
 	/* Counted before the G can be found: netpoll_ready's reaper
 	 * subtracts them as soon as it has taken it. */
@@ -935,7 +938,7 @@ static bool net_park(struct g *gp, void *arg)
 		/* Trusting the hint: sysmon must stay up to check this
 		 * wait should it last; seq_cst, against sysmon's deep
 		 * sleep (sets sysmon_sleeping, then io_netpoll_unchecked). */
-		if (w->trusted) {
+		if (trusted) {
 			atomic_fetch_add(&io.trust_gen, 1);
 			sysmon_wake_if_sleeping();
 		}
