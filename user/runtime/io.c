@@ -1286,8 +1286,14 @@ static int netpoll_check(void)
 
 bool io_netpoll_unchecked(void)
 {
-	/* seq_cst: net_park's ++ then sysmon_sleeping look. */
-	return atomic_load(&io.checked_gen) != atomic_load(&io.trust_gen);
+	/* seq_cst, trust_gen first: against net_park's nnet++, then
+	 * trust_gen++, then its look at sysmon_sleeping. With no G on the
+	 * netpoller there is nothing to check (and no io_sysmon round to
+	 * catch checked_gen up): sysmon may sleep. */
+	uint64_t gen = atomic_load(&io.trust_gen);
+
+	return atomic_load(&io.checked_gen) != gen &&
+	       atomic_load(&io.nnet) > 0;
 }
 
 /* sysmon: reap the rings nobody looked at (owners busy or blocked), at
@@ -1543,6 +1549,8 @@ void io_init(void)
 	io.efd = -1;
 	atomic_store(&io.epfd, -1);
 	atomic_store(&io.nnet, 0);
+	atomic_store(&io.trust_gen, 0);
+	atomic_store(&io.checked_gen, 0);
 	/*
 	 * io-wq caps per M ring: "bounded[,unbounded]". Bounded work is
 	 * regular-file and block I/O that could not go non-blocking (a
