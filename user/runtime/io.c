@@ -452,7 +452,11 @@ static void scan_rings(struct m *self, struct reaped *rp)
  * apart, gets one EPOLL_CTL_ADD of its fd, which answers EEXIST when
  * the hint was right and otherwise registers the fd and reports its
  * readiness at once. A stale hint thus costs one wait 10-20 ms (plus
- * the scan's round, PD_SCAN_PAGES pages a look), never a hang.
+ * the scan's round, PD_SCAN_PAGES pages a look), never a hang. sysmon
+ * does not sleep deeply while such a wait is unchecked (trust_gen,
+ * checked_gen; io_netpoll_unchecked), and a waiter that trusts its
+ * hint wakes it; with no G on the netpoller it sleeps as before
+ * (io_net_test netpoller_idle).
  */
 #define PD_READY	((uintptr_t)1)
 #define PD_PAGE		4096
