@@ -504,6 +504,17 @@ static _Atomic uintptr_t *pd_slot(int fd, bool make)
 	return pd ? &pd->g : NULL;
 }
 
+/* Add @fd to the netpoller's epoll, edge-triggered (EEXIST: it was). */
+static long netpoll_add(int epfd, int fd)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
+		.data.fd = fd,
+	};
+
+	return io_raw(SYS_epoll_ctl, epfd, EPOLL_CTL_ADD, fd, (long)&ev, 0, 0);
+}
+
 /*
  * netpoll_ready() - @fd is readable (or in error, or hung up): ready its
  * waiter into @rp, or leave PD_READY for the next one that looks.
@@ -973,7 +984,6 @@ void io_net_reset(int fd)
 
 int io_net_wait(int fd)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET };
 	struct net_wait w = { .res = 0 };
 	struct pdesc *pd;
 	uint8_t h;
@@ -995,9 +1005,7 @@ int io_net_wait(int fd)
 	 * (the netpoller's comment, above pd_get): sysmon checks. */
 	h = fdh_get(fd);
 	if (!(h & FDH_NETREG)) {
-		ev.data.fd = fd;
-		r = io_raw(SYS_epoll_ctl, epfd, EPOLL_CTL_ADD, fd, (long)&ev,
-			   0, 0);
+		r = netpoll_add(epfd, fd);
 		if (r < 0 && r != -EEXIST)
 			return IO_NORING;	/* not pollable, or no memory */
 		fdh_set(fd, h | FDH_NETREG);
@@ -1227,17 +1235,16 @@ bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io)
 /*
  * netpoll_check() - sysmon, before its netpoll: one EPOLL_CTL_ADD for
  * each wait found parked at two looks (the netpoller's comment, above
- * pd_get), PD_SCAN_PAGES pages of fds a look. Return: how many.
+ * pd_get), PD_SCAN_PAGES pages of fds a look.
  */
-static int netpoll_check(void)
+static void netpoll_check(void)
 {
 	static int next_page;
 	static bool round_unchecked;
 	static uint64_t round_gen;
 	uint64_t gen = atomic_load(&io.trust_gen);
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET };
 	int epfd = atomic_load_explicit(&io.epfd, memory_order_acquire);
-	int n = 0, scanned = 0, i, j, k;
+	int scanned = 0, i, j, k;
 	struct pdesc *pg;
 	uintptr_t v;
 	uint64_t seq;
@@ -1245,7 +1252,7 @@ static int netpoll_check(void)
 	/* gen before nnet: a waiter counted in gen counted in nnet first. */
 	if (epfd < 0 || !atomic_load(&io.nnet)) {
 		atomic_store(&io.checked_gen, gen);
-		return 0;
+		return;
 	}
 	for (k = 0; k < PD_NPAGES && scanned < PD_SCAN_PAGES; k++) {
 		i = next_page;
@@ -1279,13 +1286,9 @@ static int netpoll_check(void)
 			if (pg[j].seen & 1)
 				continue;		/* checked */
 			pg[j].seen |= 1;
-			ev.data.fd = i * PD_PAGE + j;
-			io_raw(SYS_epoll_ctl, epfd, EPOLL_CTL_ADD, ev.data.fd,
-			       (long)&ev, 0, 0);
-			n++;
+			netpoll_add(epfd, i * PD_PAGE + j);
 		}
 	}
-	return n;
 }
 
 bool io_netpoll_unchecked(void)

@@ -252,7 +252,7 @@ static bool poll_g_slice_over(struct p *pp, struct pmon *pm, int64_t now)
  * (written by the preempted G's M) rather than at the look: sysmon
  * looks next at the request's resend, 1 ms on, and the G after the
  * preempted one ran that much past its slice. spin_timer lateness p50
- * 10.1 -> 9.2 ms, p99 12.7 -> ... ms (2026-12-05, README).
+ * 10.1 -> 9.2 ms, p99 12.7 -> 10.1-11.9 ms (2026-12-05, README).
  */
 #define SLICE_CONFIRM	(1000 * 1000LL)
 
@@ -681,8 +681,7 @@ void syscall_entered(struct p *pp)
 	(void)pp;
 	/* A P in a syscall is not idle, so sysmon is awake unless it is
 	 * just going to sleep; seq_cst as for pidleget. */
-	if (unlikely(atomic_load(&sysmon_sleeping)))
-		sysmon_wake();
+	sysmon_wake_if_sleeping();
 }
 
 /* KGO_DEBUG: comma-separated name=value, Go's GODEBUG names. */
