@@ -19,7 +19,8 @@
  *   max_threads		the cap on Ms gives Go's message and exit
  *				status 2 (in a child process).
  *   deep_sleep			sysmon sleeps while every P is idle: few
- *				wakeups in 300 ms of an idle runtime.
+ *				wakeups in 400 ms of an idle runtime, as
+ *				a thread outside it counts them.
  *   schedtrace			KGO_DEBUG=schedtrace=MS prints Go's line;
  *				every line parses and has a queue per P.
  *   scheddetail		scheddetail=1 adds a line per P, M and G.
@@ -42,6 +43,7 @@
 
 #include "kgo.h"
 #include "harness.h"
+#include "sysmon_count.h"
 
 #define MS	1000000LL
 
@@ -311,12 +313,8 @@ TEST_TIMEOUT(max_threads, 30)
 
 static void idle_main(void *arg)
 {
-	uint64_t *wakeups = arg;
-
-	kgo_sleep(50 * MS);		/* let sysmon settle */
-	*wakeups = stats().sysmon_wakeups;
-	kgo_sleep(300 * MS);		/* every P idle */
-	*wakeups = stats().sysmon_wakeups - *wakeups;
+	/* 50 ms to let sysmon settle, then 400 ms with every P idle. */
+	*(uint64_t *)arg = sysmon_wakeups_idle(50 * MS, 400 * MS);
 }
 
 TEST(deep_sleep)
@@ -324,9 +322,8 @@ TEST(deep_sleep)
 	uint64_t wakeups;
 
 	run(idle_main, &wakeups, 2);
-	/* Polling at Go's backoff would wake ~80 times in 300 ms (20 us
-	 * for 1 ms, then doubling to 10 ms). Asleep: a wakeup or two as
-	 * the main G's timer fires. */
+	/* Polling at Go's backoff would wake ~90 times in 400 ms (20 us
+	 * for 1 ms, then doubling to 10 ms); asleep, none. */
 	EXPECT_LT(wakeups, 20) TH_LOG("sysmon woke %llu times",
 				      (unsigned long long)wakeups);
 }
