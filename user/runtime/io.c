@@ -1425,8 +1425,14 @@ int io_poll0(int fd, short events)
 {
 	struct pollfd pfd = { .fd = fd, .events = events };
 	struct timespec zero = { 0, 0 };
-	long r = io_raw(SYS_ppoll, (long)&pfd, 1, (long)&zero, 0, 0, 0);
+	long r;
 
+	/* A try: a signal that lands during it (SIGURG preemption under
+	 * load) is no reason to fail. .ci/run beside two busy loops saw a
+	 * try-accept return -EINTR (io_net_test syscalls.deadlines). */
+	do
+		r = io_raw(SYS_ppoll, (long)&pfd, 1, (long)&zero, 0, 0, 0);
+	while (r == -EINTR);
 	return r > 0 ? pfd.revents : (int)r;
 }
 
