@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
  * Description: the core scheduler — Gs spawn and finish by the million,
- * runnext and FIFO order, work stealing, a finished G freed by the G
- * it switches to, spawn back-pressure, global-queue fairness, kgo_run
- * again after it returns, kgo_lock_m, the stack guard's message, a new
- * G's FP rounding mode, and -EINVAL/-EPERM/-EBUSY for bad calls.
+ * runnext and FIFO order, work stealing (of runnext too, racing its
+ * owner), a finished G freed by the G it switches to, spawn
+ * back-pressure, global-queue fairness, kgo_run again after it returns,
+ * kgo_lock_m, the stack guard's message, a new G's FP rounding mode,
+ * and -EINVAL/-EPERM/-EBUSY for bad calls.
  *
  * Each test runs kgo_run() in its own process (the harness forks), so a
  * broken scheduler shows up as a failed assertion, a crash or a timeout.
@@ -270,6 +271,103 @@ TEST(stealing_runs_gs_on_both_ps)
 	EXPECT_EQ(n, (long)(ran_on[0] + ran_on[1]));
 	EXPECT_LT(n / 20, (long)ran_on[1]);
 	EXPECT_LT(n / 20, (long)ran_on[0]);
+}
+
+/*
+ * runnext taken by its owner and by thieves at once (proc.c, "runnext
+ * without a locked instruction"). The main G readies the echo G into
+ * its P's runnext, makes two runtime calls that fire the deferred
+ * wakeup of the idle P's M (a thief), computes for a random while
+ * (0-60 us), then parks, which takes runnext on its own P unless the
+ * thief was faster. A G taken by both would run on two Ms at once:
+ * the echo G checks that it is alone and that every value comes in
+ * order, the main G that every answer is right. With the owner made to
+ * take runnext plainly whatever the thieves do, 5 runs in 6 failed
+ * (SIGABRT or a wrong value); 0 in 8 with the protocol.
+ */
+#define RACE_ROUNDS	(SANITIZED ? 2000 : 8000)
+
+static struct kgo_chan *race_ping, *race_pong;
+static _Atomic int race_inside;
+static _Atomic long race_bad;
+
+static void race_echo(void *arg)
+{
+	long v, want = 0;
+
+	(void)arg;
+	while (kgo_chan_recv(race_ping, &v) == 0) {
+		if (atomic_fetch_add(&race_inside, 1) != 0 || v != want)
+			atomic_fetch_add(&race_bad, 1);
+		want = v + 1;
+		v = -v;
+		atomic_fetch_sub(&race_inside, 1);
+		kgo_chan_send(race_pong, &v);
+	}
+}
+
+/*
+ * The window: whichever of our calls just readied the echo G into
+ * runnext, two calls that do not park fire the deferred wakeup, and we
+ * compute a while before our next call parks us.
+ */
+static void race_window(struct kgo_chan *side)
+{
+	int64_t until;
+	long x = 0;
+
+	ASSERT_EQ(0, kgo_chan_send_dl(side, &x, 0));
+	ASSERT_EQ(0, kgo_chan_recv_dl(side, &x, 0));
+	until = kgo_now() + (int64_t)(random() % 60000);
+	while (kgo_now() < until)
+		;
+}
+
+static void race_main(void *arg)
+{
+	struct kgo_chan *side = kgo_chan_make(sizeof(long), 1);
+	uint64_t *stolen = arg, steals0;
+	struct kgo_stats st;
+	long i, v;
+
+	race_ping = kgo_chan_make(sizeof(long), 0);
+	race_pong = kgo_chan_make(sizeof(long), 0);
+	ASSERT_NE(NULL, side);
+	ASSERT_NE(NULL, race_ping);
+	ASSERT_NE(NULL, race_pong);
+	ASSERT_EQ(0, kgo_go(race_echo, NULL));
+	warm_second_m();
+	kgo_stats_get(&st, sizeof(st));
+	steals0 = st.steals;
+	/* Whether the echo G waits to receive or to send when we come
+	 * depends on who ran it last; each of our calls may ready it. */
+	for (i = 0; i < RACE_ROUNDS; i++) {
+		ASSERT_EQ(0, kgo_chan_send(race_ping, &i));
+		race_window(side);
+		ASSERT_EQ(0, kgo_chan_recv(race_pong, &v));
+		if (v != -i)
+			atomic_fetch_add(&race_bad, 1);
+		race_window(side);
+	}
+	kgo_chan_close(race_ping);
+	kgo_stats_get(&st, sizeof(st));
+	*stolen = st.steals - steals0;
+	kgo_chan_free(side);
+}
+
+TEST_TIMEOUT(runnext_taken_once_under_thieves, 120)
+{
+	struct kgo_config c = cfg_p(2);
+	uint64_t stolen = 0;
+
+	atomic_store(&race_bad, 0);
+	ASSERT_EQ(0, kgo_run(race_main, &stolen, &c));
+	TH_LOG("%d rounds, %llu taken by the other P", RACE_ROUNDS,
+	       (unsigned long long)stolen);
+	EXPECT_EQ(0, atomic_load(&race_bad));
+	/* The thief was woken every round: some of its tries must win,
+	 * or the test did not race at all. */
+	EXPECT_LT(0, stolen);
 }
 
 /* ------------------------------------------------------------------ */

@@ -120,8 +120,9 @@ __attribute__((constructor)) static void lock_init(void)
 		    membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
 }
 
-/* The sleeper's side of the asymmetric fence (above): ~10 us here. */
-static void lock_fence_heavy(void)
+/* The sleeper's side of the asymmetric fence (above): ~10 us here.
+ * Also the thief's side of the meeting over a P's runnext (proc.c). */
+void lock_fence_heavy(void)
 {
 	if (!lock_asym) {
 		lock_fence_full();

@@ -108,6 +108,12 @@ extern struct lock_bucket lock_buckets[LOCK_BUCKETS];
  * once, before any thread of the runtime runs (lock_futex.c). */
 extern bool lock_asym;
 
+/* The heavy side of an asymmetric fence: membarrier(2), which runs a
+ * full barrier in every running thread of the process, so that their
+ * plain store-then-load sequences act as if fenced (lock_futex.c). A
+ * full fence of our own when lock_asym is false. */
+void lock_fence_heavy(void);
+
 /* A full fence. TSan does not take atomic_thread_fence (-Wtsan); a
  * seq_cst read-modify-write is one too (lock xadd, ldaddal). */
 static inline void lock_fence_full(void)
@@ -357,7 +363,11 @@ struct p {
 	_Atomic uint32_t runqhead __cacheline_aligned;	/* CAS by all */
 	_Atomic uint32_t runqtail;	/* owner, store-release */
 	_Atomic(struct g *) runq[RUNQ_SIZE];
-	_Atomic(struct g *) runnext;	/* CAS by owner and thieves */
+	_Atomic(struct g *) runnext;	/* owner: plain or CAS, thieves:
+					 * CAS (proc.c, top: "runnext
+					 * without a locked instruction") */
+	_Atomic uint8_t runnext_owning;	/* owner: inside its plain access */
+	_Atomic uint32_t runnext_thieves; /* thieves at runnext; locked add */
 
 	/* Dead Gs with their stacks, for reuse (default size only); owner. */
 	struct g *gfree __cacheline_aligned;
