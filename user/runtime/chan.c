@@ -167,10 +167,7 @@ static inline char *ring_slot(const struct kgo_chan *c, uint64_t pos)
 {
 	uint64_t i;
 
-	if (c->lines_shift)
-		i = ((pos & c->lines_mask) << c->per_line_shift) |
-		    ((pos >> c->lines_shift) & c->per_line_mask);
-	else if (c->pow2)
+	if (c->pow2)
 		i = pos & c->mask;
 	else
 		i = pos % c->dataqsiz;
@@ -502,22 +499,16 @@ struct kgo_chan *kgo_chan_make(size_t elem_size, size_t cap)
 	c->pow2 = cap && !(cap & (cap - 1));
 	c->mask = cap - 1;
 	/*
-	 * Consecutive positions on different cache lines, when the slots
-	 * pack evenly into lines and there are at least 4 lines: a sender
-	 * filling slot k and a receiver emptying slot k + 1 (a ring near
-	 * full or near empty, which is where a steady stream sits) then do
-	 * not fight over one line.
+	 * Consecutive positions sit side by side, several to a cache line.
+	 * Striping them over lines instead (so that a sender at k and a
+	 * receiver at k + 1 never share one) lost 2.5-3x at P=2 once the
+	 * two ends work in batches (ring_wait_room): each item then took a
+	 * line of its own from the other CPU. chan_buf -p 2, 3 runs each,
+	 * Mitems/s striped | side by side, Intel Xeon under KVM
+	 * 2026-12-05: -w 4 19-22 | 50-60; -w 1 16-20 | 55-64; -w 8 20-21 |
+	 * 61-66; -c 64 15 | 38-51; -c 4096 20-21 | 51-54; -p 1 33-34 |
+	 * 33-35.
 	 */
-	if (c->pow2 && stride < 64 && 64 % stride == 0 &&
-	    cap >= 4 * (64 / stride)) {
-		unsigned int per_line = 64 / stride;
-		uint64_t lines = cap / per_line;
-
-		c->per_line_shift = __builtin_ctz(per_line);
-		c->per_line_mask = per_line - 1;
-		c->lines_shift = __builtin_ctzll(lines);
-		c->lines_mask = lines - 1;
-	}
 	/* Position i's slot waits for the sender at i. */
 	for (i = 0; i < cap; i++)
 		atomic_init(slot_seq(ring_slot(c, i)), 2 * i);

@@ -82,10 +82,6 @@ struct kgo_chan {
 	size_t stride;			/* bytes per slot */
 	uint64_t mask;			/* dataqsiz - 1 when a power of two */
 	bool pow2;
-	/* Striping (kgo_chan_make): position pos lives in line pos mod
-	 * lines, at slot pos / lines mod per_line of it; lines_shift 0: off. */
-	uint8_t per_line_shift, lines_shift;
-	uint64_t per_line_mask, lines_mask;
 	char *buf;			/* the slots */
 
 	/* The parking side. */
