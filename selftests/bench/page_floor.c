@@ -16,9 +16,12 @@
  * On this PVM guest (2026-12-05, 2 vCPUs, shadow paging) a fresh page's
  * first touch costs 10-19 us: 1M of them took 10.8-13.6 s with 2
  * threads, 5.3-8.8 s populated ahead; Go 1.23 creates 1M parked
- * goroutines here in ~10 s (selftests/bench/run parked). So a quarter of
- * Go's time is out of reach for any runtime that gives each G a page
- * of its own (README, "Where kgo is behind").
+ * goroutines here in ~10 s (selftests/bench/run parked). On an Intel
+ * Xeon guest under KVM (2026-12-05, evening) a first touch costs
+ * ~0.8 us: 0.78-0.89 s with 2 threads, 0.76-0.82 s populated, against
+ * Go's 1.50-1.64 s. Either way a quarter of Go's time is out of reach
+ * for any runtime that gives each G a page of its own (README, "Where
+ * kgo is behind").
  */
 #define _GNU_SOURCE
 #include <errno.h>
