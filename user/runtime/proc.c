@@ -2781,7 +2781,7 @@ int kgo_stats_get(struct kgo_stats *st, size_t size)
 			s.context_switches += atomic_load(&pp->nswitch);
 			s.gs_created += atomic_load(&pp->gs_created);
 		}
-		s.stacks_cached = sched.ngfree;
+		s.stacks_cached = READ_ONCE(sched.ngfree);	/* gflock: a snapshot */
 	} else {
 		s.steals = last_steals;
 		s.global_runq_gets = last_global;

@@ -469,7 +469,7 @@ struct sched {
 	/* Global free Gs (dead, stack kept); gflock. */
 	struct kgo_lock gflock;
 	struct g *gfree;
-	int32_t ngfree;
+	int32_t ngfree;			/* gflock; READ_ONCE outside it */
 
 	struct kgo_lock allglock;
 	struct g *allgs;		/* every G with a stack; allglock */
