@@ -93,6 +93,8 @@ static void bench(void *arg)
 		emit("wake_idle_owner_p99_us", percentile(idle, ni, 99) / 1e3, "us");
 	}
 	emit("wake_busy_owner_samples", nb, "samples");
+	/* Few: the spinner mostly lands on the reader's M (its runnext). */
+	emit("wake_idle_owner_samples", ni, "samples");
 	emit("wake_threads", threads(), "threads");
 	free(busy);
 	free(idle);

@@ -395,5 +395,6 @@ func ioWake(o opts) {
 		emit("wake_idle_owner_p99_us", float64(percentile(idle, 99))/1e3, "us")
 	}
 	emit("wake_busy_owner_samples", float64(len(busy)), "samples")
+	emit("wake_idle_owner_samples", float64(len(idle)), "samples")
 	emit("wake_threads", threads(), "threads")
 }
