@@ -371,6 +371,10 @@ long kgo_syscall(long nr, ...);
  * only at end of file; reads of pipes, sockets and terminals return
  * what is there; writes and sends on blocking fds move everything;
  * O_NONBLOCK fds (and MSG_DONTWAIT) get -EAGAIN instead of waiting.
+ * Bad arguments get the syscall's errno on every path: a count above
+ * SSIZE_MAX is -EFAULT from kgo_read/kgo_write (after -EBADF, -ESPIPE)
+ * and -EINVAL in an iovec; one call moves at most the kernel's
+ * MAX_RW_COUNT (2 GiB less a page), recv and send clamp to it too.
  *
  * Deadlines (the _dl calls): absolute CLOCK_MONOTONIC ns; < 0 waits
  * for ever, 0 does not wait (-EAGAIN where the call would wait), and a
@@ -447,7 +451,10 @@ ssize_t kgo_send_dl(int fd, const void *buf, size_t n, int flags,
  * kgo_poll() - wait until @fd is ready for @events (POLLIN, POLLOUT...).
  * Return: the revents, as poll(2) sets them (POLLERR, POLLHUP, POLLNVAL
  * included), -ETIMEDOUT when @deadline passed, -EAGAIN when @deadline
- * is 0 and the fd is not ready.
+ * is 0 and the fd is not ready. A negative @fd is ignored, as poll(2)
+ * ignores it: it is never ready, so -EAGAIN with deadline 0, -ETIMEDOUT
+ * at the deadline, and with no deadline the call waits for ever, on
+ * either I/O path (an fd number that is not open gets POLLNVAL).
  */
 int kgo_poll(int fd, short events, int64_t deadline);
 

@@ -8,7 +8,9 @@
 #define KGO_IO_H
 
 #include <errno.h>
+#include <limits.h>
 #include <liburing.h>
+#include <unistd.h>
 
 #include "runtime.h"
 
@@ -70,6 +72,18 @@ long io_sys(bool blocking, long nr, long a0, long a1, long a2, long a3,
 
 /* A plain syscall with -errno, for calls that never block. */
 long io_raw(long nr, long a0, long a1, long a2, long a3, long a4, long a5);
+
+/*
+ * io_max_rw() - the most bytes one read, write, recv or send moves: the
+ * kernel's MAX_RW_COUNT (INT_MAX rounded down to a page), to which it
+ * clamps every count. Counts given to the ring are clamped to it first:
+ * an SQE's length is 32 bits, and a count of 4 GiB would reach the
+ * kernel as 0 (a read that returns 0 at once, as at EOF).
+ */
+static inline size_t io_max_rw(void)
+{
+	return (size_t)INT_MAX & ~((size_t)getpagesize() - 1);
+}
 
 /* IORING_OP_FTRUNCATE is known to work (6.9+). */
 bool io_has_ftruncate(void);

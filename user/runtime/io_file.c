@@ -69,16 +69,16 @@ static uint8_t fdh_learn(int fd)
 	return h;
 }
 
-/* Bytes in iov[0..cnt); SSIZE_MAX and beyond (the kernel says EINVAL)
- * clamp at SSIZE_MAX. */
+/* Bytes in iov[0..cnt) that one call moves: at most io_max_rw(), as the
+ * kernel clamps (lengths above SSIZE_MAX it refused with EINVAL). */
 static size_t iov_total(const struct iovec *iov, int cnt)
 {
-	size_t t = 0;
+	size_t t = 0, max = io_max_rw();
 	int i;
 
 	for (i = 0; i < cnt; i++) {
-		if (iov[i].iov_len > SSIZE_MAX - t)
-			return SSIZE_MAX;
+		if (iov[i].iov_len >= max - t)
+			return max;
 		t += iov[i].iov_len;
 	}
 	return t;
@@ -119,13 +119,17 @@ static long rw_wait(bool write, int fd, const struct iovec *iov, int cnt,
 		    off_t off, int64_t deadline)
 {
 	struct io_op op;
+	bool one;
 	long r;
 
 	if (io_ring_usable()) {
-		if (cnt == 1 && write)
+		/* An SQE's length is 32 bits: a longer iovec goes as one,
+		 * which the kernel clamps or refuses as readv(2) does. */
+		one = cnt == 1 && iov->iov_len <= io_max_rw();
+		if (one && write)
 			io_uring_prep_write(&op.sqe, fd, iov->iov_base,
 					    iov->iov_len, off);
-		else if (cnt == 1)
+		else if (one)
 			io_uring_prep_read(&op.sqe, fd, iov->iov_base,
 					   iov->iov_len, off);
 		else if (write)
@@ -230,11 +234,67 @@ static long io_rw(bool write, int fd, const struct iovec *iov, int cnt,
 	return rw_wait(write, fd, iov, cnt, off, deadline);
 }
 
+/*
+ * user_range_ok() - does the kernel take [@buf, @buf + @n) for user
+ * memory (access_ok), as read(2) and write(2) check before they clamp
+ * @n? Asked of /dev/null, whose write(2) makes that check and moves
+ * nothing. True when it cannot tell (no /dev/null, no fd left).
+ */
+static bool user_range_ok(const void *buf, size_t n)
+{
+	long fd, r;
+
+	if (n > SSIZE_MAX)
+		return false;		/* more than any address space */
+	fd = io_raw(SYS_openat, AT_FDCWD, (long)"/dev/null",
+		    O_WRONLY | O_CLOEXEC, 0, 0, 0);
+	if (fd < 0)
+		return true;
+	r = io_raw(SYS_write, fd, (long)buf, (long)n, 0, 0, 0);
+	io_raw(SYS_close, fd, 0, 0, 0, 0, 0);
+	return r != -EFAULT;
+}
+
+/*
+ * io_rw1() - read(2), pread(2), write(2), pwrite(2) and their _dl forms.
+ *
+ * The kernel checks a count differently in these and in the vectored
+ * calls that kgo's paths use. Measured on 6.18 (faults_test.c's
+ * errno_table runs each case against the syscall on both paths):
+ *
+ *	read(pipe, file or socket, buf, SIZE_MAX)	EFAULT
+ *	read(file, stack buf, SSIZE_MAX or 1 << 40)	EFAULT
+ *	read(-1 or O_WRONLY fd, buf, SIZE_MAX)		EBADF (fd first)
+ *	pread(pipe, buf, SIZE_MAX, 0)			ESPIPE
+ *	write(pipe, file or socket, buf, SIZE_MAX)	EFAULT
+ *	readv/preadv2 of one iovec of SIZE_MAX		EINVAL (fd -1: EBADF)
+ *	readv of one iovec of SSIZE_MAX			reads (clamped first)
+ *	recv(socket, buf, SIZE_MAX)			reads (clamped first)
+ *
+ * read(2) checks that the whole of [buf, buf + n) is user memory before
+ * it clamps n to MAX_RW_COUNT; an iovec is clamped first and then only
+ * what moves is checked, and one longer than SSIZE_MAX is refused. So a
+ * count above MAX_RW_COUNT whose range the kernel refuses goes to the
+ * plain syscall, which fails with what read(2) says (the fd's error
+ * first, then EFAULT) and cannot wait: the check comes before any wait.
+ * Other counts move at most MAX_RW_COUNT bytes, as the kernel does.
+ */
 static long io_rw1(bool write, int fd, const void *buf, size_t n, off_t off,
 		   int64_t deadline)
 {
 	struct iovec iov = { (void *)buf, n };
+	long nr;
 
+	if (unlikely(n > io_max_rw())) {
+		if (!user_range_ok(buf, n)) {
+			if (off == -1)
+				nr = write ? SYS_write : SYS_read;
+			else
+				nr = write ? SYS_pwrite64 : SYS_pread64;
+			return io_raw(nr, fd, (long)buf, (long)n, off, 0, 0);
+		}
+		iov.iov_len = io_max_rw();
+	}
 	return io_rw(write, fd, &iov, 1, off, deadline);
 }
 

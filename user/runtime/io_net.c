@@ -73,6 +73,10 @@ ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline)
 {
 	long r, rest;
 
+	/* The kernel clamps the count first (no error for SIZE_MAX); the
+	 * ring must not see it cut to 32 bits (io_max_rw). */
+	if (n > io_max_rw())
+		n = io_max_rw();
 	if (!getg())
 		return io_raw(SYS_recvfrom, fd, (long)buf, n, flags, 0, 0);
 	/*
@@ -143,6 +147,8 @@ ssize_t kgo_send_dl(int fd, const void *buf, size_t n, int flags,
 	size_t done = 0;
 	long r;
 
+	if (n > io_max_rw())
+		n = io_max_rw();	/* as in kgo_recv_dl */
 	if (!getg())
 		return io_raw(SYS_sendto, fd, (long)buf, n, flags, 0, 0);
 	r = io_raw(SYS_sendto, fd, (long)buf, n, flags | MSG_DONTWAIT, 0, 0);
@@ -273,6 +279,13 @@ int kgo_poll(int fd, short events, int64_t deadline)
 	}
 	if (deadline == 0)
 		return -EAGAIN;
+	/*
+	 * poll(2) ignores a negative fd (revents 0: never ready), where
+	 * io_uring's poll says EBADF: the G waits for the deadline alone,
+	 * parked on a timer, as kgo_select() with no channel does.
+	 */
+	if (fd < 0 && getg())
+		return kgo_select(NULL, 0, deadline);
 	if (io_ring_usable()) {
 		io_uring_prep_poll_add(&op.sqe, fd, (unsigned short)events);
 		r = io_ring_op(&op, deadline);
