@@ -99,7 +99,8 @@ struct kgo_config {
  * Returns when main_fn returns (other Gs are abandoned, as when Go's main
  * returns; their stacks are freed). May be called again after it returns,
  * but not from inside a G. Environment variables override @cfg:
- * KGO_MAXPROCS, KGO_OBSERVE, KGO_DEBUG, KGO_TRACE.
+ * KGO_MAXPROCS (1..1024; 0: as unset), KGO_OBSERVE (auto, bpf, scx or
+ * poll), KGO_DEBUG, KGO_TRACE.
  *
  * KGO_DEBUG is a comma-separated list, with GODEBUG's names:
  * schedtrace=MS prints Go's "SCHED ..." line to stderr every MS ms,
@@ -108,6 +109,11 @@ struct kgo_config {
  * (Gs created, run, parked, readied, preempted; syscalls; handoffs;
  * steals) to path when kgo_run returns, as Chrome trace-event JSON that
  * ui.perfetto.dev and chrome://tracing open.
+ *
+ * Mistakes are said, once each: a KGO_* variable set to a bad value (or
+ * a bad KGO_DEBUG key) is ignored with one line on stderr that says
+ * what is wrong and what is used instead, and the program runs; each bad
+ * field of @cfg gets one line, and kgo_run refuses with -EINVAL.
  *
  * Return: 0, -EINVAL (NULL main_fn, bad config, reserved fields set),
  * -EBUSY (called from inside a running kgo runtime), -ENOMEM, or -errno

@@ -10,6 +10,12 @@
  *			write-only, of the wrong kind; kgo_poll of fd -1)
  *			give what the syscall gives, on the io_uring path,
  *			the syscall path (KGO_IOURING=0) and outside a G.
+ *   config_lines	every KGO_* variable the runtime reads, set to a bad
+ *			value, gets exactly one stderr line naming it, what
+ *			is wrong and what is used instead, and the program
+ *			runs with that; every bad kgo_config field gets one
+ *			line and kgo_run returns -EINVAL; good values print
+ *			nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -271,6 +277,151 @@ TEST(errno_table)
 	ecases_in_runtime(false);
 	ebackend = "no runtime";
 	ecases_run(NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* config_lines                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Every variable the runtime reads (grep getenv user/runtime). */
+static const char *const kgo_vars[] = {
+	"KGO_MAXPROCS", "KGO_OBSERVE", "KGO_DEBUG", "KGO_TRACE",
+	"KGO_IOURING", "KGO_IOWQ_MAX", "KGO_NO_MADV_GUARD",
+	"KGO_NO_GUARD_BATCH", "KGO_STACK_POPULATE",
+};
+
+struct ccase {
+	const char *env, *val;		/* a variable, or NULL */
+	struct kgo_config cfg;		/* maxprocs 0 means 1 here */
+	int lines;			/* stderr lines expected */
+	int ret;			/* of kgo_run */
+	int procs;			/* Ps in use, when it runs */
+	const char *says[2];		/* in the stderr */
+};
+
+#define BADCFG(field, ...)						\
+	{ .cfg = { field }, .lines = 1, .ret = -EINVAL, .says = { __VA_ARGS__ } }
+
+static const struct ccase ccases[] = {
+	{ "KGO_MAXPROCS", "99999", { 0 }, 1, 0, 1,
+	  { "KGO_MAXPROCS=99999: above 1024", "using 1 (kgo_config.maxprocs)" } },
+	{ "KGO_MAXPROCS", "-5", { 0 }, 1, 0, 1, { "-5: below 0", "using" } },
+	{ "KGO_MAXPROCS", "2x", { 0 }, 1, 0, 1, { "not a whole number" } },
+	{ "KGO_MAXPROCS", "2", { 0 }, 0, 0, 2, { NULL } },
+	{ "KGO_MAXPROCS", "0", { 0 }, 0, 0, 1, { NULL } },
+	{ "KGO_OBSERVE", "ebpf", { 0 }, 1, 0, 1,
+	  { "KGO_OBSERVE=ebpf: not auto, bpf, scx or poll", "using auto" } },
+	{ "KGO_OBSERVE", "poll", { 0 }, 0, 0, 1, { NULL } },
+	{ "KGO_DEBUG", "schedtrace=abc", { 0 }, 1, 0, 1,
+	  { "KGO_DEBUG key schedtrace=abc", "no schedtrace" } },
+	{ "KGO_DEBUG", "asyncpreemptoff=2,scheddetail=0", { 0 }, 1, 0, 1,
+	  { "asyncpreemptoff=2: above 1", "stays on" } },
+	{ "KGO_DEBUG", "scheddetail", { 0 }, 1, 0, 1,
+	  { "scheddetail=: not a whole number" } },
+	{ "KGO_DEBUG", "asyncpreemptof=1", { 0 }, 1, 0, 1,
+	  { "no key asyncpreemptof", "other keys apply" } },
+	{ "KGO_DEBUG", "asyncpreemptoff=1,scheddetail=0", { 0 }, 0, 0, 1,
+	  { NULL } },
+	{ "KGO_TRACE", "/nonexistent/kgo/trace.json", { 0 }, 1, 0, 1,
+	  { "KGO_TRACE=/nonexistent/kgo/trace.json", "not tracing" } },
+	{ "KGO_IOURING", "off", { 0 }, 1, 0, 1,
+	  { "KGO_IOURING=off", "using io_uring" } },
+	{ "KGO_IOURING", "1", { 0 }, 0, 0, 1, { NULL } },
+	{ "KGO_IOWQ_MAX", "many", { 0 }, 1, 0, 1,
+	  { "KGO_IOWQ_MAX=many: not a whole number", "using 16,16" } },
+	{ "KGO_IOWQ_MAX", "4,99999", { 0 }, 1, 0, 1,
+	  { "99999: above 1024", "using 16,16" } },
+	{ "KGO_IOWQ_MAX", "4,8", { 0 }, 0, 0, 1, { NULL } },
+	{ "KGO_NO_MADV_GUARD", "yes", { 0 }, 1, 0, 1,
+	  { "KGO_NO_MADV_GUARD=yes", "using MADV_GUARD_INSTALL" } },
+	{ "KGO_NO_GUARD_BATCH", "2", { 0 }, 1, 0, 1,
+	  { "KGO_NO_GUARD_BATCH=2: not 0 or 1", "in batches" } },
+	{ "KGO_STACK_POPULATE", "no", { 0 }, 1, 0, 1,
+	  { "KGO_STACK_POPULATE=no", "populating" } },
+	{ "KGO_STACK_POPULATE", "0", { 0 }, 0, 0, 1, { NULL } },
+	BADCFG(.maxprocs = 99999, "kgo_config.maxprocs=99999",
+					    "-EINVAL"),
+	BADCFG(.maxprocs = -1, "kgo_config.maxprocs=-1"),
+	BADCFG(.stack_size = 100, "kgo_config.stack_size=100"),
+	BADCFG(.observe = 7, "kgo_config.observe=7"),
+	BADCFG(.max_threads = -1, "kgo_config.max_threads=-1"),
+	BADCFG(.preempt_slice_us = -2, "kgo_config.preempt_slice_us=-2"),
+	BADCFG(.reserved[3] = 5, "kgo_config.reserved[3]=5"),
+	{ NULL, NULL, { .maxprocs = -1, .observe = 9 }, 2, -EINVAL, 0,
+	  { "maxprocs=-1", "observe=9" } },
+};
+
+static int seen_procs;	/* written by the main G, read after kgo_run */
+
+static void procs_main(void *arg)
+{
+	(void)arg;
+	seen_procs = kgo_maxprocs();
+}
+
+/*
+ * Run kgo_run in a child with @c's variable and config, its stderr in
+ * @err (NUL-terminated). Return the child's exit status: kgo_run's
+ * result negated, or 100 + the Ps it ran with.
+ */
+static int run_child(const struct ccase *c, char *err, size_t size)
+{
+	char path[] = "/var/tmp/kgo-faults-err.XXXXXX";
+	struct kgo_config cfg = c->cfg;
+	int fd = mkstemp(path), status, r;
+	ssize_t n;
+	size_t i;
+	pid_t pid;
+
+	if (fd < 0)
+		return -1;
+	unlink(path);
+	pid = fork();
+	if (pid == 0) {
+		for (i = 0; i < sizeof(kgo_vars) / sizeof(*kgo_vars); i++)
+			unsetenv(kgo_vars[i]);
+		if (c->env)
+			setenv(c->env, c->val, 1);
+		if (!c->ret && !cfg.maxprocs)
+			cfg.maxprocs = 1;
+		dup2(fd, 2);
+		r = kgo_run(procs_main, NULL, &cfg);
+		_exit(r ? -r : 100 + seen_procs);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	n = pread(fd, err, size - 1, 0);
+	err[n > 0 ? n : 0] = 0;
+	close(fd);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(config_lines)
+{
+	char err[4096], name[80];
+	const struct ccase *c;
+	const char *p;
+	int status, lines, j;
+	size_t i;
+
+	for (i = 0; i < sizeof(ccases) / sizeof(ccases[0]); i++) {
+		c = &ccases[i];
+		if (c->env)
+			snprintf(name, sizeof(name), "%s=%s", c->env, c->val);
+		else
+			snprintf(name, sizeof(name), "kgo_config #%zu", i);
+		status = run_child(c, err, sizeof(err));
+		EXPECT_EQ(c->ret ? -c->ret : 100 + c->procs, status)
+			TH_LOG("%s: stderr: %s", name, err);
+		for (lines = 0, p = err; *p; p++)
+			lines += *p == '\n';
+		EXPECT_EQ(c->lines, lines) TH_LOG("%s: stderr: %s", name, err);
+		for (j = 0; j < 2; j++)
+			if (c->says[j])
+				EXPECT_NONNULL(strstr(err, c->says[j]))
+					TH_LOG("%s: no \"%s\" in: %s", name,
+					       c->says[j], err);
+	}
 }
 
 TEST_HARNESS_MAIN

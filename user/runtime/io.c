@@ -1537,18 +1537,34 @@ void fdh_set(int fd, uint8_t v)
 /* Start, end, statistics                                             */
 /* ------------------------------------------------------------------ */
 
-static unsigned env_uint(const char *s, char **end)
-{
-	unsigned long v = strtoul(s, end, 10);
+/*
+ * KGO_IOWQ_MAX=bounded[,unbounded], 0..IOWQ_MAX each (0: the kernel's
+ * default). A bad value is ignored as a whole, with a line (env.c).
+ */
+#define IOWQ_MAX	1024
 
-	return v > 1024 ? 1024 : (unsigned)v;
+static void parse_iowq(const char *w)
+{
+	char part[24], use[48];
+	const char *comma = strchr(w, ',');
+	size_t n = comma ? (size_t)(comma - w) : strlen(w);
+	long b, u;
+
+	snprintf(use, sizeof(use), "using %u,%u", io.iowq[0], io.iowq[1]);
+	snprintf(part, sizeof(part), "%.*s", (int)n, w);
+	if (!env_parse_long("KGO_IOWQ_MAX", part, 0, IOWQ_MAX, &b, use))
+		return;
+	u = b;
+	if (comma && !env_parse_long("KGO_IOWQ_MAX", comma + 1, 0, IOWQ_MAX,
+				     &u, use))
+		return;
+	io.iowq[0] = b;
+	io.iowq[1] = u;
 }
 
 void io_init(void)
 {
-	const char *e = getenv("KGO_IOURING");
 	const char *w = getenv("KGO_IOWQ_MAX");
-	char *end;
 
 	atomic_store(&io.mode, IO_UNKNOWN);
 	atomic_store(&io.warned, false);
@@ -1573,12 +1589,9 @@ void io_init(void)
 	 * threads per M, against Go's one thread per blocked G.
 	 */
 	io.iowq[0] = io.iowq[1] = 16;
-	if (w && *w) {
-		io.iowq[0] = io.iowq[1] = env_uint(w, &end);
-		if (*end == ',')
-			io.iowq[1] = env_uint(end + 1, &end);
-	}
-	if (e && !strcmp(e, "0"))
+	if (w && *w)
+		parse_iowq(w);
+	if (!env_flag("KGO_IOURING", true, "using io_uring (0 turns it off)"))
 		io_refuse("KGO_IOURING=0");
 }
 

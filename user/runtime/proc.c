@@ -2522,52 +2522,99 @@ static int ncpu(void)
 	return (int)sysconf(_SC_NPROCESSORS_ONLN);
 }
 
-static int env_int(const char *name, int def)
-{
-	const char *s = getenv(name);
-	char *end;
-	long v;
+/* The most Ps: allp is sized by it, and the stats' per-P arrays. */
+#define MAXPROCS_MAX	1024
 
-	if (!s || !*s)
-		return def;
-	v = strtol(s, &end, 10);
-	if (*end || v < 0 || v > INT_MAX) {
-		kgo_printf("kgo: ignoring %s=%s: not a number\n", name, s);
-		return def;
-	}
-	return (int)v;
+static const char *const observe_names[] = {
+	[KGO_OBSERVE_AUTO] = "auto", [KGO_OBSERVE_BPF] = "bpf",
+	[KGO_OBSERVE_SCX] = "scx", [KGO_OBSERVE_POLL] = "poll",
+};
+
+/* A kgo_config field is @ok, or one line says why kgo_run refuses it. */
+static bool __attribute__((format(printf, 2, 3)))
+cfg_ok(bool ok, const char *fmt, ...)
+{
+	char why[160];
+	va_list ap;
+
+	if (ok)
+		return true;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	kgo_printf("kgo: kgo_run refuses kgo_config.%s: returns -EINVAL\n",
+		   why);
+	return false;
 }
 
+/*
+ * parse_config() - sched's settings from @cfg, then the environment,
+ * which overrides it. A bad field of @cfg: a line each, and -EINVAL. A
+ * bad variable: a line (env.c), and the value @cfg or the default gives.
+ */
 static int parse_config(const struct kgo_config *cfg)
 {
 	struct kgo_config def = { 0 };
+	const char *s;
+	char use[96];
+	bool ok = true;
 	size_t i;
+	long v;
 
 	if (!cfg)
 		cfg = &def;
 	for (i = 0; i < sizeof(cfg->reserved) / sizeof(cfg->reserved[0]); i++)
-		if (cfg->reserved[i])
-			return -EINVAL;
-	if (cfg->maxprocs < 0 || cfg->max_threads < 0 ||
-	    cfg->preempt_slice_us < 0 || cfg->observe < 0 ||
-	    cfg->observe > KGO_OBSERVE_POLL)
-		return -EINVAL;
-	if (cfg->stack_size && (cfg->stack_size < KGO_STACK_MIN ||
-				cfg->stack_size > KGO_STACK_MAX))
+		ok &= cfg_ok(!cfg->reserved[i], "reserved[%zu]=%ld: must be 0",
+			     i, cfg->reserved[i]);
+	ok &= cfg_ok(cfg->maxprocs >= 0 && cfg->maxprocs <= MAXPROCS_MAX,
+		     "maxprocs=%d: not in 0..%d (0: the CPUs)", cfg->maxprocs,
+		     MAXPROCS_MAX);
+	ok &= cfg_ok(cfg->max_threads >= 0, "max_threads=%d: negative "
+		     "(0: 10000)", cfg->max_threads);
+	ok &= cfg_ok(cfg->preempt_slice_us >= 0, "preempt_slice_us=%d: "
+		     "negative (0: 10000)", cfg->preempt_slice_us);
+	ok &= cfg_ok(cfg->observe >= KGO_OBSERVE_AUTO &&
+		     cfg->observe <= KGO_OBSERVE_POLL, "observe=%d: not an "
+		     "enum kgo_observe (0..3)", cfg->observe);
+	ok &= cfg_ok(!cfg->stack_size || (cfg->stack_size >= KGO_STACK_MIN &&
+					  cfg->stack_size <= KGO_STACK_MAX),
+		     "stack_size=%zu: not 0 or in KGO_STACK_MIN..KGO_STACK_MAX "
+		     "(%d..%ld)", cfg->stack_size, KGO_STACK_MIN, KGO_STACK_MAX);
+	if (!ok)
 		return -EINVAL;
 
+	/* KGO_MAXPROCS=0 asks for the default, as GOMAXPROCS=0 does. */
 	sched.gomaxprocs = cfg->maxprocs ? cfg->maxprocs : ncpu();
-	sched.gomaxprocs = env_int("KGO_MAXPROCS", sched.gomaxprocs);
-	if (sched.gomaxprocs < 1)
-		sched.gomaxprocs = ncpu();
-	if (sched.gomaxprocs > 1024)
-		return -EINVAL;
+	if (sched.gomaxprocs > MAXPROCS_MAX)
+		sched.gomaxprocs = MAXPROCS_MAX;
+	snprintf(use, sizeof(use), "using %d (%s)", sched.gomaxprocs,
+		 cfg->maxprocs ? "kgo_config.maxprocs" :
+		 "the CPUs this process may use");
+	if (env_long("KGO_MAXPROCS", 0, MAXPROCS_MAX, &v, use) && v > 0)
+		sched.gomaxprocs = (int)v;
+
+	sched.observe = cfg->observe;
+	s = getenv("KGO_OBSERVE");
+	if (s && *s) {
+		for (i = 0; i < sizeof(observe_names) / sizeof(*observe_names);
+		     i++)
+			if (!strcmp(s, observe_names[i]))
+				break;
+		if (i < sizeof(observe_names) / sizeof(*observe_names)) {
+			sched.observe = (int)i;
+		} else {
+			snprintf(use, sizeof(use), "using %s (%s)",
+				 observe_names[cfg->observe], cfg->observe ?
+				 "kgo_config.observe" : "the default");
+			env_warn("KGO_OBSERVE", s, "not auto, bpf, scx or poll",
+				 use);
+		}
+	}
 	sched.stack_size = cfg->stack_size ? cfg->stack_size
 					   : KGO_STACK_DEFAULT;
 	sched.maxmcount = cfg->max_threads ? cfg->max_threads : 10000;
 	sched.slice_ns = (int64_t)(cfg->preempt_slice_us ?
 				   cfg->preempt_slice_us : 10000) * 1000;
-	sched.observe = cfg->observe;
 	return 0;
 }
 

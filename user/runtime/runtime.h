@@ -65,6 +65,22 @@ void kgo_fatal(const char *fmt, ...) __attribute__((noreturn, cold, format(print
 /* Debug print to stderr without stdio locks (safe on any stack). */
 void kgo_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/*
+ * KGO_* variables (env.c, which says the rule). env_long() reads @name as
+ * a whole number in [@lo, @hi]: true with *@v set; false when unset or
+ * empty, or, after one line "kgo: ignoring NAME=VALUE: why; @instead",
+ * when bad. env_parse_long() checks a value found elsewhere (a KGO_DEBUG
+ * key); env_flag() reads 0 or 1, @def otherwise; env_warn() prints the
+ * line for other mistakes.
+ */
+bool env_long(const char *name, long lo, long hi, long *v,
+	      const char *instead);
+bool env_parse_long(const char *name, const char *s, long lo, long hi,
+		    long *v, const char *instead);
+bool env_flag(const char *name, bool def, const char *instead);
+void env_warn(const char *name, const char *value, const char *why,
+	      const char *instead);
+
 /* ------------------------------------------------------------------ */
 /* Low-level locks (lock_futex.c)                                     */
 /* ------------------------------------------------------------------ */

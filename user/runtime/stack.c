@@ -203,17 +203,19 @@ int stack_init(void)
 		return 0;
 	pool.page = sysconf(_SC_PAGESIZE);
 	pool.gsize = (sizeof(struct g) + 63) & ~(size_t)63;
-	if (getenv("KGO_NO_MADV_GUARD"))
+	if (env_flag("KGO_NO_MADV_GUARD", false, "using MADV_GUARD_INSTALL "
+		     "where the kernel has it"))
 		pool.guard = GUARD_MPROTECT;
-	else if (!getenv("KGO_NO_GUARD_BATCH") && probe_guard(true))
+	else if (!env_flag("KGO_NO_GUARD_BATCH", false, "guard pages "
+			   "installed in batches") && probe_guard(true))
 		pool.guard = GUARD_BATCH;
 	else if (probe_guard(false))
 		pool.guard = GUARD_MADVISE;
 	else
 		pool.guard = GUARD_MPROTECT;
 	atomic_store_explicit(&pool.populate,
-			      !getenv("KGO_STACK_POPULATE") ||
-			      strcmp(getenv("KGO_STACK_POPULATE"), "0") != 0,
+			      env_flag("KGO_STACK_POPULATE", true, "populating "
+				       "stack slots ahead"),
 			      memory_order_relaxed);
 	for (c = 0; c < NCLASSES; c++) {
 		struct sclass *sc = &pool.cls[c];

@@ -56,6 +56,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -684,32 +685,52 @@ void syscall_entered(struct p *pp)
 	sysmon_wake_if_sleeping();
 }
 
-/* KGO_DEBUG: comma-separated name=value, Go's GODEBUG names. */
+/*
+ * KGO_DEBUG: comma-separated name=value, Go's GODEBUG names. A key that
+ * is unknown or has a bad value gets one line (env.c) and changes
+ * nothing; the other keys apply.
+ */
 static void parse_debug(bool *asyncpreemptoff)
 {
-	const char *s = getenv("KGO_DEBUG");
-	char name[32];
+	const char *all = getenv("KGO_DEBUG"), *s = all;
+	char name[32], val[32], what[48], why[96];
+	size_t n, k;
 	long v;
-	int n;
 
 	while (s && *s) {
-		n = 0;
-		while (*s && *s != '=' && *s != ',' && n < (int)sizeof(name) - 1)
-			name[n++] = *s++;
+		for (n = 0; *s && *s != '=' && *s != ','; s++)
+			if (n < sizeof(name) - 1)
+				name[n++] = *s;
 		name[n] = 0;
-		v = 0;
+		k = 0;
 		if (*s == '=')
-			v = strtol(s + 1, (char **)&s, 10);
-		if (!strcmp(name, "schedtrace"))
-			sm.schedtrace_ns = v > 0 ? v * 1000000LL : 0;
-		else if (!strcmp(name, "scheddetail"))
-			sm.scheddetail = v > 0;
-		else if (!strcmp(name, "asyncpreemptoff"))
-			*asyncpreemptoff = v > 0;
-		while (*s && *s != ',')
-			s++;
+			for (s++; *s && *s != ','; s++)
+				if (k < sizeof(val) - 1)
+					val[k++] = *s;
+		val[k] = 0;
 		if (*s == ',')
 			s++;
+		if (!n)
+			continue;
+		snprintf(what, sizeof(what), "KGO_DEBUG key %s", name);
+		if (!strcmp(name, "schedtrace")) {
+			if (env_parse_long(what, val, 0, INT_MAX, &v,
+					   "no schedtrace lines"))
+				sm.schedtrace_ns = v * 1000000LL;
+		} else if (!strcmp(name, "scheddetail")) {
+			if (env_parse_long(what, val, 0, 1, &v,
+					   "no scheddetail lines"))
+				sm.scheddetail = v;
+		} else if (!strcmp(name, "asyncpreemptoff")) {
+			if (env_parse_long(what, val, 0, 1, &v,
+					   "async preemption stays on"))
+				*asyncpreemptoff = v;
+		} else {
+			snprintf(why, sizeof(why), "no key %s (known: "
+				 "schedtrace, scheddetail, asyncpreemptoff)",
+				 name);
+			env_warn("KGO_DEBUG", all, why, "the other keys apply");
+		}
 	}
 }
 
