@@ -16,6 +16,23 @@
  *			runs with that; every bad kgo_config field gets one
  *			line and kgo_run returns -EINVAL; good values print
  *			nothing.
+ *
+ * What already held when kgo was probed, kept so that it keeps holding:
+ *
+ *   refused.*		a seccomp filter makes io_uring_setup fail with
+ *			EPERM, ENOSYS, EACCES or ENOMEM (variants): files,
+ *			pipes, sockets and deadlines still work, through the
+ *			syscall path; stderr says so once a run, with why.
+ *   nofile		RLIMIT_NOFILE used up before kgo_run: io_uring's
+ *			refusal (EMFILE) is said once, kgo_open gives
+ *			-EMFILE, I/O on open fds works; no fd is left behind,
+ *			and with fds free again the next run has io_uring.
+ *   address_space	RLIMIT_AS reached by G stacks: kgo_go returns -ENOMEM
+ *			(no crash); when the Gs end, kgo_go works again.
+ *   writes_in_flight	writer Gs still writing when the main G returns:
+ *			every write kgo reported done is on disk, whole; no
+ *			region holds bytes its writer did not write; nothing
+ *			is written after kgo_run returns.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,11 +42,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -113,90 +137,90 @@ struct ecase {
 	bool waits;		/* not outside a G: the syscall would wait */
 };
 
-#define E(name, waits, kgo_expr, sys_expr)				\
+#define E(name, kgo_expr, sys_expr)				\
 	static long k_##name(void) { return (kgo_expr); }		\
 	static long s_##name(void) { return (sys_expr); }
 #define ROW(name, waits)	{ #name, k_##name, s_##name, waits }
 
-E(read_pipe_sizemax, 0, kgo_read(fx.pipe[0], buf, SIZE_MAX),
+E(read_pipe_sizemax, kgo_read(fx.pipe[0], buf, SIZE_MAX),
   RAW(SYS_read, fx.pipe[0], buf, SIZE_MAX))
-E(read_file_sizemax, 0, kgo_read(fx.file, buf, SIZE_MAX),
+E(read_file_sizemax, kgo_read(fx.file, buf, SIZE_MAX),
   RAW(SYS_read, fx.file, buf, SIZE_MAX))
-E(read_badfd_sizemax, 0, kgo_read(-1, buf, SIZE_MAX),
+E(read_badfd_sizemax, kgo_read(-1, buf, SIZE_MAX),
   RAW(SYS_read, -1, buf, SIZE_MAX))
-E(read_wronly_sizemax, 0, kgo_read(fx.wronly, buf, SIZE_MAX),
+E(read_wronly_sizemax, kgo_read(fx.wronly, buf, SIZE_MAX),
   RAW(SYS_read, fx.wronly, buf, SIZE_MAX))
-E(read_sock_sizemax, 0, kgo_read(fx.sock[0], buf, SIZE_MAX),
+E(read_sock_sizemax, kgo_read(fx.sock[0], buf, SIZE_MAX),
   RAW(SYS_read, fx.sock[0], buf, SIZE_MAX))
-E(read_dl_pipe_sizemax, 0, kgo_read_dl(fx.pipe[0], buf, SIZE_MAX, dl()),
+E(read_dl_pipe_sizemax, kgo_read_dl(fx.pipe[0], buf, SIZE_MAX, dl()),
   RAW(SYS_read, fx.pipe[0], buf, SIZE_MAX))
-E(read_dl_pipe_4g, 1, kgo_read_dl(fx.pipe[0], buf, BIG, dl()),
+E(read_dl_pipe_4g, kgo_read_dl(fx.pipe[0], buf, BIG, dl()),
   sys_read_dl(fx.pipe[0], BIG, false))
-E(pread_file_sizemax, 0, kgo_pread(fx.file, buf, SIZE_MAX, 0),
+E(pread_file_sizemax, kgo_pread(fx.file, buf, SIZE_MAX, 0),
   RAW(SYS_pread64, fx.file, buf, SIZE_MAX, (off_t)0))
-E(pread_file_ssizemax, 0, kgo_pread(fx.file, buf, SSIZE_MAX, 0),
+E(pread_file_ssizemax, kgo_pread(fx.file, buf, SSIZE_MAX, 0),
   RAW(SYS_pread64, fx.file, buf, SSIZE_MAX, (off_t)0))
-E(pread_file_4g, 0, kgo_pread(fx.file, buf, BIG, 0),
+E(pread_file_4g, kgo_pread(fx.file, buf, BIG, 0),
   RAW(SYS_pread64, fx.file, buf, BIG, (off_t)0))
-E(pread_pipe_sizemax, 0, kgo_pread(fx.pipe[0], buf, SIZE_MAX, 0),
+E(pread_pipe_sizemax, kgo_pread(fx.pipe[0], buf, SIZE_MAX, 0),
   RAW(SYS_pread64, fx.pipe[0], buf, SIZE_MAX, (off_t)0))
-E(pread_file_negoff, 0, kgo_pread(fx.file, buf, SIZE_MAX, (off_t)-1),
+E(pread_file_negoff, kgo_pread(fx.file, buf, SIZE_MAX, (off_t)-1),
   RAW(SYS_pread64, fx.file, buf, SIZE_MAX, (off_t)-1))
-E(pread_badfd_negoff, 0, kgo_pread(-1, buf, 1, (off_t)-1),
+E(pread_badfd_negoff, kgo_pread(-1, buf, 1, (off_t)-1),
   RAW(SYS_pread64, -1, buf, 1, (off_t)-1))
-E(write_pipe_sizemax, 0, kgo_write(fx.pipe[1], buf, SIZE_MAX),
+E(write_pipe_sizemax, kgo_write(fx.pipe[1], buf, SIZE_MAX),
   RAW(SYS_write, fx.pipe[1], buf, SIZE_MAX))
-E(write_file_sizemax, 0, kgo_write(fx.file, buf, SIZE_MAX),
+E(write_file_sizemax, kgo_write(fx.file, buf, SIZE_MAX),
   RAW(SYS_write, fx.file, buf, SIZE_MAX))
-E(write_sock_sizemax, 0, kgo_write(fx.sock[0], buf, SIZE_MAX),
+E(write_sock_sizemax, kgo_write(fx.sock[0], buf, SIZE_MAX),
   RAW(SYS_write, fx.sock[0], buf, SIZE_MAX))
-E(write_closed_sizemax, 0, kgo_write(fx.closed, buf, SIZE_MAX),
+E(write_closed_sizemax, kgo_write(fx.closed, buf, SIZE_MAX),
   RAW(SYS_write, fx.closed, buf, SIZE_MAX))
-E(write_dl_pipe_sizemax, 0, kgo_write_dl(fx.pipe[1], buf, SIZE_MAX, dl()),
+E(write_dl_pipe_sizemax, kgo_write_dl(fx.pipe[1], buf, SIZE_MAX, dl()),
   RAW(SYS_write, fx.pipe[1], buf, SIZE_MAX))
-E(pwrite_file_sizemax, 0, kgo_pwrite(fx.file, buf, SIZE_MAX, 0),
+E(pwrite_file_sizemax, kgo_pwrite(fx.file, buf, SIZE_MAX, 0),
   RAW(SYS_pwrite64, fx.file, buf, SIZE_MAX, (off_t)0))
-E(pwrite_pipe_sizemax, 0, kgo_pwrite(fx.pipe[1], buf, SIZE_MAX, 0),
+E(pwrite_pipe_sizemax, kgo_pwrite(fx.pipe[1], buf, SIZE_MAX, 0),
   RAW(SYS_pwrite64, fx.pipe[1], buf, SIZE_MAX, (off_t)0))
-E(readv_file_sizemax, 0, kgo_readv(fx.file, &iov_max, 1),
+E(readv_file_sizemax, kgo_readv(fx.file, &iov_max, 1),
   RAW(SYS_readv, fx.file, &iov_max, 1))
-E(readv_pipe_sizemax, 0, kgo_readv(fx.pipe[0], &iov_max, 1),
+E(readv_pipe_sizemax, kgo_readv(fx.pipe[0], &iov_max, 1),
   RAW(SYS_readv, fx.pipe[0], &iov_max, 1))
-E(readv_badfd_sizemax, 0, kgo_readv(-1, &iov_max, 1),
+E(readv_badfd_sizemax, kgo_readv(-1, &iov_max, 1),
   RAW(SYS_readv, -1, &iov_max, 1))
-E(readv_cnt_neg, 0, kgo_readv(fx.file, &iov_max, -1L),
+E(readv_cnt_neg, kgo_readv(fx.file, &iov_max, -1L),
   RAW(SYS_readv, fx.file, &iov_max, -1L))
-E(readv_cnt_1025, 0, kgo_readv(fx.pipe[0], &iov_max, 1025),
+E(readv_cnt_1025, kgo_readv(fx.pipe[0], &iov_max, 1025),
   RAW(SYS_readv, fx.pipe[0], &iov_max, 1025))
-E(readv_null_iov, 0, kgo_readv(fx.file, NULL, 1),
+E(readv_null_iov, kgo_readv(fx.file, NULL, 1),
   RAW(SYS_readv, fx.file, NULL, 1))
-E(preadv_file_sizemax, 0, kgo_preadv(fx.file, &iov_max, 1, 0),
+E(preadv_file_sizemax, kgo_preadv(fx.file, &iov_max, 1, 0),
   RAW(SYS_preadv, fx.file, &iov_max, 1, 0L, 0L))
-E(preadv_file_ssizemax, 0, kgo_preadv(fx.file, &iov_ssize, 1, 0),
+E(preadv_file_ssizemax, kgo_preadv(fx.file, &iov_ssize, 1, 0),
   RAW(SYS_preadv, fx.file, &iov_ssize, 1, 0L, 0L))
-E(preadv_pipe_sizemax, 0, kgo_preadv(fx.pipe[0], &iov_max, 1, 0),
+E(preadv_pipe_sizemax, kgo_preadv(fx.pipe[0], &iov_max, 1, 0),
   RAW(SYS_preadv, fx.pipe[0], &iov_max, 1, 0L, 0L))
-E(writev_pipe_sizemax, 0, kgo_writev(fx.pipe[1], &iov_max, 1),
+E(writev_pipe_sizemax, kgo_writev(fx.pipe[1], &iov_max, 1),
   RAW(SYS_writev, fx.pipe[1], &iov_max, 1))
-E(pwritev_file_sizemax, 0, kgo_pwritev(fx.file, &iov_max, 1, 0),
+E(pwritev_file_sizemax, kgo_pwritev(fx.file, &iov_max, 1, 0),
   RAW(SYS_pwritev, fx.file, &iov_max, 1, 0L, 0L))
-E(recv_sock_sizemax, 0, kgo_recv(fx.sock[0], buf, SIZE_MAX, MSG_DONTWAIT),
+E(recv_sock_sizemax, kgo_recv(fx.sock[0], buf, SIZE_MAX, MSG_DONTWAIT),
   RAW(SYS_recvfrom, fx.sock[0], buf, SIZE_MAX, MSG_DONTWAIT,
       NULL, NULL))
-E(recv_badfd_sizemax, 0, kgo_recv(-1, buf, SIZE_MAX, 0),
+E(recv_badfd_sizemax, kgo_recv(-1, buf, SIZE_MAX, 0),
   RAW(SYS_recvfrom, -1, buf, SIZE_MAX, 0, NULL, NULL))
-E(recv_pipe_sizemax, 0, kgo_recv(fx.pipe[0], buf, SIZE_MAX, 0),
+E(recv_pipe_sizemax, kgo_recv(fx.pipe[0], buf, SIZE_MAX, 0),
   RAW(SYS_recvfrom, fx.pipe[0], buf, SIZE_MAX, MSG_DONTWAIT,
       NULL, NULL))
-E(recv_dl_sock_4g, 1, kgo_recv_dl(fx.sock[0], buf, BIG, 0, dl()),
+E(recv_dl_sock_4g, kgo_recv_dl(fx.sock[0], buf, BIG, 0, dl()),
   sys_read_dl(fx.sock[0], BIG, true))
-E(send_badfd_sizemax, 0, kgo_send(-1, buf, SIZE_MAX, 0),
+E(send_badfd_sizemax, kgo_send(-1, buf, SIZE_MAX, 0),
   RAW(SYS_sendto, -1, buf, SIZE_MAX, 0, NULL, NULL))
-E(send_pipe_sizemax, 0, kgo_send(fx.pipe[1], buf, SIZE_MAX, 0),
+E(send_pipe_sizemax, kgo_send(fx.pipe[1], buf, SIZE_MAX, 0),
   RAW(SYS_sendto, fx.pipe[1], buf, SIZE_MAX, 0, NULL, NULL))
-E(poll_fd_neg_now, 0, kgo_poll(-1, POLLIN, 0), sys_poll(-1, 0))
-E(poll_fd_neg_dl, 1, kgo_poll(-1, POLLIN, dl()), sys_poll(-1, WAIT_MS))
-E(poll_fd_closed, 0, kgo_poll(fx.closed, POLLIN, dl()),
+E(poll_fd_neg_now, kgo_poll(-1, POLLIN, 0), sys_poll(-1, 0))
+E(poll_fd_neg_dl, kgo_poll(-1, POLLIN, dl()), sys_poll(-1, WAIT_MS))
+E(poll_fd_closed, kgo_poll(fx.closed, POLLIN, dl()),
   sys_poll(fx.closed, WAIT_MS))
 
 static const struct ecase ecases[] = {
@@ -235,7 +259,8 @@ static void ecases_run(void *arg)
 			continue;
 		s = ecases[i].sys();
 		k = ecases[i].kgo();
-		EXPECT_EQ(s, k) TH_LOG("%s on %s: syscall %ld (%s), kgo %ld (%s)",
+		EXPECT_EQ(s, k) TH_LOG("%s on %s: syscall %ld (%s), kgo %ld "
+				       "(%s)",
 				       ecases[i].name, ebackend, s,
 				       strerrorname_np((int)-s), k,
 				       strerrorname_np((int)-k));
@@ -300,11 +325,13 @@ struct ccase {
 };
 
 #define BADCFG(field, ...)						\
-	{ .cfg = { field }, .lines = 1, .ret = -EINVAL, .says = { __VA_ARGS__ } }
+	{ .cfg = { field }, .lines = 1, .ret = -EINVAL,			\
+	  .says = { __VA_ARGS__ } }
 
 static const struct ccase ccases[] = {
 	{ "KGO_MAXPROCS", "99999", { 0 }, 1, 0, 1,
-	  { "KGO_MAXPROCS=99999: above 1024", "using 1 (kgo_config.maxprocs)" } },
+	  { "KGO_MAXPROCS=99999: above 1024",
+	    "using 1 (kgo_config.maxprocs)" } },
 	{ "KGO_MAXPROCS", "-5", { 0 }, 1, 0, 1, { "-5: below 0", "using" } },
 	{ "KGO_MAXPROCS", "2x", { 0 }, 1, 0, 1, { "not a whole number" } },
 	{ "KGO_MAXPROCS", "2", { 0 }, 0, 0, 2, { NULL } },
@@ -422,6 +449,493 @@ TEST(config_lines)
 					TH_LOG("%s: no \"%s\" in: %s", name,
 					       c->says[j], err);
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* What held: io_uring refused                                        */
+/* ------------------------------------------------------------------ */
+
+#if defined(__x86_64__)
+#define AUDIT_ARCH_SELF AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define AUDIT_ARCH_SELF AUDIT_ARCH_AARCH64
+#endif
+
+/* Make io_uring_setup fail with @err, as container runtimes do (Docker's
+ * default profile: ENOSYS; others EPERM). Return: 0, -errno. */
+static int refuse_io_uring(int err)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_SELF, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | err),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -errno;
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
+		return -errno;
+	return 0;
+}
+
+/* A child process whose stderr goes to a file the parent reads. */
+struct child {
+	pid_t pid;
+	int errfd;
+	int status;		/* exit status; -1: killed or lost */
+	char err[4096];
+};
+
+/* Fork; in the child (return true) stderr goes to c->errfd. */
+static bool child_start(struct child *c)
+{
+	char path[] = "/var/tmp/kgo-faults-err.XXXXXX";
+
+	c->errfd = mkstemp(path);
+	if (c->errfd < 0)
+		return false;
+	unlink(path);
+	c->pid = fork();
+	if (c->pid == 0) {
+		dup2(c->errfd, 2);
+		return true;
+	}
+	return false;
+}
+
+static void child_wait(struct child *c)
+{
+	int st;
+	ssize_t n;
+
+	c->status = -1;
+	if (c->pid > 0 && waitpid(c->pid, &st, 0) == c->pid && WIFEXITED(st))
+		c->status = WEXITSTATUS(st);
+	n = pread(c->errfd, c->err, sizeof(c->err) - 1, 0);
+	c->err[n > 0 ? n : 0] = 0;
+	close(c->errfd);
+}
+
+/* Lines of @s that contain @what. */
+static int count_lines(const char *s, const char *what)
+{
+	const char *p;
+	int n = 0;
+
+	for (p = s; (p = strstr(p, what)); p += strlen(what))
+		n++;
+	return n;
+}
+
+static char dir[64];
+
+/* dir and the one file the tests make in it. */
+static void dir_remove(void)
+{
+	char path[96];
+
+	snprintf(path, sizeof(path), "%s/f", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+/* The I/O a program does, with no ring: file, pipe, socket, deadline. */
+static void pipe_writer(void *arg)
+{
+	int fd = *(int *)arg;
+
+	kgo_sleep(5 * MS);
+	if (kgo_write(fd, "later", 5) != 5)
+		_exit(10);
+}
+
+static void io_main(void *arg)
+{
+	char path[96], b[16];
+	struct kgo_stats st;
+	int fd, p[2], sv[2];
+
+	(void)arg;
+	snprintf(path, sizeof(path), "%s/f", dir);
+	fd = kgo_open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(6, kgo_pwrite(fd, "kgo io", 6, 0));
+	ASSERT_EQ(6, kgo_pread(fd, b, sizeof(b), 0));
+	ASSERT_EQ(0, memcmp(b, "kgo io", 6));
+	ASSERT_EQ(0, kgo_close(fd));
+	ASSERT_EQ(0, pipe(p));
+	ASSERT_EQ(0, kgo_go(pipe_writer, &p[1]));
+	ASSERT_EQ(5, kgo_read(p[0], b, sizeof(b)));	/* waits for it */
+	ASSERT_EQ(-ETIMEDOUT, kgo_read_dl(p[0], b, 1, kgo_now() + 10 * MS));
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+	ASSERT_EQ(0, kgo_go(pipe_writer, &sv[1]));
+	ASSERT_EQ(5, kgo_recv(sv[0], b, sizeof(b), 0));
+	ASSERT_EQ(-ETIMEDOUT, kgo_poll(sv[0], POLLIN, kgo_now() + 10 * MS));
+	close(p[0]);
+	close(p[1]);
+	close(sv[0]);
+	close(sv[1]);
+	kgo_stats_get(&st, sizeof(st));
+	ASSERT_EQ(0, st.io_uring);
+	ASSERT_EQ(0, st.io_uring_ops);
+	ASSERT_LT(3, st.io_fallback_ops);
+}
+
+FIXTURE(refused) {
+	struct child c;
+};
+
+FIXTURE_VARIANT(refused) {
+	int err;
+	const char *says;
+};
+
+FIXTURE_VARIANT_ADD(refused, eperm) { EPERM, "EPERM" };
+FIXTURE_VARIANT_ADD(refused, enosys) { ENOSYS, "ENOSYS" };
+FIXTURE_VARIANT_ADD(refused, eacces) { EACCES, "EACCES" };
+FIXTURE_VARIANT_ADD(refused, enomem) { ENOMEM, "ENOMEM" };
+
+FIXTURE_SETUP(refused)
+{
+	snprintf(dir, sizeof(dir), "/var/tmp/kgo-faults.XXXXXX");
+	ASSERT_NONNULL(mkdtemp(dir));
+}
+
+FIXTURE_TEARDOWN(refused)
+{
+	dir_remove();
+}
+
+TEST_F(refused, api_works_and_says_why_once)
+{
+	struct kgo_config cfg = { .maxprocs = 2 };
+	int r;
+
+	if (child_start(&self->c)) {
+		r = refuse_io_uring(variant->err);
+		if (r) {
+			fprintf(stderr, "seccomp: %s\n", strerror(-r));
+			_exit(4);
+		}
+		/* Twice: the reason is given once per run. */
+		if (kgo_run(io_main, NULL, &cfg))
+			_exit(2);
+		cfg.maxprocs = 1;
+		_exit(kgo_run(io_main, NULL, &cfg) ? 3 : 0);
+	}
+	child_wait(&self->c);
+	if (self->c.status == 4) {
+		SKIP(return, "cannot install a seccomp filter: %s",
+		     self->c.err);
+	}
+	ASSERT_EQ(0, self->c.status) TH_LOG("stderr: %s", self->c.err);
+	EXPECT_EQ(2, count_lines(self->c.err, "\n"))
+		TH_LOG("stderr: %s", self->c.err);
+	EXPECT_EQ(2, count_lines(self->c.err, "kgo: io_uring not used ("))
+		TH_LOG("stderr: %s", self->c.err);
+	EXPECT_EQ(2, count_lines(self->c.err, variant->says))
+		TH_LOG("stderr: %s", self->c.err);
+}
+
+/* ------------------------------------------------------------------ */
+/* What held: RLIMIT_NOFILE                                           */
+/* ------------------------------------------------------------------ */
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1;		/* opendir's own */
+}
+
+static int nofile_pipe[2];
+static bool nofile_uring;
+
+static void nofile_main(void *arg)
+{
+	char path[96], b[16];
+	struct kgo_stats st;
+	int fd;
+
+	(void)arg;
+	snprintf(path, sizeof(path), "%s/f", dir);
+	fd = kgo_open(path, O_CREAT | O_RDWR, 0600);
+	if (!nofile_uring) {
+		ASSERT_EQ(-EMFILE, fd);
+	} else {
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(0, kgo_close(fd));
+	}
+	/* The fds already open still work, a read waiting included. */
+	ASSERT_EQ(0, kgo_go(pipe_writer, &nofile_pipe[1]));
+	ASSERT_EQ(5, kgo_read(nofile_pipe[0], b, sizeof(b)));
+	ASSERT_EQ(-ETIMEDOUT, kgo_read_dl(nofile_pipe[0], b, 1,
+					  kgo_now() + 10 * MS));
+	kgo_stats_get(&st, sizeof(st));
+	ASSERT_EQ(nofile_uring, st.io_uring) TH_LOG("%s", kgo_io_backend());
+}
+
+TEST(nofile)
+{
+	struct kgo_config cfg = { .maxprocs = 2 };
+	struct rlimit rl = { 64, 64 };
+	struct child c;
+	int n0, fd, lo;
+
+	snprintf(dir, sizeof(dir), "/var/tmp/kgo-faults.XXXXXX");
+	ASSERT_NONNULL(mkdtemp(dir));
+	if (child_start(&c)) {
+		if (pipe(nofile_pipe) || setrlimit(RLIMIT_NOFILE, &rl))
+			_exit(5);
+		lo = -1;
+		while ((fd = dup(0)) >= 0)
+			if (lo < 0)
+				lo = fd;
+		if (errno != EMFILE)
+			_exit(6);
+		n0 = count_fds();
+		if (kgo_run(nofile_main, NULL, &cfg))
+			_exit(7);
+		if (count_fds() != n0) {
+			fprintf(stderr, "fds: %d before, %d after\n", n0,
+				count_fds());
+			_exit(8);
+		}
+		/* fds free again: the next run has io_uring. */
+		for (fd = lo; fd < 64; fd++)
+			if (fd != nofile_pipe[0] && fd != nofile_pipe[1])
+				close(fd);
+		n0 = count_fds();
+		nofile_uring = true;
+		if (kgo_run(nofile_main, NULL, &cfg))
+			_exit(9);
+		if (count_fds() != n0) {
+			fprintf(stderr, "fds: %d before, %d after\n", n0,
+				count_fds());
+			_exit(10);
+		}
+		_exit(0);
+	}
+	child_wait(&c);
+	dir_remove();
+	ASSERT_EQ(0, c.status) TH_LOG("stderr: %s", c.err);
+	EXPECT_EQ(1, count_lines(c.err, "\n")) TH_LOG("stderr: %s", c.err);
+	EXPECT_EQ(1, count_lines(c.err, "io_uring not used (io_uring_setup: "
+				 "EMFILE")) TH_LOG("stderr: %s", c.err);
+}
+
+/* ------------------------------------------------------------------ */
+/* What held: RLIMIT_AS                                               */
+/* ------------------------------------------------------------------ */
+
+#define AS_ROOM		(96L << 20)	/* address space left to G stacks */
+#define AS_MAX_GS	100000		/* far more than AS_ROOM holds */
+
+static struct kgo_chan *as_gate;
+static struct kgo_wg as_wg = KGO_WG_INIT;
+
+static void as_parked(void *arg)
+{
+	char c;
+
+	(void)arg;
+	kgo_chan_recv(as_gate, &c);	/* until the gate closes */
+	kgo_wg_done(&as_wg);
+}
+
+/* Start parked Gs until kgo_go fails. Return: how many started. */
+static long as_fill(int *err)
+{
+	long n;
+	int r = 0;
+
+	for (n = 0; n < AS_MAX_GS; n++) {
+		kgo_wg_add(&as_wg, 1);
+		r = kgo_go(as_parked, NULL);
+		if (r) {
+			kgo_wg_done(&as_wg);
+			break;
+		}
+	}
+	*err = r;
+	return n;
+}
+
+static void as_main(void *arg)
+{
+	struct rlimit rl, low;
+	long vm, n1, n2;
+	FILE *f;
+	int err;
+
+	(void)arg;
+	as_gate = kgo_chan_make(1, 0);
+	ASSERT_NONNULL(as_gate);
+	f = fopen("/proc/self/statm", "r");
+	ASSERT_NONNULL(f);
+	ASSERT_EQ(1, fscanf(f, "%ld", &vm));
+	fclose(f);
+	ASSERT_EQ(0, getrlimit(RLIMIT_AS, &rl));
+	low = rl;
+	low.rlim_cur = vm * sysconf(_SC_PAGESIZE) + AS_ROOM;
+	ASSERT_EQ(0, setrlimit(RLIMIT_AS, &low));
+
+	n1 = as_fill(&err);
+	EXPECT_EQ(-ENOMEM, err) TH_LOG("%ld Gs started", n1);
+	EXPECT_LT(100, n1);
+	/* Memory freed: the Gs end, and as many start again. */
+	kgo_chan_close(as_gate);
+	kgo_wg_wait(&as_wg);
+	kgo_chan_free(as_gate);
+	as_gate = kgo_chan_make(1, 0);
+	ASSERT_NONNULL(as_gate);
+	n2 = as_fill(&err);
+	EXPECT_EQ(-ENOMEM, err);
+	EXPECT_LE(n1, n2);
+	kgo_chan_close(as_gate);
+	kgo_wg_wait(&as_wg);
+	ASSERT_EQ(0, setrlimit(RLIMIT_AS, &rl));
+	kgo_wg_add(&as_wg, 1);
+	ASSERT_EQ(0, kgo_go(as_parked, NULL));
+	kgo_wg_wait(&as_wg);
+	kgo_chan_free(as_gate);
+}
+
+TEST(address_space)
+{
+	struct kgo_config cfg = { .maxprocs = 1 };
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	SKIP(return, "the sanitizers reserve terabytes of address space");
+#endif
+	ASSERT_EQ(0, kgo_run(as_main, NULL, &cfg));
+}
+
+/* ------------------------------------------------------------------ */
+/* What held: main returns with writes in flight                      */
+/* ------------------------------------------------------------------ */
+
+#define WR_GS		16		/* writer Gs */
+#define WR_REC		8192		/* bytes per record */
+#define WR_RECS		256		/* records per writer, at most */
+#define WR_REGION	((off_t)WR_REC * WR_RECS)
+
+static int wr_fd;
+static _Atomic long wr_done[WR_GS];	/* records kgo reported written */
+static char wr_buf[WR_GS][WR_REC];	/* each writer's buffer */
+
+static uint8_t wr_byte(long g, long rec, long i)
+{
+	return (uint8_t)(1 + (g * 131 + rec * 31 + i) % 251);	/* never 0 */
+}
+
+static void wr_writer(void *arg)
+{
+	long g = (long)arg, rec, i;
+
+	for (rec = 0; rec < WR_RECS; rec++) {
+		for (i = 0; i < WR_REC; i++)
+			wr_buf[g][i] = wr_byte(g, rec, i);
+		if (kgo_pwrite(wr_fd, wr_buf[g], WR_REC,
+			       g * WR_REGION + rec * WR_REC) != WR_REC)
+			return;
+		atomic_store(&wr_done[g], rec + 1);
+		if (rec % 8 == 0)
+			kgo_fdatasync(wr_fd);	/* some writes wait longer */
+	}
+}
+
+static void wr_main(void *arg)
+{
+	long g;
+
+	(void)arg;
+	for (g = 0; g < WR_GS; g++)
+		ASSERT_EQ(0, kgo_go(wr_writer, (void *)g));
+	/* Return once every writer has written: the rest are in flight. */
+	for (g = 0; g < WR_GS; g++)
+		while (atomic_load(&wr_done[g]) < 1)
+			kgo_yield();
+}
+
+/* Every record reported is whole; every other byte is 0 or its own. */
+static void wr_check(void)
+{
+	static uint8_t rec[WR_REC];
+	long g, r, i, done, bad;
+
+	for (g = 0; g < WR_GS; g++) {
+		done = atomic_load(&wr_done[g]);
+		for (r = 0, bad = 0; r < WR_RECS; r++) {
+			ASSERT_EQ(WR_REC, pread(wr_fd, rec, WR_REC,
+						g * WR_REGION + r * WR_REC));
+			for (i = 0; i < WR_REC; i++)
+				if (rec[i] != wr_byte(g, r, i) &&
+				    (r < done || rec[i] != 0))
+					bad++;
+			EXPECT_EQ(0, bad) TH_LOG("G %ld record %ld (%ld of %ld "
+						 "reported written)", g, r,
+						 done, (long)WR_RECS);
+		}
+	}
+}
+
+FIXTURE(writes) {
+	char path[64];
+};
+
+FIXTURE_VARIANT(writes) {
+	bool uring;
+};
+
+FIXTURE_VARIANT_ADD(writes, uring) { .uring = true };
+FIXTURE_VARIANT_ADD(writes, syscalls) { .uring = false };
+
+FIXTURE_SETUP(writes)
+{
+	snprintf(self->path, sizeof(self->path), "/var/tmp/kgo-wr.XXXXXX");
+	wr_fd = mkstemp(self->path);
+	ASSERT_LE(0, wr_fd);
+	ASSERT_EQ(0, ftruncate(wr_fd, WR_REGION * WR_GS));
+	if (variant->uring)
+		unsetenv("KGO_IOURING");
+	else
+		setenv("KGO_IOURING", "0", 1);
+}
+
+FIXTURE_TEARDOWN(writes)
+{
+	if (self->path[0])
+		unlink(self->path);
+}
+
+TEST_F(writes, in_flight_when_main_returns)
+{
+	struct kgo_config cfg = { .maxprocs = 2 };
+	long g;
+
+	ASSERT_EQ(0, kgo_run(wr_main, NULL, &cfg));
+	/* Nothing is written after kgo_run returns: poison the buffers,
+	 * wait, and look for the poison on disk. */
+	memset(wr_buf, 0xee, sizeof(wr_buf));
+	usleep(50 * 1000);
+	for (g = 0; g < WR_GS; g++)
+		ASSERT_LE(1, atomic_load(&wr_done[g]));
+	wr_check();
 }
 
 TEST_HARNESS_MAIN

@@ -23,23 +23,18 @@
  *			against the syscalls.
  *   outside_g		called outside a runtime, the calls are the plain
  *			syscalls.
- *   seccomp_fallback	a child whose seccomp filter answers ENOSYS to
- *			io_uring_setup (as container runtimes do) gets the
- *			same results through the syscall path, says why
- *			once on stderr, and kgo_stats says io_uring 0.
+ *
+ * io_uring refused by a seccomp filter, bad counts and fds, fd and
+ * memory limits: faults_test.c.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -462,115 +457,5 @@ TEST(outside_g)
 }
 
 /* ------------------------------------------------------------------ */
-
-#if defined(__x86_64__)
-#define AUDIT_ARCH_SELF AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define AUDIT_ARCH_SELF AUDIT_ARCH_AARCH64
-#endif
-
-/* Refuse io_uring_setup with ENOSYS, as Docker's default profile does. */
-static int refuse_io_uring(void)
-{
-	struct sock_filter f[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-			 offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_SELF, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-			 offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
-
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
-		return -errno;
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
-		return -errno;
-	return 0;
-}
-
-static void fallback_main(void *arg)
-{
-	struct ctx *c = arg;
-	struct pipe_ctx pc = { .wg = KGO_WG_INIT };
-	struct kgo_stats st;
-	char buf[64];
-	int fd;
-
-	snprintf(c->path, sizeof(c->path), "%s/fb", c->dir);
-	fd = kgo_open(c->path, O_CREAT | O_RDWR, 0600);
-	ASSERT_LE(0, fd);
-	ASSERT_EQ(6, kgo_pwrite(fd, "kgo io", 6, 0));
-	drop_cache(fd, 0, 0);
-	ASSERT_EQ(6, kgo_pread(fd, buf, sizeof(buf), 0));
-	ASSERT_EQ(0, memcmp(buf, "kgo io", 6));
-	ASSERT_EQ(0, pipe(pc.p));
-	kgo_wg_add(&pc.wg, 1);
-	kgo_go(late_writer, &pc);
-	ASSERT_EQ(5, kgo_read(pc.p[0], buf, sizeof(buf)));
-	kgo_wg_wait(&pc.wg);
-	ASSERT_EQ(-ETIMEDOUT, kgo_read_dl(pc.p[0], buf, 1, kgo_now() + 10 * MS));
-	ASSERT_EQ(0, kgo_close(fd));
-	ASSERT_EQ(0, kgo_unlinkat(AT_FDCWD, c->path, 0));
-
-	kgo_stats_get(&st, sizeof(st));
-	EXPECT_EQ(0, st.io_uring);
-	EXPECT_EQ(0, st.io_uring_ops);
-	EXPECT_LT(3, st.io_fallback_ops);
-	EXPECT_NONNULL(strstr(kgo_io_backend(), "ENOSYS"))
-		TH_LOG("backend: %s", kgo_io_backend());
-}
-
-TEST_F(io, seccomp_fallback)
-{
-	struct ctx c = { .dir = self->dir };
-	char err[4096], log[128];
-	const char *line, *again;
-	int status, fd, n;
-	pid_t pid;
-
-	if (!variant->uring) {
-		SKIP(return, "the syscalls variant needs no filter");
-	}
-	snprintf(log, sizeof(log), "%s/stderr", self->dir);
-	pid = fork();
-	ASSERT_LE(0, pid);
-	if (pid == 0) {
-		int r = refuse_io_uring();
-
-		if (r) {
-			fprintf(stderr, "seccomp: %s\n", strerror(-r));
-			_exit(4);
-		}
-		fd = open(log, O_CREAT | O_WRONLY | O_TRUNC, 0600);
-		if (fd < 0 || dup2(fd, 2) < 0)
-			_exit(3);
-		/* Twice: the reason is given once per run. */
-		run(fallback_main, &c, 2);
-		run(fallback_main, &c, 1);
-		_exit(0);
-	}
-	ASSERT_EQ(pid, waitpid(pid, &status, 0));
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 4) {
-		SKIP(return, "cannot install a seccomp filter");
-	}
-	fd = open(log, O_RDONLY);
-	ASSERT_LE(0, fd);
-	n = read(fd, err, sizeof(err) - 1);
-	close(fd);
-	err[n > 0 ? n : 0] = 0;
-	ASSERT_TRUE(WIFEXITED(status)) TH_LOG("child: %s", err);
-	ASSERT_EQ(0, WEXITSTATUS(status)) TH_LOG("child: %s", err);
-	line = strstr(err, "io_uring not used");
-	ASSERT_NONNULL(line) TH_LOG("stderr: %s", err);
-	ASSERT_NONNULL(strstr(err, "ENOSYS"));
-	/* Once per run: two runs, two lines. */
-	again = strstr(line + 1, "io_uring not used");
-	ASSERT_NONNULL(again);
-	EXPECT_NULL(strstr(again + 1, "io_uring not used"));
-}
 
 TEST_HARNESS_MAIN
