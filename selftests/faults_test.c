@@ -357,7 +357,7 @@ static const struct ccase ccases[] = {
 	{ "KGO_IOWQ_MAX", "many", { 0 }, 1, 0, 1,
 	  { "KGO_IOWQ_MAX=many: not a whole number", "using 16,16" } },
 	{ "KGO_IOWQ_MAX", "4,99999", { 0 }, 1, 0, 1,
-	  { "99999: above 1024", "using 16,16" } },
+	  { "KGO_IOWQ_MAX=4,99999: above 1024", "using 16,16" } },
 	{ "KGO_IOWQ_MAX", "4,8", { 0 }, 0, 0, 1, { NULL } },
 	{ "KGO_NO_MADV_GUARD", "yes", { 0 }, 1, 0, 1,
 	  { "KGO_NO_MADV_GUARD=yes", "using MADV_GUARD_INSTALL" } },

@@ -33,31 +33,36 @@ void env_warn(const char *name, const char *value, const char *why,
 	kgo_printf("kgo: ignoring %s=%s: %s; %s\n", name, value, why, instead);
 }
 
+bool env_check_long(const char *s, long lo, long hi, long *v, char *why,
+		    size_t n)
+{
+	char *end;
+	long x;
+
+	errno = 0;
+	x = strtol(s, &end, 10);
+	if (end == s || *end)
+		snprintf(why, n, "not a whole number");
+	else if (x < lo || (errno == ERANGE && x == LONG_MIN))
+		snprintf(why, n, "below %ld", lo);
+	else if (x > hi || errno == ERANGE)
+		snprintf(why, n, "above %ld", hi);
+	else {
+		*v = x;
+		return true;
+	}
+	return false;
+}
+
 bool env_parse_long(const char *name, const char *s, long lo, long hi,
 		    long *v, const char *instead)
 {
 	char why[64];
-	char *end;
-	long n;
 
-	errno = 0;
-	n = strtol(s, &end, 10);
-	if (end == s || *end) {
-		env_warn(name, s, "not a whole number", instead);
-		return false;
-	}
-	if (n < lo || (errno == ERANGE && n == LONG_MIN)) {
-		snprintf(why, sizeof(why), "below %ld", lo);
-		env_warn(name, s, why, instead);
-		return false;
-	}
-	if (n > hi || errno == ERANGE) {
-		snprintf(why, sizeof(why), "above %ld", hi);
-		env_warn(name, s, why, instead);
-		return false;
-	}
-	*v = n;
-	return true;
+	if (env_check_long(s, lo, hi, v, why, sizeof(why)))
+		return true;
+	env_warn(name, s, why, instead);
+	return false;
 }
 
 bool env_long(const char *name, long lo, long hi, long *v,

@@ -1545,21 +1545,21 @@ void fdh_set(int fd, uint8_t v)
 
 static void parse_iowq(const char *w)
 {
-	char part[24], use[48];
+	char part[24], use[48], why[64];
 	const char *comma = strchr(w, ',');
 	size_t n = comma ? (size_t)(comma - w) : strlen(w);
 	long b, u;
 
-	snprintf(use, sizeof(use), "using %u,%u", io.iowq[0], io.iowq[1]);
 	snprintf(part, sizeof(part), "%.*s", (int)n, w);
-	if (!env_parse_long("KGO_IOWQ_MAX", part, 0, IOWQ_MAX, &b, use))
+	if (env_check_long(part, 0, IOWQ_MAX, &b, why, sizeof(why)) &&
+	    (!comma || env_check_long(comma + 1, 0, IOWQ_MAX, &u, why,
+				      sizeof(why)))) {
+		io.iowq[0] = b;
+		io.iowq[1] = comma ? u : b;
 		return;
-	u = b;
-	if (comma && !env_parse_long("KGO_IOWQ_MAX", comma + 1, 0, IOWQ_MAX,
-				     &u, use))
-		return;
-	io.iowq[0] = b;
-	io.iowq[1] = u;
+	}
+	snprintf(use, sizeof(use), "using %u,%u", io.iowq[0], io.iowq[1]);
+	env_warn("KGO_IOWQ_MAX", w, why, use);
 }
 
 void io_init(void)

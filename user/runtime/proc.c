@@ -2529,6 +2529,7 @@ static const char *const observe_names[] = {
 	[KGO_OBSERVE_AUTO] = "auto", [KGO_OBSERVE_BPF] = "bpf",
 	[KGO_OBSERVE_SCX] = "scx", [KGO_OBSERVE_POLL] = "poll",
 };
+#define NOBSERVE	(sizeof(observe_names) / sizeof(observe_names[0]))
 
 /* A kgo_config field is @ok, or one line says why kgo_run refuses it. */
 static bool __attribute__((format(printf, 2, 3)))
@@ -2596,11 +2597,9 @@ static int parse_config(const struct kgo_config *cfg)
 	sched.observe = cfg->observe;
 	s = getenv("KGO_OBSERVE");
 	if (s && *s) {
-		for (i = 0; i < sizeof(observe_names) / sizeof(*observe_names);
-		     i++)
-			if (!strcmp(s, observe_names[i]))
-				break;
-		if (i < sizeof(observe_names) / sizeof(*observe_names)) {
+		for (i = 0; i < NOBSERVE && strcmp(s, observe_names[i]); i++)
+			;
+		if (i < NOBSERVE) {
 			sched.observe = (int)i;
 		} else {
 			snprintf(use, sizeof(use), "using %s (%s)",

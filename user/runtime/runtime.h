@@ -70,13 +70,15 @@ void kgo_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * a whole number in [@lo, @hi]: true with *@v set; false when unset or
  * empty, or, after one line "kgo: ignoring NAME=VALUE: why; @instead",
  * when bad. env_parse_long() checks a value found elsewhere (a KGO_DEBUG
- * key); env_flag() reads 0 or 1, @def otherwise; env_warn() prints the
- * line for other mistakes.
+ * key), env_check_long() too but only says why in @why; env_flag()
+ * reads 0 or 1, @def otherwise; env_warn() prints the line.
  */
 bool env_long(const char *name, long lo, long hi, long *v,
 	      const char *instead);
 bool env_parse_long(const char *name, const char *s, long lo, long hi,
 		    long *v, const char *instead);
+bool env_check_long(const char *s, long lo, long hi, long *v, char *why,
+		    size_t n);
 bool env_flag(const char *name, bool def, const char *instead);
 void env_warn(const char *name, const char *value, const char *why,
 	      const char *instead);
