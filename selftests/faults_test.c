@@ -689,45 +689,49 @@ static void nofile_main(void *arg)
 	ASSERT_EQ(nofile_uring, st.io_uring) TH_LOG("%s", kgo_io_backend());
 }
 
+/* Exit with @code if the fds open now are not the @n0 of before. */
+static void nofile_expect_fds(int n0, int code)
+{
+	int n = count_fds();
+
+	if (n != n0) {
+		fprintf(stderr, "fds: %d before, %d after\n", n0, n);
+		_exit(code);
+	}
+}
+
+#define NOFILE_LIMIT	64
+
 TEST(nofile)
 {
 	struct kgo_config cfg = { .maxprocs = 2 };
-	struct rlimit rl = { 64, 64 };
+	struct rlimit rl;
+	int filler[NOFILE_LIMIT], n, i;
 	struct child c;
-	int n0, fd, lo;
 
 	snprintf(dir, sizeof(dir), "/var/tmp/kgo-faults.XXXXXX");
 	ASSERT_NONNULL(mkdtemp(dir));
 	if (child_start(&c)) {
+		/* Room for what is open and a few more, then fill it. */
+		rl.rlim_cur = rl.rlim_max = count_fds() + NOFILE_LIMIT;
 		if (pipe(nofile_pipe) || setrlimit(RLIMIT_NOFILE, &rl))
 			_exit(5);
-		lo = -1;
-		while ((fd = dup(0)) >= 0)
-			if (lo < 0)
-				lo = fd;
-		if (errno != EMFILE)
+		for (n = 0; n < NOFILE_LIMIT && (filler[n] = dup(0)) >= 0; n++)
+			;
+		if (n == NOFILE_LIMIT || errno != EMFILE)
 			_exit(6);
-		n0 = count_fds();
+		i = count_fds();
 		if (kgo_run(nofile_main, NULL, &cfg))
 			_exit(7);
-		if (count_fds() != n0) {
-			fprintf(stderr, "fds: %d before, %d after\n", n0,
-				count_fds());
-			_exit(8);
-		}
+		nofile_expect_fds(i, 8);
 		/* fds free again: the next run has io_uring. */
-		for (fd = lo; fd < 64; fd++)
-			if (fd != nofile_pipe[0] && fd != nofile_pipe[1])
-				close(fd);
-		n0 = count_fds();
+		for (i = 0; i < n; i++)
+			close(filler[i]);
+		i = count_fds();
 		nofile_uring = true;
 		if (kgo_run(nofile_main, NULL, &cfg))
 			_exit(9);
-		if (count_fds() != n0) {
-			fprintf(stderr, "fds: %d before, %d after\n", n0,
-				count_fds());
-			_exit(10);
-		}
+		nofile_expect_fds(i, 10);
 		_exit(0);
 	}
 	child_wait(&c);
