@@ -92,6 +92,7 @@ static void fire(void *arg, uint64_t seq)
 {
 	struct kgo_timer *kt = arg;
 	void (*fn)(void *) = NULL;
+	void *fnarg = NULL;
 	int64_t now, next;
 
 	lock(&kt->lock);
@@ -121,10 +122,13 @@ static void fire(void *arg, uint64_t seq)
 	}
 	if (kt->c)
 		kgo_chan_send_dl(kt->c, &now, 0);	/* full: dropped */
-	else
+	else {
 		fn = kt->fn;
+		fnarg = kt->arg;
+	}
+	/* Our last touch of kt: a stop or free may follow at once. */
 	unlock(&kt->lock);
-	if (fn && newproc_g0(fn, kt->arg))
+	if (fn && newproc_g0(fn, fnarg))
 		kgo_throw("kgo_after_func: out of memory for its G");
 }
 
