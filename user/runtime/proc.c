@@ -166,7 +166,7 @@ const char *const waitreason_str[WAIT_NREASONS] = {
 	[WAIT_LOCKED_M] = "locked to thread",
 };
 
-static const char *const gstatus_str[] = {
+const char *const gstatus_str[] = {
 	[G_IDLE] = "idle", [G_RUNNABLE] = "runnable",
 	[G_RUNNING] = "running", [G_SYSCALL] = "syscall",
 	[G_WAITING] = "waiting", [G_DEAD] = "dead",

@@ -239,6 +239,8 @@ enum waitreason {
 	WAIT_NREASONS,
 };
 extern const char *const waitreason_str[WAIT_NREASONS];
+/* enum gstatus by name: "waiting", for messages and dumps. */
+extern const char *const gstatus_str[];
 
 struct m;
 struct p;

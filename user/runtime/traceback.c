@@ -322,13 +322,6 @@ static void print_stack(struct symbolizer *sy, const uintptr_t *pcs, int n,
 /* The dump                                                           */
 /* ------------------------------------------------------------------ */
 
-static const char *const gstatus_names[] = {
-	[G_IDLE] = "idle", [G_RUNNABLE] = "runnable",
-	[G_RUNNING] = "running", [G_SYSCALL] = "syscall",
-	[G_WAITING] = "waiting", [G_DEAD] = "dead",
-	[G_PREEMPTED] = "preempted",
-};
-
 /* "1.25 s", "340 ms", "12 minutes": Go prints minutes only. */
 static void fmt_wait(char *buf, size_t n, int64_t d)
 {
@@ -364,7 +357,7 @@ static void dump_g(struct symbolizer *sy, struct g *gp, int64_t now)
 	if (g_name(gp, nbuf, sizeof(nbuf)))
 		snprintf(name, sizeof(name), " \"%s\"", nbuf);
 	what = st == G_WAITING ? waitreason_str[gp->waitreason] :
-				 gstatus_names[st];
+				 gstatus_str[st];
 	if (st == G_WAITING && gp->waitsince > 0 && now > gp->waitsince)
 		fmt_wait(waited, sizeof(waited), now - gp->waitsince);
 	kgo_printf("goroutine %llu%s [%s%s]:\n", (unsigned long long)gp->goid,
