@@ -22,7 +22,8 @@
  *			then exit status 2.
  *   names		kgo_set_name: cut at KGO_NAME_MAX - 1 bytes;
  *			-EPERM outside a G, -EINVAL for NULL; the name
- *			shows in KGO_DEBUG=scheddetail=1 lines.
+ *			shows in KGO_DEBUG=scheddetail=1 lines and in
+ *			the KGO_TRACE file (the G's slices, a name event).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -348,6 +349,35 @@ TEST(names)
 	EXPECT_NONNULL(strstr(out, "name=\"a-name-longer-t\""))
 		TH_LOG("%.2000s", out);
 	EXPECT_NULL(strstr(out, "a-name-longer-th")) TH_LOG("%.2000s", out);
+
+	/* KGO_TRACE: the G's slices are "G<id> <name>", and the name is an
+	 * event of its own. */
+	{
+		char path[] = "/tmp/kgo-names-XXXXXX", *json;
+		int fd = mkstemp(path);
+		FILE *f;
+		long n;
+
+		ASSERT_LE(0, fd);
+		close(fd);
+		setenv("KGO_TRACE", path, 1);
+		st = child_run(names_main, NULL, 1, NULL, out, sizeof(out));
+		unsetenv("KGO_TRACE");
+		EXPECT_EQ(0, WEXITSTATUS(st)) TH_LOG("%s", out);
+		f = fopen(path, "r");
+		ASSERT_NONNULL(f);
+		json = calloc(1, 1 << 20);
+		ASSERT_NONNULL(json);
+		n = fread(json, 1, (1 << 20) - 1, f);
+		fclose(f);
+		unlink(path);
+		EXPECT_LT(0, n);
+		EXPECT_NONNULL(strstr(json, "\"name\":\"G1 a-name-longer-t\""))
+			TH_LOG("%.3000s", json);
+		EXPECT_NONNULL(strstr(json, "\"name\":\"a-name-longer-t\""))
+			TH_LOG("%.3000s", json);
+		free(json);
+	}
 }
 
 TEST_HARNESS_MAIN

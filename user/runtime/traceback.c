@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "runtime.h"
+#include "trace.h"
 #include "traceback.h"
 
 #ifdef KGO_HAVE_LIBDW
@@ -93,6 +94,8 @@ int kgo_set_name(const char *name)
 		__atomic_store_n(&gp->name[i], name[i], __ATOMIC_RELAXED);
 	__atomic_store_n(&gp->name[i], 0, __ATOMIC_RELAXED);
 	atomic_store_explicit(&gp->name_goid, gp->goid, memory_order_release);
+	/* The copy is trace.c's to free; made only when tracing. */
+	TRACE(TR_GO_NAME, gp->goid, (uint64_t)(uintptr_t)strdup(gp->name));
 	return 0;
 }
 
