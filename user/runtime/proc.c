@@ -1998,7 +1998,7 @@ void gopark(bool (*unlockf)(struct g *gp, void *arg), void *arg,
 	if (unlikely(!mp->p))
 		park_misuse(reason);
 	gp->waitreason = reason;
-	gp->waitsince = park_clock_read();
+	gp->waitsince = park_stamp();
 	TRACE(TR_GO_PARK, gp->goid, reason);
 	mp->park_unlock = unlockf;
 	mp->park_arg = arg;

@@ -645,8 +645,11 @@ static void *sysmon(void *arg)
 		if (!sm.schedtrace_ns && all_idle() && !io_netpoll_unchecked()) {
 			park_clock_set(0);
 			atomic_store(&sysmon_sleeping, true);	/* seq_cst */
+			/* sysmon_quit_pending: seq_cst, a Dekker pair with
+			 * traceback_sigquit's flag, then sysmon_sleeping. */
 			if (all_idle() && !io_netpoll_unchecked() &&
-			    !atomic_load(&sm.stop))
+			    !atomic_load(&sm.stop) &&
+			    !atomic_load(&sysmon_quit_pending))
 				notesleep_until_nospin(&sm.wake, -1);
 			atomic_store(&sysmon_sleeping, false);
 			wake_clear();

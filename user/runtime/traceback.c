@@ -453,9 +453,11 @@ void traceback_sigquit(void *uc)
 	quit_regs.m = mp ? mp->id : -1;
 	quit_regs.gp = mp ? mp->curg : NULL;
 	sig_regs(uc, &quit_regs.pc, &quit_regs.fp);
-	/* Seen by sysmon after its load of the flag (acquire there). */
-	atomic_store_explicit(&sysmon_quit_pending, true,
-			      memory_order_release);
+	/* seq_cst, before sysmon_wake's look at sysmon_sleeping: either
+	 * sysmon, about to sleep deeply, sees the flag after it set
+	 * sysmon_sleeping, or we see it asleep and wake it. Its acquire
+	 * load at the top of a round sees quit_regs. */
+	atomic_store(&sysmon_quit_pending, true);
 	if (!kgo_tls_locks && sched.running) {
 		sysmon_wake();
 		for (i = 0; i < 200; i++)	/* sysmon _exits when done */

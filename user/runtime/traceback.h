@@ -17,19 +17,24 @@
  * The park clock: a coarse CLOCK_MONOTONIC that sysmon stores at the
  * top of each of its rounds (every 20 us to 10 ms while a P runs), and
  * that gopark copies into gp->waitsince: a load, where a clock read
- * (7.5 ns for CLOCK_MONOTONIC_COARSE here, 52 for CLOCK_MONOTONIC under
- * load; /tmp cg.c in the commit message) would cost a chan_rt round
- * trip of ~120 ns two of them. It is never later than the park it
- * stamps, so a waited time shown is a lower bound plus at most one of
- * sysmon's sleeps: "waited at least". 0 while sysmon sleeps deeply
- * (every P idle), when no G can be parking but one just leaving the
- * idle list, whose wait then shows no time, as Go's before its GC.
+ * (7.5 ns a call for CLOCK_MONOTONIC_COARSE, 52 for CLOCK_MONOTONIC,
+ * measured here under load with a loop of 20M clock_gettime calls)
+ * would cost a chan_rt round trip of ~120 ns two of them. It is never
+ * later than the park it stamps, so a waited time shown is the true one
+ * plus at most the clock's age: one of sysmon's sleeps (longer if
+ * sysmon waits for a CPU). 0 while sysmon
+ * sleeps deeply (every P idle) and until its first round after: a G
+ * that parks then (one just off the idle list) reads the clock itself.
  */
 extern _Atomic int64_t park_clock;
 
-static inline int64_t park_clock_read(void)
+/* gopark's stamp: the park clock, or the clock itself while the park
+ * clock is 0 (sysmon asleep or not yet round: rare, and then exact). */
+static inline int64_t park_stamp(void)
 {
-	return atomic_load_explicit(&park_clock, memory_order_relaxed);
+	int64_t t = atomic_load_explicit(&park_clock, memory_order_relaxed);
+
+	return likely(t) ? t : nanotime();
 }
 
 /* sysmon: @now at the top of a round; 0 before it sleeps deeply. */
