@@ -109,6 +109,12 @@ struct kgo_config {
  * steals) to path when kgo_run returns, as Chrome trace-event JSON that
  * ui.perfetto.dev and chrome://tracing open.
  *
+ * When every G waits and nothing can wake them, kgo prints "all
+ * goroutines are asleep - deadlock!" and a dump of every G (id, name,
+ * wait reason and time, stack with function+offset and file:line where
+ * debug info exists) and exits 2, as Go does; SIGQUIT prints the same
+ * dump and exits 2 unless the program handles SIGQUIT itself.
+ *
  * Return: 0, -EINVAL (NULL main_fn, bad config, reserved fields set),
  * -EBUSY (called from inside a running kgo runtime), -ENOMEM, or -errno
  * from thread creation.

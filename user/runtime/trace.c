@@ -220,9 +220,9 @@ static size_t gnames_slot(uint64_t id)
 	return i;
 }
 
-static void gnames_build(struct tbuf *bufs)
+/* Call fn on every TR_GO_NAME event of the run. */
+static void names_visit(struct tbuf *bufs, void (*fn)(struct tev *e))
 {
-	size_t n = 0, cap = 16, i;
 	struct tchunk *c;
 	struct tbuf *tb;
 	uint32_t k;
@@ -230,31 +230,55 @@ static void gnames_build(struct tbuf *bufs)
 	for (tb = bufs; tb; tb = tb->next)
 		for (c = tb->head; c; c = c->next)
 			for (k = 0; k < c->n; k++)
-				n += c->ev[k].ev == TR_GO_NAME;
-	if (!n)
+				if (c->ev[k].ev == TR_GO_NAME)
+					fn(&c->ev[k]);
+}
+
+static size_t gnames_n;
+
+static void gname_count(struct tev *e)
+{
+	(void)e;
+	gnames_n++;
+}
+
+static void gname_put(struct tev *e)
+{
+	size_t i;
+
+	if (!e->g || !e->arg)
 		return;
-	while (cap < 2 * n)
+	i = gnames_slot(e->g);
+	if (gnames.id[i] && gnames.ts[i] > e->ts)
+		return;
+	gnames.id[i] = e->g;
+	gnames.ts[i] = e->ts;
+	gnames.name[i] = (const char *)(uintptr_t)e->arg;
+}
+
+static void gnames_build(struct tbuf *bufs)
+{
+	size_t cap = 16;
+
+	gnames_n = 0;
+	names_visit(bufs, gname_count);
+	if (!gnames_n)
+		return;
+	while (cap < 2 * gnames_n)
 		cap *= 2;
 	gnames.id = calloc(cap, sizeof(*gnames.id));
 	gnames.name = calloc(cap, sizeof(*gnames.name));
 	gnames.ts = calloc(cap, sizeof(*gnames.ts));
-	if (!gnames.id || !gnames.name || !gnames.ts)
-		return;		/* unnamed, then: the events still go out */
+	if (!gnames.id || !gnames.name || !gnames.ts) {
+		/* Unnamed, then: the events still go out. */
+		free(gnames.id);
+		free(gnames.name);
+		free(gnames.ts);
+		memset(&gnames, 0, sizeof(gnames));
+		return;
+	}
 	gnames.mask = cap - 1;
-	for (tb = bufs; tb; tb = tb->next)
-		for (c = tb->head; c; c = c->next)
-			for (k = 0; k < c->n; k++) {
-				struct tev *e = &c->ev[k];
-
-				if (e->ev != TR_GO_NAME || !e->g || !e->arg)
-					continue;
-				i = gnames_slot(e->g);
-				if (gnames.id[i] && gnames.ts[i] > e->ts)
-					continue;
-				gnames.id[i] = e->g;
-				gnames.ts[i] = e->ts;
-				gnames.name[i] = (const char *)(uintptr_t)e->arg;
-			}
+	names_visit(bufs, gname_put);
 }
 
 static const char *gname(uint64_t id)
@@ -267,17 +291,14 @@ static const char *gname(uint64_t id)
 	return gnames.id[i] ? gnames.name[i] : NULL;
 }
 
+static void gname_free(struct tev *e)
+{
+	free((void *)(uintptr_t)e->arg);
+}
+
 static void gnames_free(struct tbuf *bufs)
 {
-	struct tchunk *c;
-	struct tbuf *tb;
-	uint32_t k;
-
-	for (tb = bufs; tb; tb = tb->next)
-		for (c = tb->head; c; c = c->next)
-			for (k = 0; k < c->n; k++)
-				if (c->ev[k].ev == TR_GO_NAME)
-					free((void *)(uintptr_t)c->ev[k].arg);
+	names_visit(bufs, gname_free);
 	free(gnames.id);
 	free(gnames.name);
 	free(gnames.ts);
