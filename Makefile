@@ -32,6 +32,17 @@ CFLAGS_K := $(OPT) $(WARN) -std=gnu11 -fPIC -pthread -D_GNU_SOURCE \
 	    -fno-omit-frame-pointer -Iinclude -Iarch -Iuser/runtime \
 	    $(EXTRA_CFLAGS)
 LDLIBS_K := -pthread -luring -lm $(EXTRA_LDFLAGS)
+
+# elfutils' libdw symbolizes goroutine dumps (user/runtime/traceback.c:
+# function+offset, file:line). Asked of the compiler in use, so that a
+# cross build without it falls back to dladdr's names, as the dump says.
+HAVE_LIBDW := $(shell printf '\043include <elfutils/libdwfl.h>\nint main(void) { return !dwfl_begin; }\n' | \
+	$(CC) -x c - -ldw -o /dev/null 2>/dev/null && echo 1)
+ifeq ($(HAVE_LIBDW),1)
+CFLAGS_K += -DKGO_HAVE_LIBDW
+LDLIBS_K += -ldw
+PC_LIBDW := -ldw
+endif
 DEPFLAGS  = -MMD -MP
 
 # The runtime's code goes in one section, kgo_text, which the linker
@@ -103,7 +114,7 @@ $(BUILD)/kgo.pc: Makefile FORCE
 		'libdir=$${prefix}/lib' '' 'Name: kgo' \
 		'Description: Go-style G/M/P runtime for C, assisted by the kernel' \
 		'Version: $(VERSION)' 'Cflags: -I$${includedir}' \
-		'Libs: -L$${libdir} -lkgo' 'Libs.private: -pthread -luring' \
+		'Libs: -L$${libdir} -lkgo' 'Libs.private: -pthread -luring $(PC_LIBDW)' \
 		> $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
 

@@ -115,6 +115,12 @@ struct kgo_config {
  * what is wrong and what is used instead, and the program runs; each bad
  * field of @cfg gets one line, and kgo_run refuses with -EINVAL.
  *
+ * When every G waits and nothing can wake them, kgo prints "all
+ * goroutines are asleep - deadlock!" and a dump of every G (id, name,
+ * wait reason and time, stack with function+offset and file:line where
+ * debug info exists) and exits 2, as Go does; SIGQUIT prints the same
+ * dump and exits 2 unless the program handles SIGQUIT itself.
+ *
  * Return: 0, -EINVAL (NULL main_fn, bad config, reserved fields set),
  * -EBUSY (called from inside a running kgo runtime), -ENOMEM, or -errno
  * from thread creation.
@@ -148,6 +154,16 @@ void kgo_exit(void) __attribute__((noreturn));
 /** kgo_self() - this G's id (> 0), or 0 when not called from a G. */
 uint64_t kgo_self(void);
 
+/**
+ * kgo_set_name() - name the calling G: the name shows in goroutine dumps
+ * (the deadlock report, SIGQUIT), in KGO_DEBUG=scheddetail=1 lines and
+ * in KGO_TRACE. Copied (at most KGO_NAME_MAX - 1 bytes, longer names are
+ * cut); it ends with the G. Return: 0, -EINVAL (NULL name), -EPERM (not
+ * called from a G).
+ */
+int kgo_set_name(const char *name);
+#define KGO_NAME_MAX	16
+
 /** kgo_maxprocs() - the number of Ps, or 0 when no runtime is running. */
 int kgo_maxprocs(void);
 
@@ -178,6 +194,94 @@ int kgo_sleep(int64_t ns);
  * negative deadline parks for ever, as the deadline convention says.
  * Return: 0, -EPERM outside a G. */
 int kgo_sleep_until(int64_t deadline);
+
+/* ------------------------------------------------------------------ */
+/* Timers as channels (Go's time.NewTimer, NewTicker, AfterFunc)      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A struct kgo_timer fires once (kgo_timer_after), every period
+ * (kgo_ticker_make) or runs a function in a new G (kgo_after_func).
+ * The first two deliver on a channel of capacity 1 (kgo_timer_chan)
+ * the int64_t kgo_now() at which they fired, by a send that never
+ * waits: a tick that finds the previous one still unreceived is
+ * dropped, so a slow reader gets the latest tick later, never a
+ * backlog (Go's Ticker). The channel takes part in kgo_select like any
+ * other.
+ *
+ * Stop and reset (Go 1.23's rules): once kgo_timer_stop(),
+ * kgo_timer_reset(), kgo_ticker_stop() or kgo_ticker_reset() has
+ * returned, no value from before the call is received: one already in
+ * the channel is taken out. None of them waits for a function started
+ * by kgo_after_func.
+ *
+ * kgo_timer_free() stops and frees any of them, the channel with it;
+ * no G may be waiting on the channel then (as kgo_chan_free), and the
+ * pointer is invalid after. A timer may be freed after its kgo_run
+ * returned, and must be freed to give its memory back: nothing else
+ * frees it. Arming needs a running runtime; the calls may be made from
+ * any thread while it runs. One struct kgo_timer must not be used by
+ * two calls at once when one of them is kgo_timer_free().
+ */
+struct kgo_timer;
+struct kgo_chan;
+
+/**
+ * kgo_timer_after() - a timer that sends kgo_now() on its channel once,
+ * @ns nanoseconds from now (<= 0: at once). Go's time.NewTimer (and
+ * time.After: kgo_timer_chan(kgo_timer_after(ns)), then free it).
+ * Return: the timer, or NULL: out of memory, or no runtime running.
+ */
+struct kgo_timer *kgo_timer_after(int64_t ns);
+
+/**
+ * kgo_ticker_make() - a ticker that sends kgo_now() on its channel every
+ * @period ns, the first @period from now. Ticks a slow reader misses
+ * are dropped, and the following ones stay on the period's grid (Go's
+ * time.NewTicker). Return: the ticker, or NULL: @period <= 0, out of
+ * memory, or no runtime running.
+ */
+struct kgo_timer *kgo_ticker_make(int64_t period);
+
+/**
+ * kgo_after_func() - in @ns nanoseconds, run fn(arg) in a G of its own
+ * (Go's time.AfterFunc). The G is not waited for by anyone. Return: the
+ * timer (no channel: kgo_timer_chan() gives NULL), or NULL: NULL @fn,
+ * out of memory, or no runtime running.
+ */
+struct kgo_timer *kgo_after_func(int64_t ns, void (*fn)(void *), void *arg);
+
+/** kgo_timer_chan() - the channel a timer or ticker sends on (elements
+ * of sizeof(int64_t)); NULL for kgo_after_func's or a NULL timer. */
+struct kgo_chan *kgo_timer_chan(struct kgo_timer *t);
+
+/**
+ * kgo_timer_stop() - stop the timer (any kind). Return: 1 if this call
+ * stopped it before its value was received (it was armed, or had fired
+ * into the channel unreceived: that value is taken out) or before its
+ * function was started; 0 if it had already fired and been received,
+ * run its function, or been stopped; -EINVAL (NULL).
+ */
+int kgo_timer_stop(struct kgo_timer *t);
+
+/**
+ * kgo_timer_reset() - stop the timer as kgo_timer_stop() does, then arm
+ * it to fire once @ns from now (a ticker becomes a one-shot timer; use
+ * kgo_ticker_reset to keep it ticking). Return: as kgo_timer_stop()
+ * (1: it had been active), -EINVAL (NULL), -EPERM (no runtime running).
+ */
+int kgo_timer_reset(struct kgo_timer *t, int64_t ns);
+
+/** kgo_ticker_stop() - stop ticking; no tick from before the call is
+ * received after it. Return: 0, -EINVAL (NULL). */
+int kgo_ticker_stop(struct kgo_timer *t);
+
+/** kgo_ticker_reset() - stop, then tick every @period from now on.
+ * Return: 0, -EINVAL (NULL t, @period <= 0), -EPERM (no runtime). */
+int kgo_ticker_reset(struct kgo_timer *t, int64_t period);
+
+/** kgo_timer_free() - stop and free (see above). NULL is ignored. */
+void kgo_timer_free(struct kgo_timer *t);
 
 /* ------------------------------------------------------------------ */
 /* Channels and select                                                */

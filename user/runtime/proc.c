@@ -135,6 +135,7 @@
 #include "runtime.h"
 #include "kgo_syscall.h"
 #include "trace.h"
+#include "traceback.h"
 
 #ifdef KGO_ASAN
 #include <sanitizer/asan_interface.h>
@@ -165,7 +166,7 @@ const char *const waitreason_str[WAIT_NREASONS] = {
 	[WAIT_LOCKED_M] = "locked to thread",
 };
 
-static const char *const gstatus_str[] = {
+const char *const gstatus_str[] = {
 	[G_IDLE] = "idle", [G_RUNNABLE] = "runnable",
 	[G_RUNNING] = "running", [G_SYSCALL] = "syscall",
 	[G_WAITING] = "waiting", [G_DEAD] = "dead",
@@ -1894,6 +1895,21 @@ int kgo_go(void (*fn)(void *), void *arg)
 	return kgo_go_sized(fn, arg, 0);
 }
 
+int newproc_g0(void (*fn)(void *), void *arg)
+{
+	struct m *mp = getm();
+	struct g *gp;
+
+	if (!mp || mp->curg || !mp->p)
+		kgo_throw("newproc_g0: not on g0 with a P");
+	gp = newproc(mp->p, fn, arg, sched.stack_size);
+	if (!gp)
+		return -ENOMEM;
+	runqput(mp->p, gp, false);
+	wakep();
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Parking and readying                                               */
 /* ------------------------------------------------------------------ */
@@ -1978,8 +1994,11 @@ void gopark(bool (*unlockf)(struct g *gp, void *arg), void *arg,
 	struct m *mp = getm();
 	struct g *gp = mp->curg;
 
+	/* No P: between kgo_syscall_begin and _end (traceback.c). */
+	if (unlikely(!mp->p))
+		park_misuse(reason);
 	gp->waitreason = reason;
-	gp->waitsince = 0;
+	gp->waitsince = park_stamp();
 	TRACE(TR_GO_PARK, gp->goid, reason);
 	mp->park_unlock = unlockf;
 	mp->park_arg = arg;
@@ -2101,6 +2120,8 @@ void kgo_yield(void)
 
 	if (!gp)
 		return;
+	if (unlikely(!mp->p))
+		park_misuse(WAIT_NONE);
 	atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
 	if (unlikely(kgo_tls_locks))
 		kgo_throw("kgo_yield: runtime lock held");
@@ -2118,8 +2139,9 @@ void kgo_checkpreempt(void)
 							 memory_order_relaxed)))
 		wakep_deferred(mp->p);
 
+	/* No P: in a syscall section, where a G is never preempted. */
 	if (gp && atomic_load_explicit(&gp->preempt, memory_order_relaxed) &&
-	    !kgo_tls_locks) {
+	    !kgo_tls_locks && mp->p) {
 		atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
 		gopreempt(false);
 	}
@@ -2368,38 +2390,7 @@ long kgo_syscall(long nr, ...)
 /* Deadlock detection and the goroutine dump                          */
 /* ------------------------------------------------------------------ */
 
-static const char *gfn_name(struct g *gp, char *buf, size_t n)
-{
-	Dl_info info;
-
-	if (dladdr((void *)(uintptr_t)gp->fn, &info) && info.dli_sname)
-		return info.dli_sname;
-	snprintf(buf, n, "%p", (void *)(uintptr_t)gp->fn);
-	return buf;
-}
-
-void dump_goroutines(void)
-{
-	struct g *gp;
-	char buf[32];
-
-	for (gp = sched.allgs; gp; gp = gp->alllink) {
-		uint32_t st = atomic_load(&gp->status);
-
-		if (st == G_DEAD || st == G_IDLE)
-			continue;
-		if (st == G_WAITING)
-			kgo_printf("goroutine %llu [%s]:\n\t%s(%p)\n\n",
-				   (unsigned long long)gp->goid,
-				   waitreason_str[gp->waitreason],
-				   gfn_name(gp, buf, sizeof(buf)), gp->arg);
-		else
-			kgo_printf("goroutine %llu [%s]:\n\t%s(%p)\n\n",
-				   (unsigned long long)gp->goid,
-				   gstatus_str[st],
-				   gfn_name(gp, buf, sizeof(buf)), gp->arg);
-	}
-}
+/* dump_goroutines() is in traceback.c. */
 
 /*
  * checkdead() - sched.lock held. If no M is running (all idle, or

@@ -257,6 +257,8 @@ enum waitreason {
 	WAIT_NREASONS,
 };
 extern const char *const waitreason_str[WAIT_NREASONS];
+/* enum gstatus by name: "waiting", for messages and dumps. */
+extern const char *const gstatus_str[];
 
 struct m;
 struct p;
@@ -319,6 +321,9 @@ struct g {
 	uint64_t slice_start;		/* schedtick seen by sysmon; sysmon */
 	void *fake_stack;		/* ASan fiber bookkeeping */
 	void *tsan_fiber;		/* TSan fiber */
+	/* kgo_set_name: valid while name_goid == goid (traceback.c). */
+	char name[16];
+	_Atomic uint64_t name_goid;
 };
 
 /* P states. */
@@ -565,6 +570,11 @@ void goready_tail(struct g *gp);
  * an idle M or sysmon): all onto the global queue, under one lock. The
  * caller gets them run: takes a P itself, or wakep(). */
 void injectglist(struct g *list);
+
+/* newproc_g0() - start fn(arg) as a new G from g0 (a timer's fn, where
+ * kgo_go refuses: no current G); the M must hold a P, as every M that
+ * runs timers does. Return: 0, -ENOMEM. */
+int newproc_g0(void (*fn)(void *), void *arg);
 
 /* Wake an idle M if there is an idle P and nobody spinning (Go's wakep). */
 void wakep(void);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "runtime.h"
+#include "traceback.h"
 
 #define ALTSTACK_SIZE (64 * 1024)
 
@@ -67,12 +68,11 @@ static void sigsegv_handler(int sig, siginfo_t *si, void *uc)
 	chain(sig, si, uc, sig == SIGBUS ? &old_bus : &old_segv);
 }
 
-static void sigquit_handler(int sig)
+static void sigquit_handler(int sig, siginfo_t *si, void *uc)
 {
 	(void)sig;
-	kgo_printf("SIGQUIT: quit\n\n");
-	dump_goroutines();
-	_exit(2);
+	(void)si;
+	traceback_sigquit(uc);		/* traceback.c: "SIGQUIT" */
 }
 
 int signals_init(void)
@@ -98,8 +98,8 @@ int signals_init(void)
 	if (!(old_quit.sa_flags & SA_SIGINFO) &&
 	    old_quit.sa_handler == SIG_DFL) {
 		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = sigquit_handler;
-		sa.sa_flags = SA_ONSTACK | SA_RESTART;
+		sa.sa_sigaction = sigquit_handler;
+		sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
 		sigemptyset(&sa.sa_mask);
 		quit_installed = sigaction(SIGQUIT, &sa, NULL) == 0;
 	}

@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include "runtime.h"
+#include "traceback.h"
 #include "trace.h"
 
 #define DELAY_MIN	(20 * 1000LL)		/* ns */
@@ -496,6 +497,7 @@ static uint32_t runqsize_of(struct p *pp)
 __attribute__((no_sanitize("thread")))
 static void schedtrace(bool detail)
 {
+	char name[KGO_NAME_MAX];
 	int64_t now = nanotime();
 	struct sbuf sb = { 0 };
 	struct m *mp;
@@ -558,12 +560,15 @@ static void schedtrace(bool detail)
 
 		if (st == G_DEAD || st == G_IDLE)
 			continue;
-		sb_printf(&sb, "  G%llu: status=%u(%s) m=%d lockedm=%d\n",
+		sb_printf(&sb, "  G%llu: status=%u(%s) m=%d lockedm=%d",
 			  (unsigned long long)gp->goid, st,
 			  st == G_WAITING && gp->waitreason < WAIT_NREASONS ?
 			  waitreason_str[gp->waitreason] : "",
 			  gm && st != G_WAITING && st != G_RUNNABLE ? gm->id : -1,
 			  lm ? lm->id : -1);
+		if (g_name(gp, name, sizeof(name)))	/* kgo_set_name */
+			sb_printf(&sb, " name=\"%s\"", name);
+		sb_printf(&sb, "\n");
 	}
 	unlock(&sched.allglock);
 	unlock(&sched.lock);
@@ -612,6 +617,9 @@ static void *sysmon(void *arg)
 	 */
 	prctl(PR_SET_TIMERSLACK, SYSMON_SLACK_NS, 0, 0, 0);
 	while (!atomic_load(&sm.stop)) {
+		if (unlikely(atomic_load_explicit(&sysmon_quit_pending,
+						  memory_order_acquire)))
+			sysmon_quit();		/* traceback.c: SIGQUIT */
 		if (idle == 0)
 			delay = DELAY_MIN;
 		else if (idle > 50)
@@ -619,6 +627,7 @@ static void *sysmon(void *arg)
 		if (delay > DELAY_MAX)
 			delay = DELAY_MAX;
 		now = nanotime();
+		park_clock_set(now);	/* traceback.h */
 		until = now + delay;
 		t = next_slice_end(now);
 		if (t < until)
@@ -635,9 +644,13 @@ static void *sysmon(void *arg)
 		/* Every P idle: nothing can need us until one is taken. Go
 		 * keeps polling when schedtrace is on, to print in time. */
 		if (!sm.schedtrace_ns && all_idle() && !io_netpoll_unchecked()) {
+			park_clock_set(0);
 			atomic_store(&sysmon_sleeping, true);	/* seq_cst */
+			/* sysmon_quit_pending: seq_cst, a Dekker pair with
+			 * traceback_sigquit's flag, then sysmon_sleeping. */
 			if (all_idle() && !io_netpoll_unchecked() &&
-			    !atomic_load(&sm.stop))
+			    !atomic_load(&sm.stop) &&
+			    !atomic_load(&sysmon_quit_pending))
 				notesleep_until_nospin(&sm.wake, -1);
 			atomic_store(&sysmon_sleeping, false);
 			wake_clear();

@@ -59,7 +59,9 @@ void timers_init(struct timers *ts)
 }
 
 /* The runtime is stopping: timers still armed are abandoned (their G
- * is abandoned with them, as kgo_run() documents). */
+ * is abandoned with them, as kgo_run() documents). Their fn is cleared:
+ * that is how the owner of a timer that outlives the runtime (a struct
+ * kgo_timer, timer_chan.c) learns that its fn will never run. */
 void timers_destroy(struct timers *ts)
 {
 	int32_t i;
@@ -67,6 +69,7 @@ void timers_destroy(struct timers *ts)
 	lock(&ts->lock);
 	for (i = 0; i < ts->len; i++) {
 		ts->heap[i]->idx = -1;
+		ts->heap[i]->fn = NULL;
 		timer_set_pp(ts->heap[i], NULL);
 	}
 	free(ts->heap);

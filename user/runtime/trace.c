@@ -7,7 +7,8 @@
  * Ps handed off; Gs stolen) and write it to path when kgo_run returns,
  * as the JSON that chrome://tracing and Perfetto (ui.perfetto.dev)
  * open. Each M is a thread of the trace: a G running on it is a slice
- * named after the G ("G12"), a syscall is a slice nested in it, and the
+ * named after the G ("G12", "G12 worker" once it has called
+ * kgo_set_name: the last name it set), a syscall is a slice nested in it, and the
  * rest are instants on the thread that saw them. sysmon is a thread of
  * its own.
  *
@@ -157,6 +158,8 @@ void trace_event(enum trace_ev ev, uint64_t g, uint64_t arg)
 			nc = map(CHUNK_BYTES);
 		if (!nc) {
 			tb->dropped++;
+			if (ev == TR_GO_NAME)
+				free((void *)(uintptr_t)arg);
 			return;
 		}
 		tb->nchunks++;
@@ -196,6 +199,127 @@ int trace_start(void)
 	return 0;
 }
 
+/*
+ * Names of Gs for the writer (TR_GO_NAME): goid -> the name of the
+ * latest event, in an open-addressing table of a power-of-two size at
+ * least twice the events, built by trace_stop before it writes.
+ */
+static struct {
+	uint64_t *id;
+	const char **name;
+	int64_t *ts;
+	size_t mask;
+} gnames;
+
+static size_t gnames_slot(uint64_t id)
+{
+	size_t i = (size_t)(id * 0x9e3779b97f4a7c15ull) & gnames.mask;
+
+	while (gnames.id[i] && gnames.id[i] != id)
+		i = (i + 1) & gnames.mask;
+	return i;
+}
+
+/* Call fn on every TR_GO_NAME event of the run. */
+static void names_visit(struct tbuf *bufs, void (*fn)(struct tev *e))
+{
+	struct tchunk *c;
+	struct tbuf *tb;
+	uint32_t k;
+
+	for (tb = bufs; tb; tb = tb->next)
+		for (c = tb->head; c; c = c->next)
+			for (k = 0; k < c->n; k++)
+				if (c->ev[k].ev == TR_GO_NAME)
+					fn(&c->ev[k]);
+}
+
+static size_t gnames_n;
+
+static void gname_count(struct tev *e)
+{
+	(void)e;
+	gnames_n++;
+}
+
+static void gname_put(struct tev *e)
+{
+	size_t i;
+
+	if (!e->g || !e->arg)
+		return;
+	i = gnames_slot(e->g);
+	if (gnames.id[i] && gnames.ts[i] > e->ts)
+		return;
+	gnames.id[i] = e->g;
+	gnames.ts[i] = e->ts;
+	gnames.name[i] = (const char *)(uintptr_t)e->arg;
+}
+
+static void gnames_build(struct tbuf *bufs)
+{
+	size_t cap = 16;
+
+	gnames_n = 0;
+	names_visit(bufs, gname_count);
+	if (!gnames_n)
+		return;
+	while (cap < 2 * gnames_n)
+		cap *= 2;
+	gnames.id = calloc(cap, sizeof(*gnames.id));
+	gnames.name = calloc(cap, sizeof(*gnames.name));
+	gnames.ts = calloc(cap, sizeof(*gnames.ts));
+	if (!gnames.id || !gnames.name || !gnames.ts) {
+		/* Unnamed, then: the events still go out. */
+		free(gnames.id);
+		free(gnames.name);
+		free(gnames.ts);
+		memset(&gnames, 0, sizeof(gnames));
+		return;
+	}
+	gnames.mask = cap - 1;
+	names_visit(bufs, gname_put);
+}
+
+static const char *gname(uint64_t id)
+{
+	size_t i;
+
+	if (!gnames.id || !id)
+		return NULL;
+	i = gnames_slot(id);
+	return gnames.id[i] ? gnames.name[i] : NULL;
+}
+
+static void gname_free(struct tev *e)
+{
+	free((void *)(uintptr_t)e->arg);
+}
+
+static void gnames_free(struct tbuf *bufs)
+{
+	names_visit(bufs, gname_free);
+	free(gnames.id);
+	free(gnames.name);
+	free(gnames.ts);
+	memset(&gnames, 0, sizeof(gnames));
+}
+
+/* A JSON string's contents: quotes, backslashes, controls escaped. */
+static void put_str(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char ch = *s;
+
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+}
+
 /* Microseconds since the start, with ns precision, as Chrome wants. */
 static void put_ts(FILE *f, int64_t ts)
 {
@@ -215,8 +339,13 @@ static void put_event(FILE *f, const struct tbuf *tb, const struct tev *e)
 	put_ts(f, e->ts);
 	switch (e->ev) {
 	case TR_GO_START:
-		fprintf(f, ",\"ph\":\"B\",\"name\":\"G%llu\",\"cat\":\"g\","
-			"\"args\":{\"g\":%llu,\"p\":%llu}}", g, g, a);
+		fprintf(f, ",\"ph\":\"B\",\"name\":\"G%llu", g);
+		if (gname(g)) {
+			fputc(' ', f);
+			put_str(f, gname(g));
+		}
+		fprintf(f, "\",\"cat\":\"g\",\"args\":{\"g\":%llu,\"p\":%llu}}",
+			g, a);
 		return;
 	case TR_GO_STOP:
 		fprintf(f, ",\"ph\":\"E\"}");
@@ -259,6 +388,13 @@ static void put_event(FILE *f, const struct tbuf *tb, const struct tev *e)
 		fprintf(f, "\"name\":\"steal\",\"args\":{\"from_p\":%llu,"
 			"\"n\":%llu}}", g, a);
 		break;
+	case TR_GO_NAME:
+		fprintf(f, "\"name\":\"name\",\"args\":{\"g\":%llu,"
+			"\"name\":\"", g);
+		if (a)
+			put_str(f, (const char *)(uintptr_t)a);
+		fprintf(f, "\"}}");
+		break;
 	default:
 		fprintf(f, "\"name\":\"event %u\"}", e->ev);
 		break;
@@ -282,6 +418,7 @@ void trace_stop(void)
 	 * Catapult (chrome://tracing): it nests slices at the precision of
 	 * the display unit, and at "ms" (1 us) it puts an instant that
 	 * follows a G's end within the same microsecond inside the G. */
+	gnames_build(tb);
 	fprintf(f, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n"
 		"{\"pid\":1,\"ph\":\"M\",\"name\":\"process_name\","
 		"\"args\":{\"name\":\"kgo\"}}");
@@ -306,6 +443,7 @@ void trace_stop(void)
 		kgo_printf("kgo: KGO_TRACE=%s: write failed: %s\n", trace.path,
 			   strerror(errno));
 	trace.f = NULL;
+	gnames_free(atomic_load_explicit(&trace.bufs, memory_order_relaxed));
 	free(trace.path);
 	trace.path = NULL;
 	for (tb = atomic_load_explicit(&trace.bufs, memory_order_relaxed);

@@ -27,6 +27,8 @@ enum trace_ev {
 	TR_HANDOFF,		/* g: P taken from a syscall, arg: kernel seen */
 	TR_PREEMPT,		/* g preempted, arg: 1 async (SIGURG) */
 	TR_STEAL,		/* g: victim P, arg: Gs stolen */
+	TR_GO_NAME,		/* g named itself, arg: a strdup'd copy of
+				 * the name, freed by trace_stop */
 	TR_NEVENTS
 };
 
