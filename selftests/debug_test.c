@@ -103,12 +103,15 @@ FIXTURE(misuse) {
 FIXTURE_VARIANT(misuse) {
 	void (*fn)(void *);
 	const char *call;
+	const char *generic;	/* what is said when the frame is gone */
 };
-FIXTURE_VARIANT_ADD(misuse, sleep) { misuse_sleep, "kgo_sleep" };
-FIXTURE_VARIANT_ADD(misuse, chan_recv) { misuse_chan, "kgo_chan_recv" };
-FIXTURE_VARIANT_ADD(misuse, mutex) { misuse_mutex, "kgo_mutex_lock" };
-FIXTURE_VARIANT_ADD(misuse, read) { misuse_read, "kgo_read" };
-FIXTURE_VARIANT_ADD(misuse, yield) { misuse_yield, "kgo_yield" };
+FIXTURE_VARIANT_ADD(misuse, sleep) { misuse_sleep, "kgo_sleep", NULL };
+FIXTURE_VARIANT_ADD(misuse, chan_recv) { misuse_chan, "kgo_chan_recv", NULL };
+FIXTURE_VARIANT_ADD(misuse, mutex) { misuse_mutex, "kgo_mutex_lock", NULL };
+FIXTURE_VARIANT_ADD(misuse, read) {
+	misuse_read, "kgo_read", "a kgo I/O call"
+};
+FIXTURE_VARIANT_ADD(misuse, yield) { misuse_yield, "kgo_yield", NULL };
 FIXTURE_SETUP(misuse)
 {
 }
@@ -129,6 +132,11 @@ TEST_F(misuse, says_so)
 	/* kgo_sleep may show as kgo_sleep_until, kgo_chan_recv as
 	 * kgo_chan_recv_dl: the call the program's frame made. */
 	snprintf(want, sizeof(want), "fatal error: %s", variant->call);
+	/* kgo_read's frame is gone when it tail-calls io_rw1 (as it does
+	 * once io_rw1 is too big to inline): the wait reason names it. */
+	if (!strstr(self->out, want) && variant->generic)
+		snprintf(want, sizeof(want), "fatal error: %s",
+			 variant->generic);
 	EXPECT_NONNULL(strstr(self->out, want)) TH_LOG("%s", self->out);
 	EXPECT_NONNULL(strstr(self->out, "called between kgo_syscall_begin "
 			      "and kgo_syscall_end"))
