@@ -112,8 +112,15 @@ void io_count_nowait(void);
 #define FDH_RECV_WAITS	0x10	/* the last recv had to wait: go to the ring */
 #define FDH_NETREG	0x20	/* added to the netpoller's epoll (io.c,
 				 * netpoll_check: sysmon catches a stale one) */
+#define FDH_SPECIAL	0x40	/* not a file nor a block device (pipe,
+				 * socket, tty): set with FDH_NO_*NOWAIT */
 uint8_t fdh_get(int fd);
 void fdh_set(int fd, uint8_t v);
+
+/* How long a read or write with deadline 0 on an fd that refuses
+ * RWF_NOWAIT may take once poll said it would not wait (io_file.c,
+ * rw_nofast): it gets what is there, not a wait. */
+#define IO_TRY_NS	1000000LL
 
 /* The fd is O_NONBLOCK now: its calls must not wait. */
 bool fd_nonblock(int fd);

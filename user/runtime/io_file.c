@@ -113,10 +113,10 @@ static int iov_skip(const struct iovec *iov, int cnt, size_t skip,
 	return n;
 }
 
-/* One read or write that waits: through the ring, else the syscall
- * path. @off -1: at the file position. */
+/* One read or write that waits: through the ring (its SQE with
+ * @sqe_flags), else the syscall path. @off -1: at the file position. */
 static long rw_wait(bool write, int fd, const struct iovec *iov, int cnt,
-		    off_t off, int64_t deadline)
+		    off_t off, int64_t deadline, uint8_t sqe_flags)
 {
 	struct io_op op;
 	long r;
@@ -132,6 +132,7 @@ static long rw_wait(bool write, int fd, const struct iovec *iov, int cnt,
 			io_uring_prep_writev(&op.sqe, fd, iov, cnt, off);
 		else
 			io_uring_prep_readv(&op.sqe, fd, iov, cnt, off);
+		op.sqe.flags |= sqe_flags;
 		r = io_ring_op(&op, deadline);
 		if (r != IO_NORING)
 			return r;
@@ -164,7 +165,7 @@ static long rw_rest(bool write, int fd, const struct iovec *iov, int cnt,
 		if (n < 0)
 			return done;
 		r = rw_wait(write, fd, v, n, off == -1 ? -1 : off + (off_t)done,
-			    deadline);
+			    deadline, 0);
 		if (heap)
 			free(v);
 		if (r <= 0)
@@ -174,6 +175,73 @@ static long rw_rest(bool write, int fd, const struct iovec *iov, int cnt,
 			break;
 	}
 	return done;
+}
+
+/*
+ * rw_nofast() - a read or write of an fd without the fast path: O_DIRECT,
+ * or preadv2/pwritev2 refused RWF_NOWAIT (@h has FDH_NO_RNOWAIT or
+ * FDH_NO_WNOWAIT; FDH_SPECIAL tells pipes, sockets and ttys from files).
+ *
+ * Which fds refuse: buffered writes on ext4, every read on FUSE, ptys;
+ * on 6.1 also pipes and AF_UNIX sockets (EAGAIN from 6.x), so the
+ * deadline-0 and O_NONBLOCK promises must hold here too: without the
+ * checks below kgo_read_dl(pipe, .., 0) waited forever on Debian 12
+ * (io_net_test nowait_refused, make vmtest).
+ */
+static long rw_nofast(bool write, int fd, const struct iovec *iov, int cnt,
+		      off_t off, int64_t deadline, uint8_t h)
+{
+	long r;
+
+	if (h & FDH_SPECIAL) {
+		/* O_NONBLOCK: the plain syscall answers EAGAIN itself. */
+		if (fd_nonblock(fd))
+			return io_raw(write ? (off == -1 ? SYS_writev : SYS_pwritev)
+					    : (off == -1 ? SYS_readv : SYS_preadv),
+				      fd, (long)iov, cnt, off, 0, 0);
+		if (deadline == 0) {
+			/*
+			 * No way to try without waiting: poll says whether
+			 * it would, and the ring op then gets a deadline of
+			 * its own (IO_TRY_NS) in case the room poll saw is
+			 * smaller than the write, or another reader took
+			 * the data first.
+			 */
+			if (io_poll0(fd, write ? POLLOUT : POLLIN) == 0)
+				return -EAGAIN;
+			r = rw_wait(write, fd, iov, cnt, off,
+				    nanotime() + IO_TRY_NS, 0);
+			return r == -ETIMEDOUT ? -EAGAIN : r;
+		}
+		return rw_wait(write, fd, iov, cnt, off, deadline, 0);
+	}
+	/* Buffered writes to files take the syscall path (top of file). */
+	if (write && !(h & FDH_DIRECT))
+		return io_sys(false, off == -1 ? SYS_writev : SYS_pwritev, fd,
+			      (long)iov, cnt, off, 0, 0);
+	if (deadline == 0)
+		deadline = -1;		/* files are always ready */
+	/*
+	 * A file whose reads refuse RWF_NOWAIT (FUSE, network file
+	 * systems) goes straight to io-wq: 6.1 (Debian 12) would run the
+	 * read inline in io_uring_enter instead, in the submitting M, which
+	 * then blocks uninterruptibly for as long as the file system takes
+	 * (io_slowfs_test, make vmtest -k 6.1). Newer kernels punt such
+	 * reads to io-wq themselves, so IOSQE_ASYNC only skips their try.
+	 */
+	return rw_wait(write, fd, iov, cnt, off, deadline,
+		       write || (h & FDH_DIRECT) ? 0 : IOSQE_ASYNC);
+}
+
+/* The fast path was refused (EOPNOTSUPP): remember it, and whether the
+ * fd is a file, in the fd's hints. */
+static uint8_t fdh_refused(int fd, uint8_t h, bool write)
+{
+	h |= FDH_KNOWN | (write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT);
+	if (!fd_regular(fd))
+		h |= FDH_SPECIAL;
+	fdh_set(fd, h);
+	return h;
 }
 
 /*
@@ -192,42 +260,26 @@ static long io_rw(bool write, int fd, const struct iovec *iov, int cnt,
 	h = fdh_get(fd);
 	if (!(h & FDH_KNOWN))
 		h = fdh_learn(fd);
-	if (write && (h & (FDH_NO_WNOWAIT | FDH_DIRECT)) == FDH_NO_WNOWAIT)
-		return io_sys(false, off == -1 ? SYS_writev : SYS_pwritev, fd,
-			      (long)iov, cnt, off, 0, 0);
-	if (!(h & (FDH_DIRECT | (write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT)))) {
-		/* Offset -1: the file position, as pwritev2(3) says. */
-		r = io_raw(write ? SYS_pwritev2 : SYS_preadv2, fd, (long)iov,
-			   cnt, off, 0, RWF_NOWAIT);
-		if (r == -EOPNOTSUPP) {
-			fdh_set(fd, h | FDH_KNOWN |
-				(write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT));
-			if (write)
-				return io_sys(false, off == -1 ? SYS_writev :
-					      SYS_pwritev, fd, (long)iov, cnt,
-					      off, 0, 0);
-		} else if (r != -EAGAIN) {
-			io_count_nowait();
-			if (r <= 0)
-				return r;
-			if (write ? (size_t)r < iov_total(iov, cnt) &&
-				    !fd_nonblock(fd)
-				  : (size_t)r < iov_total(iov, cnt) &&
-				    fd_regular(fd))
-				return rw_rest(write, fd, iov, cnt, off,
-					       deadline, r);
-			return r;
-		} else if (deadline == 0 || fd_nowait_semantics(fd)) {
+	if (h & (FDH_DIRECT | (write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT)))
+		return rw_nofast(write, fd, iov, cnt, off, deadline, h);
+	/* Offset -1: the file position, as pwritev2(3) says. */
+	r = io_raw(write ? SYS_pwritev2 : SYS_preadv2, fd, (long)iov, cnt, off,
+		   0, RWF_NOWAIT);
+	if (r == -EOPNOTSUPP)
+		return rw_nofast(write, fd, iov, cnt, off, deadline,
+				 fdh_refused(fd, h, write));
+	if (r == -EAGAIN) {
+		if (deadline == 0 || fd_nowait_semantics(fd))
 			return -EAGAIN;
-		}
-	} else if (deadline == 0) {
-		/* No way to try without waiting: poll says whether it
-		 * would (always ready for regular files, which then read). */
-		if (io_poll0(fd, write ? POLLOUT : POLLIN) == 0)
-			return -EAGAIN;
-		deadline = -1;
+		return rw_wait(write, fd, iov, cnt, off, deadline, 0);
 	}
-	return rw_wait(write, fd, iov, cnt, off, deadline);
+	io_count_nowait();
+	if (r <= 0)
+		return r;
+	if (write ? (size_t)r < iov_total(iov, cnt) && !fd_nonblock(fd)
+		  : (size_t)r < iov_total(iov, cnt) && fd_regular(fd))
+		return rw_rest(write, fd, iov, cnt, off, deadline, r);
+	return r;
 }
 
 static long io_rw1(bool write, int fd, const void *buf, size_t n, off_t off,
