@@ -325,6 +325,21 @@ void kgo_printf(const char *fmt, ...)
 	va_end(ap);
 }
 
+void kgo_fallback(_Atomic bool *said, const char *fmt, ...)
+{
+	const char *dbg = getenv("KGO_DEBUG");
+	va_list ap;
+
+	if (!dbg || !*dbg || atomic_exchange_explicit(said, true,
+						      memory_order_relaxed))
+		return;
+	kgo_printf("kgo: kernel: ");
+	va_start(ap, fmt);
+	vprint(fmt, ap);
+	va_end(ap);
+	kgo_printf("\n");
+}
+
 void kgo_throw(const char *msg)
 {
 	kgo_printf("kgo: fatal error: %s\n", msg);
