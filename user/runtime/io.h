@@ -114,13 +114,9 @@ void io_count_nowait(void);
 				 * netpoll_check: sysmon catches a stale one) */
 #define FDH_SPECIAL	0x40	/* not a file nor a block device (pipe,
 				 * socket, tty): set with FDH_NO_*NOWAIT */
+#define FDH_SOCK	0x80	/* ... and a socket */
 uint8_t fdh_get(int fd);
 void fdh_set(int fd, uint8_t v);
-
-/* How long a read or write with deadline 0 on an fd that refuses
- * RWF_NOWAIT may take once poll said it would not wait (io_file.c,
- * rw_nofast): it gets what is there, not a wait. */
-#define IO_TRY_NS	1000000LL
 
 /* The fd is O_NONBLOCK now: its calls must not wait. */
 bool fd_nonblock(int fd);

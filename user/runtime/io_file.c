@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -178,6 +179,43 @@ static long rw_rest(bool write, int fd, const struct iovec *iov, int cnt,
 }
 
 /*
+ * rw_try() - a read or write with deadline 0 of a pipe, socket or tty
+ * whose preadv2/pwritev2 refuse RWF_NOWAIT (@h: FDH_SPECIAL). A socket
+ * has MSG_DONTWAIT. Anything else has poll: not ready is -EAGAIN; ready
+ * means a read returns what is there, and a write of up to PIPE_BUF
+ * fits (a pipe that polls writable has a free page), so a longer write
+ * is cut short there, as a non-blocking write may be.
+ */
+static long rw_try(bool write, int fd, const struct iovec *iov, int cnt,
+		   off_t off, uint8_t h)
+{
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov,
+			      .msg_iovlen = cnt };
+	struct iovec one;
+	int i = 0;
+
+	if ((h & FDH_SOCK) && off == -1)
+		return io_raw(write ? SYS_sendmsg : SYS_recvmsg, fd,
+			      (long)&msg, MSG_DONTWAIT, 0, 0, 0);
+	if (io_poll0(fd, write ? POLLOUT : POLLIN) == 0)
+		return -EAGAIN;
+	if (write && iov_total(iov, cnt) > PIPE_BUF) {
+		while (i < cnt - 1 && !iov[i].iov_len)
+			i++;
+		one.iov_base = iov[i].iov_base;
+		one.iov_len = iov[i].iov_len < PIPE_BUF ? iov[i].iov_len :
+			      PIPE_BUF;
+		iov = &one;
+		cnt = 1;
+	}
+	if (off != -1)
+		return io_sys(false, write ? SYS_pwritev : SYS_preadv, fd,
+			      (long)iov, cnt, off, 0, 0);
+	return io_sys(false, write ? SYS_writev : SYS_readv, fd, (long)iov,
+		      cnt, 0, 0, 0);
+}
+
+/*
  * rw_nofast() - a read or write of an fd without the fast path: O_DIRECT,
  * or preadv2/pwritev2 refused RWF_NOWAIT (@h has FDH_NO_RNOWAIT or
  * FDH_NO_WNOWAIT; FDH_SPECIAL tells pipes, sockets and ttys from files).
@@ -191,7 +229,6 @@ static long rw_rest(bool write, int fd, const struct iovec *iov, int cnt,
 static long rw_nofast(bool write, int fd, const struct iovec *iov, int cnt,
 		      off_t off, int64_t deadline, uint8_t h)
 {
-	long r;
 
 	if (h & FDH_SPECIAL) {
 		/* O_NONBLOCK: the plain syscall answers EAGAIN itself. */
@@ -199,20 +236,8 @@ static long rw_nofast(bool write, int fd, const struct iovec *iov, int cnt,
 			return io_raw(write ? (off == -1 ? SYS_writev : SYS_pwritev)
 					    : (off == -1 ? SYS_readv : SYS_preadv),
 				      fd, (long)iov, cnt, off, 0, 0);
-		if (deadline == 0) {
-			/*
-			 * No way to try without waiting: poll says whether
-			 * it would, and the ring op then gets a deadline of
-			 * its own (IO_TRY_NS) in case the room poll saw is
-			 * smaller than the write, or another reader took
-			 * the data first.
-			 */
-			if (io_poll0(fd, write ? POLLOUT : POLLIN) == 0)
-				return -EAGAIN;
-			r = rw_wait(write, fd, iov, cnt, off,
-				    nanotime() + IO_TRY_NS, 0);
-			return r == -ETIMEDOUT ? -EAGAIN : r;
-		}
+		if (deadline == 0)
+			return rw_try(write, fd, iov, cnt, off, h);
 		return rw_wait(write, fd, iov, cnt, off, deadline, 0);
 	}
 	/* Buffered writes to files take the syscall path (top of file). */
@@ -237,9 +262,11 @@ static long rw_nofast(bool write, int fd, const struct iovec *iov, int cnt,
  * fd is a file, in the fd's hints. */
 static uint8_t fdh_refused(int fd, uint8_t h, bool write)
 {
+	struct stat st;
+
 	h |= FDH_KNOWN | (write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT);
-	if (!fd_regular(fd))
-		h |= FDH_SPECIAL;
+	if (!fstat(fd, &st) && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		h |= FDH_SPECIAL | (S_ISSOCK(st.st_mode) ? FDH_SOCK : 0);
 	fdh_set(fd, h);
 	return h;
 }
