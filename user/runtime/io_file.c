@@ -21,7 +21,9 @@
  *
  * Where a file system refuses RWF_NOWAIT (EOPNOTSUPP: buffered writes on
  * ext4 today, every read on FUSE), reads go to the ring, where io-wq
- * does them; buffered writes take the syscall path instead, as Go's do:
+ * does them (IOSQE_ASYNC); pipes, sockets and ttys that refuse it (ptys;
+ * on 6.1 pipes and AF_UNIX sockets) wait for readiness and try again, as
+ * Go does (rw_special); buffered writes take the syscall path, as Go's do:
  * they copy into the page cache and rarely wait, and a trip through an
  * io-wq thread would cost several times the copy (sysmon takes the P if
  * one does wait).
@@ -179,12 +181,12 @@ static long rw_rest(bool write, int fd, const struct iovec *iov, int cnt,
 }
 
 /*
- * rw_try() - a read or write with deadline 0 of a pipe, socket or tty
- * whose preadv2/pwritev2 refuse RWF_NOWAIT (@h: FDH_SPECIAL). A socket
- * has MSG_DONTWAIT. Anything else has poll: not ready is -EAGAIN; ready
- * means a read returns what is there, and a write of up to PIPE_BUF
- * fits (a pipe that polls writable has a free page), so a longer write
- * is cut short there, as a non-blocking write may be.
+ * rw_try() - one try at a read or write of a pipe, socket or tty whose
+ * preadv2/pwritev2 refuse RWF_NOWAIT (@h: FDH_SPECIAL), without waiting.
+ * A socket has MSG_DONTWAIT. Anything else has poll: not ready is
+ * -EAGAIN; ready means a read returns what is there, and a write of up
+ * to PIPE_BUF fits (a pipe that polls writable has a free page), so a
+ * longer write is cut short there, as a non-blocking write may be.
  */
 static long rw_try(bool write, int fd, const struct iovec *iov, int cnt,
 		   off_t off, uint8_t h)
@@ -216,6 +218,50 @@ static long rw_try(bool write, int fd, const struct iovec *iov, int cnt,
 }
 
 /*
+ * rw_special() - a read or write of a pipe, socket or tty that refuses
+ * RWF_NOWAIT, Go's way: try (rw_try), and when it would wait, park the
+ * G on the fd's readiness (kgo_poll: the ring's POLL_ADD, or ppoll
+ * without io_uring) until @deadline, then try again. Writes go on
+ * until done, as write(2) on a blocking pipe. No io-wq thread blocks
+ * for these: on 6.1 a pipe read sent to the ring blocked one in the
+ * kernel, and the write that was to wake it came back -ECANCELED in 1
+ * run of 8 (io_file_test io.uring.pipes, make vmtest -k 6.1).
+ */
+static long rw_special(bool write, int fd, const struct iovec *iov, int cnt,
+		       off_t off, int64_t deadline, uint8_t h)
+{
+	size_t total = iov_total(iov, cnt), done = 0;
+	struct iovec buf[IOV_INLINE], *v;
+	bool heap = false;
+	long r;
+	int n;
+
+	for (;;) {
+		v = (struct iovec *)iov;
+		n = cnt;
+		if (done) {
+			n = iov_skip(iov, cnt, done, buf, &v, &heap);
+			if (n < 0)
+				return done;
+		}
+		r = rw_try(write, fd, v, n, off == -1 ? -1 : off + (off_t)done,
+			   h);
+		if (heap)
+			free(v);
+		if (r == -EAGAIN && deadline != 0) {
+			r = kgo_poll(fd, write ? POLLOUT : POLLIN, deadline);
+			if (r >= 0)
+				continue;
+		}
+		if (r < 0)
+			return done ? (long)done : r;
+		done += r;
+		if (!write || r == 0 || done >= total)
+			return done;
+	}
+}
+
+/*
  * rw_nofast() - a read or write of an fd without the fast path: O_DIRECT,
  * or preadv2/pwritev2 refused RWF_NOWAIT (@h has FDH_NO_RNOWAIT or
  * FDH_NO_WNOWAIT; FDH_SPECIAL tells pipes, sockets and ttys from files).
@@ -229,16 +275,13 @@ static long rw_try(bool write, int fd, const struct iovec *iov, int cnt,
 static long rw_nofast(bool write, int fd, const struct iovec *iov, int cnt,
 		      off_t off, int64_t deadline, uint8_t h)
 {
-
 	if (h & FDH_SPECIAL) {
 		/* O_NONBLOCK: the plain syscall answers EAGAIN itself. */
 		if (fd_nonblock(fd))
 			return io_raw(write ? (off == -1 ? SYS_writev : SYS_pwritev)
 					    : (off == -1 ? SYS_readv : SYS_preadv),
 				      fd, (long)iov, cnt, off, 0, 0);
-		if (deadline == 0)
-			return rw_try(write, fd, iov, cnt, off, h);
-		return rw_wait(write, fd, iov, cnt, off, deadline, 0);
+		return rw_special(write, fd, iov, cnt, off, deadline, h);
 	}
 	/* Buffered writes to files take the syscall path (top of file). */
 	if (write && !(h & FDH_DIRECT))
