@@ -67,8 +67,8 @@ void kgo_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /*
  * kgo_fallback() - say what the runtime does instead of a kernel feature
  * this kernel lacks ("kgo: kernel: ..." on stderr), once per @said flag,
- * and only when KGO_DEBUG is set: on Debian 12's 6.1 several apply, and
- * none is an error.
+ * and only with KGO_DEBUG=kernel=1 (tests read what other KGO_DEBUG
+ * settings print): on Debian 12's 6.1 several apply, none an error.
  */
 void kgo_fallback(_Atomic bool *said, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
