@@ -2,6 +2,9 @@
 #
 #   make            libkgo.a, libkgo.so, kgo.pc and the examples in build/
 #   make check      every test: core, sync, sanitizers, aarch64 (qemu-user)
+#   make vmtest     the selftests as root in a VM on one of Debian's kernels
+#                   (VMTEST_KERNEL=6.1|7|path, default 7; selftests/vmtest)
+#   make vmtest-matrix  the same on every kernel kgo supports (6.1, 7)
 #   make demo       install what is missing, build, run the demo
 #   make bench      kgo against Go 1.23, side by side (not part of check)
 #   make deps       install the Debian packages kgo needs (sudo if not root)
@@ -75,7 +78,7 @@ HARNESS_TESTS := $(BUILD)/selftests/harness_test
 EXAMPLES := $(patsubst user/examples/%.c,$(BUILD)/examples/%,$(wildcard user/examples/*.c))
 
 .PHONY: FORCE all lib tests examples check check-core check-asan check-tsan \
-	check-aarch64 demo bench deps install clean
+	check-aarch64 vmtest vmtest-matrix demo bench deps install clean
 
 all: lib examples
 
@@ -187,6 +190,14 @@ check: lib tests examples
 	$(Q)$(MAKE) --no-print-directory check-asan check-tsan
 	$(Q)$(RUNNER) --timeout-scale 4 $(TESTS) $(ASAN_TESTS) $(TSAN_TESTS) \
 		selftests/check-aarch64.sh
+
+# The tests of the plain build (the host's dynamic binaries), as root in a
+# VM under QEMU; whatever make builds into $(TESTS) runs there.
+vmtest: tests
+	$(Q)selftests/vmtest $(TESTS)
+
+vmtest-matrix: tests
+	$(Q)selftests/vmtest --matrix $(TESTS)
 
 demo: deps all
 	$(Q)$(BUILD)/examples/demo

@@ -105,7 +105,9 @@ struct kgo_config {
  * KGO_DEBUG is a comma-separated list, with GODEBUG's names:
  * schedtrace=MS prints Go's "SCHED ..." line to stderr every MS ms,
  * scheddetail=1 adds a line per P, M and G; asyncpreemptoff=1 turns
- * SIGURG preemption off. KGO_TRACE=path writes the scheduler's events
+ * SIGURG preemption off; kernel=1 says once what the runtime does
+ * instead of each kernel feature it lacks here ("kgo: kernel: ..."; the
+ * README's Kernels table lists them). KGO_TRACE=path writes the scheduler's events
  * (Gs created, run, parked, readied, preempted; syscalls; handoffs;
  * steals) to path when kgo_run returns, as Chrome trace-event JSON that
  * ui.perfetto.dev and chrome://tracing open.

@@ -16,6 +16,14 @@
  *			still there for the next call, and nothing was
  *			written after the deadline. A deadline of 0 does
  *			not wait (-EAGAIN; connect: -EINPROGRESS).
+ *   nowait_refused	read_dl, write_dl and O_NONBLOCK on fds whose
+ *			preadv2/pwritev2 refuse RWF_NOWAIT (EOPNOTSUPP):
+ *			a pty on every kernel, pipes and AF_UNIX sockets
+ *			before 6.x (Debian 12's 6.1): a deadline of 0 does
+ *			not wait (-EAGAIN), a deadline passes (-ETIMEDOUT),
+ *			O_NONBLOCK answers -EAGAIN, data that is there is
+ *			read, and what a full pipe or socket took is all
+ *			that the reader finds.
  *   netpoller		recv without a deadline waits on the netpoller
  *			(io.c) and returns what recv(2) returns: data sent
  *			later, 0 at the peer's shutdown; two Gs waiting on
@@ -34,13 +42,17 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include <liburing.h>
 
 #include "kgo.h"
 #include "harness.h"
@@ -560,6 +572,19 @@ static void netpoller_idle_main(void *arg)
 	close(np.sv[1]);
 }
 
+/* The kernel's io_uring has IORING_OP_FUTEX_WAIT (51, 6.7+; liburing
+ * 2.3 does not name it), which an idle M needs to watch the netpoller
+ * (user/runtime/io.c, io_notesleep). */
+static bool ring_has_futex_wait(void)
+{
+	struct io_uring_probe *p = io_uring_get_probe();
+	bool ok = p && io_uring_opcode_supported(p, 51);
+
+	if (p)
+		io_uring_free_probe(p);
+	return ok;
+}
+
 TEST_F(net, netpoller_idle)
 {
 	uint64_t wakeups[2];
@@ -574,9 +599,141 @@ TEST_F(net, netpoller_idle)
 	EXPECT_LT(wakeups[0], 15) TH_LOG("no G waiting: sysmon woke %llu "
 					 "times in 300 ms",
 					 (unsigned long long)wakeups[0]);
+	if (!ring_has_futex_wait()) {
+		SKIP(return, "a checked wait needs IORING_OP_FUTEX_WAIT (Linux "
+		     "6.7+): without it no idle M watches the netpoller and "
+		     "sysmon polls it (woke %llu times in 300 ms)",
+		     (unsigned long long)wakeups[1]);
+	}
 	EXPECT_LT(wakeups[1], 15) TH_LOG("a checked wait: sysmon woke %llu "
 					 "times in 300 ms",
 					 (unsigned long long)wakeups[1]);
+}
+
+/* ------------------------------------------------------------------ */
+
+/* The fd's reads refuse RWF_NOWAIT, as pipes and AF_UNIX sockets do on
+ * 6.1 and ptys on every kernel here (EOPNOTSUPP; a pipe on 6.18 says
+ * EAGAIN). */
+static bool nowait_refused(int fd)
+{
+	char c;
+	struct iovec iov = { &c, 1 };
+
+	return preadv2(fd, &iov, 1, -1, RWF_NOWAIT) < 0 && errno == EOPNOTSUPP;
+}
+
+static void set_nonblock(int fd, bool on)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+}
+
+/*
+ * One reader and writer pair, both empty: reads with deadlines (twice
+ * each: the first call learns that the fd refuses RWF_NOWAIT, the next
+ * ones go by the hint), O_NONBLOCK, then, with @fill, writes of 512
+ * bytes with deadline 0, a deadline and O_NONBLOCK until the fd is
+ * full; what they took is what the reader finds.
+ */
+static void refused_pair(const char *what, int rfd, int wfd, bool fill)
+{
+	char buf[512];
+	size_t filled = 0, drained = 0;
+	int64_t t0;
+	ssize_t n;
+	int i;
+
+	TH_LOG("%s: reads %s RWF_NOWAIT", what,
+	       nowait_refused(rfd) ? "refuse" : "take");
+	for (i = 0; i < 2; i++)
+		EXPECT_EQ(-EAGAIN, kgo_read_dl(rfd, buf, sizeof(buf), 0));
+	for (i = 0; i < 2; i++) {
+		t0 = kgo_now();
+		EXPECT_EQ(-ETIMEDOUT, kgo_read_dl(rfd, buf, sizeof(buf),
+						  t0 + 30 * MS));
+		EXPECT_TOOK(t0, 30);
+	}
+	ASSERT_EQ(2, write(wfd, "ab", 2));
+	/* (A pty passes the bytes on from a kernel worker, later.) */
+	EXPECT_EQ(POLLIN, kgo_poll(rfd, POLLIN, -1));
+	EXPECT_EQ(2, kgo_read_dl(rfd, buf, sizeof(buf), 0));
+	set_nonblock(rfd, true);
+	EXPECT_EQ(-EAGAIN, kgo_read(rfd, buf, sizeof(buf)));
+	set_nonblock(rfd, false);
+	EXPECT_EQ(1, kgo_write_dl(wfd, "c", 1, 0));
+	EXPECT_EQ(1, kgo_read(rfd, buf, sizeof(buf)));
+	if (!fill)
+		return;
+
+	/*
+	 * RWF_NOWAIT may say EAGAIN where a blocking write would still find
+	 * room (a pipe's last page, a socket under its limit), so each kind
+	 * of write goes on until it says "full" its own way; every byte a
+	 * call took is counted.
+	 */
+	memset(buf, 'w', sizeof(buf));
+	for (i = 0; i < 100000; i++) {
+		n = kgo_write_dl(wfd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			break;
+		filled += n;
+	}
+	EXPECT_EQ(-EAGAIN, n);
+	for (i = 0; i < 1000; i++) {
+		t0 = kgo_now();
+		n = kgo_write_dl(wfd, buf, sizeof(buf), t0 + 30 * MS);
+		if (n <= 0)
+			break;
+		filled += n;
+	}
+	EXPECT_EQ(-ETIMEDOUT, n);
+	EXPECT_TOOK(t0, 30);
+	set_nonblock(wfd, true);
+	for (i = 0; i < 1000; i++) {
+		n = kgo_write(wfd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		filled += n;
+	}
+	EXPECT_EQ(-EAGAIN, n);
+	set_nonblock(rfd, true);
+	while ((n = read(rfd, buf, sizeof(buf))) > 0)
+		drained += n;
+	EXPECT_EQ(filled, drained);
+}
+
+static void nowait_refused_main(void *arg)
+{
+	struct termios raw;
+	int p[2], sv[2], master, slave;
+
+	(void)arg;
+	/* A pty in raw mode: no echo, no line discipline holding bytes. */
+	ASSERT_EQ(0, openpty(&master, &slave, NULL, NULL, NULL));
+	tcgetattr(slave, &raw);
+	cfmakeraw(&raw);
+	tcsetattr(slave, TCSANOW, &raw);
+	refused_pair("pty", master, slave, false);
+	close(master);
+	close(slave);
+
+	ASSERT_EQ(0, pipe(p));
+	fcntl(p[1], F_SETPIPE_SZ, 4096);
+	refused_pair("pipe", p[0], p[1], true);
+	close(p[0]);
+	close(p[1]);
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	refused_pair("AF_UNIX", sv[0], sv[1], true);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+TEST_F(net, nowait_refused)
+{
+	run(nowait_refused_main, NULL, 2);
 }
 
 /* ------------------------------------------------------------------ */

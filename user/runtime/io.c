@@ -710,6 +710,8 @@ static int ring_setup(struct io_uring *ring)
 	return io_uring_queue_init_params(RING_SQ, ring, &p);
 }
 
+static _Atomic bool said_futex_op, said_ftruncate_op;
+
 /* What this kernel's io_uring can do, once per run; io.lock held. */
 static void ring_probe(struct io_ring *r)
 {
@@ -725,6 +727,14 @@ static void ring_probe(struct io_ring *r)
 		io_uring_free_probe(probe);
 	}
 	io.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!atomic_load(&io.futex_op))
+		kgo_fallback(&said_futex_op, "no IORING_OP_FUTEX_WAIT (6.7+): "
+			     "an idle M with I/O in flight naps in its ring in "
+			     "%d ms slices, and nobody watches the eventfd",
+			     OLD_KERNEL_NAP / 1000000);
+	if (!atomic_load(&io.ftruncate_op))
+		kgo_fallback(&said_ftruncate_op, "no IORING_OP_FTRUNCATE "
+			     "(6.9+): kgo_ftruncate takes the syscall path");
 }
 
 /*

@@ -126,6 +126,9 @@ void io_count_nowait(void);
 #define FDH_RECV_WAITS	0x10	/* the last recv had to wait: go to the ring */
 #define FDH_NETREG	0x20	/* added to the netpoller's epoll (io.c,
 				 * netpoll_check: sysmon catches a stale one) */
+#define FDH_SPECIAL	0x40	/* not a file nor a block device (pipe,
+				 * socket, tty): set with FDH_NO_*NOWAIT */
+#define FDH_SOCK	0x80	/* ... and a socket */
 uint8_t fdh_get(int fd);
 void fdh_set(int fd, uint8_t v);
 

@@ -21,7 +21,9 @@
  *
  * Where a file system refuses RWF_NOWAIT (EOPNOTSUPP: buffered writes on
  * ext4 today, every read on FUSE), reads go to the ring, where io-wq
- * does them; buffered writes take the syscall path instead, as Go's do:
+ * does them (IOSQE_ASYNC); pipes, sockets and ttys that refuse it (ptys;
+ * on 6.1 pipes and AF_UNIX sockets) wait for readiness and try again, as
+ * Go does (rw_special); buffered writes take the syscall path, as Go's do:
  * they copy into the page cache and rarely wait, and a trip through an
  * io-wq thread would cost several times the copy (sysmon takes the P if
  * one does wait).
@@ -33,6 +35,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -113,10 +116,10 @@ static int iov_skip(const struct iovec *iov, int cnt, size_t skip,
 	return n;
 }
 
-/* One read or write that waits: through the ring, else the syscall
- * path. @off -1: at the file position. */
+/* One read or write that waits: through the ring (its SQE with
+ * @sqe_flags), else the syscall path. @off -1: at the file position. */
 static long rw_wait(bool write, int fd, const struct iovec *iov, int cnt,
-		    off_t off, int64_t deadline)
+		    off_t off, int64_t deadline, uint8_t sqe_flags)
 {
 	struct io_op op;
 	bool one;
@@ -136,6 +139,7 @@ static long rw_wait(bool write, int fd, const struct iovec *iov, int cnt,
 			io_uring_prep_writev(&op.sqe, fd, iov, cnt, off);
 		else
 			io_uring_prep_readv(&op.sqe, fd, iov, cnt, off);
+		op.sqe.flags |= sqe_flags;
 		r = io_ring_op(&op, deadline);
 		if (r != IO_NORING)
 			return r;
@@ -168,7 +172,7 @@ static long rw_rest(bool write, int fd, const struct iovec *iov, int cnt,
 		if (n < 0)
 			return done;
 		r = rw_wait(write, fd, v, n, off == -1 ? -1 : off + (off_t)done,
-			    deadline);
+			    deadline, 0);
 		if (heap)
 			free(v);
 		if (r <= 0)
@@ -178,6 +182,144 @@ static long rw_rest(bool write, int fd, const struct iovec *iov, int cnt,
 			break;
 	}
 	return done;
+}
+
+/*
+ * rw_try() - one try at a read or write of a pipe, socket or tty whose
+ * preadv2/pwritev2 refuse RWF_NOWAIT (@h: FDH_SPECIAL), without waiting.
+ * A socket has MSG_DONTWAIT. Anything else has poll: not ready is
+ * -EAGAIN; ready means a read returns what is there, and a write of up
+ * to PIPE_BUF fits (a pipe that polls writable has a free page), so a
+ * longer write is cut short there, as a non-blocking write may be.
+ */
+static long rw_try(bool write, int fd, const struct iovec *iov, int cnt,
+		   off_t off, uint8_t h)
+{
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov,
+			      .msg_iovlen = cnt };
+	struct iovec one;
+	int i = 0;
+
+	if ((h & FDH_SOCK) && off == -1)
+		return io_raw(write ? SYS_sendmsg : SYS_recvmsg, fd,
+			      (long)&msg, MSG_DONTWAIT, 0, 0, 0);
+	if (io_poll0(fd, write ? POLLOUT : POLLIN) == 0)
+		return -EAGAIN;
+	if (write && iov_total(iov, cnt) > PIPE_BUF) {
+		while (i < cnt - 1 && !iov[i].iov_len)
+			i++;
+		one.iov_base = iov[i].iov_base;
+		one.iov_len = iov[i].iov_len < PIPE_BUF ? iov[i].iov_len :
+			      PIPE_BUF;
+		iov = &one;
+		cnt = 1;
+	}
+	if (off != -1)
+		return io_sys(false, write ? SYS_pwritev : SYS_preadv, fd,
+			      (long)iov, cnt, off, 0, 0);
+	return io_sys(false, write ? SYS_writev : SYS_readv, fd, (long)iov,
+		      cnt, 0, 0, 0);
+}
+
+/*
+ * rw_special() - a read or write of a pipe, socket or tty that refuses
+ * RWF_NOWAIT, Go's way: try (rw_try), and when it would wait, park the
+ * G on the fd's readiness (kgo_poll: the ring's POLL_ADD, or ppoll
+ * without io_uring) until @deadline, then try again. Writes go on
+ * until done, as write(2) on a blocking pipe. No io-wq thread blocks
+ * for these: on 6.1 a pipe read sent to the ring blocked one in the
+ * kernel, and the write that was to wake it came back -ECANCELED in 1
+ * run of 8 (io_file_test io.uring.pipes, make vmtest -k 6.1).
+ */
+static long rw_special(bool write, int fd, const struct iovec *iov, int cnt,
+		       off_t off, int64_t deadline, uint8_t h)
+{
+	size_t total = iov_total(iov, cnt), done = 0;
+	struct iovec buf[IOV_INLINE], *v;
+	bool heap = false;
+	long r;
+	int n;
+
+	for (;;) {
+		v = (struct iovec *)iov;
+		n = cnt;
+		if (done) {
+			n = iov_skip(iov, cnt, done, buf, &v, &heap);
+			if (n < 0)
+				return done;
+		}
+		r = rw_try(write, fd, v, n, off == -1 ? -1 : off + (off_t)done,
+			   h);
+		if (heap)
+			free(v);
+		if (r == -EAGAIN && deadline != 0) {
+			r = kgo_poll(fd, write ? POLLOUT : POLLIN, deadline);
+			if (r >= 0)
+				continue;
+		}
+		if (r < 0)
+			return done ? (long)done : r;
+		done += r;
+		if (!write || r == 0 || done >= total)
+			return done;
+	}
+}
+
+/*
+ * rw_nofast() - a read or write of an fd without the fast path: O_DIRECT,
+ * or preadv2/pwritev2 refused RWF_NOWAIT (@h has FDH_NO_RNOWAIT or
+ * FDH_NO_WNOWAIT; FDH_SPECIAL tells pipes, sockets and ttys from files).
+ *
+ * Which fds refuse: buffered writes on ext4, every read on FUSE, ptys;
+ * on 6.1 also pipes and AF_UNIX sockets (EAGAIN from 6.x), so the
+ * deadline-0 and O_NONBLOCK promises must hold here too: without the
+ * checks below kgo_read_dl(pipe, .., 0) waited forever on Debian 12
+ * (io_net_test nowait_refused, make vmtest).
+ */
+static long rw_nofast(bool write, int fd, const struct iovec *iov, int cnt,
+		      off_t off, int64_t deadline, uint8_t h)
+{
+	if (h & FDH_SPECIAL) {
+		/* O_NONBLOCK: the plain syscall answers EAGAIN itself. */
+		if (fd_nonblock(fd))
+			return io_raw(write ? (off == -1 ? SYS_writev : SYS_pwritev)
+					    : (off == -1 ? SYS_readv : SYS_preadv),
+				      fd, (long)iov, cnt, off, 0, 0);
+		return rw_special(write, fd, iov, cnt, off, deadline, h);
+	}
+	/* Buffered writes to files take the syscall path (top of file). */
+	if (write && !(h & FDH_DIRECT))
+		return io_sys(false, off == -1 ? SYS_writev : SYS_pwritev, fd,
+			      (long)iov, cnt, off, 0, 0);
+	if (deadline == 0)
+		deadline = -1;		/* files are always ready */
+	/*
+	 * A file whose reads refuse RWF_NOWAIT (FUSE, network file
+	 * systems) goes straight to io-wq: 6.1 (Debian 12) would run the
+	 * read inline in io_uring_enter instead, in the submitting M, which
+	 * then blocks uninterruptibly for as long as the file system takes
+	 * (io_slowfs_test, make vmtest -k 6.1). Newer kernels punt such
+	 * reads to io-wq themselves, so IOSQE_ASYNC only skips their try.
+	 */
+	return rw_wait(write, fd, iov, cnt, off, deadline,
+		       write || (h & FDH_DIRECT) ? 0 : IOSQE_ASYNC);
+}
+
+/* The fast path was refused (EOPNOTSUPP): remember it, and whether the
+ * fd is a file, in the fd's hints. */
+static uint8_t fdh_refused(int fd, uint8_t h, bool write)
+{
+	struct stat st;
+
+	h |= FDH_KNOWN | (write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT);
+	/* Raw, as the calls that open and close fds here: TSan's fstat
+	 * interceptor took an fd number that kgo_close had closed through
+	 * the ring (unseen) for another file's (a race report, make check). */
+	if (!io_raw(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) &&
+	    !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		h |= FDH_SPECIAL | (S_ISSOCK(st.st_mode) ? FDH_SOCK : 0);
+	fdh_set(fd, h);
+	return h;
 }
 
 /*
@@ -196,42 +338,26 @@ static long io_rw(bool write, int fd, const struct iovec *iov, int cnt,
 	h = fdh_get(fd);
 	if (!(h & FDH_KNOWN))
 		h = fdh_learn(fd);
-	if (write && (h & (FDH_NO_WNOWAIT | FDH_DIRECT)) == FDH_NO_WNOWAIT)
-		return io_sys(false, off == -1 ? SYS_writev : SYS_pwritev, fd,
-			      (long)iov, cnt, off, 0, 0);
-	if (!(h & (FDH_DIRECT | (write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT)))) {
-		/* Offset -1: the file position, as pwritev2(3) says. */
-		r = io_raw(write ? SYS_pwritev2 : SYS_preadv2, fd, (long)iov,
-			   cnt, off, 0, RWF_NOWAIT);
-		if (r == -EOPNOTSUPP) {
-			fdh_set(fd, h | FDH_KNOWN |
-				(write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT));
-			if (write)
-				return io_sys(false, off == -1 ? SYS_writev :
-					      SYS_pwritev, fd, (long)iov, cnt,
-					      off, 0, 0);
-		} else if (r != -EAGAIN) {
-			io_count_nowait();
-			if (r <= 0)
-				return r;
-			if (write ? (size_t)r < iov_total(iov, cnt) &&
-				    !fd_nonblock(fd)
-				  : (size_t)r < iov_total(iov, cnt) &&
-				    fd_regular(fd))
-				return rw_rest(write, fd, iov, cnt, off,
-					       deadline, r);
-			return r;
-		} else if (deadline == 0 || fd_nowait_semantics(fd)) {
+	if (h & (FDH_DIRECT | (write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT)))
+		return rw_nofast(write, fd, iov, cnt, off, deadline, h);
+	/* Offset -1: the file position, as pwritev2(3) says. */
+	r = io_raw(write ? SYS_pwritev2 : SYS_preadv2, fd, (long)iov, cnt, off,
+		   0, RWF_NOWAIT);
+	if (r == -EOPNOTSUPP)
+		return rw_nofast(write, fd, iov, cnt, off, deadline,
+				 fdh_refused(fd, h, write));
+	if (r == -EAGAIN) {
+		if (deadline == 0 || fd_nowait_semantics(fd))
 			return -EAGAIN;
-		}
-	} else if (deadline == 0) {
-		/* No way to try without waiting: poll says whether it
-		 * would (always ready for regular files, which then read). */
-		if (io_poll0(fd, write ? POLLOUT : POLLIN) == 0)
-			return -EAGAIN;
-		deadline = -1;
+		return rw_wait(write, fd, iov, cnt, off, deadline, 0);
 	}
-	return rw_wait(write, fd, iov, cnt, off, deadline);
+	io_count_nowait();
+	if (r <= 0)
+		return r;
+	if (write ? (size_t)r < iov_total(iov, cnt) && !fd_nonblock(fd)
+		  : (size_t)r < iov_total(iov, cnt) && fd_regular(fd))
+		return rw_rest(write, fd, iov, cnt, off, deadline, r);
+	return r;
 }
 
 /*

@@ -42,6 +42,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -323,6 +324,24 @@ void kgo_printf(const char *fmt, ...)
 	va_start(ap, fmt);
 	vprint(fmt, ap);
 	va_end(ap);
+}
+
+void kgo_fallback(_Atomic bool *said, const char *fmt, ...)
+{
+	const char *dbg = getenv("KGO_DEBUG"), *k;
+	va_list ap;
+
+	/* KGO_DEBUG=kernel=1, alone or among others (schedtrace=...). */
+	for (k = dbg; k && (k = strstr(k, "kernel=")); k++)
+		if ((k == dbg || k[-1] == ',') && k[7] > '0' && k[7] <= '9')
+			break;
+	if (!k || atomic_exchange_explicit(said, true, memory_order_relaxed))
+		return;
+	kgo_printf("kgo: kernel: ");
+	va_start(ap, fmt);
+	vprint(fmt, ap);
+	va_end(ap);
+	kgo_printf("\n");
 }
 
 void kgo_throw(const char *msg)

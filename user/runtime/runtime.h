@@ -64,6 +64,14 @@ void kgo_throw(const char *msg) __attribute__((noreturn, cold));
 void kgo_fatal(const char *fmt, ...) __attribute__((noreturn, cold, format(printf, 1, 2)));
 /* Debug print to stderr without stdio locks (safe on any stack). */
 void kgo_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * kgo_fallback() - say what the runtime does instead of a kernel feature
+ * this kernel lacks ("kgo: kernel: ..." on stderr), once per @said flag,
+ * and only with KGO_DEBUG=kernel=1 (tests read what other KGO_DEBUG
+ * settings print): on Debian 12's 6.1 several apply, none an error.
+ */
+void kgo_fallback(_Atomic bool *said, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /*
  * KGO_* variables (env.c, which says the rule). env_long() reads @name as

@@ -34,9 +34,19 @@
  * guard is 16 KiB rather than one page so that a frame of a few KiB
  * cannot jump over it into the neighbouring slot. All of a chunk's
  * guards are installed when it is mapped, with one process_madvise()
- * over PIDFD_SELF (Linux 6.15+) where the kernel takes it: 0.66 us a
- * slot against 0.8-0.97 us for one madvise() each (1M slots of 84 KiB,
- * 256 a chunk, on this 6.18 VM).
+ * over PIDFD_SELF (Linux 6.15+; from 6.13 over a pidfd_open() of our own
+ * pid) where the kernel takes it: 0.66 us a slot against 0.8-0.97 us for
+ * one madvise() each (1M slots of 84 KiB, 256 a chunk, on this 6.18 VM).
+ *
+ * Before 6.13 (Debian 12's 6.1) mprotect guards cost two mappings a
+ * slot, and a process that reaches vm.max_map_count can map nothing
+ * more: not a chunk, not an M's stack, not a ring. So mprotect guards
+ * get half of vm.max_map_count; slots carved beyond that come from
+ * chunks without guards (one mapping for the chunk), which the runtime
+ * says once on stderr. A stack overflow there runs into the 16 KiB gap
+ * below the stack, then into the neighbouring slot, as on a thread
+ * stack with no guard. core_test million_gs_alive_fit_map_count:
+ *   make vmtest -k 6.1 VMTEST_TESTS=core_test
  *
  * Populating in batches. A new slot's top page (where the G's first
  * frame goes) and its struct g are populated ahead, POPULATE_BATCH slots
@@ -53,7 +63,9 @@
  *     guest user -> host -> guest kernel -> host; populate leaves only
  *     the shadow fill on the first user touch.
  * It is on by default, since the loss where it loses is smaller than the
- * gain where it wins; KGO_STACK_POPULATE=0 turns it off.
+ * gain where it wins; KGO_STACK_POPULATE=0 turns it off. Before 6.13
+ * process_madvise takes no MADV_POPULATE_WRITE, so the batch is one
+ * madvise() a range there (5.14+); older kernels leave it to the faults.
  *   (cd /tmp && for v in 0 1; do KGO_STACK_POPULATE=$v \
  *     build/bench/parked -p 2 -n 1000000 | head -1; done)
  * Neither removes the floor: a live G holds at least one page of its own
@@ -125,9 +137,17 @@ static struct {
 	size_t page;
 	size_t gsize;		/* sizeof(struct g), 64-byte aligned */
 	enum guard_kind guard;
+	long guard_budget;	/* mprotect guards: mappings they may still add */
+	bool unguarded;		/* a chunk went without guards (said once) */
 	_Atomic bool populate;	/* populate new slots ahead; relaxed: a hint */
+	bool pop_batch;		/* ... with one process_madvise, not madvises */
+	int pidfd;		/* ours for process_madvise (PIDFD_SELF is
+				 * negative); -1: none */
+	pid_t pidfd_pid;	/* whose it is (a forked child opens its own) */
 	bool inited;
-} pool = { .lock = KGO_LOCK_INIT };
+} pool = { .lock = KGO_LOCK_INIT, .pidfd = -1 };
+
+static _Atomic bool said_guard, said_pidfd, said_populate;
 
 const char *stack_guard_kind(void)
 {
@@ -160,15 +180,93 @@ static int size_class(size_t size)
 
 static long pmadvise(const struct iovec *iov, size_t n, int advice)
 {
-	return syscall(__NR_process_madvise, PIDFD_SELF, iov, n, advice, 0);
+	return syscall(__NR_process_madvise, pool.pidfd, iov, n, advice, 0);
+}
+
+/*
+ * A pidfd of our own for process_madvise: PIDFD_SELF (6.15+), else
+ * pidfd_open(getpid()) (5.3+; O_CLOEXEC). Checked with MADV_WILLNEED,
+ * which process_madvise takes on every kernel that has it (5.10+).
+ * Called by stack_init only, before any G runs.
+ */
+static void self_pidfd(void)
+{
+	char *m;
+	struct iovec iov;
+
+	if (pool.pidfd_pid == getpid())
+		return;
+	if (pool.pidfd >= 0)
+		close(pool.pidfd);	/* a forked child's copy: the parent's */
+	pool.pidfd = -1;
+	pool.pidfd_pid = getpid();
+	m = mmap(NULL, pool.page, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return;
+	iov = (struct iovec){ .iov_base = m, .iov_len = pool.page };
+	pool.pidfd = PIDFD_SELF;
+	if (pmadvise(&iov, 1, MADV_WILLNEED) < 0) {
+		pool.pidfd = syscall(SYS_pidfd_open, getpid(), 0);
+		if (pool.pidfd >= 0 && pmadvise(&iov, 1, MADV_WILLNEED) < 0) {
+			close(pool.pidfd);
+			pool.pidfd = -1;
+		}
+		kgo_fallback(&said_pidfd, "no PIDFD_SELF (6.15+): "
+			     "process_madvise over %s",
+			     pool.pidfd >= 0 ? "pidfd_open(getpid())" :
+			     "nothing (none works here)");
+	}
+	munmap(m, pool.page);
+}
+
+/* How MADV_POPULATE_WRITE can be had here: one process_madvise for a
+ * batch (6.13+), a madvise a range (5.14+), or not at all. */
+static void probe_populate(void)
+{
+	char *m = mmap(NULL, pool.page, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct iovec iov = { .iov_base = m, .iov_len = pool.page };
+
+	if (m == MAP_FAILED)
+		return;
+	pool.pop_batch = pool.pidfd != -1 &&
+			 pmadvise(&iov, 1, MADV_POPULATE_WRITE) == (long)pool.page;
+	if (!pool.pop_batch) {
+		if (madvise(m, pool.page, MADV_POPULATE_WRITE))
+			atomic_store_explicit(&pool.populate, false,
+					      memory_order_relaxed);
+		kgo_fallback(&said_populate, "process_madvise takes no "
+			     "MADV_POPULATE_WRITE (6.13+): new stacks %s",
+			     atomic_load_explicit(&pool.populate,
+						  memory_order_relaxed) ?
+			     "populated with one madvise a slot" :
+			     "left to page faults");
+	}
+	munmap(m, pool.page);
+}
+
+/* vm.max_map_count, the cap on a process's mappings. */
+static long max_map_count(void)
+{
+	char buf[32] = "";
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+	long v = 0;
+
+	if (f) {
+		if (fgets(buf, sizeof(buf), f))
+			v = strtol(buf, NULL, 10);
+		fclose(f);
+	}
+	return v > 0 ? v : 65530;	/* the kernel's default */
 }
 
 /*
  * Does the guard advice really work here? Check that the kernel takes
  * it and that the page then faults: a write(2) from it to a pipe must
  * fail with EFAULT (an emulator such as qemu-user may accept the advice
- * without doing anything). @batch: through process_madvise(PIDFD_SELF),
- * which needs 6.13 (any advice on one's own mm) and 6.15 (PIDFD_SELF).
+ * without doing anything). @batch: through process_madvise, which takes
+ * any advice on one's own mm from 6.13 (PIDFD_SELF from 6.15).
  * On the 6.18 VM this was written on, both work:
  *   strace -e process_madvise build/bench/parked -n 1000
  * shows process_madvise(-10000, [...], 256, 0x66, 0) = 4194304.
@@ -182,8 +280,8 @@ static bool probe_guard(bool batch)
 	int fds[2];
 	bool ok = false, took;
 
-	if (m == MAP_FAILED)
-		return false;
+	if (m == MAP_FAILED || (batch && pool.pidfd == -1))
+		goto out;
 	took = batch ? pmadvise(&iov, 1, MADV_GUARD_INSTALL) == (long)pg
 		     : madvise(m, pg, MADV_GUARD_INSTALL) == 0;
 	if (took && pipe(fds) == 0) {
@@ -191,7 +289,9 @@ static bool probe_guard(bool batch)
 		close(fds[0]);
 		close(fds[1]);
 	}
-	munmap(m, 2 * pg);
+out:
+	if (m != MAP_FAILED)
+		munmap(m, 2 * pg);
 	return ok;
 }
 
@@ -199,10 +299,13 @@ int stack_init(void)
 {
 	int c;
 
-	if (pool.inited)
+	if (pool.inited) {
+		self_pidfd();
 		return 0;
+	}
 	pool.page = sysconf(_SC_PAGESIZE);
 	pool.gsize = (sizeof(struct g) + 63) & ~(size_t)63;
+	self_pidfd();
 	if (env_flag("KGO_NO_MADV_GUARD", false, "using MADV_GUARD_INSTALL "
 		     "where the kernel has it"))
 		pool.guard = GUARD_MPROTECT;
@@ -213,10 +316,18 @@ int stack_init(void)
 		pool.guard = GUARD_MADVISE;
 	else
 		pool.guard = GUARD_MPROTECT;
+	pool.guard_budget = max_map_count() / 2;
+	if (pool.guard == GUARD_MPROTECT)
+		kgo_fallback(&said_guard, "no MADV_GUARD_INSTALL (6.13+): "
+			     "stack guards by mprotect, two mappings a G, for "
+			     "the first %ld Gs (half of vm.max_map_count)",
+			     pool.guard_budget / 2);
 	atomic_store_explicit(&pool.populate,
 			      env_flag("KGO_STACK_POPULATE", true, "populating "
 				       "stack slots ahead"),
 			      memory_order_relaxed);
+	if (atomic_load_explicit(&pool.populate, memory_order_relaxed))
+		probe_populate();
 	for (c = 0; c < NCLASSES; c++) {
 		struct sclass *sc = &pool.cls[c];
 
@@ -283,10 +394,20 @@ static int chunk_grow(struct sclass *sc)
 		return -ENOMEM;
 	}
 	madvise(m, len, MADV_NOHUGEPAGE);
-	if (guard(m + garr, n, sc->slot)) {
+	if (pool.guard == GUARD_MPROTECT && pool.guard_budget < (long)(2 * n)) {
+		if (!pool.unguarded)
+			kgo_printf("kgo: stacks of new Gs have no guard pages: "
+				   "mprotect guards cost two mappings a G and "
+				   "have used half of vm.max_map_count (%ld); "
+				   "Linux 6.13+ guards without mappings\n",
+				   max_map_count());
+		pool.unguarded = true;
+	} else if (guard(m + garr, n, sc->slot)) {
 		munmap(m, len);
 		free(ck);
 		return -ENOMEM;
+	} else if (pool.guard == GUARD_MPROTECT) {
+		pool.guard_budget -= 2 * n;
 	}
 	ck->base = m;
 	ck->len = len;
@@ -319,6 +440,12 @@ static void populate(struct sclass *sc, char *slot, char *g, size_t n)
 	}
 	iov[n].iov_base = (void *)glo;
 	iov[n].iov_len = ghi - glo;
+	if (!pool.pop_batch) {
+		for (i = 0; i <= n; i++)
+			madvise(iov[i].iov_base, iov[i].iov_len,
+				MADV_POPULATE_WRITE);
+		return;
+	}
 	if (pmadvise(iov, n + 1, MADV_POPULATE_WRITE) < 0 &&
 	    errno != ENOMEM && errno != EINTR)
 		atomic_store_explicit(&pool.populate, false,
@@ -411,6 +538,7 @@ void stack_release_all(void)
 		free(ck);
 	}
 	pool.chunks = NULL;
+	pool.guard_budget = max_map_count() / 2;
 	for (c = 0; c < NCLASSES; c++) {
 		struct sclass *sc = &pool.cls[c];
 

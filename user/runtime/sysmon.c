@@ -706,7 +706,7 @@ void syscall_entered(struct p *pp)
 static void parse_debug(bool *asyncpreemptoff)
 {
 	const char *all = getenv("KGO_DEBUG"), *s = all;
-	char name[32], val[32], what[48], why[96];
+	char name[32], val[32], what[48], why[128];
 	size_t n, k;
 	long v;
 
@@ -738,10 +738,15 @@ static void parse_debug(bool *asyncpreemptoff)
 			if (env_parse_long(what, val, 0, 1, &v,
 					   "async preemption stays on"))
 				*asyncpreemptoff = v;
+		} else if (!strcmp(name, "kernel")) {
+			/* Read by kgo_fallback() itself, which runs before
+			 * sysmon does (stack_init); checked here. */
+			env_parse_long(what, val, 0, 1, &v,
+				       "no kernel fallback lines");
 		} else {
 			snprintf(why, sizeof(why), "no key %s (known: "
-				 "schedtrace, scheddetail, asyncpreemptoff)",
-				 name);
+				 "schedtrace, scheddetail, asyncpreemptoff, "
+				 "kernel)", name);
 			env_warn("KGO_DEBUG", all, why, "the other keys apply");
 		}
 	}
