@@ -41,6 +41,26 @@
  * (AT_MINSIGSTKSZ and the handler). Off under ThreadSanitizer, in fully
  * static programs (libc's code cannot be told from the program's) and
  * with KGO_DEBUG=asyncpreemptoff=1; see kgo_stats.async_preempt.
+ *
+ * Calls from other threads. A thread that is not a G (one the program
+ * made itself, or any thread while no kgo_run is running) may call kgo:
+ *  - the sync types (kgo_mutex, kgo_rwmutex, kgo_cond, kgo_wg,
+ *    kgo_once) work and, where they wait, block that thread (a G waits
+ *    by parking, as always): Gs and threads may share them. A G waiting
+ *    for a thread is readied by the thread's unlock, done or signal.
+ *  - channels and kgo_select do what needs no waiting (a send into
+ *    buffer room or to a waiting receiver, a receive of a value there,
+ *    kgo_chan_close, a ready select case) and return -EPERM where they
+ *    would wait (deadline 0 still gives -EAGAIN, a past one -ETIMEDOUT).
+ *  - kgo_sleep, kgo_sleep_until, kgo_go and kgo_go_sized return -EPERM;
+ *    kgo_yield, kgo_lock_m and kgo_unlock_m do nothing; kgo_self is 0.
+ *  - kgo_syscall_begin/_end do nothing, kgo_syscall is syscall(2)
+ *    returning -errno, and the file and network calls are the plain
+ *    system calls, blocking the thread (of the deadlines, only
+ *    kgo_poll's is kept there).
+ * Once such a thread has used a sync type or a channel, the deadlock
+ * report ("all goroutines are asleep") is off for good: that thread may
+ * wake the Gs at any time (as in Go once cgo threads exist).
  */
 #ifndef KGO_H
 #define KGO_H
@@ -237,7 +257,8 @@ struct kgo_case {
 int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline);
 
 /* ------------------------------------------------------------------ */
-/* Synchronisation: these park the G, never the M                     */
+/* Synchronisation: these park the G, never the M (a thread that is   */
+/* not a G blocks instead: "Calls from other threads", top of file)   */
 /* ------------------------------------------------------------------ */
 
 /*

@@ -146,6 +146,7 @@
 struct sched sched;
 
 __thread struct m *kgo_tls_m __attribute__((tls_model("initial-exec")));
+_Atomic bool kgo_foreign_seen;
 __thread volatile int kgo_tls_locks __attribute__((tls_model("initial-exec")));
 
 const char *const waitreason_str[WAIT_NREASONS] = {
@@ -2079,6 +2080,14 @@ void goready_tail(struct g *gp)
 	ready(gp, false);
 }
 
+void sudog_ready(struct sudog *s)
+{
+	if (s->g)
+		goready(s->g);
+	else
+		notewakeup(s->note);
+}
+
 void injectglist(struct g *list)
 {
 	struct g *gp, *tail = NULL;
@@ -2421,7 +2430,8 @@ void checkdead(void)
 			   sched.mnext - sched.nmexited);
 		kgo_throw("checkdead: inconsistent counts");
 	}
-	if (atomic_load(&sched.nio) > 0 || atomic_load(&sched.nsyscall) > 0)
+	if (atomic_load(&sched.nio) > 0 || atomic_load(&sched.nsyscall) > 0 ||
+	    atomic_load_explicit(&kgo_foreign_seen, memory_order_relaxed))
 		return;
 	for (i = 0; i < sched.gomaxprocs; i++)
 		if (atomic_load(&sched.allp[i]->timers.next) != INT64_MAX)

@@ -273,6 +273,8 @@ struct sudog {
 	bool retry;		/* chan: woken to try the operation again
 				 * (chan.h, settle) */
 	struct sudog *waitlink;	/* select: the G's list of sudogs */
+	struct note *note;	/* g NULL: a thread that is not a G sleeps
+				 * here (sema.c, sync.c: sudog_ready) */
 };
 
 struct g {
@@ -507,6 +509,30 @@ struct sched {
 };
 
 extern struct sched sched;
+
+/*
+ * Threads that are not Gs ("foreign" pthreads) may use the sync types
+ * and channels (kgo.h, "Calls from other threads"). Once one has, a
+ * state with every G asleep is no deadlock: that thread may wake them
+ * at any time, so checkdead stays quiet from then on, for the life of
+ * the process (Go's checkdead is as quiet once cgo threads exist).
+ * Set with a relaxed store before the call acts, so that a G that
+ * parks behind what the thread did (a lock it took) finds it set.
+ */
+extern _Atomic bool kgo_foreign_seen;
+extern __thread struct m *kgo_tls_m __attribute__((tls_model("initial-exec")));
+
+static inline void foreign_note(void)
+{
+	if (unlikely(!kgo_tls_m) &&
+	    !atomic_load_explicit(&kgo_foreign_seen, memory_order_relaxed))
+		atomic_store_explicit(&kgo_foreign_seen, true,
+				      memory_order_relaxed);
+}
+
+/* Wake the waiter of sudog @s taken off its list: a G, or a thread that
+ * is not one (s->note). s may be gone once this returns. */
+void sudog_ready(struct sudog *s);
 
 /* ------------------------------------------------------------------ */
 /* The current M and G                                                 */
