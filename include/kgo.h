@@ -130,8 +130,9 @@ struct kgo_config {
  * ui.perfetto.dev and chrome://tracing open.
  *
  * Return: 0, -EINVAL (NULL main_fn, bad config, reserved fields set),
- * -EBUSY (called from inside a running kgo runtime), -ENOMEM, or -errno
- * from thread creation.
+ * -EBUSY (a runtime is running: called from one of its Gs, or from
+ * another thread meanwhile; of two threads that call at once, one runs
+ * and the other gets -EBUSY), -ENOMEM, or -errno from thread creation.
  */
 int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg);
 

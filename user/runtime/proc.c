@@ -2630,16 +2630,14 @@ static void sched_reset(void)
 
 static uint64_t last_steals, last_global, last_switches, last_created;
 
-int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
+/* kgo_run() between its claim and its release of kgo_run_owned. */
+static int run(void (*main_fn)(void *), void *arg,
+	       const struct kgo_config *cfg)
 {
 	struct m *m0;
 	struct g *gp;
 	int err, i;
 
-	if (!main_fn)
-		return -EINVAL;
-	if (kgo_tls_m || sched.running)
-		return -EBUSY;
 	sched_reset();
 	err = parse_config(cfg);
 	if (err)
@@ -2746,6 +2744,30 @@ int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
 	sched.allm = NULL;
 	sched.allgs = NULL;
 	return 0;
+}
+
+/*
+ * One runtime at a time: kgo_run claims it with an exchange before it
+ * touches sched, and gives it back when everything is torn down, so of
+ * two threads that call it at once one runs and the other gets -EBUSY
+ * (run_test two_threads_race; a plain look at sched.running let both
+ * in: aborts in acquirep and checkdead, hangs).
+ */
+static _Atomic bool kgo_run_owned;
+
+int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
+{
+	int err;
+
+	if (!main_fn)
+		return -EINVAL;
+	/* acq_rel: the last run's teardown happens before our setup. */
+	if (kgo_tls_m || atomic_exchange_explicit(&kgo_run_owned, true,
+						  memory_order_acq_rel))
+		return -EBUSY;
+	err = run(main_fn, arg, cfg);
+	atomic_store_explicit(&kgo_run_owned, false, memory_order_release);
+	return err;
 }
 
 /* ------------------------------------------------------------------ */
