@@ -116,10 +116,31 @@ struct kgo_config {
 /**
  * kgo_run() - start the runtime and run main_fn(arg) as the main G.
  *
- * Returns when main_fn returns (other Gs are abandoned, as when Go's main
- * returns; their stacks are freed). May be called again after it returns,
- * but not from inside a G. Environment variables override @cfg:
- * KGO_MAXPROCS, KGO_OBSERVE, KGO_DEBUG, KGO_TRACE.
+ * main_fn runs as a G on one of the runtime's threads; the calling
+ * thread runs no G and waits. kgo_run returns as soon as main_fn
+ * returns: the other Gs are abandoned, as when Go's main returns, and
+ * those parked or runnable are freed with their stacks. May be called
+ * again after it returns, but not from inside a G. Environment
+ * variables override @cfg: KGO_MAXPROCS, KGO_OBSERVE, KGO_DEBUG,
+ * KGO_TRACE.
+ *
+ * A G blocked in a system call is not waited for either (after a grace
+ * of 1 ms): its thread (M) is abandoned. A call made through
+ * kgo_syscall() or between kgo_syscall_begin/_end (so also the file and
+ * network calls when io_uring is not used) goes on; when it returns,
+ * its thread parks for good: the G never runs again, and nothing of
+ * the runtime, this run's or a later kgo_run's, is touched. A G blocked
+ * in a waiting call it made itself (read(2), recv, accept, poll, a
+ * sleep..., without kgo_syscall_begin) is stopped by the preemption
+ * signal before the call is restarted, so the call takes nothing, and
+ * its thread parks there; where that cannot be done (no asynchronous
+ * preemption, an uninterruptible sleep, SIGURG blocked, or the call
+ * holding its P at kgo_maxprocs() == 1 so that main cannot even
+ * return), kgo_run waits for it. An abandoned thread keeps, for the
+ * life of the process, its stack, its G's stack (and its chunk of
+ * address space), the io_uring ring and operations it had in flight
+ * (which keep every stack of that run mapped), and whatever locks it
+ * held (a stdio lock taken by an fgets that never returned).
  *
  * KGO_DEBUG is a comma-separated list, with GODEBUG's names:
  * schedtrace=MS prints Go's "SCHED ..." line to stderr every MS ms,
@@ -402,7 +423,10 @@ long kgo_syscall(long nr, ...);
  * deadline rather than be abandoned halfway.
  *
  * When kgo_run returns, operations still in flight are cancelled and
- * waited for: no buffer is written after it returns.
+ * waited for: no buffer is written after it returns. The exception is
+ * the ring of a thread abandoned in a system call (kgo_run), whose
+ * operations stay in flight: the stacks are kept for them, but a
+ * buffer elsewhere may still be written.
  *
  * An fd's O_NONBLOCK flag is read when a call would wait; kgo keeps a
  * few hints per fd number (O_DIRECT, what RWF_NOWAIT does on it), which

@@ -296,6 +296,8 @@ struct g {
 	int64_t waitsince;		/* when it parked (ns), for the dump */
 	struct g *alllink, *allprev;	/* allgs list; sched.allglock */
 	bool is_main;			/* the main G of kgo_run */
+	bool abandoned;			/* its M was abandoned in a syscall at
+					 * kgo_run's end: stack kept; m0 */
 	_Atomic bool unstarted;		/* ctx not made yet: newproc leaves the
 					 * stack untouched (proc.c, gstart) */
 	uint64_t fpctl;			/* creator's FP control, for gstart */
@@ -410,7 +412,8 @@ struct m {
 	pthread_t thread;
 	bool spinning;			/* looking for work, counted in
 					 * sched.nmspinning; owner */
-	bool is_m0;			/* the thread that called kgo_run */
+	bool is_m0;			/* never set: kgo_run's thread is no M
+					 * (proc.c, run) */
 	bool exited;
 	bool lockedidle;		/* asleep in stoplockedm, no wakeup
 					 * owed yet; sched.lock */
@@ -434,6 +437,14 @@ struct m {
 	void *park_arg;
 
 	void *altstack;			/* sigaltstack for overflow reports */
+
+	/* Abandoning Ms at kgo_run's end (proc.c, "Abandoning Ms"). */
+	_Atomic uint32_t insyscall;	/* 1: in a syscall window, touching
+					 * nothing of the runtime; owner,
+					 * store-release (m0 loads) */
+	_Atomic uint32_t abandon;	/* enum m_abandon; m0 stores REQ, then
+					 * m0 and owner race by CAS */
+	bool abandoned;			/* m0 left it behind; m0 only */
 	_Atomic bool in_runtime;	/* preempt safety: runtime code running */
 	_Atomic int32_t locks;		/* runtime locks held (no preemption) */
 	uint32_t fastrand[2];
@@ -488,8 +499,10 @@ struct sched {
 
 	_Atomic bool exiting;		/* main G returned */
 	struct g *maing;
-	struct m *m0;
-	struct note m0_exit;		/* the last M out wakes m0 */
+	struct note main_done;		/* main G returned: wakes kgo_run's
+					 * thread, which runs no G */
+	_Atomic uint32_t exitseq;	/* ++ by each M that exits; kgo_run's
+					 * thread waits on it (futex) */
 	int32_t nmrunning_shutdown;
 
 	/* Syscalls and io outstanding (for checkdead). */
@@ -574,6 +587,19 @@ void goready_tail(struct g *gp);
  * caller gets them run: takes a P itself, or wakep(). */
 void injectglist(struct g *list);
 
+/* m->abandon (proc.c, "Abandoning Ms"). */
+enum m_abandon {
+	ABANDON_NONE = 0,
+	ABANDON_REQ,		/* m0 asks the M to stop for good */
+	ABANDON_GONE,		/* m0 left it in its syscall: it parks on
+				 * return, touching nothing */
+	ABANDON_PARKED,		/* it parked for good while m0 waited */
+};
+/* The SIGURG handler, when mp's G is blocked in a system call of its
+ * own and m0 asked for mp (preempt.c decides): park the thread for good.
+ * Returns only if m0 did not ask. */
+void m_park_abandoned(struct m *mp);
+
 /* Wake an idle M if there is an idle P and nobody spinning (Go's wakep). */
 void wakep(void);
 /* A timer at @when was added: make sure someone will run it in time. */
@@ -653,6 +679,10 @@ struct g *stack_alloc_g(size_t size);
 void stack_free_g(struct g *gp);
 /* Free every slot and chunk: end of kgo_run. */
 void stack_release_all(void);
+/* gp's slot (NULL: every slot) outlives stack_release_all: a thread
+ * abandoned at kgo_run's end still runs on it, or its I/O may still
+ * write to it (proc.c, "Abandoning Ms"). */
+void stack_keep(struct g *gp);
 int stack_init(void);
 /* "madv_guard" or "mprotect": how guard pages are made. */
 const char *stack_guard_kind(void);
@@ -714,6 +744,10 @@ void io_poll(struct m *mp);
 bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io);
 /* mexit, on the M's thread: cancel and drain the ring, close it. */
 void io_mexit(struct m *mp);
+/* kgo_run's end, m0: mp was abandoned and will never drain its ring:
+ * take it off the list, leave it open. Return: true if Gs' operations
+ * are still in flight in it (the caller keeps every stack). */
+bool io_abandon(struct m *mp);
 /* sysmon, every round: reap rings nobody looked at for 10 ms. */
 void io_sysmon(int64_t now);
 /* Gs wait on the netpoller that sysmon has not checked yet (io.c,
