@@ -120,60 +120,47 @@ static void stuck_enter(int i)
 	atomic_fetch_add(&stuck_in, 1);
 }
 
-static void g_kgo_syscall(void *arg)
-{
-	char c;
-	long r;
-
-	stuck_enter((int)(long)arg);
-	r = kgo_syscall(SYS_read, stuck_fd[(long)arg], &c, 1);
-	atomic_fetch_add(&stuck_after, 1 + r);
-}
-
-static void g_plain_read(void *arg)
-{
-	char c;
-	long r;
-
-	stuck_enter((int)(long)arg);
-	r = read(stuck_fd[(long)arg], &c, 1);
-	atomic_fetch_add(&stuck_after, 1 + r);
-}
-
-static void g_kgo_read(void *arg)
-{
-	char c;
-	long r;
-
-	stuck_enter((int)(long)arg);
-	r = kgo_read(stuck_fd[(long)arg], &c, 1);
-	atomic_fetch_add(&stuck_after, 1 + r);
-}
-
-static void g_kgo_recv(void *arg)
-{
-	char c;
-	long r;
-
-	stuck_enter((int)(long)arg);
-	r = kgo_recv(stuck_fd[(long)arg], &c, 1, 0);
-	atomic_fetch_add(&stuck_after, 1 + r);
-}
-
-static void g_kgo_accept(void *arg)
-{
-	long r;
-
-	stuck_enter((int)(long)arg);
-	r = kgo_accept(stuck_fd[(long)arg], NULL, NULL, 0);
-	atomic_fetch_add(&stuck_after, 1 + r);
-}
+enum stuck_call {
+	IN_KGO_SYSCALL, IN_READ, IN_KGO_READ, IN_KGO_RECV, IN_KGO_ACCEPT,
+};
 
 struct stuck_plan {
-	void (*fn[NSTUCK])(void *);
+	enum stuck_call call[NSTUCK];
 	int n;
 	int async_preempt;	/* out: kgo_stats.async_preempt */
 };
+
+static struct stuck_plan *stuck_pl;
+
+/* G i of the plan: blocks in its call on stuck_fd[i]; the code after
+ * the call must never run. */
+static void stuck_g(void *arg)
+{
+	int i = (int)(long)arg, fd = stuck_fd[i];
+	char c;
+	long r = 0;
+
+	stuck_enter(i);
+	switch (stuck_pl->call[i]) {
+	case IN_KGO_SYSCALL:
+		r = kgo_syscall(SYS_read, fd, &c, 1);
+		break;
+	case IN_READ:
+		r = read(fd, &c, 1);
+		break;
+	case IN_KGO_READ:
+		r = kgo_read(fd, &c, 1);
+		break;
+	case IN_KGO_RECV:
+		r = kgo_recv(fd, &c, 1, 0);
+		break;
+	case IN_KGO_ACCEPT:
+		r = kgo_accept(fd, NULL, NULL, 0);
+		break;
+	}
+	atomic_fetch_add(&stuck_after, 1 + r);
+}
+
 
 /* Is the thread asleep in the kernel? (/proc: S or D) */
 static bool tid_sleeping(pid_t tid)
@@ -200,7 +187,7 @@ static void stuck_main(void *arg)
 	kgo_stats_get(&st, sizeof(st));
 	pl->async_preempt = st.async_preempt;
 	for (i = 0; i < pl->n; i++)
-		ASSERT_EQ(0, kgo_go(pl->fn[i], (void *)(long)i));
+		ASSERT_EQ(0, kgo_go(stuck_g, (void *)(long)i));
 	/* Until each is asleep in its call (not needed for kgo_run to
 	 * return, only for the test to test what it says). */
 	while (atomic_load(&stuck_in) < pl->n)
@@ -264,6 +251,7 @@ static bool run_stuck(struct stuck_plan *pl, int maxprocs, bool need_async)
 {
 	struct kgo_config cfg = { .maxprocs = maxprocs };
 
+	stuck_pl = pl;
 	atomic_store(&stuck_in, 0);
 	atomic_store(&stuck_after, 0);
 	for (int i = 0; i < NSTUCK; i++)
@@ -290,7 +278,7 @@ static void wait_drained(int fd)
 
 TEST_TIMEOUT(abandon_kgo_syscall, 60)
 {
-	struct stuck_plan pl = { .fn = { g_kgo_syscall }, .n = 1 };
+	struct stuck_plan pl = { .call = { IN_KGO_SYSCALL }, .n = 1 };
 
 	for (int p = 1; p <= 2; p++) {
 		int fds[2];
@@ -324,7 +312,7 @@ static void probe_main(void *arg)
 
 TEST_TIMEOUT(abandon_plain_read, 60)
 {
-	struct stuck_plan pl = { .fn = { g_plain_read }, .n = 1 };
+	struct stuck_plan pl = { .call = { IN_READ }, .n = 1 };
 	int async = 0;
 
 	ASSERT_EQ(0, kgo_run(probe_main, &async, NULL));
@@ -376,7 +364,7 @@ static int listener(struct sockaddr_in *addr)
 TEST_TIMEOUT(abandon_syscall_backend, 60)
 {
 	struct stuck_plan pl = {
-		.fn = { g_kgo_read, g_kgo_recv, g_kgo_accept }, .n = 3,
+		.call = { IN_KGO_READ, IN_KGO_RECV, IN_KGO_ACCEPT }, .n = 3,
 	};
 
 	ASSERT_EQ(0, setenv("KGO_IOURING", "0", 1));

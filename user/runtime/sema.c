@@ -163,6 +163,26 @@ static bool semparkcommit(struct g *gp, void *arg)
 }
 
 /*
+ * semenqueue() - take a token, or queue s for one: true if taken; else
+ * s is queued and root->lock is still held (the caller parks, which
+ * drops it). The waiter counts itself before its last look (the Dekker
+ * pair, top of file).
+ */
+static bool semenqueue(struct semroot *root, _Atomic uint32_t *addr,
+		       struct sudog *s, bool lifo)
+{
+	lock(&root->lock);
+	atomic_fetch_add(&root->nwait, 1);
+	if (cansemacquire(addr)) {
+		atomic_fetch_sub(&root->nwait, 1);
+		unlock(&root->lock);
+		return true;
+	}
+	semqueue(root, s, lifo);
+	return false;
+}
+
+/*
  * semacquire_thread() - semacquire_until() for a thread that is not a G
  * (a pthread of the program, or any thread while no runtime runs): it
  * queues a sudog with no G and sleeps on the note in it, blocking the
@@ -187,14 +207,8 @@ static int semacquire_thread(_Atomic uint32_t *addr, bool lifo,
 		if (deadline > 0 && nanotime() >= deadline)
 			return -ETIMEDOUT;
 		noteclear(&note);
-		lock(&root->lock);
-		atomic_fetch_add(&root->nwait, 1);
-		if (cansemacquire(addr)) {
-			atomic_fetch_sub(&root->nwait, 1);
-			unlock(&root->lock);
+		if (semenqueue(root, addr, &s, lifo))
 			return 0;
-		}
-		semqueue(root, &s, lifo);
 		unlock(&root->lock);
 		if (!notesleep_until(&note, deadline)) {
 			lock(&root->lock);
@@ -208,7 +222,6 @@ static int semacquire_thread(_Atomic uint32_t *addr, bool lifo,
 		}
 		if (s.ticket != 0 || cansemacquire(addr))
 			return 0;
-		lifo = true;	/* woken and lost the race: front, as Go */
 	}
 }
 
@@ -242,15 +255,8 @@ int semacquire_until(_Atomic uint32_t *addr, bool lifo, enum waitreason r,
 
 		if (deadline > 0 && nanotime() >= deadline)
 			return -ETIMEDOUT;
-		lock(&root->lock);
-		/* Count ourselves before looking (the Dekker pair). */
-		atomic_fetch_add(&root->nwait, 1);
-		if (cansemacquire(addr)) {
-			atomic_fetch_sub(&root->nwait, 1);
-			unlock(&root->lock);
+		if (semenqueue(root, addr, &s, lifo))
 			return 0;
-		}
-		semqueue(root, &s, lifo);
 		gopark(semparkcommit, &sp, r);
 
 		if (deadline > 0) {
