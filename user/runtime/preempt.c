@@ -716,5 +716,14 @@ bool preempt_signal(struct m *mp, int64_t now)
 	if (!pre.on || mp->tid <= 0)
 		return false;
 	maybe_rescan(now);
+	return preempt_kick(mp);
+}
+
+/* The signal alone, for threads other than sysmon (the rescan is
+ * sysmon's: its table is not safe to rebuild from two threads). */
+bool preempt_kick(struct m *mp)
+{
+	if (!pre.on || mp->tid <= 0)
+		return false;
 	return syscall(SYS_tgkill, pre.pid, mp->tid, SIGURG) == 0;
 }

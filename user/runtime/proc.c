@@ -2576,7 +2576,7 @@ static void mexit(struct m *mp)
  *  - A G blocked in a system call it made directly (read(2) with no
  *    begin/end): its M holds its P and could come back into the
  *    runtime at any moment, so it cannot be left behind from outside.
- *    m0 sends it SIGURG (preempt_signal) with mp->abandon at REQ, and
+ *    m0 sends it SIGURG (preempt_kick) with mp->abandon at REQ, and
  *    the handler parks the thread in place, on the G's stack, if it
  *    interrupted the G in a system call that waits (read, recv, accept,
  *    poll, sleeps, ...: preempt.c, abandon_point), outside the runtime,
@@ -2644,7 +2644,7 @@ static bool m_abandon(struct m *mp)
 	    atomic_compare_exchange_strong(&mp->abandon, &a, ABANDON_GONE))
 		a = ABANDON_GONE;
 	if (a != ABANDON_GONE && a != ABANDON_PARKED) {
-		preempt_signal(mp, nanotime());
+		preempt_kick(mp);
 		return false;
 	}
 	mp->abandoned = true;
