@@ -41,6 +41,26 @@
  * (AT_MINSIGSTKSZ and the handler). Off under ThreadSanitizer, in fully
  * static programs (libc's code cannot be told from the program's) and
  * with KGO_DEBUG=asyncpreemptoff=1; see kgo_stats.async_preempt.
+ *
+ * Calls from other threads. A thread that is not a G (one the program
+ * made itself, or any thread while no kgo_run is running) may call kgo:
+ *  - the sync types (kgo_mutex, kgo_rwmutex, kgo_cond, kgo_wg,
+ *    kgo_once) work and, where they wait, block that thread (a G waits
+ *    by parking, as always): Gs and threads may share them. A G waiting
+ *    for a thread is readied by the thread's unlock, done or signal.
+ *  - channels and kgo_select do what needs no waiting (a send into
+ *    buffer room or to a waiting receiver, a receive of a value there,
+ *    kgo_chan_close, a ready select case) and return -EPERM where they
+ *    would wait (deadline 0 still gives -EAGAIN, a past one -ETIMEDOUT).
+ *  - kgo_sleep, kgo_sleep_until, kgo_go and kgo_go_sized return -EPERM;
+ *    kgo_yield, kgo_lock_m and kgo_unlock_m do nothing; kgo_self is 0.
+ *  - kgo_syscall_begin/_end do nothing, kgo_syscall is syscall(2)
+ *    returning -errno, and the file and network calls are the plain
+ *    system calls, blocking the thread (of the deadlines, only
+ *    kgo_poll's is kept there).
+ * Once such a thread has used a sync type or a channel, the deadlock
+ * report ("all goroutines are asleep") is off for good: that thread may
+ * wake the Gs at any time (as in Go once cgo threads exist).
  */
 #ifndef KGO_H
 #define KGO_H
@@ -96,11 +116,31 @@ struct kgo_config {
 /**
  * kgo_run() - start the runtime and run main_fn(arg) as the main G.
  *
- * Returns when main_fn returns (other Gs are abandoned, as when Go's main
- * returns; their stacks are freed). May be called again after it returns,
- * but not from inside a G. Environment variables override @cfg:
- * KGO_MAXPROCS (1..1024; 0: as unset), KGO_OBSERVE (auto, bpf, scx or
- * poll), KGO_DEBUG, KGO_TRACE.
+ * main_fn runs as a G on one of the runtime's threads; the calling
+ * thread runs no G and waits. kgo_run returns as soon as main_fn
+ * returns: the other Gs are abandoned, as when Go's main returns, and
+ * those parked or runnable are freed with their stacks. May be called
+ * again after it returns, but not from inside a G. Environment
+ * variables override @cfg: KGO_MAXPROCS (1..1024; 0: as unset),
+ * KGO_OBSERVE (auto, bpf, scx or poll), KGO_DEBUG, KGO_TRACE.
+ *
+ * A G blocked in a system call is not waited for either (after a grace
+ * of 1 ms): its thread (M) is abandoned. A call made through
+ * kgo_syscall() or between kgo_syscall_begin/_end (so also the file and
+ * network calls when io_uring is not used) goes on; when it returns,
+ * its thread parks for good: the G never runs again, and nothing of
+ * the runtime, this run's or a later kgo_run's, is touched. A G blocked
+ * in a waiting call it made itself (read(2), recv, accept, poll, a
+ * sleep..., without kgo_syscall_begin) is stopped by the preemption
+ * signal before the call is restarted, so the call takes nothing, and
+ * its thread parks there; where that cannot be done (no asynchronous
+ * preemption, an uninterruptible sleep, SIGURG blocked, or the call
+ * holding its P at kgo_maxprocs() == 1 so that main cannot even
+ * return), kgo_run waits for it. An abandoned thread keeps, for the
+ * life of the process, its stack, its G's stack (and its chunk of
+ * address space), the io_uring ring and operations it had in flight
+ * (which keep every stack of that run mapped), and whatever locks it
+ * held (a stdio lock taken by an fgets that never returned).
  *
  * KGO_DEBUG is a comma-separated list, with GODEBUG's names:
  * schedtrace=MS prints Go's "SCHED ..." line to stderr every MS ms,
@@ -124,8 +164,9 @@ struct kgo_config {
  * dump and exits 2 unless the program handles SIGQUIT itself.
  *
  * Return: 0, -EINVAL (NULL main_fn, bad config, reserved fields set),
- * -EBUSY (called from inside a running kgo runtime), -ENOMEM, or -errno
- * from thread creation.
+ * -EBUSY (a runtime is running: called from one of its Gs, or from
+ * another thread meanwhile; of two threads that call at once, one runs
+ * and the other gets -EBUSY), -ENOMEM, or -errno from thread creation.
  */
 int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg);
 
@@ -349,7 +390,8 @@ struct kgo_case {
 int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline);
 
 /* ------------------------------------------------------------------ */
-/* Synchronisation: these park the G, never the M                     */
+/* Synchronisation: these park the G, never the M (a thread that is   */
+/* not a G blocks instead: "Calls from other threads", top of file)   */
 /* ------------------------------------------------------------------ */
 
 /*
@@ -496,7 +538,10 @@ long kgo_syscall(long nr, ...);
  * deadline rather than be abandoned halfway.
  *
  * When kgo_run returns, operations still in flight are cancelled and
- * waited for: no buffer is written after it returns.
+ * waited for: no buffer is written after it returns. The exception is
+ * the ring of a thread abandoned in a system call (kgo_run), whose
+ * operations stay in flight: the stacks are kept for them, but a
+ * buffer elsewhere may still be written.
  *
  * An fd's O_NONBLOCK flag is read when a call would wait; kgo keeps a
  * few hints per fd number (O_DIRECT, what RWF_NOWAIT does on it), which

@@ -639,10 +639,13 @@ static bool ring_wait_room(struct kgo_chan *c, bool sender)
 	uint64_t v, v2, t, h, n;
 	int64_t start, now, moved;
 	uint32_t skip;
+	struct m *mp = getm();
 	int k;
 
-	if (atomic_load_explicit(&sched.npidle, memory_order_relaxed) + 1 >=
-	    sched.gomaxprocs || runqempty(getm()->p))
+	/* A pthread (no M) cannot park, so waiting buys it nothing. */
+	if (!mp || !mp->p ||
+	    atomic_load_explicit(&sched.npidle, memory_order_relaxed) + 1 >=
+	    sched.gomaxprocs || runqempty(mp->p))
 		return false;
 	skip = atomic_load_explicit(&c->nospin, memory_order_relaxed);
 	if (skip) {
@@ -686,6 +689,7 @@ static bool ring_wait_room(struct kgo_chan *c, bool sender)
 
 int kgo_chan_send_dl(struct kgo_chan *c, const void *elem, int64_t deadline)
 {
+	foreign_note();
 	if (!c)
 		return chan_nil_wait(deadline, WAIT_CHAN_SEND);
 	if (c->dataqsiz && !atomic_load_explicit(&c->nwait,
@@ -766,6 +770,7 @@ again:
 
 int kgo_chan_recv_dl(struct kgo_chan *c, void *elem, int64_t deadline)
 {
+	foreign_note();
 	if (!c)
 		return chan_nil_wait(deadline, WAIT_CHAN_RECV);
 	if (c->dataqsiz && !atomic_load_explicit(&c->nwait,
@@ -804,6 +809,7 @@ int kgo_chan_close(struct kgo_chan *c)
 
 	if (!c)
 		return -EINVAL;
+	foreign_note();
 	lock(&c->lock);
 	if (c->closed) {
 		unlock(&c->lock);

@@ -1396,6 +1396,34 @@ void io_mexit(struct m *mp)
 	free(r);
 }
 
+/*
+ * io_abandon() - m0, at kgo_run's end: mp was left behind in a system
+ * call (proc.c, "Abandoning Ms") and will never drain its ring. Closing
+ * it from here would not end it: the thread's registered ring fd holds
+ * the file. So the ring is taken off the list and left open, with what
+ * is in flight in it; the park, eventfd and netpoll reads write only to
+ * mp and the ring, kept with them.
+ */
+bool io_abandon(struct m *mp)
+{
+	struct io_ring *r = mp->io, **pr;
+	struct m *self = mp;
+	int32_t ops;
+
+	if (!r)
+		return false;
+	lock(&io.lock);
+	for (pr = &io.rings; *pr != r; pr = &(*pr)->next)
+		;
+	*pr = r->next;
+	atomic_fetch_sub_explicit(&io.nrings, 1, memory_order_relaxed);
+	unlock(&io.lock);
+	atomic_compare_exchange_strong(&io.watcher, &self, NULL);
+	ops = atomic_load(&r->inflight) - atomic_load(&r->park_armed) -
+	      atomic_load(&r->efd_armed) - atomic_load(&r->ep_armed);
+	return ops > 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* The syscall path                                                   */
 /* ------------------------------------------------------------------ */

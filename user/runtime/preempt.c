@@ -455,6 +455,74 @@ static bool async_safe_point(struct m *mp, struct g *gp, ucontext_t *uc)
 	return pc_is_program(uc_pc(uc));
 }
 
+/*
+ * The system calls a G may wait in for ever, for abandon_point: if the
+ * signal interrupted one, the thread may be parked there at kgo_run's
+ * end (proc.c, "Abandoning Ms"). Not futex, mmap, brk and the like:
+ * libc makes those holding its own locks (malloc's), which m0 needs.
+ */
+static bool syscall_waits(long nr)
+{
+	switch (nr) {
+	case SYS_read: case SYS_readv: case SYS_pread64: case SYS_preadv:
+	case SYS_preadv2: case SYS_write: case SYS_writev:
+	case SYS_pwrite64: case SYS_pwritev: case SYS_pwritev2:
+	case SYS_recvfrom: case SYS_recvmsg: case SYS_recvmmsg:
+	case SYS_sendto: case SYS_sendmsg: case SYS_sendmmsg:
+	case SYS_accept: case SYS_accept4: case SYS_connect:
+	case SYS_openat: case SYS_wait4: case SYS_waitid:
+	case SYS_flock: case SYS_msgrcv: case SYS_msgsnd:
+	case SYS_restart_syscall:
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Did the signal interrupt a system call that waits? Restartable calls
+ * (SA_RESTART) come back with the PC on the syscall instruction and its
+ * number in place to be made again; the others (poll, select,
+ * epoll_wait, pause, nanosleep...) just after it, returning -EINTR.
+ */
+static bool uc_in_waiting_syscall(const ucontext_t *uc)
+{
+#if defined(__x86_64__)
+	const uint8_t *pc = (const uint8_t *)uc->uc_mcontext.gregs[REG_RIP];
+	long ax = uc->uc_mcontext.gregs[REG_RAX];
+
+	if (pc[0] == 0x0f && pc[1] == 0x05)		/* syscall */
+		return syscall_waits(ax);
+	/* Not before the page the PC is in: it may be unmapped. */
+	return ax == -EINTR && ((uintptr_t)pc & 4095) >= 2 &&
+	       pc[-2] == 0x0f && pc[-1] == 0x05;
+#elif defined(__aarch64__)
+	const uint32_t *pc = (const uint32_t *)uc->uc_mcontext.pc;
+
+	if (pc[0] == 0xd4000001)			/* svc #0 */
+		return syscall_waits((long)uc->uc_mcontext.regs[8]);
+	return (long)uc->uc_mcontext.regs[0] == -EINTR &&
+	       ((uintptr_t)pc & 4095) >= 4 && pc[-1] == 0xd4000001;
+#else
+	(void)uc;
+	return false;
+#endif
+}
+
+/*
+ * abandon_point() - m0 asked for mp at kgo_run's end, and may have it
+ * here: gp runs (it is not in a kgo syscall window, which has its own
+ * way), holds no runtime lock, and was stopped in a waiting system call
+ * outside the runtime's code.
+ */
+static bool abandon_point(struct m *mp, struct g *gp, ucontext_t *uc)
+{
+	return atomic_load_explicit(&mp->abandon, memory_order_relaxed) ==
+	       ABANDON_REQ && kgo_tls_locks == 0 &&
+	       atomic_load_explicit(&gp->status, memory_order_relaxed) ==
+	       G_RUNNING && !in_runtime(uc_pc(uc)) &&
+	       uc_in_waiting_syscall(uc);
+}
+
 /* The G resumed on another M: make rt_sigreturn restore the thread
  * state of this M, not of the one the signal came to. */
 static void adopt_thread_state(ucontext_t *uc)
@@ -510,6 +578,8 @@ static void sigurg_handler(int sig, siginfo_t *si, void *ucv)
 	}
 	if (!gp || !pre.on)
 		goto out;
+	if (unlikely(abandon_point(mp, gp, uc)))
+		m_park_abandoned(mp);	/* returns if m0 did not ask */
 	if (!async_safe_point(mp, gp, uc)) {
 		atomic_fetch_add_explicit(&pre.refused, 1,
 					  memory_order_relaxed);
@@ -646,5 +716,14 @@ bool preempt_signal(struct m *mp, int64_t now)
 	if (!pre.on || mp->tid <= 0)
 		return false;
 	maybe_rescan(now);
+	return preempt_kick(mp);
+}
+
+/* The signal alone, for threads other than sysmon (the rescan is
+ * sysmon's: its table is not safe to rebuild from two threads). */
+bool preempt_kick(struct m *mp)
+{
+	if (!pre.on || mp->tid <= 0)
+		return false;
 	return syscall(SYS_tgkill, pre.pid, mp->tid, SIGURG) == 0;
 }

@@ -147,6 +147,7 @@
 struct sched sched;
 
 __thread struct m *kgo_tls_m __attribute__((tls_model("initial-exec")));
+_Atomic bool kgo_foreign_seen;
 __thread volatile int kgo_tls_locks __attribute__((tls_model("initial-exec")));
 
 const char *const waitreason_str[WAIT_NREASONS] = {
@@ -829,13 +830,12 @@ static void newm(struct p *pp, bool spinning)
 		kgo_fatal("out of memory allocating an M");
 	lock(&sched.lock);
 	/*
-	 * At exit no M may start: mexit counts the Ms still out under
-	 * sched.lock, and the one that sees only m0 left wakes it. An M
-	 * made after that (sysmon handing a P on during shutdown did it:
-	 * "notewakeup: double wakeup" in echo_1000, ~1 run in 20 on a
-	 * loaded machine) would wake m0 a second time and outlive
-	 * sched_free. Checked under the same lock, so an M counted here
-	 * is one mexit waits for.
+	 * At exit no M may start: m0 (kgo_run's thread) counts the Ms
+	 * still out under sched.lock (wait_ms). An M made after it looked
+	 * (sysmon handing a P on during shutdown did it: "notewakeup:
+	 * double wakeup" in echo_1000, ~1 run in 20 on a loaded machine,
+	 * when the last M out woke m0) would outlive sched_free. Checked
+	 * under the same lock, so an M counted here is one m0 waits for.
 	 */
 	if (atomic_load(&sched.exiting)) {
 		if (pp && runqempty(pp))	/* else nobody runs it now */
@@ -1570,6 +1570,7 @@ static void goexit0(struct g *gp)
 		gp->is_main = false;
 		gdead(mp, gp);
 		wake_all_idle();
+		notewakeup(&sched.main_done);	/* kgo_run's thread */
 		return;
 	}
 	gdead(mp, gp);
@@ -2098,6 +2099,14 @@ void goready_tail(struct g *gp)
 	ready(gp, false);
 }
 
+void sudog_ready(struct sudog *s)
+{
+	if (s->g)
+		goready(s->g);
+	else
+		notewakeup(s->note);
+}
+
 void injectglist(struct g *list)
 {
 	struct g *gp, *tail = NULL;
@@ -2238,12 +2247,18 @@ static void entersyscall(bool blocking)
 		atomic_fetch_add_explicit(&sched.handoffs, 1,
 					  memory_order_relaxed);
 		handoffp(pp);
-		return;
+	} else {
+		/* Release: the P's state is published before it can be
+		 * taken; pairs with the acquire CAS in retake and
+		 * exitsyscall. */
+		atomic_store_explicit(&pp->status, P_SYSCALL,
+				      memory_order_release);
+		syscall_entered(pp);
 	}
-	/* Release: the P's state is published before it can be taken;
-	 * pairs with the acquire CAS in retake and exitsyscall. */
-	atomic_store_explicit(&pp->status, P_SYSCALL, memory_order_release);
-	syscall_entered(pp);
+	/* Last: from here to kgo_syscall_end's look at mp->abandon this M
+	 * touches nothing of the runtime ("Abandoning Ms"). Release: m0,
+	 * seeing it, sees all that came before done. */
+	atomic_store_explicit(&mp->insyscall, 1, memory_order_release);
 }
 
 void kgo_syscall_begin(void)
@@ -2255,6 +2270,8 @@ void kgo_syscall_begin_blocking(void)
 {
 	entersyscall(true);
 }
+
+static void syscall_abandoned(struct m *mp) __attribute__((noreturn, cold));
 
 /* On g0: the G came back from its syscall without a P to run on. */
 static void exitsyscall0(struct g *gp)
@@ -2308,6 +2325,16 @@ void kgo_syscall_end(void)
 	if (!gp || atomic_load_explicit(&gp->status, memory_order_relaxed) !=
 	    G_SYSCALL)
 		return;
+	/* Out of the window first, then look whether m0 gave up on us: the
+	 * store before the load, as unlock() orders its own (m0 fences
+	 * with membarrier; "Abandoning Ms"). */
+	atomic_store_explicit(&mp->insyscall, 0, memory_order_relaxed);
+	if (likely(lock_asym))
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		lock_fence_full();
+	if (unlikely(atomic_load_explicit(&mp->abandon, memory_order_relaxed)))
+		syscall_abandoned(mp);
 	oldp = mp->oldp;
 	mp->oldp = NULL;
 	/* Fast path: our P was not taken. Acquire pairs with the release
@@ -2412,7 +2439,8 @@ void checkdead(void)
 			   sched.mnext - sched.nmexited);
 		kgo_throw("checkdead: inconsistent counts");
 	}
-	if (atomic_load(&sched.nio) > 0 || atomic_load(&sched.nsyscall) > 0)
+	if (atomic_load(&sched.nio) > 0 || atomic_load(&sched.nsyscall) > 0 ||
+	    atomic_load_explicit(&kgo_foreign_seen, memory_order_relaxed))
 		return;
 	for (i = 0; i < sched.gomaxprocs; i++)
 		if (atomic_load(&sched.allp[i]->timers.next) != INT64_MAX)
@@ -2475,13 +2503,11 @@ static void *mstart(void *arg)
 }
 
 /*
- * mexit() - the M leaves at shutdown. Its P (if any) is released. The
- * last one out wakes m0, which waits in kgo_run for all of them.
+ * mexit() - the M leaves at shutdown. Its P (if any) is released, and
+ * m0, which waits in kgo_run for all of them (wait_ms), is told.
  */
 static void mexit(struct m *mp)
 {
-	bool last;
-
 	if (mp->p)
 		releasep(mp);
 	/* Before the thread ends: the kernel would cancel what its ring
@@ -2493,11 +2519,187 @@ static void mexit(struct m *mp)
 	lock(&sched.lock);
 	sched.nmexited++;
 	mp->exited = true;
-	last = sched.mnext - sched.nmexited == 1;
 	unlock(&sched.lock);
-	if (last)
-		notewakeup(&sched.m0_exit);
+	/* m0 is still there: it joins this thread before it frees sched
+	 * (sched_free). */
+	atomic_fetch_add(&sched.exitseq, 1);
+	futex_wake(&sched.exitseq, 1);
 	kgo_tls_m = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Abandoning Ms at kgo_run's end                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Abandoning Ms
+ * -------------
+ * When main returns, Go's program exits and its threads die with it.
+ * kgo_run returns instead, and may be called again, so the Ms must be
+ * gone first. m0 here is kgo_run's thread, which runs no G (run): it
+ * sleeps until main returns, then wakes the idle Ms, sysmon preempts
+ * the running Gs, and each M leaves through mexit (wait_ms). An M
+ * whose G is blocked in a system call may never come back (a read of an idle pipe; every
+ * kgo_read, kgo_recv and kgo_accept without io_uring); Go would not wait
+ * for it, and neither does m0, after a grace of ABANDON_GRACE_NS. Such
+ * an M is abandoned: its thread, its struct m, its G's stack and its
+ * io_uring ring are kept for good and never looked at again, and the
+ * thread, whenever the call returns, parks for ever without touching
+ * anything of the runtime, which by then may be torn down or built
+ * anew by the next kgo_run. Its G never runs again.
+ *
+ * Two kinds of blocked M, two ways:
+ *
+ *  - In a syscall window (kgo_syscall, kgo_syscall_begin/_end, the I/O
+ *    calls' syscall path): entersyscall's last act is to set
+ *    mp->insyscall, kgo_syscall_end's first to clear it and then look
+ *    at mp->abandon. m0 stores ABANDON_REQ in mp->abandon, runs
+ *    membarrier (lock_fence_heavy: the M's side is a plain store and
+ *    load, so the syscall path pays nothing), then reads insyscall: an
+ *    asymmetric Dekker pair, so at least one side sees the other. m0
+ *    seeing insyscall set CASes REQ -> GONE: the M is left where it
+ *    is, and when its call returns it finds the request and parks,
+ *    touching only its struct m. The M seeing the request first CASes
+ *    REQ -> PARKED and parks; m0 sees PARKED at its next look. So m0
+ *    never waits for a blocked syscall, whatever state the thread is
+ *    in (D state included), and never frees what the M still uses.
+ *
+ *  - A G blocked in a system call it made directly (read(2) with no
+ *    begin/end): its M holds its P and could come back into the
+ *    runtime at any moment, so it cannot be left behind from outside.
+ *    m0 sends it SIGURG (preempt_kick) with mp->abandon at REQ, and
+ *    the handler parks the thread in place, on the G's stack, if it
+ *    interrupted the G in a system call that waits (read, recv, accept,
+ *    poll, sleeps, ...: preempt.c, abandon_point), outside the runtime,
+ *    holding no runtime lock. A call interrupted that way is not
+ *    restarted, so a read takes no data. Without asynchronous
+ *    preemption (asyncpreemptoff, TSan), or in D state, or with SIGURG
+ *    blocked, such an M is waited for, as before.
+ *
+ * Leaving a thread parked in place is what the Go program's exit does
+ * to all of them; what it holds stays held (a stdio lock taken by an
+ * fgets that never returned). The cost of each abandoned M: its thread
+ * and 1 MiB stack, its G's stack chunk (~32 MiB of address space, a few
+ * pages of memory), and its ring if it had one; the rings' in-flight
+ * operations keep every stack of the run mapped (io_abandon).
+ */
+#define ABANDON_GRACE_NS	(1000 * 1000LL)
+#define ABANDON_POLL_MAX_NS	(16 * 1000 * 1000LL)
+
+/* Ms abandoned by earlier runs: kept reachable (for LeakSanitizer too). */
+static struct m *abandoned_ms;
+
+static void park_forever(struct m *mp) __attribute__((noreturn, cold));
+static void park_forever(struct m *mp)
+{
+	sigset_t all;
+
+	/* Nothing of ours runs here again, not even a signal handler. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	kgo_tls_m = NULL;
+	for (;;)
+		futex_wait(&mp->abandon, atomic_load(&mp->abandon), -1);
+}
+
+/* kgo_syscall_end found mp->abandon set: REQ (m0 may still be waiting
+ * for us: say PARKED) or GONE (m0 left us behind). Either way, park. */
+static void syscall_abandoned(struct m *mp)
+{
+	uint32_t a = ABANDON_REQ;
+
+	atomic_compare_exchange_strong(&mp->abandon, &a, ABANDON_PARKED);
+	park_forever(mp);
+}
+
+void m_park_abandoned(struct m *mp)
+{
+	uint32_t a = ABANDON_REQ;
+
+	if (atomic_compare_exchange_strong(&mp->abandon, &a, ABANDON_PARKED))
+		park_forever(mp);
+}
+
+/*
+ * m_abandon() - m0, sched.lock held, mp->abandon stored since the last
+ * lock_fence_heavy(): give mp up if it is parked or in a syscall
+ * window; else kick it (the SIGURG above). Return: true if given up.
+ */
+static bool m_abandon(struct m *mp)
+{
+	uint32_t a = atomic_load_explicit(&mp->abandon, memory_order_acquire);
+	struct g *gp;
+
+	if (a == ABANDON_REQ &&
+	    atomic_load_explicit(&mp->insyscall, memory_order_acquire) &&
+	    atomic_compare_exchange_strong(&mp->abandon, &a, ABANDON_GONE))
+		a = ABANDON_GONE;
+	if (a != ABANDON_GONE && a != ABANDON_PARKED) {
+		preempt_kick(mp);
+		return false;
+	}
+	mp->abandoned = true;
+	gp = smp_load_acquire(mp->curg);
+	if (gp) {
+		gp->abandoned = true;
+		stack_keep(gp);
+	}
+	return true;
+}
+
+/*
+ * wait_ms() - m0, main returned: wait until every other M has left,
+ * giving up those blocked in system calls after ABANDON_GRACE_NS (see
+ * above). Polls (1 to 16 ms) only while some M neither leaves nor can
+ * be given up.
+ */
+static void wait_ms(void)
+{
+	int64_t grace = nanotime() + ABANDON_GRACE_NS;
+	int64_t poll = ABANDON_GRACE_NS;
+	struct m *mp;
+
+	wake_all_idle();
+	for (;;) {
+		uint32_t seq = atomic_load(&sched.exitseq);
+		bool asking = nanotime() >= grace;
+		int out = 0;
+
+		lock(&sched.lock);
+		if (asking) {
+			for (mp = sched.allm; mp; mp = mp->alllink) {
+				uint32_t none = ABANDON_NONE;
+
+				if (!mp->exited && !mp->abandoned)
+					atomic_compare_exchange_strong(
+						&mp->abandon, &none,
+						ABANDON_REQ);
+			}
+			lock_fence_heavy();
+		}
+		for (mp = sched.allm; mp; mp = mp->alllink) {
+			if (mp->exited || mp->abandoned)
+				continue;
+			if (!asking || !m_abandon(mp))
+				out++;
+		}
+		unlock(&sched.lock);
+		if (!out)
+			return;
+		futex_wait(&sched.exitseq, seq, nanotime() + poll);
+		if (asking && poll < ABANDON_POLL_MAX_NS)
+			poll *= 2;
+	}
+}
+
+/* m0, after sysmon stopped: the rings of the abandoned Ms. */
+static void abandon_fini(void)
+{
+	struct m *mp;
+
+	for (mp = sched.allm; mp; mp = mp->alllink)
+		if (mp->abandoned && io_abandon(mp))
+			stack_keep(NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2615,6 +2817,13 @@ static void sched_free(void)
 
 	for (mp = sched.allm; mp; mp = next) {
 		next = mp->alllink;
+		if (mp->abandoned) {
+			/* Kept for good: its thread may still run. */
+			pthread_detach(mp->thread);
+			mp->alllink = abandoned_ms;
+			abandoned_ms = mp;
+			continue;
+		}
 		if (!mp->is_m0)
 			pthread_join(mp->thread, NULL);
 		free(mp);
@@ -2631,7 +2840,7 @@ static void sched_free(void)
 		struct g *gp;
 
 		for (gp = sched.allgs; gp; gp = gp->alllink)
-			if (gp->tsan_fiber)
+			if (gp->tsan_fiber && !gp->abandoned)
 				__tsan_destroy_fiber(gp->tsan_fiber);
 	}
 #endif
@@ -2657,16 +2866,13 @@ static void sched_reset(void)
 
 static uint64_t last_steals, last_global, last_switches, last_created;
 
-int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
+/* kgo_run() between its claim and its release of kgo_run_owned. */
+static int run(void (*main_fn)(void *), void *arg,
+	       const struct kgo_config *cfg)
 {
-	struct m *m0;
 	struct g *gp;
 	int err, i;
 
-	if (!main_fn)
-		return -EINVAL;
-	if (kgo_tls_m || sched.running)
-		return -EBUSY;
 	sched_reset();
 	err = parse_config(cfg);
 	if (err)
@@ -2676,19 +2882,13 @@ int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
 		return err;
 
 	sched.allp = calloc(sched.gomaxprocs, sizeof(*sched.allp));
-	m0 = calloc(1, sizeof(*m0));
-	if (!sched.allp || !m0) {
-		free(m0);
-		free(sched.allp);
-		sched.allp = NULL;
+	if (!sched.allp)
 		return -ENOMEM;
-	}
 	for (i = 0; i < sched.gomaxprocs; i++) {
 		struct p *pp = aligned_alloc(64, sizeof(*pp));
 
 		if (!pp) {
 			sched.gomaxprocs = i;
-			free(m0);
 			sched_free();
 			return -ENOMEM;
 		}
@@ -2702,13 +2902,6 @@ int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
 	sched.observe_why = "kernel observation not built in this version";
 	io_init();
 
-	m0->is_m0 = true;
-	m0->id = sched.mnext++;
-	m0->thread = pthread_self();
-	m0->fastrand[0] = 0x2545f491u;
-	m0->fastrand[1] = (uint32_t)nanotime() | 1;
-	sched.allm = m0;
-	sched.m0 = m0;
 	for (i = sched.gomaxprocs - 1; i > 0; i--)
 		pidleput(sched.allp[i]);
 	err = signals_init();
@@ -2724,15 +2917,11 @@ int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
 		sched_reset();
 		return err;
 	}
-	minit(m0);
-	acquirep(m0, sched.allp[0]);
-
-	gp = newproc(m0->p, main_fn, arg, sched.stack_size);
+	/* P0 has no M yet: nobody else touches it. */
+	gp = newproc(sched.allp[0], main_fn, arg, sched.stack_size);
 	if (!gp) {
 		sysmon_stop();
-		signals_mexit(m0);
 		signals_fini();
-		kgo_tls_m = NULL;
 		sched_free();
 		sched_reset();
 		return -ENOMEM;
@@ -2742,17 +2931,19 @@ int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
 	sched.running = true;
 	atomic_fetch_add(&sched.gs_created, 1);
 
-	schedule(m0, gp);
+	/*
+	 * The calling thread runs no G: main runs on an M like the others,
+	 * and this thread sleeps until it returns. Were it an M, a G of
+	 * any kind blocked in a system call on it would hold kgo_run's
+	 * return for as long ("Abandoning Ms"). One thread more; no
+	 * switch costs more.
+	 */
+	runqput(sched.allp[0], gp, false);
+	newm(sched.allp[0], false);
+	notesleep(&sched.main_done);
 
-	/* main returned: wait for every other M to leave. */
-	lock(&sched.lock);
-	if (sched.mnext - sched.nmexited > 1) {
-		unlock(&sched.lock);
-		wake_all_idle();
-		notesleep(&sched.m0_exit);
-	} else {
-		unlock(&sched.lock);
-	}
+	/* main returned: wait for every other M to leave, or give it up. */
+	wait_ms();
 	for (i = 0, last_steals = last_global = last_switches = 0,
 	     last_created = 0; i < sched.gomaxprocs; i++) {
 		last_steals += atomic_load(&sched.allp[i]->nsteal);
@@ -2763,9 +2954,9 @@ int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
 				 atomic_load(&sched.allp[i]->io_nowait));
 	}
 	sysmon_stop();
+	abandon_fini();
 	io_fini();
 	sched.running = false;
-	kgo_tls_m = NULL;
 	signals_fini();
 	sched_free();
 	sched.gs_created = last_created;
@@ -2773,6 +2964,30 @@ int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
 	sched.allm = NULL;
 	sched.allgs = NULL;
 	return 0;
+}
+
+/*
+ * One runtime at a time: kgo_run claims it with an exchange before it
+ * touches sched, and gives it back when everything is torn down, so of
+ * two threads that call it at once one runs and the other gets -EBUSY
+ * (run_test two_threads_race; a plain look at sched.running let both
+ * in: aborts in acquirep and checkdead, hangs).
+ */
+static _Atomic bool kgo_run_owned;
+
+int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg)
+{
+	int err;
+
+	if (!main_fn)
+		return -EINVAL;
+	/* acq_rel: the last run's teardown happens before our setup. */
+	if (kgo_tls_m || atomic_exchange_explicit(&kgo_run_owned, true,
+						  memory_order_acq_rel))
+		return -EBUSY;
+	err = run(main_fn, arg, cfg);
+	atomic_store_explicit(&kgo_run_owned, false, memory_order_release);
+	return err;
 }
 
 /* ------------------------------------------------------------------ */

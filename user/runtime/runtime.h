@@ -301,6 +301,8 @@ struct sudog {
 	bool retry;		/* chan: woken to try the operation again
 				 * (chan.h, settle) */
 	struct sudog *waitlink;	/* select: the G's list of sudogs */
+	struct note *note;	/* g NULL: a thread that is not a G sleeps
+				 * here (sema.c, sync.c: sudog_ready) */
 };
 
 struct g {
@@ -322,6 +324,8 @@ struct g {
 	int64_t waitsince;		/* when it parked (ns), for the dump */
 	struct g *alllink, *allprev;	/* allgs list; sched.allglock */
 	bool is_main;			/* the main G of kgo_run */
+	bool abandoned;			/* its M was abandoned in a syscall at
+					 * kgo_run's end: stack kept; m0 */
 	_Atomic bool unstarted;		/* ctx not made yet: newproc leaves the
 					 * stack untouched (proc.c, gstart) */
 	uint64_t fpctl;			/* creator's FP control, for gstart */
@@ -439,7 +443,8 @@ struct m {
 	pthread_t thread;
 	bool spinning;			/* looking for work, counted in
 					 * sched.nmspinning; owner */
-	bool is_m0;			/* the thread that called kgo_run */
+	bool is_m0;			/* never set: kgo_run's thread is no M
+					 * (proc.c, run) */
 	bool exited;
 	bool lockedidle;		/* asleep in stoplockedm, no wakeup
 					 * owed yet; sched.lock */
@@ -463,6 +468,14 @@ struct m {
 	void *park_arg;
 
 	void *altstack;			/* sigaltstack for overflow reports */
+
+	/* Abandoning Ms at kgo_run's end (proc.c, "Abandoning Ms"). */
+	_Atomic uint32_t insyscall;	/* 1: in a syscall window, touching
+					 * nothing of the runtime; owner,
+					 * store-release (m0 loads) */
+	_Atomic uint32_t abandon;	/* enum m_abandon; m0 stores REQ, then
+					 * m0 and owner race by CAS */
+	bool abandoned;			/* m0 left it behind; m0 only */
 	_Atomic bool in_runtime;	/* preempt safety: runtime code running */
 	_Atomic int32_t locks;		/* runtime locks held (no preemption) */
 	uint32_t fastrand[2];
@@ -517,8 +530,10 @@ struct sched {
 
 	_Atomic bool exiting;		/* main G returned */
 	struct g *maing;
-	struct m *m0;
-	struct note m0_exit;		/* the last M out wakes m0 */
+	struct note main_done;		/* main G returned: wakes kgo_run's
+					 * thread, which runs no G */
+	_Atomic uint32_t exitseq;	/* ++ by each M that exits; kgo_run's
+					 * thread waits on it (futex) */
 	int32_t nmrunning_shutdown;
 
 	/* Syscalls and io outstanding (for checkdead). */
@@ -538,6 +553,30 @@ struct sched {
 };
 
 extern struct sched sched;
+
+/*
+ * Threads that are not Gs ("foreign" pthreads) may use the sync types
+ * and channels (kgo.h, "Calls from other threads"). Once one has, a
+ * state with every G asleep is no deadlock: that thread may wake them
+ * at any time, so checkdead stays quiet from then on, for the life of
+ * the process (Go's checkdead is as quiet once cgo threads exist).
+ * Set with a relaxed store before the call acts, so that a G that
+ * parks behind what the thread did (a lock it took) finds it set.
+ */
+extern _Atomic bool kgo_foreign_seen;
+extern __thread struct m *kgo_tls_m __attribute__((tls_model("initial-exec")));
+
+static inline void foreign_note(void)
+{
+	if (unlikely(!kgo_tls_m) &&
+	    !atomic_load_explicit(&kgo_foreign_seen, memory_order_relaxed))
+		atomic_store_explicit(&kgo_foreign_seen, true,
+				      memory_order_relaxed);
+}
+
+/* Wake the waiter of sudog @s taken off its list: a G, or a thread that
+ * is not one (s->note). s may be gone once this returns. */
+void sudog_ready(struct sudog *s);
 
 /* ------------------------------------------------------------------ */
 /* The current M and G                                                 */
@@ -583,6 +622,19 @@ void injectglist(struct g *list);
  * kgo_go refuses: no current G); the M must hold a P, as every M that
  * runs timers does. Return: 0, -ENOMEM. */
 int newproc_g0(void (*fn)(void *), void *arg);
+
+/* m->abandon (proc.c, "Abandoning Ms"). */
+enum m_abandon {
+	ABANDON_NONE = 0,
+	ABANDON_REQ,		/* m0 asks the M to stop for good */
+	ABANDON_GONE,		/* m0 left it in its syscall: it parks on
+				 * return, touching nothing */
+	ABANDON_PARKED,		/* it parked for good while m0 waited */
+};
+/* The SIGURG handler, when mp's G is blocked in a system call of its
+ * own and m0 asked for mp (preempt.c decides): park the thread for good.
+ * Returns only if m0 did not ask. */
+void m_park_abandoned(struct m *mp);
 
 /* Wake an idle M if there is an idle P and nobody spinning (Go's wakep). */
 void wakep(void);
@@ -642,6 +694,9 @@ const char *preempt_async_why(void);
 uint64_t preempt_refused(void);
 /* sysmon: SIGURG to mp, whose G has g->preempt set. */
 bool preempt_signal(struct m *mp, int64_t now);
+/* kgo_run's end: the same SIGURG, without sysmon's rescan (proc.c,
+ * "Abandoning Ms"). */
+bool preempt_kick(struct m *mp);
 
 uint32_t fastrand(void);
 uint32_t fastrandn(uint32_t n);
@@ -663,6 +718,10 @@ struct g *stack_alloc_g(size_t size);
 void stack_free_g(struct g *gp);
 /* Free every slot and chunk: end of kgo_run. */
 void stack_release_all(void);
+/* gp's slot (NULL: every slot) outlives stack_release_all: a thread
+ * abandoned at kgo_run's end still runs on it, or its I/O may still
+ * write to it (proc.c, "Abandoning Ms"). */
+void stack_keep(struct g *gp);
 int stack_init(void);
 /* "madv_guard" or "mprotect": how guard pages are made. */
 const char *stack_guard_kind(void);
@@ -724,6 +783,10 @@ void io_poll(struct m *mp);
 bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io);
 /* mexit, on the M's thread: cancel and drain the ring, close it. */
 void io_mexit(struct m *mp);
+/* kgo_run's end, m0: mp was abandoned and will never drain its ring:
+ * take it off the list, leave it open. Return: true if Gs' operations
+ * are still in flight in it (the caller keeps every stack). */
+bool io_abandon(struct m *mp);
 /* sysmon, every round: reap rings nobody looked at for 10 ms. */
 void io_sysmon(int64_t now);
 /* Gs wait on the netpoller that sysmon has not checked yet (io.c,

@@ -296,6 +296,7 @@ int kgo_select(struct kgo_case *cases, int ncases, int64_t deadline)
 
 	if (ncases < 0 || (ncases > 0 && !cases))
 		return -EINVAL;
+	foreign_note();
 	for (i = 0, n = 0; i < ncases; i++) {
 		if (cases[i].op != KGO_SEND && cases[i].op != KGO_RECV)
 			return -EINVAL;
@@ -335,7 +336,8 @@ again:
 	if (ret >= 0)
 		goto out;
 
-	/* Step 3. */
+	/* Step 3. Not with ret's -1 as "nothing ready": -EPERM is -1 too
+	 * (a pthread's select used to park a NULL G). */
 	gp = getg();
 	if (deadline == 0)
 		ret = -EAGAIN;
@@ -343,7 +345,7 @@ again:
 		ret = -ETIMEDOUT;
 	else if (!gp)
 		ret = -EPERM;
-	if (ret != -1) {
+	if (deadline == 0 || ret == -ETIMEDOUT || !gp) {
 		selunlock(cases, lo, n);
 		goto out;
 	}

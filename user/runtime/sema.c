@@ -29,6 +29,8 @@
  * woken and lost the race again goes to the front of its address's
  * queue (Go's queueLifo), so it is not sent to the back every time.
  *
+ * Threads that are not Gs wait too, blocking (semacquire_thread).
+ *
  * Deadlines (semacquire_until) follow the protocol in timer.h: the
  * sudog is marked is_select and semrelease() only wakes a waiter whose
  * g->selectdone it wins, dropping (and skipping) those that timed out.
@@ -160,6 +162,69 @@ static bool semparkcommit(struct g *gp, void *arg)
 	return true;
 }
 
+/*
+ * semenqueue() - take a token, or queue s for one: true if taken; else
+ * s is queued and root->lock is still held (the caller parks, which
+ * drops it). The waiter counts itself before its last look (the Dekker
+ * pair, top of file).
+ */
+static bool semenqueue(struct semroot *root, _Atomic uint32_t *addr,
+		       struct sudog *s, bool lifo)
+{
+	lock(&root->lock);
+	atomic_fetch_add(&root->nwait, 1);
+	if (cansemacquire(addr)) {
+		atomic_fetch_sub(&root->nwait, 1);
+		unlock(&root->lock);
+		return true;
+	}
+	semqueue(root, s, lifo);
+	return false;
+}
+
+/*
+ * semacquire_thread() - semacquire_until() for a thread that is not a G
+ * (a pthread of the program, or any thread while no runtime runs): it
+ * queues a sudog with no G and sleeps on the note in it, blocking the
+ * thread, as the kgo sync types promise such threads (kgo.h). The waker
+ * takes the sudog off the list under root->lock and then wakes the note
+ * (sudog_ready); a sleeper whose deadline passed looks under the same
+ * lock: still queued, it leaves; already taken, its wakeup is on the
+ * way and it waits for it, since the waker still touches the sudog.
+ */
+static int semacquire_thread(_Atomic uint32_t *addr, bool lifo,
+			     int64_t deadline)
+{
+	struct semroot *root = semroot(addr);
+	struct note note;
+
+	for (;;) {
+		struct sudog s = {
+			.addr = (uintptr_t)addr,
+			.note = &note,
+		};
+
+		if (deadline > 0 && nanotime() >= deadline)
+			return -ETIMEDOUT;
+		noteclear(&note);
+		if (semenqueue(root, addr, &s, lifo))
+			return 0;
+		unlock(&root->lock);
+		if (!notesleep_until(&note, deadline)) {
+			lock(&root->lock);
+			if (s.c) {
+				semunqueue(root, &s);
+				unlock(&root->lock);
+				return cansemacquire(addr) ? 0 : -ETIMEDOUT;
+			}
+			unlock(&root->lock);
+			notesleep(&note);
+		}
+		if (s.ticket != 0 || cansemacquire(addr))
+			return 0;
+	}
+}
+
 int semacquire_until(_Atomic uint32_t *addr, bool lifo, enum waitreason r,
 		     int64_t deadline)
 {
@@ -172,7 +237,7 @@ int semacquire_until(_Atomic uint32_t *addr, bool lifo, enum waitreason r,
 		return -ETIMEDOUT;
 	gp = getg();
 	if (!gp)
-		kgo_throw("semacquire: not on a G");
+		return semacquire_thread(addr, lifo, deadline);
 	root = semroot(addr);
 
 	for (;;) {
@@ -190,15 +255,8 @@ int semacquire_until(_Atomic uint32_t *addr, bool lifo, enum waitreason r,
 
 		if (deadline > 0 && nanotime() >= deadline)
 			return -ETIMEDOUT;
-		lock(&root->lock);
-		/* Count ourselves before looking (the Dekker pair). */
-		atomic_fetch_add(&root->nwait, 1);
-		if (cansemacquire(addr)) {
-			atomic_fetch_sub(&root->nwait, 1);
-			unlock(&root->lock);
+		if (semenqueue(root, addr, &s, lifo))
 			return 0;
-		}
-		semqueue(root, &s, lifo);
 		gopark(semparkcommit, &sp, r);
 
 		if (deadline > 0) {
@@ -246,16 +304,17 @@ void semrelease(_Atomic uint32_t *addr, bool handoff)
 	unlock(&root->lock);
 	if (!s)
 		return;
-	/* s stays valid until goready(): its G is parked and only we may
-	 * wake it. Take the token for it if handing off. */
+	/* s stays valid until it is readied: its G is parked (or its
+	 * thread asleep) and only we may wake it. Take the token for it
+	 * if handing off. */
 	if (handoff && cansemacquire(addr)) {
 		s->ticket = 1;
 		handed = true;
 	}
 	wg = s->g;
-	goready(wg);
+	sudog_ready(s);
 	/* Handing off: let the waiter run now, on our P (it is runnext),
 	 * before any barging G can look at the lock. */
-	if (handed && getg())
+	if (handed && wg && getg())
 		kgo_yield();
 }

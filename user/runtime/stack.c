@@ -112,6 +112,7 @@ struct chunk {
 	struct chunk *next;
 	void *base;
 	size_t len;
+	bool keep;		/* stack_keep: never unmapped; pool.lock */
 };
 
 struct sclass {
@@ -410,6 +411,7 @@ static int chunk_grow(struct sclass *sc)
 		pool.guard_budget -= 2 * n;
 	}
 	ck->base = m;
+	ck->keep = false;
 	ck->len = len;
 	ck->next = pool.chunks;
 	pool.chunks = ck;
@@ -534,7 +536,8 @@ void stack_release_all(void)
 	lock(&pool.lock);
 	for (ck = pool.chunks; ck; ck = next) {
 		next = ck->next;
-		munmap(ck->base, ck->len);
+		if (!ck->keep)
+			munmap(ck->base, ck->len);
 		free(ck);
 	}
 	pool.chunks = NULL;
@@ -547,6 +550,25 @@ void stack_release_all(void)
 		sc->nfree = sc->capfree = 0;
 		sc->bump = sc->end = sc->gbump = NULL;
 	}
+	unlock(&pool.lock);
+}
+
+/*
+ * stack_keep() - leave gp's chunk (NULL: every chunk) mapped when the
+ * pool is released: forgotten, never reused, so that a thread left in
+ * a system call at kgo_run's end, which runs on its G's stack, or I/O
+ * still writing to the stacks, never meets the next run's memory.
+ */
+void stack_keep(struct g *gp)
+{
+	uintptr_t a = (uintptr_t)gp;
+	struct chunk *ck;
+
+	lock(&pool.lock);
+	for (ck = pool.chunks; ck; ck = ck->next)
+		if (!gp || (a >= (uintptr_t)ck->base &&
+			    a < (uintptr_t)ck->base + ck->len))
+			ck->keep = true;
 	unlock(&pool.lock);
 }
 

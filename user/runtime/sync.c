@@ -5,7 +5,9 @@
  * runtime's notifyList for Cond), written for C on sema.c.
  *
  * Every wait here parks the G on a semaphore (or the cond's notify
- * list); none blocks the M. The structs are public (kgo.h) so users can
+ * list); none blocks the M. A thread that is not a G waits too, by
+ * blocking (sema.c, semacquire_thread; cond_wait_ticket), and notes
+ * itself for checkdead (foreign_note). The structs are public (kgo.h) so users can
  * embed them and initialise them statically, so their fields are plain
  * integers; this file is the only one that touches them, always through
  * the atomic views below (same size and alignment, asserted).
@@ -180,6 +182,7 @@ void kgo_mutex_lock(struct kgo_mutex *mu)
 {
 	uint32_t zero = 0;
 
+	foreign_note();
 	/* Fast path: one CAS. */
 	if (atomic_compare_exchange_strong(A32(&mu->state), &zero,
 					   MUTEX_LOCKED))
@@ -191,6 +194,7 @@ bool kgo_mutex_trylock(struct kgo_mutex *mu)
 {
 	uint32_t old = atomic_load(A32(&mu->state));
 
+	foreign_note();
 	if (old & (MUTEX_LOCKED | MUTEX_STARVING))
 		return false;
 	/* A waiter may be woken and about to compete: fine, so are we. */
@@ -242,6 +246,7 @@ static void mutex_lock_reason(struct kgo_mutex *mu, enum waitreason r)
 {
 	uint32_t zero = 0;
 
+	foreign_note();
 	if (atomic_compare_exchange_strong(A32(&mu->state), &zero,
 					   MUTEX_LOCKED))
 		return;
@@ -264,6 +269,7 @@ static void mutex_lock_reason(struct kgo_mutex *mu, enum waitreason r)
 
 void kgo_rwmutex_rlock(struct kgo_rwmutex *rw)
 {
+	foreign_note();
 	if (atomic_fetch_add(AI32(&rw->reader_count), 1) + 1 < 0)
 		/* A writer is pending: wait for it. */
 		semacquire(A32(&rw->reader_sem), false, WAIT_RWMUTEX_R);
@@ -342,10 +348,10 @@ static inline bool ticket_less(uint32_t a, uint32_t b)
 
 static void cond_wait_ticket(struct kgo_cond *c, uint32_t t)
 {
-	struct sudog s = { .g = getg(), .ticket = t };
+	struct note note;
+	struct sudog s = { .g = getg(), .ticket = t, .note = &note };
 
-	if (!s.g)
-		kgo_throw("kgo_cond_wait: not on a G");
+	noteclear(&note);
 	lock(cond_lock(c));
 	if (ticket_less(t, atomic_load_explicit(A32(&c->notify),
 						memory_order_relaxed))) {
@@ -357,7 +363,14 @@ static void cond_wait_ticket(struct kgo_cond *c, uint32_t t)
 	else
 		c->head = &s;
 	c->tail = &s;
-	goparkunlock(cond_lock(c), WAIT_COND);
+	if (s.g) {
+		goparkunlock(cond_lock(c), WAIT_COND);
+		return;
+	}
+	/* A thread that is not a G sleeps until signal or broadcast took
+	 * s off the list and woke the note (sudog_ready). */
+	unlock(cond_lock(c));
+	notesleep(&note);
 }
 
 void kgo_cond_wait(struct kgo_cond *c, struct kgo_mutex *mu)
@@ -374,6 +387,7 @@ void kgo_cond_signal(struct kgo_cond *c)
 	struct sudog *s, *prev = NULL;
 	uint32_t t;
 
+	foreign_note();
 	/* Nobody waiting since the last notify: no lock. seq_cst loads
 	 * pair with the waiter's add. */
 	if (atomic_load(A32(&c->wait)) == atomic_load(A32(&c->notify)))
@@ -397,7 +411,7 @@ void kgo_cond_signal(struct kgo_cond *c)
 		if (c->tail == s)
 			c->tail = prev;
 		unlock(cond_lock(c));
-		goready(s->g);	/* s stays valid: only we wake it */
+		sudog_ready(s);	/* s stays valid: only we wake it */
 		return;
 	}
 	unlock(cond_lock(c));
@@ -407,6 +421,7 @@ void kgo_cond_broadcast(struct kgo_cond *c)
 {
 	struct sudog *s;
 
+	foreign_note();
 	if (atomic_load(A32(&c->wait)) == atomic_load(A32(&c->notify)))
 		return;
 	lock(cond_lock(c));
@@ -417,7 +432,7 @@ void kgo_cond_broadcast(struct kgo_cond *c)
 	while (s) {
 		struct sudog *next = s->next;
 
-		goready(s->g);
+		sudog_ready(s);
 		s = next;
 	}
 }
@@ -443,9 +458,14 @@ void kgo_wg_add(struct kgo_wg *wg, int n)
 {
 	_Atomic uint64_t *state = A64(&wg->state);
 	uint64_t delta = (uint64_t)(int64_t)n << 32;
-	uint64_t st = atomic_fetch_add(state, delta) + delta;
-	int32_t v = (int32_t)(st >> 32);
-	uint32_t w = (uint32_t)st;
+	uint64_t st;
+	int32_t v;
+	uint32_t w;
+
+	foreign_note();
+	st = atomic_fetch_add(state, delta) + delta;
+	v = (int32_t)(st >> 32);
+	w = (uint32_t)st;
 
 	if (v < 0)
 		wg_misuse("negative WaitGroup counter");

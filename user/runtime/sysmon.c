@@ -488,7 +488,8 @@ static uint32_t runqsize_of(struct p *pp)
 
 /*
  * schedtrace() - Go's schedtrace line (and with @detail, a line per P,
- * M and G). threads= counts the Ms and sysmon, as Go's mcount does.
+ * M and G). threads= counts the Ms, sysmon and kgo_run's thread (which
+ * runs no G, but is Go's m0), as Go's mcount does.
  * Much of what it reads changes under it (the P's M, the M's G): as in
  * Go, it reads each pointer once and prints what it saw. Those reads
  * race with their owners on purpose, so ThreadSanitizer is told not to
@@ -509,7 +510,7 @@ static void schedtrace(bool detail)
 		  "spinningthreads=%d idlethreads=%d runqueue=%d",
 		  (long long)((now - sm.starttime) / 1000000),
 		  sched.gomaxprocs, atomic_load(&sched.npidle),
-		  sched.mnext - sched.nmexited + 1,
+		  sched.mnext - sched.nmexited + 2,
 		  atomic_load(&sched.nmspinning), sched.nmidle,
 		  atomic_load(&sched.runqsize));
 	if (detail)
