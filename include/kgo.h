@@ -42,12 +42,14 @@
  * as in Go; retry those. A G preempted while it holds a lock owned by
  * its thread (a pthread mutex, flockfile) keeps it while another G
  * runs on that thread: use kgo_mutex, or kgo_lock_m(). The same goes
- * for a kgo call that parks inside a callback that libc runs under its
- * lock: make none there. The signal frame is written on the G's stack:
- * keep ~5 KiB of it free (AT_MINSIGSTKSZ and the handler). Off under
- * ThreadSanitizer, in fully static programs (libc's code cannot be
- * told from the program's) and with KGO_DEBUG=asyncpreemptoff=1; see
- * kgo_stats.async_preempt.
+ * for kgo calls inside a callback that libc runs under its lock: any
+ * of them may switch the G out (it parks, or stops at the preemption
+ * check on its way out): make none there. The signal frame is written
+ * on the G's stack: keep ~5 KiB of it free (AT_MINSIGSTKSZ and the
+ * handler). A G whose stack is used deeper than 1 MiB is preempted only
+ * at its kgo calls. Off under ThreadSanitizer, in fully static
+ * programs (libc's code cannot be told from the program's) and with
+ * KGO_DEBUG=asyncpreemptoff=1; see kgo_stats.async_preempt.
  *
  * SIGURG. While kgo runs, the runtime's handler owns SIGURG, and passes
  * every SIGURG on to the handler the program installed, before

@@ -32,11 +32,11 @@
  *			whose write callback spins (stdio holds the FILE
  *			lock around it): every byte arrives, no torn
  *			line, the callback is never re-entered.
- *   libc_callbacks	qsort, qsort_r, bsearch, lfind and tsearch
+ *   libc_callback_*	qsort, qsort_r, bsearch, lfind and tsearch
  *			callbacks that spin are still preempted by
  *			SIGURG (libc holds no lock there): at P=1 a
  *			sleeper runs.
- *   program_sigurg	SIGURGs the program sends itself with
+ *   program_sigurg_*	SIGURGs the program sends itself with
  *			pthread_kill and tgkill reach its handler,
  *			installed before kgo_run or during it; after
  *			the latter, preemption still works.
@@ -1245,30 +1245,12 @@ static void cb_main(void *arg)
 	kgo_sleep(5 * MS);
 }
 
-FIXTURE(libc_callbacks) {
-	int unused;
-};
-
-FIXTURE_VARIANT(libc_callbacks) {
-	void (*call)(void);
-};
-
-FIXTURE_VARIANT_ADD(libc_callbacks, qsort) { .call = cb_qsort };
-FIXTURE_VARIANT_ADD(libc_callbacks, qsort_r) { .call = cb_qsort_r };
-FIXTURE_VARIANT_ADD(libc_callbacks, bsearch) { .call = cb_bsearch };
-FIXTURE_VARIANT_ADD(libc_callbacks, lfind) { .call = cb_lfind };
-FIXTURE_VARIANT_ADD(libc_callbacks, tsearch) { .call = cb_tsearch };
-
-FIXTURE_SETUP(libc_callbacks) { (void)self; }
-FIXTURE_TEARDOWN(libc_callbacks) { (void)self; }
-
 /* A rule that refused every libc frame on the stack hangs here. */
-TEST_F_TIMEOUT(libc_callbacks, still_preempted, 30)
+static void callback_preempted(void (*call)(void))
 {
 	struct sleeper_res r = { 0 };
 
-	(void)self;
-	cb_call = variant->call;
+	cb_call = call;
 	run_cfg(cb_main, &r, 1, 0);
 	if (r.skipped) {
 		SKIP(return, "asynchronous preemption is off here");
@@ -1276,6 +1258,12 @@ TEST_F_TIMEOUT(libc_callbacks, still_preempted, 30)
 	EXPECT_LT(0, r.async);
 	EXPECT_LT(0, atomic_load(&cb_calls));
 }
+
+TEST_TIMEOUT(libc_callback_qsort, 30) { callback_preempted(cb_qsort); }
+TEST_TIMEOUT(libc_callback_qsort_r, 30) { callback_preempted(cb_qsort_r); }
+TEST_TIMEOUT(libc_callback_bsearch, 30) { callback_preempted(cb_bsearch); }
+TEST_TIMEOUT(libc_callback_lfind, 30) { callback_preempted(cb_lfind); }
+TEST_TIMEOUT(libc_callback_tsearch, 30) { callback_preempted(cb_tsearch); }
 
 /* ------------------------------------------------------------------ */
 
@@ -1327,29 +1315,12 @@ static void ps_main(void *arg)
 	sleeper_main(&r->sl);
 }
 
-FIXTURE(program_sigurg) {
-	int unused;
-};
-
-FIXTURE_VARIANT(program_sigurg) {
-	bool install_inside;
-};
-
-FIXTURE_VARIANT_ADD(program_sigurg, handler_before_run) {
-	.install_inside = false };
-FIXTURE_VARIANT_ADD(program_sigurg, handler_during_run) {
-	.install_inside = true };
-
-FIXTURE_SETUP(program_sigurg) { (void)self; }
-FIXTURE_TEARDOWN(program_sigurg) { (void)self; }
-
 /* Before the fix: the handler saw 0 of them (taken for the runtime's). */
-TEST_F_TIMEOUT(program_sigurg, reaches_handler, 30)
+static void program_sigurg(bool install_inside)
 {
-	struct ps_res r = { .install_inside = variant->install_inside };
+	struct ps_res r = { .install_inside = install_inside };
 	struct sigaction old, now;
 
-	(void)self;
 	sigaction(SIGURG, NULL, &old);
 	if (!r.install_inside)
 		install_prog_sigurg(NULL);
@@ -1365,6 +1336,16 @@ TEST_F_TIMEOUT(program_sigurg, reaches_handler, 30)
 		SKIP(return, "asynchronous preemption is off here");
 	}
 	EXPECT_LT(0, r.sl.async);
+}
+
+TEST_TIMEOUT(program_sigurg_handler_before_run, 30)
+{
+	program_sigurg(false);
+}
+
+TEST_TIMEOUT(program_sigurg_handler_during_run, 30)
+{
+	program_sigurg(true);
 }
 
 /* ------------------------------------------------------------------ */

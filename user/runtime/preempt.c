@@ -148,11 +148,17 @@
  * loader's are taken behind its back, by the runtime and by sysmon
  * too. The scan is conservative: a stale word in an uninitialised
  * slot counts as a frame, which costs that G its asynchronous
- * preemption until the frame returns, never safety; a word equal to a
- * function's first byte is a function pointer (`fn = qsort`), not a
- * return address, and does not count. Stacks used deeper than
- * SCAN_MAX (1 MiB) are not scanned: such a G is preempted only at its
- * runtime calls.
+ * preemption until the frame returns, never safety. Two kinds of word
+ * do not count: one equal to a function's first byte is a function
+ * pointer (`fn = qsort`), not a return address; and libc's sigreturn
+ * trampoline (x86_64's sa_restorer), which every signal frame leaves
+ * below the SP it interrupted, so that a G preempted once and then
+ * calling deeper into uninitialised slots would never be preempted
+ * again (a recursion to 195 KiB was not, 2 runs in 4, before it was
+ * allowed; a live one means a handler of the program's is running,
+ * and its interrupted PC is in the frame, scanned too). Stacks used
+ * deeper than SCAN_MAX (1 MiB) are not scanned: such a G is preempted
+ * only at its runtime calls.
  *
  * Some of libc's callers hold no lock: qsort and qsort_r, bsearch,
  * lfind and lsearch, the tsearch family (tsearch, tfind, tdelete,
@@ -176,9 +182,10 @@
  *
  * Cost, measured with a G that spins under N KiB of frames at P=1
  * and 1 ms slices (clock_gettime around the scan in the handler, 300
- * signals each, medians): 160 ns with 1 KiB used, 0.8 us with 4 KiB,
- * 2.3 us with 16 KiB, 6.2 us with 64 KiB, 10.5 us with 256 KiB (about
- * 0.1 ns per byte, against a 10 ms slice: 0.1% for a 1 MiB stack).
+ * signals a run, medians of two runs): 0.1-0.16 us with 1 KiB used,
+ * 0.5-0.8 us with 4 KiB, 0.6-2.3 us with 16 KiB, 2.3-6.2 us with 64
+ * KiB, 9-10 us with 256 KiB, 40 us with 1 MiB: 0.04-0.1 ns a byte,
+ * 0.4% of a 10 ms slice at worst.
  * The preemption storms of preempt_test preempted as often as before
  * (storm_p1: 1009-1141 async preemptions of 5600-6044 signals, against
  * 769 of 6102 before).
@@ -188,9 +195,8 @@
  * stack, so no preempted G holds a lock of libc's (the malloc arenas,
  * the loader's lock, a FILE that libc locked), and sysmon's own
  * dl_iterate_phdr and malloc (maybe_rescan) cannot wait for one. What
- * is left is the program's own doing: a kgo call that parks (or the
- * cooperative check of a runtime call) inside such a callback, or a
- * lock it took itself (flockfile): kgo.h says not to.
+ * is left is the program's own doing: a kgo call inside such a
+ * callback, or a lock it took itself (flockfile): kgo.h says not to.
  *
  * A statically linked libc cannot be told from the program (it is in
  * the executable), so asynchronous preemption stays off in fully
@@ -229,9 +235,12 @@
  * its own code, flockfile) keeps it while switched out; another G on
  * the same M that wants it blocks the M, and with every P so blocked
  * the program stops. Use kgo_mutex, or kgo_lock_m() around such code.
- * The same holds for a kgo call that parks inside a callback that libc
- * runs under its lock (a dl_iterate_phdr callback, a fopencookie
- * function): the runtime cannot see that lock.
+ * The same holds for a kgo call inside a callback that libc runs under
+ * its lock (a dl_iterate_phdr callback, a fopencookie function): it
+ * may park, or stop at the cooperative check on its way out, and the
+ * runtime does not look for that lock there. (The check could scan the
+ * stack as the handler does, but a stale word would then cost a G that
+ * loops on runtime calls every preemption, not only the signal's.)
  */
 #include <errno.h>
 #include <execinfo.h>
@@ -296,6 +305,7 @@ static struct {
 	int64_t lastscan;		/* sysmon only */
 	bool installed;
 	uid_t uid;
+	uintptr_t restorer;		/* libc's sigreturn trampoline */
 	uint64_t cookie;		/* in the runtime's SIGURGs (see below) */
 	/* The program's SIGURG action, which every SIGURG is passed on to:
 	 * a pointer into chain_slot, published (release) by kgo_run's
@@ -637,7 +647,8 @@ static bool foreign_frame_below(const struct ptable *t, uintptr_t sp,
 	for (; w < end; w++) {
 		uintptr_t v = *w;
 
-		if (v < t->flo || v >= t->fhi || in_runtime(v))
+		if (v < t->flo || v >= t->fhi || in_runtime(v) ||
+		    v == pre.restorer)
 			continue;
 		in = range_find(f, t->nforeign, v);
 		if (!in || range_find(pre.allow, pre.nallow, v))
@@ -1229,6 +1240,10 @@ void preempt_init(bool off)
 		set_off("off (sigaction failed)");
 		return;
 	}
+#ifdef __x86_64__
+	if (!sigaction(SIGURG, NULL, &sa))
+		pre.restorer = (uintptr_t)sa.sa_restorer;
+#endif
 	pre.installed = true;
 }
 
