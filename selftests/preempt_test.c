@@ -111,6 +111,7 @@ static void spinner(void *arg)
 
 struct sleeper_res {
 	size_t spinner_stack;	/* 0: the default size */
+	void (*spinner)(void *);	/* NULL: spinner() */
 	bool skipped;
 	int64_t worst;
 	uint64_t async;
@@ -126,9 +127,8 @@ static void sleeper_main(void *arg)
 		return;
 	}
 	atomic_store(&stop, 0);
-	ASSERT_EQ(0, r->spinner_stack ?
-		     kgo_go_sized(spinner, NULL, r->spinner_stack) :
-		     kgo_go(spinner, NULL));
+	ASSERT_EQ(0, kgo_go_sized(r->spinner ? r->spinner : spinner, NULL,
+				  r->spinner_stack));
 	for (i = 0; i < 20; i++) {
 		int64_t t0 = kgo_now(), d;
 
@@ -1222,36 +1222,17 @@ static void cb_g(void *arg)
 	cb_call();
 }
 
-static void cb_main(void *arg)
-{
-	struct sleeper_res *r = arg;
-	int i;
-
-	if (!async_on()) {
-		r->skipped = true;
-		return;
-	}
-	atomic_store(&stop, 0);
-	atomic_store(&cb_calls, 0);
-	for (i = 0; i < 64; i++)
-		cb_arr[i] = (i * 37) % 64;
-	ASSERT_EQ(0, kgo_go(cb_g, NULL));
-	/* Let the G reach its comparator: it runs before the sleeps. */
-	kgo_yield();
-	for (i = 0; i < 10; i++)
-		ASSERT_EQ(0, kgo_sleep(MS));
-	r->async = stats().preempt_async;
-	atomic_store(&stop, 1);
-	kgo_sleep(5 * MS);
-}
-
 /* A rule that refused every libc frame on the stack hangs here. */
 static void callback_preempted(void (*call)(void))
 {
-	struct sleeper_res r = { 0 };
+	struct sleeper_res r = { .spinner = cb_g };
+	int i;
 
 	cb_call = call;
-	run_cfg(cb_main, &r, 1, 0);
+	atomic_store(&cb_calls, 0);
+	for (i = 0; i < 64; i++)
+		cb_arr[i] = (i * 37) % 64;
+	run_cfg(sleeper_main, &r, 1, 0);
 	if (r.skipped) {
 		SKIP(return, "asynchronous preemption is off here");
 	}

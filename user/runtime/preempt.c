@@ -156,7 +156,10 @@
  * calling deeper into uninitialised slots would never be preempted
  * again (a recursion to 195 KiB was not, 2 runs in 4, before it was
  * allowed; a live one means a handler of the program's is running,
- * and its interrupted PC is in the frame, scanned too). Stacks used
+ * and its interrupted PC is in the frame, scanned too). On aarch64
+ * the kernel returns through the vDSO's trampoline instead, which is
+ * not excepted yet: there such a G waits for its next runtime call,
+ * as in the case of any other stale word. Stacks used
  * deeper than SCAN_MAX (1 MiB) are not scanned: such a G is preempted
  * only at its runtime calls.
  *
@@ -1183,6 +1186,7 @@ void preempt_init(bool off)
 {
 	struct sigaction sa;
 	struct scan *sc;
+	void *warm[1];
 
 	memset(&pre, 0, sizeof(pre));
 	pre.pid = getpid();
@@ -1219,7 +1223,15 @@ void preempt_init(bool off)
 		return;
 	}
 	dl_iterate_phdr(scan_object, sc);
-	allow_init(sc);
+	if (sc->libc_shared) {
+		/* glibc's backtrace (allow_init) dlopens libgcc_s at its
+		 * first call: scan again after it, so that libgcc_s is
+		 * foreign code in the table from the start. */
+		backtrace(warm, 1);
+		memset(sc, 0, sizeof(*sc));
+		dl_iterate_phdr(scan_object, sc);
+		allow_init(sc);
+	}
 	if (!sc->libc_shared) {
 		set_off("off (libc is linked statically)");
 	} else if (sc->overflow) {
