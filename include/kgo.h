@@ -25,22 +25,43 @@
  *
  * Preemption. A G that runs longer than kgo_config.preempt_slice_us
  * (10 ms) is asked to stop: at its next kgo call, or at once by SIGURG
- * if it is running the program's own code (not libc, not the runtime)
- * and holds no runtime lock; the signal's handler saves and restores
- * every register, SIMD included, and errno's value goes with the G to
- * the thread it resumes on. Not the address of a thread-local: code
- * that computed errno's (compilers do, once per function: it is const
- * in glibc) or another __thread variable's before the preemption and
- * uses it after may see the old thread's; kgo_lock_m() keeps a G on
- * one thread. It is SA_RESTART: a system call the program makes directly may fail with
- * EINTR only if Linux never restarts it (poll, epoll_wait, nanosleep,
- * select, ...), as in Go; retry those. A G preempted while it holds a
- * lock owned by its thread (a pthread mutex, flockfile) keeps it while
- * another G runs on that thread: use kgo_mutex, or kgo_lock_m(). The
- * signal frame is written on the G's stack: keep ~5 KiB of it free
- * (AT_MINSIGSTKSZ and the handler). Off under ThreadSanitizer, in fully
- * static programs (libc's code cannot be told from the program's) and
- * with KGO_DEBUG=asyncpreemptoff=1; see kgo_stats.async_preempt.
+ * if it is running the program's own code (not libc, not the runtime),
+ * holds no runtime lock, and is not in a function that libc, ld.so,
+ * libgcc_s or libstdc++ called back (a dl_iterate_phdr callback, a
+ * fopencookie function: they run under a lock of libc's), unless
+ * qsort, qsort_r, bsearch, lfind, lsearch or the tsearch family called
+ * it (they hold no lock: a long comparator stays preemptible). The
+ * signal's handler saves and restores every register, SIMD included,
+ * and errno's value goes with the G to the thread it resumes on. Not
+ * the address of a thread-local: code that computed errno's (compilers
+ * do, once per function: it is const in glibc) or another __thread
+ * variable's before the preemption and uses it after may see the old
+ * thread's; kgo_lock_m() keeps a G on one thread. It is SA_RESTART: a
+ * system call the program makes directly may fail with EINTR only if
+ * Linux never restarts it (poll, epoll_wait, nanosleep, select, ...),
+ * as in Go; retry those. A G preempted while it holds a lock owned by
+ * its thread (a pthread mutex, flockfile) keeps it while another G
+ * runs on that thread: use kgo_mutex, or kgo_lock_m(). The same goes
+ * for kgo calls inside a callback that libc runs under its lock: any
+ * of them may switch the G out (it parks, or stops at the preemption
+ * check on its way out): make none there. The signal frame is written
+ * on the G's stack: keep ~5 KiB of it free (AT_MINSIGSTKSZ and the
+ * handler). A G whose stack is used deeper than 1 MiB is preempted only
+ * at its kgo calls. Off under ThreadSanitizer, in fully static
+ * programs (libc's code cannot be told from the program's) and with
+ * KGO_DEBUG=asyncpreemptoff=1; see kgo_stats.async_preempt.
+ *
+ * SIGURG. While kgo runs, the runtime's handler owns SIGURG, and passes
+ * every SIGURG on to the handler the program installed, before
+ * kgo_run or during it (with sigaction: the runtime takes SIGURG back
+ * at its next preemption signal, and keeps passing them on). A SIGURG
+ * the program sends (kill, tgkill, pthread_kill, sigqueue, or the
+ * kernel for F_SETOWN urgent data) always reaches its handler; so do
+ * some of the runtime's own (si_code SI_QUEUE, from this process), as
+ * in Go: a standard signal is pending once per thread, so the
+ * program's may have merged with one of the runtime's. A program's
+ * SIGURG handler must therefore expect spurious calls. When kgo_run
+ * returns, the program's handler is in place again.
  *
  * Calls from other threads. A thread that is not a G (one the program
  * made itself, or any thread while no kgo_run is running) may call kgo:

@@ -24,12 +24,30 @@
  *   foreign_sigurg	a SIGURG the runtime did not send goes to the
  *			program's own handler; preemption still works.
  *   small_stack	a spinner on a KGO_STACK_MIN stack is preempted.
+ *   dlphdr_callback_p2	Gs that spin inside dl_iterate_phdr callbacks
+ *			(libc holds its loader lock around them) at P=2:
+ *			no deadlock, every G completes, no G leaves a
+ *			callback on another thread than it entered.
+ *   cookie_stream_p1	Gs at P=1 write lines to one fopencookie stream
+ *			whose write callback spins (stdio holds the FILE
+ *			lock around it): every byte arrives, no torn
+ *			line, the callback is never re-entered.
+ *   libc_callback_*	qsort, qsort_r, bsearch, lfind and tsearch
+ *			callbacks that spin are still preempted by
+ *			SIGURG (libc holds no lock there): at P=1 a
+ *			sleeper runs.
+ *   program_sigurg_*	SIGURGs the program sends itself with
+ *			pthread_kill and tgkill reach its handler,
+ *			installed before kgo_run or during it; after
+ *			the latter, preemption still works.
  *
  * Tests that need asynchronous preemption skip where it is off (under
  * ThreadSanitizer, in static programs): kgo_stats.async_preempt says.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
+#include <search.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -93,6 +111,7 @@ static void spinner(void *arg)
 
 struct sleeper_res {
 	size_t spinner_stack;	/* 0: the default size */
+	void (*spinner)(void *);	/* NULL: spinner() */
 	bool skipped;
 	int64_t worst;
 	uint64_t async;
@@ -108,9 +127,8 @@ static void sleeper_main(void *arg)
 		return;
 	}
 	atomic_store(&stop, 0);
-	ASSERT_EQ(0, r->spinner_stack ?
-		     kgo_go_sized(spinner, NULL, r->spinner_stack) :
-		     kgo_go(spinner, NULL));
+	ASSERT_EQ(0, kgo_go_sized(r->spinner ? r->spinner : spinner, NULL,
+				  r->spinner_stack));
 	for (i = 0; i < 20; i++) {
 		int64_t t0 = kgo_now(), d;
 
@@ -896,6 +914,428 @@ TEST_TIMEOUT(foreign_sigurg, 30)
 		SKIP(return, "asynchronous preemption is off here");
 	}
 	EXPECT_LT(0, r.async);
+}
+
+/* ------------------------------------------------------------------ */
+
+/*
+ * Spin for a count of iterations, not for a time: the machine is
+ * shared and loaded, and what matters is that the slice ends inside.
+ */
+static __attribute__((noinline)) void spin_iters(unsigned long n)
+{
+	volatile unsigned long x = 0;
+
+	while (x < n)
+		x++;
+}
+
+#define DL_GS		3
+#define DL_ROUNDS	100
+
+struct dl_arg {
+	int rounds;
+	int moved;	/* callbacks left on another thread than entered */
+	bool skipped;
+};
+
+static struct kgo_wg dl_wg = KGO_WG_INIT;
+
+static int dl_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct dl_arg *a = arg;
+	long tid = syscall(SYS_gettid);
+
+	(void)info;
+	(void)size;
+	/* A few ms of work under glibc's loader lock. */
+	spin_iters(5 * 1000 * 1000);
+	if (syscall(SYS_gettid) != tid)
+		a->moved++;
+	return 1;	/* the first object is enough */
+}
+
+static atomic_int dl_left;
+
+static void dl_g(void *arg)
+{
+	struct dl_arg *a = arg;
+	int i;
+
+	for (i = 0; i < DL_ROUNDS; i++) {
+		dl_iterate_phdr(dl_cb, a);
+		spin_iters(1000 * 1000);	/* the program's own code */
+		a->rounds++;
+	}
+	atomic_fetch_sub(&dl_left, 1);
+	kgo_wg_done(&dl_wg);
+}
+
+/* Gs in the program's own code, preempted there: the other M takes
+ * whatever the run queue holds next, a G preempted in a callback too. */
+static void dl_spinner(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&dl_left))
+		spin_iters(100 * 1000);
+	kgo_wg_done(&dl_wg);
+}
+
+static void dl_main(void *arg)
+{
+	struct dl_arg *a = arg;
+	int i;
+
+	/* Without signals the spinners would keep both Ps for ever. */
+	if (!async_on()) {
+		a[0].skipped = true;
+		return;
+	}
+	atomic_store(&dl_left, DL_GS);
+	kgo_wg_add(&dl_wg, 2 * DL_GS);
+	for (i = 0; i < DL_GS; i++) {
+		ASSERT_EQ(0, kgo_go(dl_g, &a[i]));
+		ASSERT_EQ(0, kgo_go(dl_spinner, NULL));
+	}
+	kgo_wg_wait(&dl_wg);
+}
+
+/* Before the fix: a G preempted inside the callback kept the loader
+ * lock while others (and sysmon's rescan) waited for it, or resumed on
+ * another thread whose unlock glibc refused: a hang (4 runs in 4). */
+TEST_TIMEOUT(dlphdr_callback_p2, 60)
+{
+	struct dl_arg a[DL_GS] = { 0 };
+	int i;
+
+	run_cfg(dl_main, a, 2, 1000);
+	if (a[0].skipped) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	for (i = 0; i < DL_GS; i++) {
+		EXPECT_EQ(DL_ROUNDS, a[i].rounds) TH_LOG("G %d", i);
+		EXPECT_EQ(0, a[i].moved) TH_LOG("G %d", i);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+
+#define CK_GS		4
+#define CK_LINES	200
+#define CK_LINELEN	40
+
+struct cookie {
+	char *buf;
+	size_t len, cap;
+	atomic_int inside;
+	int reentered;
+	int calls;
+};
+
+static ssize_t ck_write(void *c, const char *data, size_t n)
+{
+	struct cookie *ck = c;
+
+	if (atomic_fetch_add(&ck->inside, 1))
+		ck->reentered++;
+	ck->calls++;
+	/* Slow, as a compressor or a network sink can be. */
+	spin_iters(300 * 1000);
+	if (ck->len + n > ck->cap)
+		n = ck->cap - ck->len;
+	memcpy(ck->buf + ck->len, data, n);
+	ck->len += n;
+	atomic_fetch_sub(&ck->inside, 1);
+	return n;
+}
+
+struct ck_test {
+	struct cookie ck;
+	FILE *f;
+	char fbuf[128];
+	struct kgo_wg wg;
+	int id[CK_GS];
+	uint64_t async;
+};
+
+static struct ck_test *cur_ck;
+
+static void ck_g(void *arg)
+{
+	int id = *(int *)arg, i;
+	char line[64];
+
+	for (i = 0; i < CK_LINES; i++) {
+		/* "g1 l0042 " then filler, 40 bytes with the newline. */
+		snprintf(line, sizeof(line), "g%d l%04d %-30.30s\n", id, i,
+			 "abcdefghijklmnopqrstuvwxyz0123456789");
+		fputs(line, cur_ck->f);
+		spin_iters(50 * 1000);
+	}
+	kgo_wg_done(&cur_ck->wg);
+}
+
+static void ck_main(void *arg)
+{
+	struct ck_test *t = arg;
+	int i;
+
+	kgo_wg_add(&t->wg, CK_GS);
+	for (i = 0; i < CK_GS; i++) {
+		t->id[i] = i;
+		ASSERT_EQ(0, kgo_go(ck_g, &t->id[i]));
+	}
+	kgo_wg_wait(&t->wg);
+	t->async = stats().preempt_async;
+}
+
+/* Before the fix: 4,270 of 17,080 bytes, torn lines, 19 re-entries. */
+TEST_TIMEOUT(cookie_stream_p1, 60)
+{
+	cookie_io_functions_t io = { .write = ck_write };
+	struct ck_test *t = calloc(1, sizeof(*t));
+	bool seen[CK_GS][CK_LINES] = { { false } };
+	size_t off;
+	int torn = 0, dup = 0, missing = 0, g, l;
+
+	ASSERT_NONNULL(t);
+	t->ck.cap = 2 * CK_GS * CK_LINES * CK_LINELEN;
+	t->ck.buf = malloc(t->ck.cap);
+	ASSERT_NONNULL(t->ck.buf);
+	t->f = fopencookie(&t->ck, "w", io);
+	ASSERT_NONNULL(t->f);
+	/* A small buffer: the callback runs every few lines. */
+	ASSERT_EQ(0, setvbuf(t->f, t->fbuf, _IOFBF, sizeof(t->fbuf)));
+	t->wg = (struct kgo_wg)KGO_WG_INIT;
+	cur_ck = t;
+	run_cfg(ck_main, t, 1, 1000);
+	ASSERT_EQ(0, fclose(t->f));
+	EXPECT_EQ(0, t->ck.reentered);
+	EXPECT_EQ((size_t)CK_GS * CK_LINES * CK_LINELEN, t->ck.len);
+	for (off = 0; off + CK_LINELEN <= t->ck.len; off += CK_LINELEN) {
+		const char *s = t->ck.buf + off;
+		char want[64];
+
+		if (sscanf(s, "g%d l%d ", &g, &l) != 2 || g < 0 ||
+		    g >= CK_GS || l < 0 || l >= CK_LINES) {
+			torn++;
+			continue;
+		}
+		snprintf(want, sizeof(want), "g%d l%04d %-30.30s\n", g, l,
+			 "abcdefghijklmnopqrstuvwxyz0123456789");
+		if (memcmp(s, want, CK_LINELEN)) {
+			torn++;
+			continue;
+		}
+		if (seen[g][l])
+			dup++;
+		seen[g][l] = true;
+	}
+	for (g = 0; g < CK_GS; g++)
+		for (l = 0; l < CK_LINES; l++)
+			missing += !seen[g][l];
+	EXPECT_EQ(0, torn);
+	EXPECT_EQ(0, dup);
+	EXPECT_EQ(0, missing);
+	TH_LOG("%d callbacks, %llu async preemptions", t->ck.calls,
+	       (unsigned long long)t->async);
+	free(t->ck.buf);
+	free(t);
+}
+
+/* ------------------------------------------------------------------ */
+
+/*
+ * A comparator that spins until told to stop, called by libc: at P=1
+ * the sleeper's ten 1 ms sleeps end only if SIGURG stops the G inside
+ * libc's qsort (or bsearch, ...) frames. Called through pointers, so
+ * that glibc's inline bsearch (stdlib.h, when optimising) is not used.
+ */
+static atomic_int cb_calls;
+
+static int cb_spin_cmp(const void *a, const void *b)
+{
+	if (atomic_fetch_add_explicit(&cb_calls, 1, memory_order_relaxed) == 0)
+		while (!atomic_load_explicit(&stop, memory_order_relaxed))
+			;
+	return cmp_int(a, b);
+}
+
+static int cb_spin_cmp_r(const void *a, const void *b, void *arg)
+{
+	(void)arg;
+	return cb_spin_cmp(a, b);
+}
+
+static int cb_arr[64];
+
+static void cb_qsort(void)
+{
+	void (*volatile fn)(void *, size_t, size_t,
+			    int (*)(const void *, const void *)) = qsort;
+
+	fn(cb_arr, 64, sizeof(int), cb_spin_cmp);
+}
+
+static void cb_qsort_r(void)
+{
+	void (*volatile fn)(void *, size_t, size_t,
+			    int (*)(const void *, const void *, void *),
+			    void *) = qsort_r;
+
+	fn(cb_arr, 64, sizeof(int), cb_spin_cmp_r, NULL);
+}
+
+static void cb_bsearch(void)
+{
+	void *(*volatile fn)(const void *, const void *, size_t, size_t,
+			     int (*)(const void *, const void *)) = bsearch;
+	int key = 5;
+
+	fn(&key, cb_arr, 64, sizeof(int), cb_spin_cmp);
+}
+
+static void cb_lfind(void)
+{
+	void *(*volatile fn)(const void *, const void *, size_t *, size_t,
+			     int (*)(const void *, const void *)) = lfind;
+	size_t n = 64;
+	int key = -1;
+
+	fn(&key, cb_arr, &n, sizeof(int), cb_spin_cmp);
+}
+
+static void cb_nofree(void *p)
+{
+	(void)p;	/* the keys are cb_arr's */
+}
+
+static void cb_tsearch(void)
+{
+	void *(*volatile fn)(const void *, void **,
+			     int (*)(const void *, const void *)) = tsearch;
+	void *root = NULL;
+	int i;
+
+	/* The second insertion compares. */
+	for (i = 0; i < 2; i++)
+		fn(&cb_arr[i], &root, cb_spin_cmp);
+	tdestroy(root, cb_nofree);
+}
+
+static void (*cb_call)(void);
+
+static void cb_g(void *arg)
+{
+	(void)arg;
+	cb_call();
+}
+
+/* A rule that refused every libc frame on the stack hangs here. */
+static void callback_preempted(void (*call)(void))
+{
+	struct sleeper_res r = { .spinner = cb_g };
+	int i;
+
+	cb_call = call;
+	atomic_store(&cb_calls, 0);
+	for (i = 0; i < 64; i++)
+		cb_arr[i] = (i * 37) % 64;
+	run_cfg(sleeper_main, &r, 1, 0);
+	if (r.skipped) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	EXPECT_LT(0, r.async);
+	EXPECT_LT(0, atomic_load(&cb_calls));
+}
+
+TEST_TIMEOUT(libc_callback_qsort, 30) { callback_preempted(cb_qsort); }
+TEST_TIMEOUT(libc_callback_qsort_r, 30) { callback_preempted(cb_qsort_r); }
+TEST_TIMEOUT(libc_callback_bsearch, 30) { callback_preempted(cb_bsearch); }
+TEST_TIMEOUT(libc_callback_lfind, 30) { callback_preempted(cb_lfind); }
+TEST_TIMEOUT(libc_callback_tsearch, 30) { callback_preempted(cb_tsearch); }
+
+/* ------------------------------------------------------------------ */
+
+#define PS_SENDS	10
+
+static atomic_int prog_sigurgs;
+
+static void prog_sigurg(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)si;
+	(void)uc;
+	atomic_fetch_add(&prog_sigurgs, 1);
+}
+
+static void install_prog_sigurg(struct sigaction *old)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = prog_sigurg;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	ASSERT_EQ(0, sigaction(SIGURG, &sa, old));
+}
+
+struct ps_res {
+	struct sleeper_res sl;
+	bool install_inside;
+	int seen;
+};
+
+static void ps_main(void *arg)
+{
+	struct ps_res *r = arg;
+	int i;
+
+	if (r->install_inside)
+		install_prog_sigurg(NULL);
+	atomic_store(&prog_sigurgs, 0);
+	/* To this very thread: each is handled before the call returns. */
+	for (i = 0; i < PS_SENDS; i++) {
+		ASSERT_EQ(0, pthread_kill(pthread_self(), SIGURG));
+		ASSERT_EQ(0, syscall(SYS_tgkill, getpid(), syscall(SYS_gettid),
+				     SIGURG));
+	}
+	r->seen = atomic_load(&prog_sigurgs);
+	/* And the runtime's own SIGURGs still preempt. */
+	sleeper_main(&r->sl);
+}
+
+/* Before the fix: the handler saw 0 of them (taken for the runtime's). */
+static void program_sigurg(bool install_inside)
+{
+	struct ps_res r = { .install_inside = install_inside };
+	struct sigaction old, now;
+
+	sigaction(SIGURG, NULL, &old);
+	if (!r.install_inside)
+		install_prog_sigurg(NULL);
+	run_cfg(ps_main, &r, 1, 0);
+	/* kgo_run leaves the program's handler in place. */
+	sigaction(SIGURG, NULL, &now);
+	sigaction(SIGURG, &old, NULL);
+	EXPECT_EQ((void *)prog_sigurg, (void *)now.sa_sigaction);
+	/* Its own, and maybe some of the runtime's: Go lets a preemption
+	 * signal through too, as another may have merged with it. */
+	EXPECT_LE(2 * PS_SENDS, r.seen);
+	if (r.sl.skipped) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	EXPECT_LT(0, r.sl.async);
+}
+
+TEST_TIMEOUT(program_sigurg_handler_before_run, 30)
+{
+	program_sigurg(false);
+}
+
+TEST_TIMEOUT(program_sigurg_handler_during_run, 30)
+{
+	program_sigurg(true);
 }
 
 /* ------------------------------------------------------------------ */
