@@ -104,7 +104,8 @@ struct kgo_config {
  * KGO_DEBUG is a comma-separated list, with GODEBUG's names:
  * schedtrace=MS prints Go's "SCHED ..." line to stderr every MS ms,
  * scheddetail=1 adds a line per P, M and G; asyncpreemptoff=1 turns
- * SIGURG preemption off. KGO_TRACE=path writes the scheduler's events
+ * SIGURG preemption off; observe=1 prints, at the start, which
+ * KGO_OBSERVE mode is in force and why. KGO_TRACE=path writes the scheduler's events
  * (Gs created, run, parked, readied, preempted; syscalls; handoffs;
  * steals) to path when kgo_run returns, as Chrome trace-event JSON that
  * ui.perfetto.dev and chrome://tracing open.
@@ -485,6 +486,21 @@ struct kgo_stats {
 	uint64_t io_cancelled;		/* ops cancelled at kgo_run's end */
 	uint64_t io_rings;		/* rings open (one per M that did io) */
 	uint64_t io_waiting;		/* Gs parked on an io completion */
+	/* Kernel observation (KGO_OBSERVE): why @observe is what it is,
+	 * a static string ("probes loaded by this process", "no probes
+	 * pinned ... (sudo kgo-probe load)", ...). */
+	const char *observe_why;
+	/* Handoffs by cause: handoffs_kernel_observed (above: the kernel
+	 * saw the M block), poll (sysmon's guess: the same syscall at two
+	 * looks), timeout (the syscall ran a slice of CPU time, or 10 ms
+	 * with nothing seen). */
+	uint64_t handoffs_poll;
+	uint64_t handoffs_timeout;
+	uint64_t observe_kicks;		/* sysmon wakeups sent by the probes */
+	uint64_t observe_ms;		/* Ms registered with the probes */
+	/* Records that said an M was blocked while the kernel (/proc)
+	 * said it ran: events the probes missed (observe_bpf.c). */
+	uint64_t observe_misses;
 };
 
 /**
