@@ -95,6 +95,10 @@ CFLAGS_K += -Ibpf -DKGO_BPF_MISSING='"$(BPF_MISSING)"'
 LDLIBS_BPF :=
 BPF_SKEL :=
 endif
+# kgo-probe: the probes' loader for the whole machine (needs BPF).
+ifeq ($(BPF_MISSING),)
+TOOLS := $(BUILD)/kgo-probe
+endif
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(BPF_ARCH) \
 	      -I$(BUILD)/bpf -Ibpf -Wall -fms-extensions \
 	      $(shell $(CLANG) -Werror -Wno-microsoft-anon-tag -E -x c /dev/null \
@@ -208,10 +212,6 @@ $(BUILD)/selftests/%: selftests/%.c $(BUILD)/libkgo.a selftests/harness.h
 
 examples: $(EXAMPLES)
 
-# kgo-probe: the probes' loader for the whole machine (needs BPF).
-ifeq ($(BPF_MISSING),)
-TOOLS := $(BUILD)/kgo-probe
-endif
 tools: $(TOOLS)
 
 $(BUILD)/kgo-probe: user/tools/kgo-probe.c $(BUILD)/libkgo.a $(BPF_SKEL)

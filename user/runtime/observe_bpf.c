@@ -457,7 +457,7 @@ void observe_sleep(int64_t start)
 {
 	if (!obs.on || obs.sysmon_slot < 0)
 		return;
-	obs.sleep_start = start;
+	obs.sleep_start = start;	/* 0: no sleep to check */
 	obs.sleep_nblock = rd(obs.ms[obs.sysmon_slot].nblock);
 }
 
@@ -737,6 +737,10 @@ int obs_probe_stats(int fd, struct kgo_obs_stats *sum)
 }
 
 #else /* !KGO_BPF */
+
+#ifndef KGO_BPF_MISSING
+#define KGO_BPF_MISSING "built without the Makefile's BPF rules"
+#endif
 
 static const char *obs_open(void)
 {

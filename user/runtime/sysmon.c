@@ -692,12 +692,15 @@ static void *sysmon(void *arg)
 		}
 		/* Nothing to time, every P idle (bpf mode): the deep
 		 * sleep below, whose flag the takers of a P look at. */
-		if (sm.obs->kernel_wakes && until != INT64_MAX)
-			observe_sleep(now);
+		if (sm.obs->kernel_wakes)
+			observe_sleep(until != INT64_MAX ? now : 0);
 		if (until != INT64_MAX)
 			notesleep_until_nospin(&sm.wake, until);
 		wake_clear();
 		atomic_fetch_add_explicit(&sm.wakeups, 1, memory_order_relaxed);
+		/* Records gone stale (probes unloaded): poll from now on. */
+		if (sm.obs->kernel_wakes && !observe_check(nanotime()))
+			sm.obs = &observer_poll;
 
 		/* Every P idle: nothing can need us until one is taken. Go
 		 * keeps polling when schedtrace is on, to print in time. */
@@ -712,9 +715,6 @@ static void *sysmon(void *arg)
 			continue;
 		}
 		now = nanotime();
-		/* Records gone stale (probes unloaded): poll from now on. */
-		if (sm.obs->kernel_wakes && !observe_check(now))
-			sm.obs = &observer_poll;
 		looked = true;
 		if (retake(now))
 			idle = 0;
