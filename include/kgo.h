@@ -105,7 +105,11 @@ struct kgo_config {
  * schedtrace=MS prints Go's "SCHED ..." line to stderr every MS ms,
  * scheddetail=1 adds a line per P, M and G; asyncpreemptoff=1 turns
  * SIGURG preemption off; observe=1 prints, at the start, which
- * KGO_OBSERVE mode is in force and why. KGO_TRACE=path writes the scheduler's events
+ * KGO_OBSERVE mode is in force and why. KGO_OBSERVE=auto|bpf|poll|scx
+ * (else @cfg->observe): bpf takes the BPF probes pinned by `kgo-probe
+ * load`, or loads them when the process may (root), and falls back to
+ * poll saying why once; auto does the same silently; scx is not built
+ * yet (poll). KGO_TRACE=path writes the scheduler's events
  * (Gs created, run, parked, readied, preempted; syscalls; handoffs;
  * steals) to path when kgo_run returns, as Chrome trace-event JSON that
  * ui.perfetto.dev and chrome://tracing open.

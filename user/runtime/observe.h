@@ -32,6 +32,9 @@ struct pmon {
 	 * pp->nswitch then: fired only if still due with no switch since. */
 	bool wakeseen;
 	uint64_t wakeswitch;
+	/* bpf mode: the syscall whose G was asked to stop at its return,
+	 * its slice being over on a CPU (retake, sysmon.c). */
+	uint64_t stoptick;
 };
 
 
@@ -89,6 +92,8 @@ void observe_sysmon_init(void);
  * probes were unloaded, or a record contradicts the runtime): sysmon
  * then polls, and observe_bpf.c has said why once. */
 bool observe_check(int64_t now);
+/* The M (of this process) registered as thread @tid, or NULL. */
+struct m *observe_m_of(pid_t tid);
 /* sysmon, before each sleep: when it began (for observe_check). */
 void observe_sleep(int64_t start);
 /* kgo_stats_get: the observe_* fields. */

@@ -216,6 +216,11 @@ static bool observe_confirm(pid_t tid)
 	return false;
 }
 
+/* A BLOCKED record younger than this is not confirmed (/proc costs
+ * ~10 us of sysmon's time, and in sysmon_cpu's storm of 50 us sleeps
+ * every block woke sysmon to hand a P off). */
+#define CONFIRM_AFTER	(1000 * 1000ULL)
+
 static bool bpf_m_blocked(struct p *pp, uint32_t st, struct m *mp,
 			  struct pmon *pm, int64_t now)
 {
@@ -252,7 +257,12 @@ static bool bpf_m_blocked(struct p *pp, uint32_t st, struct m *mp,
 		if (now - pm->syscallwhen < 10 * 1000 * 1000LL ||
 		    !thread_sleeping(tid))
 			return false;
-	} else if (!observe_confirm(tid)) {
+	} else if ((uint64_t)now - kgo_obs_since(w) >= CONFIRM_AFTER &&
+		   !observe_confirm(tid)) {
+		/* A fresh block (the usual case: the probes' own wakeup)
+		 * is taken as it is; a missed switch-in after it costs at
+		 * worst one handoff the M did not need, as polling's guess
+		 * does. An older one is asked about. */
 		return false;
 	}
 	/* Blocked, and still in the same syscall after we read it: then
@@ -260,6 +270,17 @@ static bool bpf_m_blocked(struct p *pp, uint32_t st, struct m *mp,
 	return atomic_load_explicit(&pp->status, memory_order_acquire) ==
 		       P_SYSCALL &&
 	       atomic_load_explicit(&pp->syscalltick, memory_order_relaxed) == t;
+}
+
+struct m *observe_m_of(pid_t tid)
+{
+	int32_t slot = slot_of_tid(tid);
+
+	if (slot < 0 || rd(obs.ms[slot].owner) != owner_of(tid) ||
+	    rd(obs.ms[slot].role) != KGO_OBS_REG_M)
+		return NULL;
+	/* What this process registered (observe_minit): its own M. */
+	return (struct m *)(uintptr_t)rd(obs.ms[slot].m_addr);
 }
 
 /* The thread that runs pp's G now: pp's M, or the one in its syscall. */

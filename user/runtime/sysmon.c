@@ -357,6 +357,23 @@ static int retake(int64_t now)
 		blocked = sm.obs->m_blocked(pp, st, NULL, pm, now);
 		if (!blocked && !over)
 			continue;
+		/* bpf: the M is on a CPU in its syscall and the G's slice
+		 * is over: a G that ran too long, asked to stop when the
+		 * call returns (kgo_syscall_end); the P is retaken only if
+		 * the same call is still running at the next look. */
+		if (!blocked && sm.obs->kernel_wakes &&
+		    pm->stoptick != pm->syscalltick) {
+			struct m *mp = observe_m_of(atomic_load_explicit(
+				&pp->syscalltid, memory_order_relaxed));
+			struct g *gp = mp ? smp_load_acquire(mp->curg) : NULL;
+
+			pm->stoptick = pm->syscalltick;
+			if (gp) {
+				atomic_store_explicit(&gp->preempt, true,
+						      memory_order_relaxed);
+				continue;
+			}
+		}
 		if (runqempty(pp) && !atomic_load(&sched.runqsize) &&
 		    atomic_load(&sched.nmspinning) + atomic_load(&sched.npidle) > 0 &&
 		    now - pm->syscallwhen < SYSCALL_RETAKE)
