@@ -515,15 +515,16 @@ bool observe_check(int64_t now)
 		return true;
 	}
 	atomic_store(&obs.stale, true);
-	sched.observe = KGO_OBSERVE_POLL;
-	sched.observe_why = obs.stale_why;
+	/* kgo_stats_get reads both from any thread (READ_ONCE). */
+	WRITE_ONCE(sched.observe, KGO_OBSERVE_POLL);
+	WRITE_ONCE(sched.observe_why, obs.stale_why);
 	kgo_printf("kgo: %s; polling from now on\n", obs.stale_why);
 	return false;
 }
 
 void observe_stats(struct kgo_stats *st)
 {
-	st->observe_why = sched.observe_why;
+	st->observe_why = READ_ONCE(sched.observe_why);
 	st->observe_kicks = atomic_load_explicit(&obs.kicks,
 						 memory_order_relaxed);
 	st->observe_ms = atomic_load_explicit(&obs.ms_reg,

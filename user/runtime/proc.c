@@ -2748,7 +2748,7 @@ int kgo_stats_get(struct kgo_stats *st, size_t size)
 
 	if (!st)
 		return -EINVAL;
-	s.observe = sched.observe;
+	s.observe = READ_ONCE(sched.observe);	/* sysmon may change it */
 	s.handoffs = atomic_load(&sched.handoffs);
 	s.handoffs_kernel_observed = atomic_load(&sched.handoffs_kernel);
 	s.preempt_sync = atomic_load(&sched.preempt_sync);
