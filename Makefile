@@ -11,10 +11,15 @@
 #   make install PREFIX=/usr/local
 #
 # V=1 shows the commands. CI=true (or WERROR=1) adds -Werror.
+# BPF (bpf/*.bpf.c, kernel observation): built with clang and bpftool
+# when they, libbpf and BTF are there; VMLINUX_BTF=file (default
+# /sys/kernel/btf/vmlinux) or VMLINUX_H=file choose the kernel types,
+# KGO_BPF=0 leaves BPF out (the runtime then polls, and says why).
 # KGO_CTX=ucontext builds the portable context switch instead of arch/.
 # BUILD=dir puts everything in another directory (default: build).
 
 BUILD    ?= build
+.DEFAULT_GOAL := all
 PREFIX   ?= /usr/local
 CC       ?= gcc
 AR       ?= ar
@@ -65,6 +70,73 @@ else
 ARCH_SRC := $(wildcard arch/$(ARCH)/*.c arch/$(ARCH)/*.S)
 endif
 
+# ------------------------------------------------------------ BPF
+# CO-RE programs for the build machine's architecture; everything
+# generated (vmlinux.h, objects, skeletons) goes to $(BUILD)/bpf.
+CLANG       ?= clang
+LLVM_STRIP  ?= llvm-strip
+BPFTOOL     ?= $(firstword $(shell command -v bpftool 2>/dev/null) \
+		$(wildcard /usr/sbin/bpftool /sbin/bpftool))
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+VMLINUX_H   ?=
+KGO_BPF     ?= 1
+BPF_ARCH    := $(patsubst x86_64,x86,$(patsubst aarch64,arm64,$(ARCH)))
+HOST_ARCH   := $(shell uname -m)
+
+BPF_MISSING :=
+ifneq ($(KGO_BPF),1)
+BPF_MISSING := built with KGO_BPF=0
+else ifneq ($(ARCH),$(HOST_ARCH))
+BPF_MISSING := cross build
+else ifeq ($(shell command -v $(CLANG) 2>/dev/null),)
+BPF_MISSING := no clang at build time (make deps)
+else ifeq ($(BPFTOOL),)
+BPF_MISSING := no bpftool at build time (make deps)
+else ifeq ($(shell pkg-config --exists libbpf && echo y),)
+BPF_MISSING := no libbpf at build time (make deps)
+else ifeq ($(VMLINUX_H)$(wildcard $(VMLINUX_BTF)),)
+BPF_MISSING := no kernel BTF at build time (VMLINUX_BTF= or VMLINUX_H=)
+endif
+
+BPF_SRC  := $(wildcard bpf/*.bpf.c)
+BPF_SKEL := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.skel.h,$(BPF_SRC))
+ifeq ($(BPF_MISSING),)
+CFLAGS_K += -DKGO_BPF -I$(BUILD)/bpf -Ibpf
+LDLIBS_BPF := -lbpf -lelf -lz
+LDLIBS_K += $(LDLIBS_BPF)
+else
+CFLAGS_K += -Ibpf -DKGO_BPF_MISSING='"$(BPF_MISSING)"'
+LDLIBS_BPF :=
+BPF_SKEL :=
+endif
+# kgo-probe: the probes' loader for the whole machine (needs BPF).
+ifeq ($(BPF_MISSING),)
+TOOLS := $(BUILD)/kgo-probe
+endif
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(BPF_ARCH) \
+	      -I$(BUILD)/bpf -Ibpf -Wall -fms-extensions \
+	      $(shell $(CLANG) -Werror -Wno-microsoft-anon-tag -E -x c /dev/null \
+			-o /dev/null 2>/dev/null && echo -Wno-microsoft-anon-tag)
+
+$(BUILD)/bpf/vmlinux.h: $(VMLINUX_H)
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@"
+ifneq ($(VMLINUX_H),)
+	$(Q)cp $(VMLINUX_H) $@
+else
+	$(Q)$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@.tmp && mv $@.tmp $@
+endif
+
+# Stripped before the skeleton: with its DWARF the header is 2 MB.
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) $(BUILD)/bpf/vmlinux.h Makefile
+	@echo "  BPF     $<"
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(Q)$(LLVM_STRIP) -g $@
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	@echo "  SKEL    $@"
+	$(Q)$(BPFTOOL) gen skeleton $< name $*_bpf > $@.tmp && mv $@.tmp $@
+
 RT_SRC   := $(wildcard user/runtime/*.c)
 LIB_OBJ  := $(patsubst %,$(BUILD)/obj/%.o,$(basename $(RT_SRC) $(ARCH_SRC)))
 ARCH_OBJ := $(patsubst %,$(BUILD)/obj/%.o,$(basename $(ARCH_SRC)))
@@ -77,10 +149,11 @@ HARNESS_TESTS := $(BUILD)/selftests/harness_test
 
 EXAMPLES := $(patsubst user/examples/%.c,$(BUILD)/examples/%,$(wildcard user/examples/*.c))
 
-.PHONY: FORCE all lib tests examples check check-core check-asan check-tsan \
-	check-aarch64 vmtest vmtest-matrix demo bench deps install clean
+.PHONY: FORCE all lib tests examples tools check check-core check-asan \
+	check-tsan check-aarch64 vmtest vmtest-matrix demo bench deps install \
+	clean
 
-all: lib examples
+all: lib examples tools
 
 lib: $(BUILD)/libkgo.a $(BUILD)/libkgo.so $(BUILD)/kgo.pc
 
@@ -100,6 +173,9 @@ $(BUILD)/obj/%.o: %.S Makefile
 	$(Q)$(CC) $(CFLAGS_K) $(DEPFLAGS) -c $< -o $@
 	$(Q)$(KGO_TEXT)
 
+# The runtime's loader includes the skeletons.
+$(BUILD)/obj/user/runtime/observe_bpf.o: $(BPF_SKEL)
+
 $(BUILD)/libkgo.a: $(LIB_OBJ)
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
@@ -117,7 +193,8 @@ $(BUILD)/kgo.pc: Makefile FORCE
 		'libdir=$${prefix}/lib' '' 'Name: kgo' \
 		'Description: Go-style G/M/P runtime for C, assisted by the kernel' \
 		'Version: $(VERSION)' 'Cflags: -I$${includedir}' \
-		'Libs: -L$${libdir} -lkgo' 'Libs.private: -pthread -luring $(PC_LIBDW)' \
+		'Libs: -L$${libdir} -lkgo' \
+		'Libs.private: -pthread -luring -lm $(LDLIBS_BPF) $(PC_LIBDW)' \
 		> $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
 
@@ -132,7 +209,7 @@ ifneq ($(FUSE_LIBS),)
 SLOWFS   := $(BUILD)/selftests/slowfs
 endif
 
-tests: $(TESTS) $(SLOWFS)
+tests: $(TESTS) $(SLOWFS) $(TOOLS)
 
 $(BUILD)/selftests/slowfs: selftests/slowfs.c selftests/slowfs.h
 	@mkdir -p $(dir $@)
@@ -149,6 +226,13 @@ $(BUILD)/selftests/%: selftests/%.c $(BUILD)/libkgo.a selftests/harness.h
 		$(BUILD)/libkgo.a $(LDLIBS_K)
 
 examples: $(EXAMPLES)
+
+tools: $(TOOLS)
+
+$(BUILD)/kgo-probe: user/tools/kgo-probe.c $(BUILD)/libkgo.a $(BPF_SKEL)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_K) $(DEPFLAGS) $< -o $@ $(BUILD)/libkgo.a $(LDLIBS_K)
 
 $(BUILD)/examples/%: user/examples/%.c $(BUILD)/libkgo.a
 	@mkdir -p $(dir $@)
@@ -208,13 +292,21 @@ bench: lib $(SLOWFS)
 deps:
 	$(Q)scripts/install-deps
 
-install: lib
+install: lib tools
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 include/kgo.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libkgo.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libkgo.so $(DESTDIR)$(PREFIX)/lib/libkgo.so.0
 	ln -sf libkgo.so.0 $(DESTDIR)$(PREFIX)/lib/libkgo.so
 	install -m 644 $(BUILD)/kgo.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+ifneq ($(TOOLS),)
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 755 $(BUILD)/kgo-probe $(DESTDIR)$(PREFIX)/sbin/
+	install -m 644 user/tools/kgo-probe.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' user/tools/kgo-probe.service \
+		> $(DESTDIR)$(PREFIX)/lib/systemd/system/kgo-probe.service
+endif
 
 clean:
 	rm -rf $(BUILD)

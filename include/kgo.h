@@ -168,7 +168,12 @@ struct kgo_config {
  * scheddetail=1 adds a line per P, M and G; asyncpreemptoff=1 turns
  * SIGURG preemption off; kernel=1 says once what the runtime does
  * instead of each kernel feature it lacks here ("kgo: kernel: ..."; the
- * README's Kernels table lists them). KGO_TRACE=path writes the scheduler's events
+ * README's Kernels table lists them); observe=1 prints, at the start,
+ * which KGO_OBSERVE mode is in force and why. KGO_OBSERVE=auto|bpf|poll|scx
+ * (else @cfg->observe): bpf takes the BPF probes pinned by `kgo-probe
+ * load`, or loads them when the process may (root), and falls back to
+ * poll saying why once; auto does the same silently; scx is not built
+ * yet (poll). KGO_TRACE=path writes the scheduler's events
  * (Gs created, run, parked, readied, preempted; syscalls; handoffs;
  * steals) to path when kgo_run returns, as Chrome trace-event JSON that
  * ui.perfetto.dev and chrome://tracing open.
@@ -670,6 +675,21 @@ struct kgo_stats {
 	uint64_t io_cancelled;		/* ops cancelled at kgo_run's end */
 	uint64_t io_rings;		/* rings open (one per M that did io) */
 	uint64_t io_waiting;		/* Gs parked on an io completion */
+	/* Kernel observation (KGO_OBSERVE): why @observe is what it is,
+	 * a static string ("probes loaded by this process", "no probes
+	 * pinned ... (sudo kgo-probe load)", ...). */
+	const char *observe_why;
+	/* Handoffs by cause: handoffs_kernel_observed (above: the kernel
+	 * saw the M block), poll (sysmon's guess: the same syscall at two
+	 * looks), timeout (the syscall ran a slice of CPU time, or 10 ms
+	 * with nothing seen). */
+	uint64_t handoffs_poll;
+	uint64_t handoffs_timeout;
+	uint64_t observe_kicks;		/* sysmon wakeups sent by the probes */
+	uint64_t observe_ms;		/* Ms registered with the probes */
+	/* Records that said an M was blocked while the kernel (/proc)
+	 * said it ran: events the probes missed (observe_bpf.c). */
+	uint64_t observe_misses;
 };
 
 /**

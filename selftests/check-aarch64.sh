@@ -35,7 +35,7 @@ TIMEOUT=${TIMEOUT:-600}
 # The Makefile's flags, so that both builds warn alike; -Werror in CI.
 cflags=(-O2 -g -Wall -Wextra -Wno-unused-parameter -std=gnu11 -static
 	-pthread -D_GNU_SOURCE -fno-omit-frame-pointer
-	-Iinclude -Iarch -Iuser/runtime -Iselftests)
+	-Iinclude -Iarch -Iuser/runtime -Ibpf -Iselftests)
 case ${CI:-}${WERROR:-} in
 *true*|*1*)	cflags+=(-Werror) ;;
 esac

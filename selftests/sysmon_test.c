@@ -43,6 +43,7 @@
 
 #include "kgo.h"
 #include "harness.h"
+#include "handoff_pair.h"
 #include "sysmon_count.h"
 
 #define MS	1000000LL
@@ -55,31 +56,9 @@ static void run(void (*fn)(void *), void *arg, int maxprocs)
 	ASSERT_EQ(0, ret);
 }
 
-static struct kgo_stats stats(void)
-{
-	struct kgo_stats st;
-
-	memset(&st, 0, sizeof(st));
-	kgo_stats_get(&st, sizeof(st));
-	return st;
-}
 
 /* ------------------------------------------------------------------ */
 
-struct pipe_pair {
-	int fds[2];
-	atomic_int writer_ran;
-	bool blocking;
-	char got;
-};
-
-static void writer(void *arg)
-{
-	struct pipe_pair *pp = arg;
-
-	atomic_store(&pp->writer_ran, 1);
-	ASSERT_EQ(1, write(pp->fds[1], "k", 1));
-}
 
 static void handoff_main(void *arg)
 {

@@ -259,6 +259,7 @@
 #include <unistd.h>
 
 #include "runtime.h"
+#include "observe.h"
 
 /* The runtime's code, bracketed by the linker (see above). Weak: a
  * build without the section (check-aarch64.sh) has neither symbol, and
@@ -1160,6 +1161,9 @@ static void sigurg_handler(int sig, siginfo_t *si, void *ucv)
 	struct m *mp = getm();
 	struct g *gp = mp ? mp->curg : NULL;
 
+	/* The BPF probes' kick to sysmon (observe_bpf.c). */
+	if (observe_sigurg(si))
+		goto out;
 	/*
 	 * Every SIGURG goes to the program's handler, the runtime's too,
 	 * as Go does: a SIGURG the program sent while one of ours was

@@ -2898,8 +2898,7 @@ static int run(void (*main_fn)(void *), void *arg,
 		timers_init(&pp->timers);
 		sched.allp[i] = pp;
 	}
-	sched.observe = KGO_OBSERVE_POLL;
-	sched.observe_why = "kernel observation not built in this version";
+	/* sched.observe and observe_why: sysmon_start (observe_bpf.c). */
 	io_init();
 
 	for (i = sched.gomaxprocs - 1; i > 0; i--)
@@ -3001,7 +3000,7 @@ int kgo_stats_get(struct kgo_stats *st, size_t size)
 
 	if (!st)
 		return -EINVAL;
-	s.observe = sched.observe;
+	s.observe = READ_ONCE(sched.observe);	/* sysmon may change it */
 	s.handoffs = atomic_load(&sched.handoffs);
 	s.handoffs_kernel_observed = atomic_load(&sched.handoffs_kernel);
 	s.preempt_sync = atomic_load(&sched.preempt_sync);

@@ -14,7 +14,7 @@
  * Everything sysmon does follows from two questions about each P, and
  * they are asked in one place, through struct observer, so that a
  * kernel-observed mode can answer them from BPF instead of by polling
- * without anything else here changing:
+ * without anything else here changing (struct observer, observe.h):
  *
  *   m_blocked(pp)     - is the M that has pp (in a syscall, or running
  *                       a G) really blocked in the kernel?
@@ -39,6 +39,18 @@
  * (sleeping there means blocked): for a running M before a preemption
  * signal, and at the first look at a syscall while Gs wait for its P
  * (syscall_sleeping: a blocked call is handed off a look sooner).
+ *
+ * Kernel-observed mode (KGO_OBSERVE=bpf; observe.h, observe_bpf.c)
+ * ---------------------------------------------------------------
+ * The BPF probes (bpf/kgo_observe.bpf.c) answer both questions: an M
+ * is blocked when the kernel switched it out asleep (confirmed with
+ * /proc before sysmon acts), a slice is the CPU time of the G's M. And
+ * sysmon has no period: the probes wake it (a signal, sysmon_kick) when
+ * an M that left a P with work waiting goes to sleep in a kgo syscall,
+ * and it sleeps until the end of the slices that run, or 10 ms later
+ * for a P whose M is blocked with nothing waiting (Go's rule), or while
+ * Gs wait on io rings the kernel cannot see (io_sysmon). Handoffs are
+ * counted by cause: kernel-observed, poll (the guess) and timeout.
  *
  * Sleeping (Go's backoff)
  * -----------------------
@@ -66,6 +78,7 @@
 #include <unistd.h>
 
 #include "runtime.h"
+#include "observe.h"
 #include "traceback.h"
 #include "trace.h"
 
@@ -75,45 +88,6 @@
 #define RESEND_MIN	(1000 * 1000LL)		/* first resend of a preemption */
 #define SYSMON_SLACK_NS	1000			/* PR_SET_TIMERSLACK */
 #define WAKEP_LOOK	(1000 * 1000LL)		/* proc.c, "Deferred wakeups" */
-
-/* What sysmon remembers of a P between two looks; sysmon only. */
-struct pmon {
-	/* The observer's own (polling: Go's sysmontick). */
-	uint64_t schedtick;	/* schedtick at the last look */
-	int64_t schedwhen;	/* when sysmon first saw that schedtick */
-	bool schedseen;		/* ... and saw it again at a later look */
-	int64_t lookwhen;	/* the last look at this P running */
-	uint64_t syscalltick;
-	int64_t syscallwhen;	/* when sysmon first saw that syscall */
-	/* retake's. */
-	uint64_t slicetick;	/* the slice the request below was for */
-	int64_t preemptwhen;	/* last preemption request, 0: none */
-	int64_t resend;		/* next request no sooner than this after */
-	/* The deferred wakeup (proc.c) seen due at the last look, and
-	 * pp->nswitch then: fired only if still due with no switch since. */
-	bool wakeseen;
-	uint64_t wakeswitch;
-};
-
-/*
- * struct observer - how sysmon answers its two questions. @now is the
- * time of this look. Both may keep state in @pm, and are called on
- * every look at a P in the state they are asked about.
- */
-struct observer {
-	const char *name;
-	/* @st is pp's status as just read: P_SYSCALL (its old M is in a
-	 * kgo syscall) or P_RUNNING (@mp runs a G that ran past its slice
-	 * without a runtime call: a plain blocking call looks like this). */
-	bool (*m_blocked)(struct p *pp, uint32_t st, struct m *mp,
-			  struct pmon *pm, int64_t now);
-	/* pp is P_RUNNING or P_SYSCALL. */
-	bool (*g_slice_over)(struct p *pp, struct pmon *pm, int64_t now);
-	/* When may pp's running G's slice end, at the earliest, as far as
-	 * this observer can tell? INT64_MAX: it will say (an observer that
-	 * is told by the kernel sleeps until told). */
-	int64_t (*slice_end)(struct p *pp, struct pmon *pm);
-};
 
 static struct {
 	pthread_t thread;
@@ -132,6 +106,7 @@ static struct {
 	/* Counters of this (or the last) run, for kgo_stats. */
 	_Atomic uint64_t wakeups;
 	_Atomic uint64_t signals;
+	_Atomic uint64_t handoffs_poll, handoffs_timeout;
 } sm;
 
 /*
@@ -147,7 +122,7 @@ _Atomic bool sysmon_sleeping;
 /* ------------------------------------------------------------------ */
 
 /* Is thread tid asleep in the kernel? From /proc: S, D (or stopped). */
-static bool thread_sleeping(pid_t tid)
+bool thread_sleeping(pid_t tid)
 {
 	char path[64], buf[256], *s;
 	ssize_t n;
@@ -268,7 +243,7 @@ static int64_t poll_slice_end(struct p *pp, struct pmon *pm)
 	return pm->schedwhen + sched.slice_ns;
 }
 
-static const struct observer observer_poll = {
+const struct observer observer_poll = {
 	.name = "poll",
 	.m_blocked = poll_m_blocked,
 	.g_slice_over = poll_g_slice_over,
@@ -362,7 +337,7 @@ static int retake(int64_t now)
 		/* Acquire pairs with entersyscall's release store. */
 		uint32_t st = atomic_load_explicit(&pp->status,
 						   memory_order_acquire);
-		bool over = false;
+		bool over = false, blocked, kernel;
 
 		if (st == P_RUNNING || st == P_SYSCALL) {
 			/* proc.c, "Deferred wakeups": still due at a look
@@ -381,14 +356,40 @@ static int retake(int64_t now)
 			continue;
 		}
 		/* Go: a G whose slice is over is retaken at once. */
-		if (!sm.obs->m_blocked(pp, st, NULL, pm, now) && !over)
+		blocked = sm.obs->m_blocked(pp, st, NULL, pm, now);
+		if (!blocked && !over)
 			continue;
+		/* bpf: the M is on a CPU in its syscall and the G's slice
+		 * is over: a G that ran too long, asked to stop when the
+		 * call returns (kgo_syscall_end); the P is retaken only if
+		 * the same call is still running at the next look. */
+		if (!blocked && sm.obs->kernel_wakes &&
+		    pm->stoptick != pm->syscalltick) {
+			struct m *mp = observe_m_of(atomic_load_explicit(
+				&pp->syscalltid, memory_order_relaxed));
+			struct g *gp = mp ? smp_load_acquire(mp->curg) : NULL;
+
+			pm->stoptick = pm->syscalltick;
+			if (gp) {
+				atomic_store_explicit(&gp->preempt, true,
+						      memory_order_relaxed);
+				continue;
+			}
+		}
 		if (runqempty(pp) && !atomic_load(&sched.runqsize) &&
 		    atomic_load(&sched.nmspinning) + atomic_load(&sched.npidle) > 0 &&
 		    now - pm->syscallwhen < SYSCALL_RETAKE)
 			continue;
-		if (retake_syscall(pp, false))
-			n++;
+		/* The cause: the kernel saw the M block (bpf), the G's
+		 * slice ran out in the call, or polling's guess. */
+		kernel = blocked && sm.obs->kernel_wakes;
+		if (!retake_syscall(pp, kernel))
+			continue;
+		n++;
+		if (!kernel)
+			atomic_fetch_add_explicit(blocked ? &sm.handoffs_poll :
+						  &sm.handoffs_timeout, 1,
+						  memory_order_relaxed);
 	}
 	return n;
 }
@@ -406,11 +407,28 @@ static int64_t next_slice_end(int64_t now)
 	for (i = 0; i < sched.gomaxprocs; i++) {
 		struct p *pp = sched.allp[i];
 		struct pmon *pm = &sm.pm[i];
+		uint32_t st = atomic_load_explicit(&pp->status,
+						   memory_order_relaxed);
 
-		if (atomic_load_explicit(&pp->status, memory_order_relaxed) !=
-		    P_RUNNING)
+		/* Told by the kernel: a slice runs on in a syscall on a
+		 * CPU, and a P whose M is blocked there without anything
+		 * waiting is taken after SYSCALL_RETAKE (Go's rule). */
+		if (st == P_SYSCALL && sm.obs->kernel_wakes) {
+			t = sm.obs->slice_end(pp, pm);
+			if (pm->syscallwhen &&
+			    pm->syscallwhen + SYSCALL_RETAKE < t)
+				t = pm->syscallwhen + SYSCALL_RETAKE;
+			if (t < next)
+				next = t;
 			continue;
-		if (idlep && now + WAKEP_LOOK < next)
+		}
+		if (st != P_RUNNING)
+			continue;
+		/* A deferred wakeup is looked at again WAKEP_LOOK on;
+		 * polling looks anyway, bpf mode only when one is due. */
+		if (idlep && now + WAKEP_LOOK < next &&
+		    (!sm.obs->kernel_wakes ||
+		     atomic_load_explicit(&pp->wakep_due, memory_order_relaxed)))
 			next = now + WAKEP_LOOK;
 		if (pm->preemptwhen && pm->slicetick ==
 		    atomic_load_explicit(&pp->schedtick, memory_order_relaxed))
@@ -515,9 +533,16 @@ static void schedtrace(bool detail)
 		  atomic_load(&sched.runqsize));
 	if (detail)
 		sb_printf(&sb, " nmidlelocked=%d sysmonwait=%d observe=%s "
-			  "asyncpreempt=%s\n", sched.nmidlelocked,
+			  "asyncpreempt=%s handoffs=%llu(kernel %llu, poll "
+			  "%llu, timeout %llu) observe_why=\"%s\"\n",
+			  sched.nmidlelocked,
 			  (int)atomic_load(&sysmon_sleeping), sm.obs->name,
-			  preempt_async_on() ? "on" : "off");
+			  preempt_async_on() ? "on" : "off",
+			  (unsigned long long)atomic_load(&sched.handoffs),
+			  (unsigned long long)atomic_load(&sched.handoffs_kernel),
+			  (unsigned long long)atomic_load(&sm.handoffs_poll),
+			  (unsigned long long)atomic_load(&sm.handoffs_timeout),
+			  sched.observe_why ? sched.observe_why : "");
 	for (i = 0; i < sched.gomaxprocs; i++) {
 		struct p *pp = sched.allp[i];
 
@@ -594,21 +619,66 @@ static void wake_clear(void)
 	unlock(&sm.lock);
 }
 
-/* Wake sysmon: at most one notewakeup per arming. */
+/* Wake sysmon: at most one wakeup per arming. Not notewakeup(): the
+ * probes' signal (sysmon_kick) may have marked the note woken already,
+ * which notewakeup would take for a double wakeup. */
 static void wake_locked(void)
 {
 	if (sm.wake_armed) {
 		sm.wake_armed = false;
-		notewakeup(&sm.wake);
+		/* Release: what the waker wrote is seen by sysmon. */
+		if (atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
+					     memory_order_release) ==
+		    NOTE_KERNEL_VALUE)
+			futex_wake(&sm.wake.key, 1);
 	}
+}
+
+/*
+ * bpf_until() - in bpf mode sysmon has no period: the probes wake it
+ * when an M that left a P with work waiting blocks (sysmon_kick), and
+ * it sleeps until the end of the slices that run (next_slice_end) and
+ * the retake of Ps idle in a blocked syscall. Only what the kernel
+ * cannot see keeps a period: io rings and netpoller waits (io_sysmon,
+ * every 10 ms while Gs wait on them). Under ThreadSanitizer a signal
+ * handler runs only when its thread leaves the kernel, so the wakeup
+ * cannot end the sleep: sysmon looks every millisecond there.
+ */
+static int64_t bpf_until(int64_t now)
+{
+	int64_t until = INT64_MAX;
+
+	if (atomic_load_explicit(&sched.nio, memory_order_relaxed) > 0 ||
+	    io_netpoll_unchecked())
+		until = now + DELAY_MAX;
+#ifdef KGO_TSAN
+	until = now + 1000 * 1000LL;
+#endif
+	return until;
+}
+
+/*
+ * sysmon_kick() - the probes' wakeup: SIGURG from BPF (si_code
+ * SI_KERNEL) on sysmon's own thread, in its handler (observe_bpf.c).
+ * Marking the note woken ends the futex sleep the signal interrupted:
+ * the kernel restarts it (SA_RESTART), and it returns at once because
+ * the word is no longer the value it waits on. A wakeup from another
+ * thread may mark it too (wake_locked tolerates that).
+ */
+void sysmon_kick(void)
+{
+	atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
+				 memory_order_release);
 }
 
 static void *sysmon(void *arg)
 {
 	int64_t delay = DELAY_MIN, lasttrace = 0, now, until, t;
+	bool looked = false;
 	int idle = 0;
 
 	(void)arg;
+	observe_sysmon_init();
 	/*
 	 * sysmon's sleeps are its clock: a look every 20 us while it finds
 	 * work. With the default 50 us timer slack the kernel stretched
@@ -630,17 +700,35 @@ static void *sysmon(void *arg)
 		now = nanotime();
 		park_clock_set(now);	/* traceback.h */
 		until = now + delay;
+		/* bpf mode: a look before the first sleep. A block before
+		 * sysmon registered (observe_sysmon_init) woke nobody. */
+		if (sm.obs->kernel_wakes)
+			until = looked ? bpf_until(now) : now;
 		t = next_slice_end(now);
 		if (t < until)
 			until = t > now + DELAY_MIN ? t : now + DELAY_MIN;
+		/* bpf mode, nothing to time and yet not every P on the
+		 * idle list: a P between two owners (kgo_run's first, taken
+		 * without pidleget; one being released), which no wakeup
+		 * announces. Look again in a millisecond. */
+		if (until == INT64_MAX && !all_idle())
+			until = now + WAKEP_LOOK;
 		if (sm.schedtrace_ns) {
 			t = lasttrace + sm.schedtrace_ns;
 			if (t < until)
 				until = t > now ? t : now;
 		}
-		notesleep_until_nospin(&sm.wake, until);
+		/* Nothing to time, every P idle (bpf mode): the deep
+		 * sleep below, whose flag the takers of a P look at. */
+		if (sm.obs->kernel_wakes)
+			observe_sleep(until != INT64_MAX ? now : 0);
+		if (until != INT64_MAX)
+			notesleep_until_nospin(&sm.wake, until);
 		wake_clear();
 		atomic_fetch_add_explicit(&sm.wakeups, 1, memory_order_relaxed);
+		/* Records gone stale (probes unloaded): poll from now on. */
+		if (sm.obs->kernel_wakes && !observe_check(nanotime()))
+			sm.obs = &observer_poll;
 
 		/* Every P idle: nothing can need us until one is taken. Go
 		 * keeps polling when schedtrace is on, to print in time. */
@@ -659,6 +747,7 @@ static void *sysmon(void *arg)
 			continue;
 		}
 		now = nanotime();
+		looked = true;
 		if (retake(now))
 			idle = 0;
 		else
@@ -739,6 +828,10 @@ static void parse_debug(bool *asyncpreemptoff)
 			if (env_parse_long(what, val, 0, 1, &v,
 					   "async preemption stays on"))
 				*asyncpreemptoff = v;
+		} else if (!strcmp(name, "observe")) {
+			if (env_parse_long(what, val, 0, 1, &v,
+					   "no observer lines"))
+				observe_debug = v;
 		} else if (!strcmp(name, "kernel")) {
 			/* Read by kgo_fallback() itself, which runs before
 			 * sysmon does (stack_init); checked here. */
@@ -747,7 +840,7 @@ static void parse_debug(bool *asyncpreemptoff)
 		} else {
 			snprintf(why, sizeof(why), "no key %s (known: "
 				 "schedtrace, scheddetail, asyncpreemptoff, "
-				 "kernel)", name);
+				 "observe, kernel)", name);
 			env_warn("KGO_DEBUG", all, why, "the other keys apply");
 		}
 	}
@@ -765,6 +858,7 @@ void sysmon_minit(struct m *mp)
 	/* A thread inherits its creator's slack: sysmon's is not for Ms. */
 	if (!mp->is_m0 && sm.mslack > 0)
 		prctl(PR_SET_TIMERSLACK, sm.mslack, 0, 0, 0);
+	observe_minit(mp);
 }
 
 int sysmon_start(void)
@@ -778,16 +872,18 @@ int sysmon_start(void)
 	sm.mslack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 	sm.wake_armed = true;
 	atomic_store(&sysmon_sleeping, false);
-	/* The only observer so far; a kernel-observed one is chosen here
-	 * from sched.observe when it exists. */
-	sm.obs = &observer_poll;
 	sm.starttime = nanotime();
+	observe_debug = false;
 	parse_debug(&asyncpreemptoff);
 	sm.pm = calloc(sched.gomaxprocs, sizeof(*sm.pm));
 	if (!sm.pm)
 		return -ENOMEM;
 	trace_start();
 	preempt_init(asyncpreemptoff);
+	/* After preempt_init: the probes' wakeup handler chains to its. */
+	sm.obs = observe_start();
+	if (!sm.obs)
+		sm.obs = &observer_poll;
 	/* sysmon takes no signals meant for Ms running Gs. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -797,6 +893,7 @@ int sysmon_start(void)
 	if (!err)
 		pthread_setname_np(sm.thread, "kgo-sysmon");
 	if (err) {
+		observe_stop();
 		preempt_fini();
 		trace_stop();
 		free(sm.pm);
@@ -817,6 +914,8 @@ void sysmon_stop(void)
 	wake_locked();
 	unlock(&sm.lock);
 	pthread_join(sm.thread, NULL);
+	observe_m0_exit();
+	observe_stop();
 	preempt_fini();
 	trace_stop();
 	free(sm.pm);
@@ -832,4 +931,9 @@ void sysmon_stats(struct kgo_stats *st)
 	st->preempt_signals = atomic_load_explicit(&sm.signals,
 						   memory_order_relaxed);
 	st->async_preempt = preempt_async_on();
+	st->handoffs_poll = atomic_load_explicit(&sm.handoffs_poll,
+						 memory_order_relaxed);
+	st->handoffs_timeout = atomic_load_explicit(&sm.handoffs_timeout,
+						    memory_order_relaxed);
+	observe_stats(st);
 }

@@ -1,0 +1,432 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/*
+ * kgo_observe.bpf.c - the kernel tells kgo's sysmon when an M blocks
+ * and how much CPU it got.
+ *
+ * What
+ * ----
+ * Four tracing programs follow the threads that kgo processes register
+ * (their Ms and their sysmon) and keep, per thread, in one record of the
+ * mmappable array kgo_ms (kgo_observe.h, struct kgo_obs_m): on a CPU,
+ * runnable but kept off one by the kernel, or blocked (since when, and
+ * whether in iowait), and its CPU time.
+ *
+ *   tp_btf/sys_enter            registration: prctl(KGO_OBS_PRCTL, ...)
+ *   tp_btf/sched_switch         the state and the CPU time; the wakeup
+ *   tp_btf/sched_wakeup         BLOCKED -> RUNNABLE
+ *   tp_btf/sched_process_exit   the slot of an exiting thread is freed
+ *
+ * When an M blocks while the P it left in a kgo syscall has work waiting
+ * (the only event that needs action at once), sched_switch wakes the
+ * process's sysmon with bpf_send_signal_task; sysmon then reads the
+ * records, sees the M blocked and hands its P off (user/runtime/
+ * observe_bpf.c). Everything else the runtime reads with plain loads
+ * when it looks anyway: no syscall, no wakeup.
+ *
+ * Why this way
+ * ------------
+ * Go's sysmon guesses: a P in the same syscall at two looks 20 us - 10
+ * ms apart is taken, and a G whose tick did not move for 10 ms of wall
+ * time is preempted. It looks every 20 us while there is anything to
+ * guess about. The kernel knows: sched_switch says that the thread went
+ * to sleep (prev_state) and when, so a blocked M's P is handed off at
+ * the block, a busy M in a long non-blocking syscall (a big getrandom, a
+ * read from the page cache) keeps its P, and a G's slice is CPU time,
+ * so a G whose M the kernel kept off the CPU has not used it.
+ *
+ * tp_btf, not kprobes or fentry: on the machines this was built on
+ * kprobes are not built and BPF trampolines are refused even to root
+ * (../shared/FACTS.md, "BPF that works"). Task storage finds a thread's
+ * slot in ~100 ns per switch against ~140 ns for a hash, and it goes
+ * with the task. The runtime tells the probes what they need (the
+ * addresses of its run queues) in its own memory, which they read with
+ * bpf_probe_read_user of `current`: bpf_probe_write_user is refused here
+ * (lockdown=integrity), and a shared map every user may write could not
+ * keep users apart.
+ *
+ * When it helps, and what it costs
+ * --------------------------------
+ * It helps where Ms block in syscalls while Gs wait (handoff at the
+ * block: a signal from BPF to sysmon, 13-17 us p50 on this VM, against
+ * a look every 20 us and a /proc read), where syscalls run long on a
+ * CPU (no spurious handoff), and on a loaded machine (no early
+ * preemption of a G that waited for a CPU). It costs every context
+ * switch of the machine two task-storage lookups (~100 ns each, most of
+ * them finding nothing), every wakeup one, and every syscall a compare
+ * (sys_enter): see the README's benchmark table (`perf bench sched
+ * pipe` with and without the probes).
+ *
+ * Limits
+ * ------
+ * - KGO_OBS_SLOTS threads at once, in all processes together; a
+ *   registration that finds no free slot within KGO_OBS_PROBES of its
+ *   hash fails (counted in `full`), and that M is handled by polling.
+ * - bpf_probe_read_user cannot fault pages in: the runtime touches what
+ *   it publishes before it registers.
+ * - Ids are the kernel's (init pid namespace); a runtime in another pid
+ *   namespace does not find its slot and polls (said once).
+ * - The wakeup needs the kfunc bpf_send_signal_task (Linux 6.13); older
+ *   kernels refuse to load the program and the runtime polls.
+ *
+ * Threat model
+ * ------------
+ * The probes run as root for every user's processes. What a process can
+ * do through them:
+ * - register only itself: the thread registered is `current` of the
+ *   prctl, with tid, tgid and uid from the kernel; the arguments are
+ *   only addresses in the caller's own memory.
+ * - make the probes read only its own memory (bpf_probe_read_user runs
+ *   as `current`, which is the registered thread at its own switch) and
+ *   signal only its own sysmon: the target's tgid is checked against
+ *   the blocking thread's. A process that publishes lies gets its own
+ *   Ms handed off or not; it cannot reach another process.
+ * - exhaust slots: a user that registers thousands of threads can fill
+ *   the table, and others then poll. (A per-uid cap is left to do.)
+ * Users open the pinned record map read-only (kgo-probe pins it 0444):
+ * they see each registered thread's tid, tgid, uid, run state and CPU
+ * time, which /proc/<pid>/task/<tid>/stat shows them anyway. Only BPF
+ * programs write it.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "kgo_observe.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+#if defined(__TARGET_ARCH_x86)
+#define NR_prctl	157
+#elif defined(__TARGET_ARCH_arm64)
+#define NR_prctl	167
+#else
+#error "kgo_observe.bpf.c: prctl's number for this architecture"
+#endif
+
+#define TASK_INTERRUPTIBLE	0x1
+#define TASK_UNINTERRUPTIBLE	0x2
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, KGO_OBS_SLOTS);
+	__type(key, __u32);
+	__type(value, struct kgo_obs_m);
+} kgo_ms SEC(".maps");
+
+/* A registered thread's slot + 1 (0: none). With the task: freed by
+ * the kernel when the task goes, even if sched_process_exit missed it. */
+struct obs_task {
+	__u32 slot1;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct obs_task);
+} kgo_task SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kgo_obs_stats);
+} kgo_stats SEC(".maps");
+
+extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
+extern void bpf_task_release(struct task_struct *p) __ksym;
+extern int bpf_send_signal_task(struct task_struct *task, int sig,
+				enum pid_type type, u64 value) __ksym;
+
+static __always_inline struct kgo_obs_stats *stats(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&kgo_stats, &zero);
+}
+
+#define COUNT(field) do {				\
+	struct kgo_obs_stats *st__ = stats();		\
+	if (st__)					\
+		st__->field++;				\
+} while (0)
+
+static __always_inline struct kgo_obs_m *slot_of(struct task_struct *t)
+{
+	struct obs_task *ot = bpf_task_storage_get(&kgo_task, t, 0, 0);
+	__u32 i;
+
+	if (!ot || !ot->slot1)
+		return 0;
+	i = ot->slot1 - 1;
+	return bpf_map_lookup_elem(&kgo_ms, &i);
+}
+
+/* Give slot @s back, if @owner still holds it. */
+static __always_inline void slot_free(struct kgo_obs_m *s, __u64 owner)
+{
+	if (s->owner != owner)
+		return;
+	s->role = 0;
+	s->m_addr = 0;
+	s->proc_addr = 0;
+	s->state = 0;
+	__sync_val_compare_and_swap(&s->owner, owner, 0);
+}
+
+/* Does the owner recorded in a slot still exist? A slot can outlive its
+ * thread only if the probes were not attached when it exited (a reload
+ * over pinned maps): such a slot may be taken over. */
+static __always_inline bool owner_alive(__u64 owner)
+{
+	struct task_struct *t = bpf_task_from_pid((s32)(__u32)owner);
+	bool alive = false;
+
+	if (t) {
+		alive = (__u32)t->tgid == (__u32)(owner >> 32);
+		bpf_task_release(t);
+	}
+	return alive;
+}
+
+/* ------------------------------------------------------------------ */
+/* Registration                                                       */
+/* ------------------------------------------------------------------ */
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(kgo_sys_enter, struct pt_regs *regs, long id)
+{
+	struct task_struct *cur;
+	struct obs_task *ot;
+	struct kgo_obs_m *s = 0;
+	__u64 owner, m_addr, proc_addr, seen;
+	__u32 i, idx, tid, op;
+
+	if (id != NR_prctl)
+		return 0;
+	if (PT_REGS_PARM1_CORE_SYSCALL(regs) != KGO_OBS_PRCTL)
+		return 0;
+	op = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	m_addr = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	proc_addr = PT_REGS_PARM4_CORE_SYSCALL(regs);
+	owner = bpf_get_current_pid_tgid();
+	tid = (__u32)owner;
+	cur = bpf_get_current_task_btf();
+	ot = bpf_task_storage_get(&kgo_task, cur, 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!ot)
+		return 0;
+	if (ot->slot1) {
+		idx = ot->slot1 - 1;
+		s = bpf_map_lookup_elem(&kgo_ms, &idx);
+		if (s && s->owner != owner)
+			s = 0;		/* taken over: register afresh */
+	}
+	if (op == KGO_OBS_UNREG) {
+		if (s) {
+			slot_free(s, owner);
+			COUNT(unregs);
+		}
+		ot->slot1 = 0;
+		return 0;
+	}
+	if (op != KGO_OBS_REG_M && op != KGO_OBS_REG_SYSMON)
+		return 0;
+	for (i = 0; !s && i < KGO_OBS_PROBES; i++) {
+		idx = (kgo_obs_hash(tid) + i) & (KGO_OBS_SLOTS - 1);
+		s = bpf_map_lookup_elem(&kgo_ms, &idx);
+		if (!s)
+			return 0;
+		seen = __sync_val_compare_and_swap(&s->owner, 0, owner);
+		if (seen == 0)
+			break;
+		if (owner_alive(seen) ||
+		    __sync_val_compare_and_swap(&s->owner, seen, owner) != seen)
+			s = 0;
+	}
+	if (!s) {
+		ot->slot1 = 0;
+		COUNT(full);
+		return 0;
+	}
+	s->uid = (__u32)bpf_get_current_uid_gid();
+	s->role = op;
+	s->gen++;
+	s->m_addr = m_addr;
+	s->proc_addr = proc_addr;
+	s->cpu_ns = 0;
+	s->nblock = s->niowait = s->npreempt = s->nwake = 0;
+	s->state = (bpf_ktime_get_ns() << KGO_OBS_STATE_SHIFT) | KGO_OBS_RUNNING;
+	ot->slot1 = idx + 1;
+	COUNT(regs);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(kgo_exit, struct task_struct *p)
+{
+	struct obs_task *ot = bpf_task_storage_get(&kgo_task, p, 0, 0);
+	struct kgo_obs_m *s;
+	__u32 idx;
+
+	if (!ot || !ot->slot1)
+		return 0;
+	idx = ot->slot1 - 1;
+	ot->slot1 = 0;
+	s = bpf_map_lookup_elem(&kgo_ms, &idx);
+	if (s) {
+		slot_free(s, ((__u64)p->tgid << 32) | (__u32)p->pid);
+		COUNT(exits);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The wakeup                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * An M (current) went to sleep. Wake its process's sysmon if the P it
+ * left in a kgo syscall has work waiting. Everything read here is the
+ * blocking process's own memory, published by its runtime
+ * (struct kgo_obs_proc); the signal goes only to a thread of the same
+ * process.
+ */
+static __always_inline void wake_if_needed(struct kgo_obs_m *s,
+					   struct task_struct *prev)
+{
+	struct kgo_obs_proc pr;
+	struct kgo_obs_m *sm;
+	struct task_struct *t;
+	__u64 oldp, runnext = 0, owner;
+	__u32 st = 0, head = 0, tail = 0, idx;
+	__s32 gq = 0, npidle = 0, nspin = 0;
+
+	if (bpf_probe_read_user(&pr, sizeof(pr), (void *)s->proc_addr) ||
+	    bpf_probe_read_user(&oldp, sizeof(oldp),
+				(void *)(s->m_addr + pr.off_m_oldp))) {
+		COUNT(read_fail);
+		return;
+	}
+	if (pr.magic != KGO_OBS_MAGIC || pr.version != KGO_OBS_VERSION ||
+	    !oldp || pr.sysmon_slot < 0 || pr.sysmon_slot >= KGO_OBS_SLOTS)
+		return;
+	if (bpf_probe_read_user(&st, sizeof(st),
+				(void *)(oldp + pr.off_p_status)) ||
+	    st != pr.p_syscall)
+		return;
+	if (bpf_probe_read_user(&head, sizeof(head),
+				(void *)(oldp + pr.off_p_runqhead)) ||
+	    bpf_probe_read_user(&tail, sizeof(tail),
+				(void *)(oldp + pr.off_p_runqtail)) ||
+	    bpf_probe_read_user(&runnext, sizeof(runnext),
+				(void *)(oldp + pr.off_p_runnext)) ||
+	    bpf_probe_read_user(&gq, sizeof(gq), (void *)pr.runqsize_addr) ||
+	    bpf_probe_read_user(&npidle, sizeof(npidle),
+				(void *)pr.npidle_addr) ||
+	    bpf_probe_read_user(&nspin, sizeof(nspin),
+				(void *)pr.nmspinning_addr)) {
+		COUNT(read_fail);
+		return;
+	}
+	/* Nothing waits, and an idle P or a spinning M takes what comes:
+	 * the P can wait for its M (sysmon takes it after 10 ms). */
+	if (head == tail && !runnext && gq <= 0 && npidle + nspin > 0)
+		return;
+	idx = pr.sysmon_slot;
+	sm = bpf_map_lookup_elem(&kgo_ms, &idx);
+	if (!sm)
+		return;
+	owner = sm->owner;
+	if ((__u32)(owner >> 32) != (__u32)prev->tgid ||
+	    sm->role != KGO_OBS_REG_SYSMON)
+		return;
+	t = bpf_task_from_pid((s32)(__u32)owner);
+	if (!t)
+		return;
+	if (t->tgid == prev->tgid &&
+	    !bpf_send_signal_task(t, pr.wake_sig, PIDTYPE_PID, 0)) {
+		s->nwake++;
+		COUNT(wakes);
+	} else {
+		COUNT(wake_fail);
+	}
+	bpf_task_release(t);
+}
+
+/* ------------------------------------------------------------------ */
+/* Switches and wakeups                                               */
+/* ------------------------------------------------------------------ */
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(kgo_switch, bool preempt, struct task_struct *prev,
+	     struct task_struct *next, unsigned int prev_state)
+{
+	struct kgo_obs_m *s;
+	__u64 now = 0, w, cpu;
+	bool blocked;
+
+	s = slot_of(prev);
+	if (s) {
+		now = bpf_ktime_get_ns();
+		w = s->state;
+		cpu = s->cpu_ns;
+		if (kgo_obs_state(w) == KGO_OBS_RUNNING &&
+		    now > kgo_obs_since(w))
+			cpu += now - kgo_obs_since(w);
+		blocked = prev_state & (TASK_INTERRUPTIBLE |
+					TASK_UNINTERRUPTIBLE);
+		w = now << KGO_OBS_STATE_SHIFT;
+		if (blocked) {
+			w |= KGO_OBS_BLOCKED;
+			if (BPF_CORE_READ_BITFIELD_PROBED(prev, in_iowait)) {
+				w |= KGO_OBS_IOWAIT;
+				s->niowait++;
+			}
+			s->nblock++;
+		} else {
+			w |= KGO_OBS_RUNNABLE;
+			s->npreempt++;
+		}
+		/* seq odd: cpu_ns and state change together (one writer:
+		 * the thread's own CPU). The atomic adds order the
+		 * stores for readers on weakly ordered CPUs too. */
+		__sync_fetch_and_add(&s->seq, 1);
+		s->cpu_ns = cpu;
+		s->state = w;
+		__sync_fetch_and_add(&s->seq, 1);
+		COUNT(switches);
+		if (blocked && s->role == KGO_OBS_REG_M)
+			wake_if_needed(s, prev);
+	}
+	s = slot_of(next);
+	if (s) {
+		if (!now)
+			now = bpf_ktime_get_ns();
+		__sync_fetch_and_add(&s->seq, 1);
+		s->state = (now << KGO_OBS_STATE_SHIFT) | KGO_OBS_RUNNING;
+		__sync_fetch_and_add(&s->seq, 1);
+		COUNT(switches);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(kgo_wakeup, struct task_struct *p)
+{
+	struct kgo_obs_m *s = slot_of(p);
+	__u64 w;
+
+	if (!s)
+		return 0;
+	w = s->state;
+	/* Only BLOCKED -> RUNNABLE: a switch in on another CPU may have
+	 * come first, and must not be undone. */
+	if (kgo_obs_state(w) == KGO_OBS_BLOCKED)
+		__sync_val_compare_and_swap(&s->state, w,
+			(bpf_ktime_get_ns() << KGO_OBS_STATE_SHIFT) |
+			KGO_OBS_RUNNABLE);
+	return 0;
+}

@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kgo_observe.h - what the BPF probes (kgo_observe.bpf.c) and the
+ * runtime (user/runtime/observe_bpf.c) share: the per-M records the
+ * kernel side writes, and the registration call the runtime makes.
+ *
+ * No libc and no vmlinux.h here: both sides include it (the BPF side
+ * after vmlinux.h, user space after <linux/types.h>).
+ *
+ * Two directions, two places
+ * --------------------------
+ *  kernel -> runtime: struct kgo_obs_m, one per registered thread, in
+ *	the array map `kgo_ms`, created BPF_F_MMAPABLE. The runtime maps
+ *	it (read-only when it is not the loader) and reads it with plain
+ *	loads: no syscall on the hot path. Only BPF programs write it.
+ *  runtime -> kernel: plain stores in the process's own memory. The
+ *	probes read them with bpf_probe_read_user() of `current` (at
+ *	sched_switch the thread switching out is current), at the
+ *	addresses given at registration. A process can therefore only
+ *	tell the probes about itself; what it says is checked against
+ *	what the kernel knows (tgid) before anything is done with it.
+ *
+ * Registration
+ * ------------
+ * A thread registers itself, and only itself, with
+ *
+ *	prctl(KGO_OBS_PRCTL, KGO_OBS_REG_M, m_addr, proc_addr, 0)
+ *
+ * which tp_btf/sys_enter sees; the kernel itself then refuses the
+ * unknown option with EINVAL, harmlessly. tid, tgid and uid come from
+ * the kernel (`current`), never from the arguments. KGO_OBS_REG_SYSMON
+ * registers the thread that the probes wake; KGO_OBS_UNREG gives the
+ * calling thread's slot back (a thread that exits gives it back by
+ * itself: tp_btf/sched_process_exit).
+ *
+ * The slot of a thread is found by open addressing from
+ * kgo_obs_hash(tid), at most KGO_OBS_PROBES slots on, so the runtime
+ * finds its slot again without asking the kernel.
+ */
+#ifndef KGO_OBSERVE_H
+#define KGO_OBSERVE_H
+
+/* "kgo\1": the prctl option; no kernel defines it. */
+#define KGO_OBS_PRCTL		0x6b676f01
+#define KGO_OBS_REG_M		1	/* an M: followed, may trigger wakes */
+#define KGO_OBS_REG_SYSMON	2	/* the thread to wake; followed too */
+#define KGO_OBS_UNREG		3
+
+/* Bumped with every change of the records' layout or meaning; the
+ * runtime refuses probes of another version (poll mode, said once). */
+#define KGO_OBS_VERSION		1
+#define KGO_OBS_SLOTS		4096	/* power of two */
+#define KGO_OBS_PROBES		32
+
+/* Name of the pin directory (kgo-probe load) and of the maps in it. */
+#define KGO_OBS_PIN_DIR		"/sys/fs/bpf/kgo"
+
+/*
+ * The state word: (ktime_ns << KGO_OBS_STATE_SHIFT) | state. One 64-bit
+ * word, so that a reader sees a state and its start time together, and
+ * sched_wakeup's compare-and-swap cannot undo a later switch. ktime in
+ * 56 bits lasts 2.28 years of uptime.
+ */
+#define KGO_OBS_STATE_SHIFT	8
+#define KGO_OBS_RUNNING		1	/* on a CPU since `since` */
+#define KGO_OBS_RUNNABLE	2	/* preempted by the kernel, or woken
+					 * and not yet on a CPU */
+#define KGO_OBS_BLOCKED		3	/* asleep in the kernel */
+#define KGO_OBS_STATE_MASK	0x0f
+#define KGO_OBS_IOWAIT		0x10	/* BLOCKED with in_iowait set */
+
+#define kgo_obs_state(w)	((w) & KGO_OBS_STATE_MASK)
+#define kgo_obs_since(w)	((w) >> KGO_OBS_STATE_SHIFT)
+
+/*
+ * struct kgo_obs_m - one registered thread, as the kernel sees it. One
+ * cache line. Written only by the BPF programs; the runtime and
+ * kgo-probe read it.
+ *
+ * @owner:  (tgid << 32) | tid of the thread that holds the slot, 0 when
+ *	    free. Claimed by sys_enter with a compare-and-swap from 0,
+ *	    cleared last by sched_process_exit or KGO_OBS_UNREG.
+ * @uid:    the thread's real uid at registration (kgo-probe status).
+ * @role:   KGO_OBS_REG_M or KGO_OBS_REG_SYSMON.
+ * @gen:    incremented at every claim of the slot: a reader that saw
+ *	    one gen and then another saw two owners.
+ * @m_addr, @proc_addr: the registration's arguments: where in the
+ *	    owner's memory the runtime publishes what the probes read
+ *	    (struct kgo_obs_proc, and the M's own fields at the offsets
+ *	    it gives). Only ever read as the owner's own memory.
+ * @state:  the state word above. Written by sched_switch on the
+ *	    owner's CPU (plain store), and by sched_wakeup from the
+ *	    waker's CPU (CAS BLOCKED -> RUNNABLE only).
+ * @seq:    odd while sched_switch updates @cpu_ns and @state together
+ *	    (only sched_switch: a thread's switches are serialised by the
+ *	    scheduler, so it has one writer at a time).
+ * @cpu_ns: CPU time the thread had up to its last switch out; while
+ *	    RUNNING add now - since.
+ * @nblock, @niowait, @npreempt: switches out blocked, of those in
+ *	    iowait, and switches out while runnable (the kernel took the
+ *	    CPU). sched_switch only.
+ * @nwake:  wakeups the probes sent for this M's blocks (sched_switch).
+ */
+struct kgo_obs_m {
+	__u64 owner;
+	__u32 uid;
+	__u32 role;
+	__u64 gen;
+	__u64 m_addr;
+	__u64 proc_addr;
+	__u64 state;
+	__u64 seq;
+	__u64 cpu_ns;
+	__u64 nblock;
+	__u64 niowait;
+	__u64 npreempt;
+	__u64 nwake;
+	__u64 pad[4];
+};
+
+/*
+ * struct kgo_obs_proc - what a process publishes once, in its own
+ * memory, for the probes (read with bpf_probe_read_user at a blocking
+ * switch of one of its Ms). Written by the runtime before its first
+ * registration and not changed while any M is registered, but for
+ * @sysmon_tid, which it writes when sysmon registers.
+ *
+ * The probes decide whether a block needs action now, by Go's rule
+ * for retaking a P from a syscall: the M is in a kgo syscall (the P it
+ * left, m+off_m_oldp, is P_SYSCALL), and work waits (that P's run
+ * queue or runnext, or the global queue at runqsize_addr) or no other
+ * M could take new work (no idle P and no spinning M: npidle_addr,
+ * nmspinning_addr). Then they wake the process's sysmon (@sysmon_slot,
+ * whose tgid they check). off_p_syscalltid is for tools; the probes
+ * do not need it (sysmon checks the tick before it acts).
+ */
+struct kgo_obs_proc {
+	__u64 magic;			/* KGO_OBS_MAGIC */
+	__u32 version;			/* KGO_OBS_VERSION */
+	__u32 p_syscall;		/* the value of P_SYSCALL */
+	__u32 off_m_oldp;		/* struct m: the P left in a syscall */
+	__u32 off_p_status;		/* struct p: status (u32) */
+	__u32 off_p_syscalltid;		/* struct p: tid in the syscall (s32) */
+	__u32 off_p_runqhead;		/* struct p: u32 */
+	__u32 off_p_runqtail;		/* struct p: u32 */
+	__u32 off_p_runnext;		/* struct p: pointer */
+	__u64 runqsize_addr;		/* sched.runqsize (s32) */
+	__u64 npidle_addr;		/* sched.npidle (s32) */
+	__u64 nmspinning_addr;		/* sched.nmspinning (s32) */
+	__s32 sysmon_slot;		/* -1: none; the slot to wake */
+	__u32 wake_sig;			/* the signal that wakes sysmon */
+};
+
+#define KGO_OBS_MAGIC	0x6b676f6f62730001ULL	/* "kgoobs" 1 */
+
+/*
+ * struct kgo_obs_stats - the probes' own counters (map kgo_stats, one
+ * entry per CPU), for kgo-probe status and the benchmarks.
+ */
+struct kgo_obs_stats {
+	__u64 switches;		/* sched_switch runs with a registered side */
+	__u64 regs, unregs;	/* registrations, explicit unregistrations */
+	__u64 exits;		/* slots freed by a thread's exit */
+	__u64 full;		/* registrations refused: no free slot */
+	__u64 wakes;		/* signals sent to a sysmon */
+	__u64 wake_fail;	/* ... that could not be sent */
+	__u64 read_fail;	/* user memory the probes could not read */
+};
+
+static inline __u32 kgo_obs_hash(__u32 tid)
+{
+	return (tid * 2654435761u) & (KGO_OBS_SLOTS - 1);
+}
+
+#endif /* KGO_OBSERVE_H */

@@ -1,0 +1,935 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Description: kernel-observed scheduling (observe_bpf.c, bpf/).
+ *
+ *   probes_load		KGO_OBSERVE=bpf as root: the probes load,
+ *				attach, and register the runtime's Ms (and
+ *				sysmon, which is not counted as an M).
+ *   handoff_kernel_observed	P=1: a G blocked in read(2) on a pipe
+ *				through kgo_syscall loses its P, with the
+ *				cause kernel-observed, and the probes woke
+ *				sysmon for it.
+ *   handoff_poll		the same in poll mode: handed off by
+ *				sysmon's guess, no kernel-observed cause.
+ *   busy_syscall_keeps_p	bpf: an M in long getrandom(2) calls (a few
+ *				ms on a CPU each, never asleep) keeps its P
+ *				although a G waits for it: no handoff.
+ *   busy_syscall_loses_p	poll: the same calls lose the P (the guess
+ *				cannot tell busy from blocked).
+ *   slice_is_cpu_time		bpf: a spinning G shares its CPU with a busy
+ *				process pinned to the same CPU; it is
+ *				preempted only after it had a whole slice of
+ *				CPU time, not of wall time.
+ *   sigkill_detaches		a kgo process killed with SIGKILL leaves no
+ *				program of its probes behind.
+ *   two_processes		two kgo processes at once, each with its own
+ *				kernel-observed handoffs.
+ *
+ * With the probes pinned by `kgo-probe load --group nogroup` (skipped
+ * when someone else's are pinned already; they are unloaded after):
+ *   pinned_unprivileged	a process of uid 65534 (nogroup) runs in bpf
+ *				mode on the pins: kernel-observed handoffs.
+ *   pinned_other_user		a process of another uid cannot write the
+ *				records (frozen map) and cannot make the
+ *				probes wake a victim's sysmon by publishing
+ *				a fake P that points at the victim's slot.
+ *   pinned_unload		kgo-probe unload under a running program: it
+ *				goes to poll mode, and handoffs go on.
+ *   pinned_sigkill		a registered process killed with SIGKILL
+ *				leaves no record behind.
+ *   pinned_many		1000 short-lived processes in turn, each in
+ *				bpf mode: no record left, no slot refused.
+ *   probe_errors		kgo-probe's messages: not root, unknown group,
+ *				loaded already, unknown command.
+ *
+ * BPF tests need root (or probes pinned by kgo-probe load) and a kernel
+ * that takes the probes; they skip with the runtime's reason elsewhere.
+ */
+#include <errno.h>
+#include <dirent.h>
+#include <linux/bpf.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <grp.h>
+#include <libgen.h>
+#include <limits.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kgo.h"
+#include "harness.h"
+#include "handoff_pair.h"
+#include "kgo_observe.h"
+
+#define MS	1000000LL
+
+
+static void nop(void *arg)
+{
+	(void)arg;
+}
+
+/*
+ * Can a process have bpf mode? If not, why (for SKIP). Asked in a
+ * child: a process keeps the probes it loaded for its next kgo_run
+ * (observe_bpf.c), and the tests' children must load their own.
+ */
+static const char *bpf_missing(void)
+{
+	struct kgo_config cfg = { .maxprocs = 1, .observe = KGO_OBSERVE_BPF };
+	static char why[256];
+	struct kgo_stats st;
+	int fds[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	unsetenv("KGO_OBSERVE");
+	if (pipe(fds))
+		return "pipe failed";
+	pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		if (kgo_run(nop, NULL, &cfg))
+			_exit(1);
+		st = stats();
+		if (st.observe != KGO_OBSERVE_BPF &&
+		    write(fds[1], st.observe_why, strlen(st.observe_why)) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(fds[1]);
+	n = read(fds[0], why, sizeof(why) - 1);
+	close(fds[0]);
+	waitpid(pid, &status, 0);
+	if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+		return "kgo_run failed";
+	if (n <= 0)
+		return NULL;
+	why[n] = 0;
+	return why;
+}
+
+#define REQUIRE_BPF() do {						\
+	const char *why__ = bpf_missing();				\
+	if (why__) {							\
+		SKIP(return, "%s", why__);				\
+	}								\
+} while (0)
+
+static void run(void (*fn)(void *), void *arg, int maxprocs, int mode,
+		int slice_us)
+{
+	struct kgo_config cfg = { .maxprocs = maxprocs, .observe = mode,
+				  .preempt_slice_us = slice_us };
+
+	unsetenv("KGO_OBSERVE");
+	ASSERT_EQ(0, kgo_run(fn, arg, &cfg));
+	ASSERT_EQ(mode, stats().observe);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void probes_main(void *arg)
+{
+	struct kgo_stats st = stats();
+
+	(void)arg;
+	EXPECT_EQ(KGO_OBSERVE_BPF, st.observe);
+	/* m0 at least; every M registers as it starts. */
+	EXPECT_LE(1, st.observe_ms);
+	EXPECT_LE(st.ms, st.observe_ms);
+}
+
+TEST(probes_load)
+{
+	REQUIRE_BPF();
+	run(probes_main, NULL, 2, KGO_OBSERVE_BPF, 0);
+}
+
+/* ------------------------------------------------------------------ */
+
+
+/*
+ * The writer goes to runnext: with one P it can run only if our
+ * blocked read lets the P go. Three rounds: a block before sysmon has
+ * registered with the probes wakes nobody (sysmon's first look finds
+ * it); the first handoff is sysmon's doing, so it has by the second.
+ */
+#define ROUNDS	3
+
+static void handoff_main(void *arg)
+{
+	struct pipe_pair *pp = arg;
+	char c = 0;
+	int i;
+
+	for (i = 0; i < ROUNDS; i++) {
+		atomic_store(&pp->writer_ran, 0);
+		ASSERT_EQ(0, kgo_go(writer, pp));
+		ASSERT_EQ(1, kgo_syscall(SYS_read, pp->fds[0], &c, 1));
+		EXPECT_EQ('k', c);
+		EXPECT_EQ(1, atomic_load(&pp->writer_ran));
+	}
+}
+
+static void handoff(int mode)
+{
+	struct pipe_pair pp = { 0 };
+	struct kgo_stats a = stats(), b;
+
+	ASSERT_EQ(0, pipe(pp.fds));
+	run(handoff_main, &pp, 1, mode, 0);
+	b = stats();
+	EXPECT_LE(a.handoffs + ROUNDS, b.handoffs);
+	if (mode == KGO_OBSERVE_BPF) {
+		EXPECT_LE(a.handoffs_kernel_observed + ROUNDS,
+			  b.handoffs_kernel_observed);
+		EXPECT_LE(ROUNDS - 1, b.observe_kicks);
+	} else {
+		EXPECT_EQ(a.handoffs_kernel_observed,
+			  b.handoffs_kernel_observed);
+		EXPECT_LE(a.handoffs_poll + 1, b.handoffs_poll);
+	}
+	close(pp.fds[0]);
+	close(pp.fds[1]);
+}
+
+TEST_TIMEOUT(handoff_kernel_observed, 30)
+{
+	REQUIRE_BPF();
+	handoff(KGO_OBSERVE_BPF);
+}
+
+TEST_TIMEOUT(handoff_poll, 30)
+{
+	handoff(KGO_OBSERVE_POLL);
+}
+
+/* ------------------------------------------------------------------ */
+
+#define RANDOM_BYTES	(4 << 20)	/* ~12 ms of getrandom here */
+
+struct busy {
+	char *buf;
+	int mode;
+	atomic_int waiter_ran;
+	uint64_t handoffs;
+	int calls;
+};
+
+static void waiter(void *arg)
+{
+	struct busy *b = arg;
+
+	atomic_store(&b->waiter_ran, 1);
+}
+
+static void busy_main(void *arg)
+{
+	struct busy *b = arg;
+	uint64_t h0;
+	int i;
+
+	ASSERT_EQ(0, kgo_go(waiter, b));	/* waits in runnext */
+	h0 = stats().handoffs;
+	/*
+	 * bpf: ten calls, and no handoff: the M never sleeps in them.
+	 * poll: as many as it takes for sysmon's guess to take the P
+	 * (the test's timeout if it never does).
+	 */
+	for (i = 0; b->mode == KGO_OBSERVE_POLL ||
+		    i < 10; i++) {
+		long r = kgo_syscall(SYS_getrandom, b->buf, RANDOM_BYTES, 0);
+
+		ASSERT_LE(1, r);
+		b->calls++;
+		if (b->mode == KGO_OBSERVE_POLL && stats().handoffs > h0)
+			break;
+	}
+	b->handoffs = stats().handoffs - h0;
+}
+
+static void busy_syscall(int mode)
+{
+	struct busy b = { .mode = mode };
+
+	b.buf = malloc(RANDOM_BYTES);
+	ASSERT_TRUE(b.buf != NULL);
+	memset(b.buf, 1, RANDOM_BYTES);	/* no page fault in the call */
+	/* A slice of 5 s: the calls' CPU time never ends it. */
+	run(busy_main, &b, 1, mode, 5000000);
+	TH_LOG("%s: %d calls, %llu handoffs", mode == KGO_OBSERVE_BPF ?
+	       "bpf" : "poll", b.calls, (unsigned long long)b.handoffs);
+	if (mode == KGO_OBSERVE_BPF)
+		EXPECT_EQ(0, b.handoffs);
+	else
+		EXPECT_LE(1, b.handoffs);
+	free(b.buf);
+}
+
+TEST_TIMEOUT(busy_syscall_keeps_p, 60)
+{
+	REQUIRE_BPF();
+	busy_syscall(KGO_OBSERVE_BPF);
+}
+
+TEST_TIMEOUT(busy_syscall_loses_p, 60)
+{
+	busy_syscall(KGO_OBSERVE_POLL);
+}
+
+/* ------------------------------------------------------------------ */
+
+#define SLICE_US	20000
+
+static int64_t thread_cpu(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+struct spin {
+	_Atomic int64_t used;		/* the spinner's CPU time so far */
+	atomic_int stop;
+	int64_t seen;			/* ... when the main G ran again */
+	bool async;			/* SIGURG preemption on */
+};
+
+static void spinner(void *arg)
+{
+	struct spin *s = arg;
+	int64_t t0 = thread_cpu();
+	volatile unsigned long x = 0;
+	int i;
+
+	/* Spin in our own code (an async safe point), noting our CPU
+	 * time now and then, until main runs again and says stop, or
+	 * ten slices if preemption never came. */
+	while (!atomic_load(&s->stop)) {
+		for (i = 0; i < 20000; i++)
+			x += i;
+		atomic_store(&s->used, thread_cpu() - t0);
+		if (atomic_load(&s->used) > 10LL * SLICE_US * 1000)
+			break;
+	}
+}
+
+static void slice_main(void *arg)
+{
+	struct spin *s = arg;
+
+	/* Without SIGURG (ThreadSanitizer, static programs) a spinner
+	 * that makes no runtime call is never stopped. */
+	s->async = stats().async_preempt;
+	if (!s->async)
+		return;
+	ASSERT_EQ(0, kgo_go(spinner, s));
+	kgo_yield();			/* the spinner runs until preempted */
+	s->seen = atomic_load(&s->used);
+	atomic_store(&s->stop, 1);
+}
+
+TEST_TIMEOUT(slice_is_cpu_time, 60)
+{
+	struct spin s = { 0 };
+	cpu_set_t set;
+	pid_t hog;
+	int st;
+
+	REQUIRE_BPF();
+	/* This process and a busy one on the same CPU: the spinner's M
+	 * gets about half of it. */
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	ASSERT_EQ(0, sched_setaffinity(0, sizeof(set), &set));
+	hog = fork();
+	ASSERT_LE(0, hog);
+	if (hog == 0) {
+		volatile unsigned long x = 0;
+
+		for (;;)
+			x++;
+	}
+	run(slice_main, &s, 1, KGO_OBSERVE_BPF, SLICE_US);
+	kill(hog, SIGKILL);
+	waitpid(hog, &st, 0);
+	if (!s.async) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	TH_LOG("spinner ran %.1f ms of CPU before main ran again (slice "
+	       "%d ms); sysmon woke %llu times, sent %llu signals",
+	       s.seen / 1e6, SLICE_US / 1000,
+	       (unsigned long long)stats().sysmon_wakeups,
+	       (unsigned long long)stats().preempt_signals);
+	/* Preempted at all (else it would have spun 10 slices), and not
+	 * before a slice of CPU time (5% for the two clocks' views). */
+	EXPECT_GE(10LL * SLICE_US * 1000, s.seen);
+	EXPECT_LE(SLICE_US * 1000LL * 95 / 100, s.seen);
+}
+
+/* ------------------------------------------------------------------ */
+
+/* The ids of the BPF programs process @pid holds (its fdinfo). */
+static int prog_ids(pid_t pid, unsigned *ids, int max)
+{
+	char path[320], line[256];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((de = readdir(d)) && n < max) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)pid,
+			 de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f) && n < max)
+			if (sscanf(line, "prog_id: %u", &ids[n]) == 1)
+				n++;
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+static bool prog_exists(unsigned id)
+{
+	union bpf_attr attr;
+	int fd;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_id = id;
+	fd = (int)syscall(SYS_bpf, BPF_PROG_GET_FD_BY_ID, &attr, sizeof(attr));
+	if (fd >= 0) {
+		close(fd);
+		return true;
+	}
+	return errno != ENOENT;
+}
+
+static int ready_fd;
+
+static void block_forever(void *arg)
+{
+	char c;
+
+	(void)arg;
+	ASSERT_EQ(1, write(ready_fd, "r", 1));
+	for (;;)
+		pause();
+	(void)c;
+}
+
+TEST_TIMEOUT(sigkill_detaches, 60)
+{
+	unsigned ids[32];
+	int fds[2], n, i, st;
+	char c;
+	pid_t pid;
+
+	REQUIRE_BPF();
+	ASSERT_EQ(0, pipe(fds));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct kgo_config cfg = { .maxprocs = 1,
+					  .observe = KGO_OBSERVE_BPF };
+
+		ready_fd = fds[1];
+		_exit(kgo_run(block_forever, NULL, &cfg) ? 1 : 0);
+	}
+	close(fds[1]);
+	ASSERT_EQ(1, read(fds[0], &c, 1));
+	n = prog_ids(pid, ids, 32);
+	/* Our own loaded copy, inherited: the child may hold those ids
+	 * too; only the ones the parent does not hold are the child's. */
+	{
+		unsigned mine[32];
+		int m = prog_ids(getpid(), mine, 32), j, k = 0;
+
+		for (i = 0; i < n; i++) {
+			for (j = 0; j < m && mine[j] != ids[i]; j++)
+				;
+			if (j == m)
+				ids[k++] = ids[i];
+		}
+		n = k;
+	}
+	TH_LOG("the child holds %d programs of its own", n);
+	kill(pid, SIGKILL);
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	/* The kernel frees them after an RCU grace period: wait for it
+	 * (the test's timeout if they stay). */
+	for (i = 0; i < n; i++)
+		while (prog_exists(ids[i]))
+			usleep(10000);
+	close(fds[0]);
+}
+
+/* ------------------------------------------------------------------ */
+
+TEST_TIMEOUT(two_processes, 60)
+{
+	pid_t pid[2];
+	int i, st;
+
+	REQUIRE_BPF();
+	for (i = 0; i < 2; i++) {
+		pid[i] = fork();
+		ASSERT_LE(0, pid[i]);
+		if (pid[i] == 0) {
+			int k;
+
+			for (k = 0; k < 20; k++)
+				handoff(KGO_OBSERVE_BPF);
+			_exit(stats().handoffs_kernel_observed >=
+			      20 * ROUNDS ? 0 : 1);
+		}
+	}
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(pid[i], waitpid(pid[i], &st, 0));
+		EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Pinned probes (kgo-probe)                                          */
+/* ------------------------------------------------------------------ */
+
+#define NOBODY		65534
+#define OTHER_UID	65533
+
+static char probe_path[PATH_MAX];
+
+/* build/kgo-probe, beside this test's directory (build/selftests). */
+static const char *kgo_probe(void)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	snprintf(probe_path, sizeof(probe_path), "%s/kgo-probe",
+		 dirname(dirname(exe)));
+	return access(probe_path, X_OK) ? NULL : probe_path;
+}
+
+/* Run kgo-probe with @args as uid @uid; its stderr into @err. */
+static int probe_run(uid_t uid, const char *args, char *err, size_t n)
+{
+	char cmd[PATH_MAX + 256];
+	FILE *f;
+	size_t len = 0;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s%s %s 2>&1 >/dev/null",
+		 uid ? "setpriv --reuid=65534 --regid=65534 --clear-groups "
+		     : "", probe_path, args);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	if (err && n) {
+		len = fread(err, 1, n - 1, f);
+		err[len] = 0;
+	}
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Why pinned tests cannot run here, or NULL after loading the probes
+ * for group nogroup. */
+static const char *pinned_setup(void)
+{
+	static char why[512];
+	struct statfs sfs;
+	const char *miss = bpf_missing();
+
+	if (miss)
+		return miss;
+	if (!kgo_probe())
+		return "no kgo-probe beside the tests (make tools)";
+	if (!getgrgid(NOBODY))
+		return "no group 65534";
+	if (statfs("/sys/fs/bpf", &sfs) || sfs.f_type != 0xcafe4a11) {
+		/* As systemd does at boot. */
+		if (mount("bpf", "/sys/fs/bpf", "bpf", 0, NULL))
+			return "the BPF file system is not mounted and "
+			       "cannot be";
+	}
+	if (!access(KGO_OBS_PIN_DIR, F_OK))
+		return "probes pinned by someone else: not touching them";
+	if (probe_run(0, "load --group nogroup", why, sizeof(why))) {
+		why[strcspn(why, "\n")] = 0;
+		return why;
+	}
+	return NULL;
+}
+
+#define REQUIRE_PINNED() do {						\
+	const char *why__ = pinned_setup();				\
+	if (why__) {							\
+		SKIP(return, "%s", why__);				\
+	}								\
+} while (0)
+
+static void pinned_teardown(void)
+{
+	probe_run(0, "unload", NULL, 0);
+}
+
+static void drop_to(uid_t uid)
+{
+	gid_t g = NOBODY;
+
+	if (setgroups(1, &g) || setgid(NOBODY) || setuid(uid))
+		_exit(3);
+}
+
+/* The records, mapped as any member of the group may. */
+static const struct kgo_obs_m *records(void)
+{
+	union bpf_attr attr;
+	void *p;
+	int fd;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.pathname = (__u64)(uintptr_t)KGO_OBS_PIN_DIR "/kgo_ms";
+	fd = (int)syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof(attr));
+	if (fd < 0)
+		return NULL;
+	p = mmap(NULL, KGO_OBS_SLOTS * sizeof(struct kgo_obs_m), PROT_READ,
+		 MAP_SHARED, fd, 0);
+	close(fd);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* Records held by process @tgid (of role @role; 0: any). */
+static int records_of(const struct kgo_obs_m *ms, pid_t tgid, unsigned role)
+{
+	int i, n = 0;
+
+	for (i = 0; i < KGO_OBS_SLOTS; i++) {
+		__u64 o = __atomic_load_n(&ms[i].owner, __ATOMIC_ACQUIRE);
+
+		if (o && (pid_t)(o >> 32) == tgid &&
+		    (!role || ms[i].role == role))
+			n++;
+	}
+	return n;
+}
+
+TEST_TIMEOUT(pinned_unprivileged, 60)
+{
+	pid_t pid;
+	int st;
+
+	REQUIRE_PINNED();
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		drop_to(NOBODY);
+		handoff(KGO_OBSERVE_BPF);
+		_exit(!strcmp(stats().observe_why,
+			      "probes pinned by kgo-probe") ? 0 : 2);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	pinned_teardown();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		TH_LOG("child status %#x", st);
+}
+
+/* The victim: a kgo process of uid 65534 that only sleeps, so its
+ * sysmon has no reason to be woken by the probes. */
+static void victim_main(void *arg)
+{
+	int *fds = arg;
+	char c;
+
+	ASSERT_EQ(1, write(fds[0], "v", 1));
+	/* Until the attacker is done (the test closes the pipe). A plain
+	 * read, which keeps the P: through kgo_syscall, with one P and
+	 * nothing idle, the victim's own block would rightly wake its
+	 * sysmon (Go's retake rule). */
+	while (read(fds[1], &c, 1) > 0)
+		;
+}
+
+/* What the attacker publishes: a P that looks in a syscall with work
+ * waiting, and an M that left it. */
+struct fake {
+	struct kgo_obs_proc proc;
+	uint64_t m_oldp;
+	uint32_t p_status, p_head, p_tail;
+	int32_t p_tid;
+	uint64_t p_runnext;
+	int32_t runqsize, npidle, nspin;
+};
+
+TEST_TIMEOUT(pinned_other_user, 60)
+{
+	int vp[2], done[2], st, i;
+	const struct kgo_obs_m *ms;
+	pid_t victim, attacker;
+	char c;
+
+	REQUIRE_PINNED();
+	ASSERT_EQ(0, pipe(vp));
+	ASSERT_EQ(0, pipe(done));
+	victim = fork();
+	ASSERT_LE(0, victim);
+	if (victim == 0) {
+		struct kgo_config cfg = { .maxprocs = 1,
+					  .observe = KGO_OBSERVE_BPF };
+		int fds[2] = { vp[1], done[0] };
+
+		close(vp[0]);
+		close(done[1]);
+		drop_to(NOBODY);
+		if (kgo_run(victim_main, fds, &cfg))
+			_exit(1);
+		_exit(stats().observe_kicks == 0 &&
+		      stats().observe == KGO_OBSERVE_BPF ? 0 : 2);
+	}
+	close(vp[1]);
+	close(done[0]);
+	ASSERT_EQ(1, read(vp[0], &c, 1));
+	attacker = fork();
+	ASSERT_LE(0, attacker);
+	if (attacker == 0) {
+		static struct fake f;
+		int slot = -1, sfd, bad = 0;
+		union bpf_attr attr;
+		struct timespec ts = { 0, 2000000 };
+		void *w;
+
+		drop_to(OTHER_UID);
+		ms = records();
+		if (!ms)
+			_exit(10);
+		/* The victim's sysmon registers on its own thread: wait
+		 * for it (the test's timeout if never). */
+		while (slot < 0) {
+			for (i = 0; i < KGO_OBS_SLOTS; i++)
+				if ((pid_t)(ms[i].owner >> 32) == victim &&
+				    ms[i].role == KGO_OBS_REG_SYSMON)
+					slot = i;
+			if (slot < 0)
+				usleep(1000);
+		}
+		/* Writing the records: refused (frozen map). */
+		memset(&attr, 0, sizeof(attr));
+		attr.pathname = (__u64)(uintptr_t)KGO_OBS_PIN_DIR "/kgo_ms";
+		sfd = (int)syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof(attr));
+		w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, sfd, 0);
+		if (w != MAP_FAILED)
+			bad |= 1;
+		{
+			struct kgo_obs_m rec = { 0 };
+			__u32 key = slot;
+
+			memset(&attr, 0, sizeof(attr));
+			attr.map_fd = sfd;
+			attr.key = (__u64)(uintptr_t)&key;
+			attr.value = (__u64)(uintptr_t)&rec;
+			if (!syscall(SYS_bpf, BPF_MAP_UPDATE_ELEM, &attr,
+				     sizeof(attr)))
+				bad |= 2;
+		}
+		/* A fake P with work, naming the victim's sysmon. */
+		f.proc.magic = KGO_OBS_MAGIC;
+		f.proc.version = KGO_OBS_VERSION;
+		f.proc.p_syscall = 2;
+		f.proc.off_m_oldp = 0;
+		f.proc.off_p_status = offsetof(struct fake, p_status) -
+				      offsetof(struct fake, m_oldp);
+		f.proc.off_p_runqhead = offsetof(struct fake, p_head) -
+					offsetof(struct fake, m_oldp);
+		f.proc.off_p_runqtail = offsetof(struct fake, p_tail) -
+					offsetof(struct fake, m_oldp);
+		f.proc.off_p_runnext = offsetof(struct fake, p_runnext) -
+				       offsetof(struct fake, m_oldp);
+		f.proc.off_p_syscalltid = offsetof(struct fake, p_tid) -
+					  offsetof(struct fake, m_oldp);
+		f.proc.runqsize_addr = (__u64)(uintptr_t)&f.runqsize;
+		f.proc.npidle_addr = (__u64)(uintptr_t)&f.npidle;
+		f.proc.nmspinning_addr = (__u64)(uintptr_t)&f.nspin;
+		f.proc.sysmon_slot = slot;
+		f.proc.wake_sig = SIGURG;
+		f.m_oldp = (uint64_t)(uintptr_t)&f.m_oldp;
+		f.p_status = 2;
+		f.p_tail = 5;
+		f.runqsize = 3;
+		syscall(SYS_prctl, KGO_OBS_PRCTL, (long)KGO_OBS_REG_M,
+			(long)&f.m_oldp, (long)&f.proc, 0L);
+		for (i = 0; i < 50; i++)
+			nanosleep(&ts, NULL);	/* blocks: the probe looks */
+		_exit(bad);
+	}
+	ASSERT_EQ(attacker, waitpid(attacker, &st, 0));
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		TH_LOG("attacker status %#x (1: wrote by mmap, 2: by update, "
+		       "10: found no records)", st);
+	close(done[1]);
+	ASSERT_EQ(victim, waitpid(victim, &st, 0));
+	pinned_teardown();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		TH_LOG("victim status %#x (2: its sysmon was woken)", st);
+}
+
+static void unload_main(void *arg)
+{
+	int *fds = arg;
+	char c;
+
+	handoff_main(&(struct pipe_pair){ .fds = { fds[2], fds[3] } });
+	ASSERT_EQ(1, write(fds[1], "1", 1));	/* in bpf mode: unload */
+	ASSERT_EQ(1, kgo_syscall(SYS_read, fds[0], &c, 1));
+	/* sysmon sees the records stand still after three sleeps of
+	 * 1 ms+ (the test's timeout if never). */
+	while (stats().observe != KGO_OBSERVE_POLL)
+		kgo_sleep(5 * MS);
+	handoff_main(&(struct pipe_pair){ .fds = { fds[2], fds[3] } });
+}
+
+TEST_TIMEOUT(pinned_unload, 60)
+{
+	int a[2], b[2], p[2], st;
+	char c;
+	pid_t pid;
+
+	REQUIRE_PINNED();
+	ASSERT_EQ(0, pipe(a));
+	ASSERT_EQ(0, pipe(b));
+	ASSERT_EQ(0, pipe(p));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct kgo_config cfg = { .maxprocs = 1,
+					  .observe = KGO_OBSERVE_BPF };
+		int fds[4] = { b[0], a[1], p[0], p[1] };
+		struct kgo_stats s0;
+
+		drop_to(NOBODY);
+		if (kgo_run(unload_main, fds, &cfg))
+			_exit(1);
+		s0 = stats();
+		_exit(s0.observe == KGO_OBSERVE_POLL &&
+		      s0.handoffs_kernel_observed >= ROUNDS &&
+		      s0.handoffs_poll >= 1 ? 0 : 2);
+	}
+	ASSERT_EQ(1, read(a[0], &c, 1));
+	EXPECT_EQ(0, probe_run(0, "unload", NULL, 0));
+	ASSERT_EQ(1, write(b[1], "g", 1));
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		TH_LOG("child status %#x", st);
+}
+
+TEST_TIMEOUT(pinned_sigkill, 60)
+{
+	const struct kgo_obs_m *ms;
+	int fds[2], st;
+	char c;
+	pid_t pid;
+
+	REQUIRE_PINNED();
+	ms = records();
+	ASSERT_NONNULL(ms);
+	ASSERT_EQ(0, pipe(fds));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct kgo_config cfg = { .maxprocs = 2,
+					  .observe = KGO_OBSERVE_BPF };
+
+		ready_fd = fds[1];
+		_exit(kgo_run(block_forever, NULL, &cfg) ? 1 : 0);
+	}
+	ASSERT_EQ(1, read(fds[0], &c, 1));
+	/* m0 at least (sysmon registers on its own thread, maybe later). */
+	EXPECT_LE(1, records_of(ms, pid, 0));
+	kill(pid, SIGKILL);
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	EXPECT_EQ(0, records_of(ms, pid, 0));
+	pinned_teardown();
+}
+
+TEST_TIMEOUT(pinned_many, 300)
+{
+	const struct kgo_obs_m *ms;
+	int i, failed = 0, left = 0, st;
+	pid_t pid;
+
+	REQUIRE_PINNED();
+	ms = records();
+	ASSERT_NONNULL(ms);
+	for (i = 0; i < 1000; i++) {
+		pid = fork();
+		ASSERT_LE(0, pid);
+		if (pid == 0) {
+			struct kgo_config cfg = { .maxprocs = 2,
+						  .observe = KGO_OBSERVE_BPF };
+
+			if (kgo_run(nop, NULL, &cfg))
+				_exit(1);
+			_exit(stats().observe == KGO_OBSERVE_BPF &&
+			      stats().observe_ms >= 1 ? 0 : 2);
+		}
+		ASSERT_EQ(pid, waitpid(pid, &st, 0));
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			failed++;
+		left += records_of(ms, pid, 0);
+	}
+	pinned_teardown();
+	EXPECT_EQ(0, failed);
+	EXPECT_EQ(0, left);
+}
+
+TEST_TIMEOUT(probe_errors, 60)
+{
+	char out[512];
+
+	if (!kgo_probe()) {
+		SKIP(return, "no kgo-probe beside the tests (make tools)");
+	}
+	if (geteuid() != 0) {
+		SKIP(return, "needs root to stage the failures");
+	}
+	EXPECT_EQ(1, probe_run(NOBODY, "load", out, sizeof(out)));
+	EXPECT_NONNULL(strstr(out, "needs root")) TH_LOG("%s", out);
+	EXPECT_EQ(1, probe_run(0, "load --group no-such-group-kgo", out,
+			       sizeof(out)));
+	EXPECT_NONNULL(strstr(out, "no group named")) TH_LOG("%s", out);
+	EXPECT_EQ(1, probe_run(0, "frobnicate", out, sizeof(out)));
+	EXPECT_NONNULL(strstr(out, "unknown command")) TH_LOG("%s", out);
+	EXPECT_EQ(1, probe_run(NOBODY, "unload", out, sizeof(out)));
+	EXPECT_NONNULL(strstr(out, "needs root")) TH_LOG("%s", out);
+	/* Loaded already: only where the pins are ours to make. */
+	if (!pinned_setup()) {
+		EXPECT_EQ(1, probe_run(0, "load", out, sizeof(out)));
+		EXPECT_NONNULL(strstr(out, "loaded already")) TH_LOG("%s", out);
+		pinned_teardown();
+	}
+}
+
+TEST_HARNESS_MAIN

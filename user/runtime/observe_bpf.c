@@ -1,0 +1,873 @@
+// SPDX-License-Identifier: MIT
+/*
+ * observe_bpf.c - sysmon's kernel-observed observer: the answers to
+ * "is this M blocked?" and "has this G used its slice?" read from the
+ * records the BPF probes keep (bpf/kgo_observe.bpf.c, which has the
+ * design essay, and bpf/kgo_observe.h, which has the layout).
+ *
+ * Modes (KGO_OBSERVE, else kgo_config.observe)
+ * ---------------------------------------------
+ *   poll  sysmon polls, as Go's does (sysmon.c, observer_poll).
+ *   bpf   the probes pinned by `kgo-probe load` under /sys/fs/bpf/kgo,
+ *         or, for a process that may load BPF (root), its own copy,
+ *         which the kernel detaches when the process dies (its links
+ *         are file descriptors). If neither: poll, and the reason is
+ *         said once on stderr.
+ *   auto  bpf if it can be had, else poll, silently (KGO_DEBUG shows
+ *         the choice and why).
+ *   scx   not built in this version: poll.
+ * The mode and its reason are in kgo_stats (observe, observe_why) and in
+ * schedtrace's detail line.
+ *
+ * What the runtime publishes (struct kgo_obs_proc, in obs.proc) is
+ * written once, before the first registration, and touched so that the
+ * probes' bpf_probe_read_user (which cannot fault) finds it present.
+ * The M's own field the probes read (m->oldp) is in struct m, which is
+ * calloc'd and written before the M registers.
+ *
+ * Reading a record: cpu_ns and state change together under the
+ * record's seq (odd while the probe writes); a reader retries while it
+ * is odd or moved. The state word alone is one 64-bit load.
+ *
+ * Stale state: the probes can be unloaded under a running program
+ * (`kgo-probe unload`, which also clears the records). At each look
+ * sysmon checks its own record: sysmon is running, so its record must
+ * say RUNNING and still be its own. If not, the records are stale and
+ * sysmon polls from then on, said once on stderr and in kgo_stats.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime.h"
+#include "observe.h"
+#include "observe_bpf.h"
+
+#ifdef KGO_BPF
+#include <linux/bpf.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "kgo_observe.skel.h"
+#endif
+
+/* Where a thread's slot is found from its tid (sysmon: the M of a P in
+ * a syscall is known only by P's syscalltid). Open addressing; each
+ * entry (tid << 32) | (slot + 1), written once by the M at
+ * registration, read by sysmon (relaxed: a stale miss means polling's
+ * answer for that look). */
+#define TIDTAB		4096
+
+/* Per P, the slice as the kernel counts it; sysmon only. */
+struct pslice {
+	uint64_t tick;		/* pp->schedtick when first seen */
+	int32_t slot;		/* the record of the M that ran it */
+	uint64_t gen;		/* ... and its generation */
+	uint64_t cpu0;		/* that M's CPU time then */
+	int64_t lookwhen;	/* the last look: wall time */
+	uint64_t used;		/* ... and the slice's CPU time then */
+};
+
+static struct {
+	bool on;			/* bpf mode chosen at start */
+	_Atomic bool stale;		/* gone to poll mode since */
+	const volatile struct kgo_obs_m *ms;	/* the records, mapped */
+	size_t ms_len;
+	int ms_fd;
+	int stats_fd;
+	bool own;			/* loaded by this process */
+	struct kgo_obs_proc proc;	/* published to the probes */
+	_Atomic uint64_t tids[TIDTAB];
+	int32_t sysmon_slot;
+	uint64_t sysmon_owner;
+	struct pslice *ps;
+	int64_t sleep_start;		/* sysmon's last sleep began; sysmon */
+	uint64_t sleep_nblock;		/* its record's nblock then; sysmon */
+	int unseen;			/* such sleeps the probes missed */
+	_Atomic uint64_t misses;	/* records that said blocked wrongly */
+	const char *stale_why;
+	_Atomic uint64_t kicks;		/* wakeups of sysmon from BPF */
+	_Atomic uint64_t ms_reg;	/* Ms registered */
+	_Atomic uint64_t ms_unreg;	/* Ms that found no slot: polled */
+#ifdef KGO_BPF
+	struct kgo_observe_bpf *skel;
+#endif
+} obs = { .ms_fd = -1, .stats_fd = -1, .sysmon_slot = -1 };
+
+static __thread bool tls_sysmon;
+
+bool observe_debug;
+
+/* ------------------------------------------------------------------ */
+/* Records                                                            */
+/* ------------------------------------------------------------------ */
+
+#define rd(x)	__atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+
+static uint64_t owner_of(pid_t tid)
+{
+	return ((uint64_t)getpid() << 32) | (uint32_t)tid;
+}
+
+/* The slot @tid registered, or -1. */
+static int32_t slot_of_tid(pid_t tid)
+{
+	uint32_t h = kgo_obs_hash((uint32_t)tid) & (TIDTAB - 1), i;
+	uint64_t e;
+
+	if (tid <= 0)
+		return -1;
+	for (i = 0; i < 32; i++) {
+		e = atomic_load_explicit(&obs.tids[(h + i) & (TIDTAB - 1)],
+					 memory_order_relaxed);
+		if (!e)
+			return -1;
+		if ((uint32_t)(e >> 32) == (uint32_t)tid)
+			return (int32_t)(uint32_t)e - 1;
+	}
+	return -1;
+}
+
+static void tid_put(pid_t tid, int32_t slot)
+{
+	uint32_t h = kgo_obs_hash((uint32_t)tid) & (TIDTAB - 1), i;
+	uint64_t e = ((uint64_t)(uint32_t)tid << 32) | (uint32_t)(slot + 1);
+
+	for (i = 0; i < 32; i++) {
+		_Atomic uint64_t *p = &obs.tids[(h + i) & (TIDTAB - 1)];
+		uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
+
+		if (old && (uint32_t)(old >> 32) != (uint32_t)tid)
+			continue;
+		atomic_store_explicit(p, e, memory_order_relaxed);
+		return;
+	}
+}
+
+/*
+ * rec_read() - a consistent (state word, CPU time now) of @slot. The
+ * CPU time includes the current run when the thread is on a CPU.
+ * Return: false if the record is not @owner's (or kept changing).
+ */
+static bool rec_read(int32_t slot, uint64_t owner, uint64_t *state,
+		     uint64_t *cpu, uint64_t *gen)
+{
+	const volatile struct kgo_obs_m *r = &obs.ms[slot];
+	uint64_t s1, s2, w = 0, c = 0;
+	int i;
+
+	for (i = 0; i < 64; i++) {
+		s1 = rd(r->seq);
+		if (s1 & 1) {
+			cpu_relax();
+			continue;
+		}
+		w = rd(r->state);
+		c = rd(r->cpu_ns);
+		*gen = rd(r->gen);
+		s2 = rd(r->seq);
+		if (s1 == s2)
+			break;
+	}
+	if (i == 64 || rd(r->owner) != owner)
+		return false;
+	if (kgo_obs_state(w) == KGO_OBS_RUNNING) {
+		int64_t now = nanotime();	/* CLOCK_MONOTONIC = ktime */
+
+		if ((uint64_t)now > kgo_obs_since(w))
+			c += now - kgo_obs_since(w);
+	}
+	*state = w;
+	*cpu = c;
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* The observer                                                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * observe_confirm() - the record says @tid is blocked: is it? The
+ * probes miss a switch-in now and then: a thread woken from a sleep
+ * runs with no sched_switch that names it as next, so its record says
+ * BLOCKED (or RUNNABLE) while it runs, until its next switch out. Seen
+ * here with a thread that sleeps 500 us 6000 times (each time it looks
+ * at its own record): 2-15 missed switch-ins per run, on 6.18, always
+ * a thread that blocked in an interruptible sleep; the switch outs
+ * were all there. Which kernel path does it is not found yet. So a
+ * BPF "blocked" is confirmed with the kernel's own word (/proc), only
+ * when sysmon is about to act on it; "running" is taken as it is.
+ */
+static bool observe_confirm(pid_t tid)
+{
+	if (thread_sleeping(tid))
+		return true;
+	atomic_fetch_add_explicit(&obs.misses, 1, memory_order_relaxed);
+	return false;
+}
+
+/* A BLOCKED record younger than this is not confirmed (/proc costs
+ * ~10 us of sysmon's time, and in sysmon_cpu's storm of 50 us sleeps
+ * every block woke sysmon to hand a P off). */
+#define CONFIRM_AFTER	(1000 * 1000ULL)
+
+static bool bpf_m_blocked(struct p *pp, uint32_t st, struct m *mp,
+			  struct pmon *pm, int64_t now)
+{
+	uint64_t w, cpu, gen, t;
+	pid_t tid;
+	int32_t slot;
+
+	if (st == P_RUNNING) {
+		tid = mp ? mp->tid : 0;
+		slot = slot_of_tid(tid);
+		if (slot < 0 || !rec_read(slot, owner_of(tid), &w, &cpu, &gen))
+			return observer_poll.m_blocked(pp, st, mp, pm, now);
+		return kgo_obs_state(w) == KGO_OBS_BLOCKED &&
+		       observe_confirm(tid);
+	}
+	/* Acquire: the tid read after it belongs to syscall t. */
+	t = atomic_load_explicit(&pp->syscalltick, memory_order_acquire);
+	if (pm->syscalltick != t) {
+		pm->syscalltick = t;
+		pm->syscallwhen = now;
+	}
+	tid = atomic_load_explicit(&pp->syscalltid, memory_order_relaxed);
+	slot = slot_of_tid(tid);
+	if (slot < 0 || !rec_read(slot, owner_of(tid), &w, &cpu, &gen)) {
+		/* No record: poll's answer, which wants its own look at
+		 * the tick. */
+		pm->syscalltick = t - 1;
+		return observer_poll.m_blocked(pp, st, mp, pm, now);
+	}
+	if (kgo_obs_state(w) != KGO_OBS_BLOCKED) {
+		/* Had the probes missed its switch out, a blocked M would
+		 * look busy for good: after SYSCALL_RETAKE in one call,
+		 * ask the kernel (once per look; it is rare). */
+		if (now - pm->syscallwhen < 10 * 1000 * 1000LL ||
+		    !thread_sleeping(tid))
+			return false;
+	} else if ((uint64_t)now - kgo_obs_since(w) >= CONFIRM_AFTER &&
+		   !observe_confirm(tid)) {
+		/* A fresh block (the usual case: the probes' own wakeup)
+		 * is taken as it is; a missed switch-in after it costs at
+		 * worst one handoff the M did not need, as polling's guess
+		 * does. An older one is asked about. */
+		return false;
+	}
+	/* Blocked, and still in the same syscall after we read it: then
+	 * it blocked in that call (it entered it running). */
+	return atomic_load_explicit(&pp->status, memory_order_acquire) ==
+		       P_SYSCALL &&
+	       atomic_load_explicit(&pp->syscalltick, memory_order_relaxed) == t;
+}
+
+struct m *observe_m_of(pid_t tid)
+{
+	int32_t slot = slot_of_tid(tid);
+
+	if (slot < 0 || rd(obs.ms[slot].owner) != owner_of(tid) ||
+	    rd(obs.ms[slot].role) != KGO_OBS_REG_M)
+		return NULL;
+	/* What this process registered (observe_minit): its own M. */
+	return (struct m *)(uintptr_t)rd(obs.ms[slot].m_addr);
+}
+
+/* The thread that runs pp's G now: pp's M, or the one in its syscall. */
+static pid_t p_tid(struct p *pp)
+{
+	struct m *mp;
+
+	if (atomic_load_explicit(&pp->status, memory_order_acquire) ==
+	    P_SYSCALL)
+		return atomic_load_explicit(&pp->syscalltid,
+					    memory_order_relaxed);
+	mp = smp_load_acquire(pp->m);
+	return mp ? mp->tid : 0;
+}
+
+/* The CPU time of thread @tid of this process, as the scheduler
+ * counts it (its sum_exec_runtime); false if it is gone. */
+static bool thread_cpu(pid_t tid, uint64_t *cpu)
+{
+	/* MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED), <linux/posix-timers.h> */
+	clockid_t clk = (clockid_t)((~(unsigned)tid << 3) | 4 | 2);
+	struct timespec ts;
+
+	if (clock_gettime(clk, &ts))
+		return false;
+	*cpu = (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return true;
+}
+
+/*
+ * A slice is the CPU time the kernel saw the G's M get since sysmon
+ * first saw the G (pp->schedtick) on it. A G whose M waited for a CPU
+ * has not used its slice; a G in a syscall that runs on a CPU uses it.
+ * The time is the thread's CPU clock (the scheduler's own account), not
+ * the record's cpu_ns, which a missed switch-in leaves short (see
+ * observe_confirm); one clock_gettime per look at a running P.
+ */
+static bool bpf_g_slice_over(struct p *pp, struct pmon *pm, int64_t now)
+{
+	struct pslice *ps = &obs.ps[pp->id];
+	uint64_t tick = atomic_load_explicit(&pp->schedtick,
+					     memory_order_relaxed);
+	uint64_t cpu, gen = 0;
+	pid_t tid = p_tid(pp);
+	int32_t slot = slot_of_tid(tid);
+
+	if (slot < 0 || !thread_cpu(tid, &cpu)) {
+		ps->slot = -1;
+		return observer_poll.g_slice_over(pp, pm, now);
+	}
+	ps->lookwhen = now;
+	if (ps->tick != tick || ps->slot != slot || ps->gen != gen ||
+	    cpu < ps->cpu0) {
+		ps->tick = tick;
+		ps->slot = slot;
+		ps->gen = gen;
+		ps->cpu0 = cpu;
+		ps->used = 0;
+		return false;
+	}
+	ps->used = cpu - ps->cpu0;
+	return ps->used >= (uint64_t)sched.slice_ns;
+}
+
+/* The earliest the slice can end: all of the rest on a CPU from the
+ * last look. sysmon sleeps till then; it is told of blocks. */
+static int64_t bpf_slice_end(struct p *pp, struct pmon *pm)
+{
+	struct pslice *ps = &obs.ps[pp->id];
+	int64_t t;
+
+	/* Not looked at yet (the P started running after the last look,
+	 * or its M had not registered then): look now. sysmon has no
+	 * period to fall back on. */
+	if (ps->slot < 0) {
+		t = observer_poll.slice_end(pp, pm);
+		return t == INT64_MAX ? 0 : t;
+	}
+	if (!ps->lookwhen)
+		return 0;
+	if (ps->used >= (uint64_t)sched.slice_ns)
+		return ps->lookwhen;
+	return ps->lookwhen + (sched.slice_ns - (int64_t)ps->used);
+}
+
+static const struct observer observer_bpf = {
+	.name = "bpf",
+	.m_blocked = bpf_m_blocked,
+	.g_slice_over = bpf_g_slice_over,
+	.slice_end = bpf_slice_end,
+	.kernel_wakes = true,
+};
+
+/* ------------------------------------------------------------------ */
+/* Registration                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Register the calling thread; find its slot. Return: slot, or -1. */
+static int32_t obs_register(int op, void *m_addr)
+{
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+	uint64_t owner = owner_of(tid);
+	uint32_t h = kgo_obs_hash((uint32_t)tid), i;
+
+	/* The kernel refuses the option (EINVAL) after the probe saw it. */
+	syscall(SYS_prctl, KGO_OBS_PRCTL, (long)op, (long)m_addr,
+		(long)&obs.proc, 0L);
+	for (i = 0; i < KGO_OBS_PROBES; i++) {
+		uint32_t s = (h + i) & (KGO_OBS_SLOTS - 1);
+
+		if (rd(obs.ms[s].owner) == owner &&
+		    rd(obs.ms[s].m_addr) == (uint64_t)(uintptr_t)m_addr &&
+		    rd(obs.ms[s].role) == (uint32_t)op) {
+			tid_put(tid, (int32_t)s);
+			return (int32_t)s;
+		}
+	}
+	return -1;
+}
+
+void observe_minit(struct m *mp)
+{
+	if (!obs.on || atomic_load(&obs.stale))
+		return;
+	if (obs_register(KGO_OBS_REG_M, mp) >= 0) {
+		atomic_fetch_add(&obs.ms_reg, 1);
+		return;
+	}
+	/* No slot (table full, or another pid namespace): this M is
+	 * handled by polling; sysmon asks poll about it. */
+	if (atomic_fetch_add(&obs.ms_unreg, 1) == 0)
+		kgo_printf("kgo: an M found no slot in the BPF probes' table; "
+			   "it is observed by polling (kgo-probe status shows "
+			   "the table)\n");
+}
+
+void observe_m0_exit(void)
+{
+	if (obs.on)
+		syscall(SYS_prctl, KGO_OBS_PRCTL, (long)KGO_OBS_UNREG, 0L, 0L,
+			0L);
+}
+
+/*
+ * SIGURG on sysmon's thread from BPF (si_code SI_KERNEL) ends its
+ * sleep. preempt.c's handler, the one SIGURG handler of the process,
+ * asks here first: true means the signal was the probes' kick and is
+ * consumed; anything else is preempt.c's to handle or pass on. (Two
+ * handlers, each chaining to the other's saved action, called each
+ * other for ever once preempt.c took SIGURG back from what it took for
+ * the program's handler: a stack overflow in every bpf-mode run.)
+ */
+bool observe_sigurg(const siginfo_t *si)
+{
+	if (!tls_sysmon || si->si_code != SI_KERNEL)
+		return false;
+	atomic_fetch_add_explicit(&obs.kicks, 1, memory_order_relaxed);
+	sysmon_kick();
+	return true;
+}
+
+void observe_sysmon_init(void)
+{
+	sigset_t set;
+
+	if (!obs.on)
+		return;
+	tls_sysmon = true;
+	obs.sysmon_slot = obs_register(KGO_OBS_REG_SYSMON, NULL);
+	if (obs.sysmon_slot < 0) {
+		atomic_store(&obs.stale, true);
+		obs.stale_why = "sysmon found no slot in the BPF probes' table";
+		kgo_printf("kgo: %s; polling\n", obs.stale_why);
+		return;
+	}
+	obs.sysmon_owner = owner_of((pid_t)syscall(SYS_gettid));
+	/* Release: the probes read it from our memory at a switch. */
+	__atomic_store_n(&obs.proc.sysmon_slot, obs.sysmon_slot,
+			 __ATOMIC_RELEASE);
+	sigemptyset(&set);
+	sigaddset(&set, SIGURG);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+void observe_sleep(int64_t start)
+{
+	if (!obs.on || obs.sysmon_slot < 0)
+		return;
+	obs.sleep_start = start;	/* 0: no sleep to check */
+	obs.sleep_nblock = rd(obs.ms[obs.sysmon_slot].nblock);
+}
+
+/*
+ * The record of sysmon must be its own; and when sysmon slept 1 ms or
+ * more (in the kernel, then: it sleeps without spinning), the probes
+ * must have seen it switch out blocked. STALE_LOOKS such sleeps in a
+ * row that they did not see mean that the probes are gone.
+ *
+ * Not "its record says RUNNING while it runs": switch-ins are missed
+ * now and then (see observe_confirm).
+ */
+#define STALE_LOOKS	3
+
+bool observe_check(int64_t now)
+{
+	const volatile struct kgo_obs_m *r;
+
+	if (!obs.on || atomic_load_explicit(&obs.stale, memory_order_relaxed))
+		return false;
+	r = &obs.ms[obs.sysmon_slot];
+	if (rd(r->owner) != obs.sysmon_owner) {
+		obs.stale_why = "the BPF probes' record of sysmon is gone "
+				"(probes reloaded?)";
+	} else if (obs.sleep_start && now - obs.sleep_start >= 1000000 &&
+		   rd(r->nblock) == obs.sleep_nblock) {
+		if (++obs.unseen < STALE_LOOKS)
+			return true;
+		obs.stale_why = "the BPF probes stopped updating their "
+				"records (kgo-probe unload?)";
+	} else {
+		if (obs.sleep_start && now - obs.sleep_start >= 1000000)
+			obs.unseen = 0;
+		return true;
+	}
+	atomic_store(&obs.stale, true);
+	/* kgo_stats_get reads both from any thread (READ_ONCE). */
+	WRITE_ONCE(sched.observe, KGO_OBSERVE_POLL);
+	WRITE_ONCE(sched.observe_why, obs.stale_why);
+	kgo_printf("kgo: %s; polling from now on\n", obs.stale_why);
+	return false;
+}
+
+void observe_stats(struct kgo_stats *st)
+{
+	st->observe_why = READ_ONCE(sched.observe_why);
+	st->observe_kicks = atomic_load_explicit(&obs.kicks,
+						 memory_order_relaxed);
+	st->observe_ms = atomic_load_explicit(&obs.ms_reg,
+					      memory_order_relaxed);
+	st->observe_misses = atomic_load_explicit(&obs.misses,
+						  memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading, for the runtime and kgo-probe                             */
+/* ------------------------------------------------------------------ */
+
+#ifdef KGO_BPF
+
+static int silent_print(enum libbpf_print_level l, const char *f, va_list ap)
+{
+	(void)l;
+	(void)f;
+	(void)ap;
+	return 0;
+}
+
+/* The kernel lockdown, from securityfs when it is mounted. */
+static bool locked_down(void)
+{
+	char buf[128] = "";
+	int fd = open("/sys/kernel/security/lockdown", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && strstr(buf, "[confidentiality]");
+}
+
+/*
+ * obs_explain() - one sentence a person can act on, for a failure to
+ * load the probes with -@err (never libbpf's RLIMIT_MEMLOCK hint: the
+ * kernel has charged BPF memory to cgroups since 5.11).
+ */
+const char *obs_explain(int err)
+{
+	if (access("/sys/kernel/btf/vmlinux", R_OK))
+		return "the kernel has no BTF (/sys/kernel/btf/vmlinux is "
+		       "missing: it needs CONFIG_DEBUG_INFO_BTF=y)";
+	if (err == EPERM || err == EACCES) {
+		if (geteuid() != 0)
+			return "loading BPF needs root (CAP_BPF and "
+			       "CAP_PERFMON): run it with sudo";
+		if (locked_down())
+			return "the kernel is locked down (lockdown="
+			       "confidentiality) and refuses tracing BPF";
+		return "the kernel refused the BPF programs to root (a "
+		       "security module or lockdown?)";
+	}
+	if (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */ ||
+	    err == ENOENT || err == ESRCH)
+		return "the kernel refused the probes' program types or "
+		       "kfuncs (tp_btf, task storage and bpf_send_signal_task "
+		       "need Linux 6.13 or later)";
+	if (err == ENOMEM)
+		return "the kernel ran out of memory for BPF maps (the "
+		       "memory cgroup's limit?)";
+	return "the BPF probes could not be loaded";
+}
+
+/*
+ * obs_load() - open, load and attach the probes. Return: the skeleton,
+ * or NULL with -errno in *err. libbpf's own messages only with @verbose.
+ */
+struct kgo_observe_bpf *obs_load(bool verbose, int *err)
+{
+	libbpf_print_fn_t old = libbpf_set_print(verbose ? NULL :
+						 silent_print);
+	struct kgo_observe_bpf *skel;
+	int e;
+
+	if (verbose)
+		libbpf_set_print(old);
+	skel = kgo_observe_bpf__open();
+	if (!skel) {
+		e = errno ? errno : EINVAL;
+		goto out;
+	}
+	e = -kgo_observe_bpf__load(skel);
+	if (!e)
+		e = -kgo_observe_bpf__attach(skel);
+	if (e) {
+		kgo_observe_bpf__destroy(skel);
+		skel = NULL;
+	}
+out:
+	libbpf_set_print(old);
+	*err = e;
+	return skel;
+}
+
+/* Does @fd look like the record map of this version? */
+static bool obs_map_ok(int fd)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return false;
+	return info.type == BPF_MAP_TYPE_ARRAY &&
+	       info.value_size == sizeof(struct kgo_obs_m) &&
+	       info.max_entries == KGO_OBS_SLOTS &&
+	       (info.map_flags & BPF_F_MMAPABLE);
+}
+
+/* Open a pinned object (as an unprivileged user may, if its file's
+ * mode says so). */
+static int obj_get(const char *path, unsigned flags)
+{
+	union bpf_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.pathname = (uint64_t)(uintptr_t)path;
+	attr.file_flags = flags;
+	return (int)syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof(attr));
+}
+
+/* Map the records. Return: 0 or -errno. */
+static int obs_map(int fd)
+{
+	void *p;
+
+	obs.ms_len = (size_t)KGO_OBS_SLOTS * sizeof(struct kgo_obs_m);
+	p = mmap(NULL, obs.ms_len, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	obs.ms = p;
+	obs.ms_fd = fd;
+	return 0;
+}
+
+/* Try the pinned probes, then our own. Return: NULL or why not. */
+static const char *obs_open(void)
+{
+	static char why[256];
+	int fd, err;
+
+	/* Loaded by an earlier kgo_run of this process: loading costs
+	 * ~70 ms here (libbpf reads the kernel's BTF), so they stay
+	 * attached until the process ends, tracking nobody between runs
+	 * (the Ms' threads are gone, m0 unregistered). */
+	if (obs.own)
+		return NULL;
+	/* Read-write: the kernel maps a BPF map shared only through a
+	 * writable file. kgo-probe froze the map: no user writes it. */
+	fd = obj_get(KGO_OBS_PIN_DIR "/kgo_ms", 0);
+	if (fd >= 0) {
+		if (!obs_map_ok(fd)) {
+			close(fd);
+			return "the probes pinned in " KGO_OBS_PIN_DIR " are "
+			       "of another version (sudo kgo-probe load)";
+		}
+		if (obs_map(fd)) {
+			close(fd);
+			return "the probes' records pinned in "
+			       KGO_OBS_PIN_DIR " cannot be mapped";
+		}
+		obs.stats_fd = obj_get(KGO_OBS_PIN_DIR "/kgo_stats",
+				       BPF_F_RDONLY);
+		return NULL;
+	}
+	if (geteuid() != 0)
+		return "no probes pinned in " KGO_OBS_PIN_DIR " and no "
+		       "privilege to load them (sudo kgo-probe load)";
+	obs.skel = obs_load(false, &err);
+	if (!obs.skel) {
+		snprintf(why, sizeof(why), "%s", obs_explain(err));
+		return why;
+	}
+	obs.own = true;
+	if (obs_map(bpf_map__fd(obs.skel->maps.kgo_ms))) {
+		kgo_observe_bpf__destroy(obs.skel);
+		obs.skel = NULL;
+		obs.own = false;
+		return "the probes' records cannot be mapped";
+	}
+	obs.stats_fd = bpf_map__fd(obs.skel->maps.kgo_stats);
+	return NULL;
+}
+
+static void obs_close(void)
+{
+	if (obs.own)
+		return;			/* kept for the next kgo_run */
+	if (obs.ms)
+		munmap((void *)obs.ms, obs.ms_len);
+	obs.ms = NULL;
+	if (obs.ms_fd >= 0)
+		close(obs.ms_fd);
+	if (obs.stats_fd >= 0)
+		close(obs.stats_fd);
+	obs.ms_fd = obs.stats_fd = -1;
+}
+
+/* The probes' counters summed over the CPUs (kgo-probe, benchmarks). */
+int obs_probe_stats(int fd, struct kgo_obs_stats *sum)
+{
+	int n = libbpf_num_possible_cpus(), i;
+	struct kgo_obs_stats *v;
+	__u32 zero = 0;
+
+	memset(sum, 0, sizeof(*sum));
+	if (n <= 0)
+		return -EINVAL;
+	v = calloc(n, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(fd, &zero, v)) {
+		free(v);
+		return -errno;
+	}
+	for (i = 0; i < n; i++) {
+		sum->switches += v[i].switches;
+		sum->regs += v[i].regs;
+		sum->unregs += v[i].unregs;
+		sum->exits += v[i].exits;
+		sum->full += v[i].full;
+		sum->wakes += v[i].wakes;
+		sum->wake_fail += v[i].wake_fail;
+		sum->read_fail += v[i].read_fail;
+	}
+	free(v);
+	return 0;
+}
+
+#else /* !KGO_BPF */
+
+#ifndef KGO_BPF_MISSING
+#define KGO_BPF_MISSING "built without the Makefile's BPF rules"
+#endif
+
+static const char *obs_open(void)
+{
+	return "kernel observation not built in: " KGO_BPF_MISSING;
+}
+
+static void obs_close(void)
+{
+}
+
+#endif /* KGO_BPF */
+
+/* ------------------------------------------------------------------ */
+/* Start and stop                                                     */
+/* ------------------------------------------------------------------ */
+
+static void publish(void)
+{
+	memset(&obs.proc, 0, sizeof(obs.proc));
+	obs.proc.version = KGO_OBS_VERSION;
+	obs.proc.p_syscall = P_SYSCALL;
+	obs.proc.off_m_oldp = offsetof(struct m, oldp);
+	obs.proc.off_p_status = offsetof(struct p, status);
+	obs.proc.off_p_syscalltid = offsetof(struct p, syscalltid);
+	obs.proc.off_p_runqhead = offsetof(struct p, runqhead);
+	obs.proc.off_p_runqtail = offsetof(struct p, runqtail);
+	obs.proc.off_p_runnext = offsetof(struct p, runnext);
+	obs.proc.runqsize_addr = (uint64_t)(uintptr_t)&sched.runqsize;
+	obs.proc.npidle_addr = (uint64_t)(uintptr_t)&sched.npidle;
+	obs.proc.nmspinning_addr = (uint64_t)(uintptr_t)&sched.nmspinning;
+	obs.proc.sysmon_slot = -1;
+	obs.proc.wake_sig = SIGURG;
+	/* Last, with release: the probes check it before the rest. */
+	__atomic_store_n(&obs.proc.magic, KGO_OBS_MAGIC, __ATOMIC_RELEASE);
+}
+
+static const char *mode_name(int mode)
+{
+	switch (mode) {
+	case KGO_OBSERVE_BPF:
+		return "bpf";
+	case KGO_OBSERVE_SCX:
+		return "scx";
+	case KGO_OBSERVE_POLL:
+		return "poll";
+	default:
+		return "auto";
+	}
+}
+
+const struct observer *observe_start(void)
+{
+	/* KGO_OBSERVE over kgo_config.observe: parse_config (proc.c). */
+	int want = sched.observe;
+	const char *why = NULL;
+
+	memset(obs.tids, 0, sizeof(obs.tids));
+	obs.on = false;
+	atomic_store(&obs.stale, false);
+	obs.stale_why = NULL;
+	obs.sysmon_slot = -1;
+	obs.sleep_start = 0;
+	obs.unseen = 0;
+	atomic_store(&obs.misses, 0);
+	atomic_store(&obs.kicks, 0);
+	atomic_store(&obs.ms_reg, 0);
+	atomic_store(&obs.ms_unreg, 0);
+	sched.observe = KGO_OBSERVE_POLL;
+	if (want == KGO_OBSERVE_POLL) {
+		sched.observe_why = "polling asked for (KGO_OBSERVE=poll or "
+				    "kgo_config.observe)";
+		goto out;
+	}
+	if (want == KGO_OBSERVE_SCX) {
+		sched.observe_why = "the sched_ext scheduler is not built in "
+				    "this version";
+		goto out;
+	}
+	why = obs_open();
+	if (!why) {
+		obs.ps = calloc(sched.gomaxprocs, sizeof(*obs.ps));
+		if (!obs.ps) {
+			obs_close();
+			why = "out of memory";
+		} else {
+			int i;
+
+			for (i = 0; i < sched.gomaxprocs; i++)
+				obs.ps[i].slot = -1;
+		}
+	}
+	if (why) {
+		sched.observe_why = why;
+		/* Asked for bpf and not given it: say so once. */
+		if (want == KGO_OBSERVE_BPF)
+			kgo_printf("kgo: KGO_OBSERVE=bpf: %s; polling\n", why);
+		goto out;
+	}
+	publish();
+	obs.on = true;
+	sched.observe = KGO_OBSERVE_BPF;
+	sched.observe_why = obs.own ? "probes loaded by this process" :
+				      "probes pinned by kgo-probe";
+out:
+	if (observe_debug)
+		kgo_printf("kgo: observe=%s (asked: %s): %s\n",
+			   mode_name(sched.observe), mode_name(want),
+			   sched.observe_why);
+	return obs.on ? &observer_bpf : NULL;
+}
+
+void observe_stop(void)
+{
+	if (obs.on)
+		obs_close();
+	obs.on = false;
+	free(obs.ps);
+	obs.ps = NULL;
+}

@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: MIT
+/*
+ * kgo-probe - load, show and unload kgo's BPF probes for every kgo
+ * program of the machine (kgo-probe(8); the probes' design essay is at
+ * the top of bpf/kgo_observe.bpf.c).
+ *
+ *	kgo-probe load [--group NAME] [-v]
+ *	kgo-probe status
+ *	kgo-probe unload
+ *
+ * load attaches the probes and pins their links and maps under
+ * /sys/fs/bpf/kgo. The pinned links keep the programs attached after
+ * kgo-probe exits. The record map is frozen (BPF_MAP_FREEZE: no write
+ * from user space any more, by syscall or mapping; the programs still
+ * write it) and pinned 0666 (0660 and the directory 0750 for the group
+ * NAME), so that kgo programs of any user (of that group) map it and
+ * run in bpf mode. The kernel maps a BPF map shared only through a
+ * writable file (do_mmap drops VM_SHARED for a read-only one, and
+ * bpf_map_mmap wants it): the freeze, not the file mode, is what keeps
+ * users from writing it.
+ *
+ * unload removes the pins, which detaches the programs. Running
+ * programs see at their next look that their records stopped moving
+ * and poll from then on (observe_bpf.c, observe_check).
+ *
+ * Every failure is one sentence that says what to do, on stderr, and
+ * exit status 1.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/magic.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "observe_bpf.h"
+#include "kgo_observe.skel.h"
+
+#define PIN_ROOT	"/sys/fs/bpf"
+#define MS_PIN		KGO_OBS_PIN_DIR "/kgo_ms"
+#define STATS_PIN	KGO_OBS_PIN_DIR "/kgo_stats"
+
+static const char *const link_names[] = {
+	"sys_enter", "sched_switch", "sched_wakeup", "sched_process_exit",
+};
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("kgo-probe: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: kgo-probe load [--group NAME] [-v]   attach and pin the probes\n"
+"       kgo-probe status                     what is loaded, who uses it\n"
+"       kgo-probe unload                     detach; programs go on polling\n"
+"\n"
+"The probes tell kgo programs when their threads block and how much CPU\n"
+"they got (see kgo-probe(8), and the design essay at the top of\n"
+"bpf/kgo_observe.bpf.c).\n");
+}
+
+static bool bpffs_mounted(void)
+{
+	struct statfs st;
+
+	return statfs(PIN_ROOT, &st) == 0 && st.f_type == BPF_FS_MAGIC;
+}
+
+static bool loaded(void)
+{
+	return access(MS_PIN, F_OK) == 0;
+}
+
+/* Pin @fd's object at @name under the pin directory, mode @mode. */
+static int pin(int fd, const char *name, mode_t mode, gid_t gid)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", KGO_OBS_PIN_DIR, name);
+	if (bpf_obj_pin(fd, path))
+		return -errno;
+	if (chown(path, 0, gid) || chmod(path, mode))
+		return -errno;
+	return 0;
+}
+
+static void remove_pins(void)
+{
+	char path[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(link_names) / sizeof(link_names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/link_%s", KGO_OBS_PIN_DIR,
+			 link_names[i]);
+		unlink(path);
+	}
+	unlink(MS_PIN);
+	unlink(STATS_PIN);
+	rmdir(KGO_OBS_PIN_DIR);
+}
+
+static int cmd_load(const char *group, bool verbose)
+{
+	struct kgo_observe_bpf *skel;
+	struct bpf_link *links[4];
+	mode_t fmode = 0666, dmode = 0755;
+	gid_t gid = 0;
+	size_t i;
+	int err;
+
+	if (geteuid() != 0)
+		return fail("loading the probes needs root: run "
+			    "`sudo kgo-probe load`.");
+	if (group) {
+		struct group *gr = getgrnam(group);
+
+		if (!gr)
+			return fail("there is no group named %s: name an "
+				    "existing group with --group.", group);
+		gid = gr->gr_gid;
+		fmode = 0660;
+		dmode = 0750;
+	}
+	if (!bpffs_mounted())
+		return fail("the BPF file system is not mounted on %s: "
+			    "`mount -t bpf bpf %s`, then load again.",
+			    PIN_ROOT, PIN_ROOT);
+	if (loaded())
+		return fail("the probes are loaded already (%s): "
+			    "`kgo-probe unload` first to load them again.",
+			    KGO_OBS_PIN_DIR);
+	skel = obs_load(verbose, &err);
+	if (!skel)
+		return fail("%s.", obs_explain(err));
+	if (mkdir(KGO_OBS_PIN_DIR, dmode) && errno != EEXIST) {
+		err = errno;
+		goto out_fail;
+	}
+	if (chown(KGO_OBS_PIN_DIR, 0, gid) || chmod(KGO_OBS_PIN_DIR, dmode)) {
+		err = errno;
+		goto out_fail;
+	}
+	links[0] = skel->links.kgo_sys_enter;
+	links[1] = skel->links.kgo_switch;
+	links[2] = skel->links.kgo_wakeup;
+	links[3] = skel->links.kgo_exit;
+	for (i = 0; i < 4; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "link_%s", link_names[i]);
+		err = -pin(bpf_link__fd(links[i]), name, 0600, 0);
+		if (err)
+			goto out_fail;
+	}
+	err = bpf_map_freeze(bpf_map__fd(skel->maps.kgo_ms)) ? errno : 0;
+	if (!err)
+		err = -pin(bpf_map__fd(skel->maps.kgo_ms), "kgo_ms", fmode, gid);
+	if (!err)
+		err = -pin(bpf_map__fd(skel->maps.kgo_stats), "kgo_stats",
+			   fmode & 0444, gid);
+	if (err)
+		goto out_fail;
+	kgo_observe_bpf__destroy(skel);	/* the pins keep them */
+	printf("kgo-probe: probes loaded and pinned in %s%s%s\n",
+	       KGO_OBS_PIN_DIR, group ? " for group " : "",
+	       group ? group : " for every user");
+	return 0;
+
+out_fail:
+	remove_pins();
+	kgo_observe_bpf__destroy(skel);
+	return fail("could not pin the probes in %s (%s): is %s writable "
+		    "by root?", KGO_OBS_PIN_DIR, strerror(err), PIN_ROOT);
+}
+
+static int open_pinned(const char *path, bool rdonly)
+{
+	union bpf_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.pathname = (__u64)(uintptr_t)path;
+	attr.file_flags = rdonly ? BPF_F_RDONLY : 0;
+	return (int)syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof(attr));
+}
+
+/* One registered process, as status shows it. */
+struct proc_row {
+	__u32 tgid, uid;
+	int ms, sysmon;
+	__u64 nblock, nwake;
+};
+
+static int cmd_status(void)
+{
+	const struct kgo_obs_m *ms;
+	struct kgo_obs_stats st;
+	struct proc_row rows[256];
+	size_t len = (size_t)KGO_OBS_SLOTS * sizeof(*ms);
+	int fd, sfd, nrows = 0, used = 0, i, j;
+
+	if (!bpffs_mounted() || !loaded()) {
+		printf("kgo-probe: not loaded (kgo programs of root load "
+		       "their own; others poll). `sudo kgo-probe load` "
+		       "loads them for everyone.\n");
+		return 0;
+	}
+	fd = open_pinned(MS_PIN, false);
+	if (fd < 0)
+		return fail("cannot open %s (%s): run status as root or as "
+			    "a member of the probes' group.", MS_PIN,
+			    strerror(errno));
+	ms = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	if (ms == MAP_FAILED)
+		return fail("cannot map %s (%s): the probes are of another "
+			    "version; `sudo kgo-probe unload` and load again.",
+			    MS_PIN, strerror(errno));
+	printf("probes:   loaded, pinned in %s\n", KGO_OBS_PIN_DIR);
+	printf("uses:     tp_btf/sched_switch, tp_btf/sched_wakeup, "
+	       "tp_btf/sched_process_exit, tp_btf/sys_enter; task storage; "
+	       "an mmapped array of %d records; kfunc "
+	       "bpf_send_signal_task\n", KGO_OBS_SLOTS);
+	for (i = 0; i < KGO_OBS_SLOTS; i++) {
+		__u64 owner = __atomic_load_n(&ms[i].owner, __ATOMIC_ACQUIRE);
+		__u32 tgid = owner >> 32;
+
+		if (!owner)
+			continue;
+		used++;
+		for (j = 0; j < nrows && rows[j].tgid != tgid; j++)
+			;
+		if (j == nrows) {
+			if (nrows == 256)
+				continue;
+			memset(&rows[j], 0, sizeof(rows[j]));
+			rows[j].tgid = tgid;
+			rows[j].uid = ms[i].uid;
+			nrows++;
+		}
+		if (ms[i].role == KGO_OBS_REG_SYSMON)
+			rows[j].sysmon = 1;
+		else
+			rows[j].ms++;
+		rows[j].nblock += ms[i].nblock;
+		rows[j].nwake += ms[i].nwake;
+	}
+	printf("records:  %d of %d in use\n", used, KGO_OBS_SLOTS);
+	printf("%8s %-10s %-16s %4s %-6s %10s %8s\n", "PID", "USER",
+	       "COMMAND", "MS", "MODE", "BLOCKS", "WAKEUPS");
+	for (j = 0; j < nrows; j++) {
+		char path[64], comm[32] = "?";
+		struct passwd *pw = getpwuid(rows[j].uid);
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%u/comm", rows[j].tgid);
+		f = fopen(path, "r");
+		if (f) {
+			if (fgets(comm, sizeof(comm), f))
+				comm[strcspn(comm, "\n")] = 0;
+			fclose(f);
+		}
+		printf("%8u %-10s %-16s %4d %-6s %10llu %8llu\n", rows[j].tgid,
+		       pw ? pw->pw_name : "?", comm, rows[j].ms,
+		       rows[j].sysmon ? "bpf" : "-",
+		       (unsigned long long)rows[j].nblock,
+		       (unsigned long long)rows[j].nwake);
+	}
+	sfd = open_pinned(STATS_PIN, true);
+	if (sfd >= 0 && !obs_probe_stats(sfd, &st))
+		printf("counters: switches %llu, registrations %llu, "
+		       "unregistrations %llu, exits %llu, table full %llu, "
+		       "wakeups %llu (failed %llu), unreadable %llu\n",
+		       (unsigned long long)st.switches,
+		       (unsigned long long)st.regs,
+		       (unsigned long long)st.unregs,
+		       (unsigned long long)st.exits,
+		       (unsigned long long)st.full,
+		       (unsigned long long)st.wakes,
+		       (unsigned long long)st.wake_fail,
+		       (unsigned long long)st.read_fail);
+	return 0;
+}
+
+static int cmd_unload(void)
+{
+	if (geteuid() != 0)
+		return fail("unloading the probes needs root: run "
+			    "`sudo kgo-probe unload`.");
+	if (!bpffs_mounted() || !loaded())
+		return fail("the probes are not loaded: nothing to unload.");
+	remove_pins();
+	if (loaded())
+		return fail("could not remove %s: remove it by hand.",
+			    KGO_OBS_PIN_DIR);
+	printf("kgo-probe: probes unloaded; running kgo programs poll\n");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *group = NULL;
+	bool verbose = false;
+	int i;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--group") && i + 1 < argc)
+			group = argv[++i];
+		else if (!strcmp(argv[i], "-v"))
+			verbose = true;
+		else
+			return fail("unknown argument %s: see `kgo-probe "
+				    "--help`.", argv[i]);
+	}
+	if (!strcmp(argv[1], "load"))
+		return cmd_load(group, verbose);
+	if (group || verbose)
+		return fail("--group and -v go with load only.");
+	if (!strcmp(argv[1], "status"))
+		return cmd_status();
+	if (!strcmp(argv[1], "unload"))
+		return cmd_unload();
+	return fail("unknown command %s: load, status or unload.", argv[1]);
+}
