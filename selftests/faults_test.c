@@ -727,8 +727,14 @@ TEST(nofile)
 		/* fds free again: the next run has io_uring. */
 		for (i = 0; i < n; i++)
 			close(filler[i]);
-		i = count_fds();
 		nofile_uring = true;
+		if (kgo_run(nofile_main, NULL, &cfg))
+			_exit(9);
+		/* The first run with fds to spare may have loaded the BPF
+		 * probes (as root), which stay open for the next kgo_run
+		 * (observe_bpf.c, obs_close): a leak is growth from one run
+		 * to the next. */
+		i = count_fds();
 		if (kgo_run(nofile_main, NULL, &cfg))
 			_exit(9);
 		nofile_expect_fds(i, 10);
