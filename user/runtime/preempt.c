@@ -1251,18 +1251,12 @@ static int take_sigurg(const struct sigaction *theirs)
 	return 0;
 }
 
-/*
- * preempt_init() - decide whether asynchronous preemption can work, and
- * if so install the SIGURG handler. Called at kgo_run's start, before
- * any M but m0 exists. @off: KGO_DEBUG=asyncpreemptoff=1.
- */
-void preempt_init(bool off)
+/* Can asynchronous preemption work here? pre.on says, pre.why why. */
+static void preempt_decide(bool off)
 {
-	struct sigaction sa;
 	struct scan *sc;
 	void *warm[1];
 
-	memset(&pre, 0, sizeof(pre));
 	pre.pid = getpid();
 	pre.rt_lo = (uintptr_t)__start_kgo_text;
 	pre.rt_hi = (uintptr_t)__stop_kgo_text;
@@ -1314,8 +1308,23 @@ void preempt_init(bool off)
 		set_off("off (out of memory)");
 	}
 	free(sc);
-	if (!pre.on)
-		return;
+}
+
+/*
+ * preempt_init() - decide whether asynchronous preemption can work, and
+ * install the SIGURG handler: also where it cannot, for the handler
+ * passes the program's SIGURGs on and takes the BPF probes' kick to
+ * sysmon (observe_sigurg; with preemption off under TSan and without a
+ * handler, observe_test handoff_kernel_observed saw 0 kicks). Called at
+ * kgo_run's start, before any M but m0 exists. @off:
+ * KGO_DEBUG=asyncpreemptoff=1.
+ */
+void preempt_init(bool off)
+{
+	struct sigaction sa;
+
+	memset(&pre, 0, sizeof(pre));
+	preempt_decide(off);
 	pre.lastscan = nanotime();
 	pre.uid = getuid();
 	if (syscall(SYS_getrandom, &pre.cookie, sizeof(pre.cookie),
