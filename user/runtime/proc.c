@@ -2939,7 +2939,23 @@ static int run(void (*main_fn)(void *), void *arg,
 	 */
 	runqput(sched.allp[0], gp, false);
 	newm(sched.allp[0], false);
+#ifdef KGO_TSAN
+	{
+		/* TSan runs a signal's handler only at the thread's next
+		 * intercepted call, which a raw futex wait is not: a
+		 * SIGQUIT that came here waited for ever (debug_test
+		 * sigquit_dump, 3 runs in 3). Blocked here, the kernel
+		 * gives process-directed signals to an M instead. */
+		sigset_t all, old;
+
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		notesleep(&sched.main_done);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+#else
 	notesleep(&sched.main_done);
+#endif
 
 	/* main returned: wait for every other M to leave, or give it up. */
 	wait_ms();
