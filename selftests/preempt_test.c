@@ -10,7 +10,8 @@
  *   storm_p1, storm_p2	preemption storms (a 200 us slice) over C code
  *			that calls malloc, printf and qsort: no deadlock,
  *			no corruption, every result checked. 10 s each,
- *			30 s with KGO_LONG_TESTS=1.
+ *			30 s with KGO_LONG_TESTS=1, and until 100 Gs were
+ *			preempted asynchronously.
  *   simd		Gs preempted in the middle of loops that keep
  *			their state in ymm (AVX2) and zmm16-31 plus a mask
  *			register (AVX-512), with different MXCSR rounding
@@ -346,6 +347,9 @@ static void storm_round(struct storm_worker *w)
 
 static struct storm *cur_storm;
 
+/* Async preemptions a storm waits for (storm_main). */
+#define STORM_ASYNC	100
+
 static void storm_worker_g(void *arg)
 {
 	struct storm_worker *w = arg;
@@ -370,7 +374,22 @@ static void storm_main(void *arg)
 		s->w[i].seed = 0x1234567 + i * 1000003ULL;
 		ASSERT_EQ(0, kgo_go(storm_worker_g, &s->w[i]));
 	}
+	/*
+	 * The storm lasts its duration and until STORM_ASYNC Gs were
+	 * preempted in the middle of the C code, whichever is later: how
+	 * many preemptions a slice of wall time holds depends on the
+	 * machine, not on the runtime. On the host 10 s hold thousands;
+	 * in QEMU's TCG the Gs run 100 times slower and sysmon signals
+	 * less: 594-2088 signals and 60-253 async preemptions in 10 s at
+	 * P=2, 10-12% of the signals as on the host (13-21%: the rest land
+	 * in libc, where the handler refuses them), so storm_p2 failed
+	 * its "> 100" on a 6.1 rerun with 60 (make vmtest -k 6.1). This G
+	 * runs only when a worker is preempted: a runtime that does not
+	 * preempt never ends the storm, and the test times out.
+	 */
 	kgo_sleep(s->duration);
+	while (stats().preempt_async <= STORM_ASYNC)
+		kgo_sleep(100 * MS);
 	atomic_store(&stop, 1);
 	kgo_wg_wait(&s->wg);
 	s->st = stats();
@@ -408,8 +427,6 @@ static void storm(int maxprocs, int nworkers)
 		EXPECT_LT(0, s->w[i].iters);
 		total += s->w[i].iters;
 	}
-	/* A 200 us slice over 10 s: thousands of preemptions. */
-	EXPECT_LT(100, s->st.preempt_async);
 	TH_LOG("%llu rounds, %llu async and %llu sync preemptions, "
 	       "%llu signals", (unsigned long long)total,
 	       (unsigned long long)s->st.preempt_async,
