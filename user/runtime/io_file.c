@@ -190,9 +190,9 @@ static long rw_rest(bool write, int fd, const struct iovec *iov, int cnt,
  * answer in *@r; false when they are good. Asked of preadv2/pwritev2
  * with RWF_NOWAIT, which check the fd, the offset (ESPIPE) and the
  * iovec (EINVAL, EFAULT) first and only then refuse the flag
- * (EOPNOTSUPP). Measured with a pty on 6.18 (it
- * refuses RWF_NOWAIT there too): an iovec of SIZE_MAX EINVAL, 1025 of
- * them EINVAL, NULL EFAULT, an offset ESPIPE, good ones EOPNOTSUPP.
+ * (EOPNOTSUPP). Measured with a pty on 6.18 (it refuses RWF_NOWAIT
+ * there too): an iovec of SIZE_MAX EINVAL, 1025 of them EINVAL, NULL
+ * EFAULT, an offset ESPIPE, good ones EOPNOTSUPP.
  * Zero bytes asked are 0 at once; a count moved (the kernel took the
  * flag after all) is the call's result too.
  */
@@ -212,13 +212,15 @@ static bool rw_answered(bool write, int fd, const struct iovec *iov,
  * to PIPE_BUF fits (a pipe that polls writable has a free page), so a
  * longer write is cut short there, as a non-blocking write may be.
  *
- * On the @first try, before it answers -EAGAIN (its caller would then
- * wait), an error of recvmsg/sendmsg (whose words differ from readv's,
- * EMSGSIZE for 1025 iovecs) or reads the iovec of a write to cut it
- * short, it asks rw_answered: bad arguments fail at once, as in the syscall. Without
- * that, kgo_readv(pipe, one iovec of SIZE_MAX) waited forever for data
- * on 6.1 instead of failing with EINVAL (faults_test errno_table timed
- * out in make vmtest -k 6.1; on 6.18 the pty cases show it).
+ * On the @first try it asks rw_answered before it answers -EAGAIN (its
+ * caller would then wait), before it reads a write's iovec (to cut it
+ * short: one more syscall a write, on such fds only) and after an error
+ * of recvmsg/sendmsg (whose words differ from readv's: EMSGSIZE for 1025
+ * iovecs), so that bad arguments fail at once, as in the syscall.
+ * Without that, kgo_readv(pipe, one iovec of SIZE_MAX) waited forever
+ * for data on 6.1 instead of failing with EINVAL (faults_test
+ * errno_table timed out in make vmtest -k 6.1; on 6.18 the pty cases
+ * show it).
  */
 static long rw_try(bool write, int fd, const struct iovec *iov, int cnt,
 		   off_t off, uint8_t h, bool first)
