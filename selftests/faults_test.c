@@ -7,7 +7,8 @@
  *
  *   errno_table	bad arguments to the I/O calls (counts of SIZE_MAX,
  *			SSIZE_MAX and 4 GiB, bad iovec counts, fds -1, closed,
- *			write-only, of the wrong kind; kgo_poll of fd -1)
+ *			write-only, of the wrong kind, a pty, which refuses
+ *			RWF_NOWAIT as pipes do on 6.1; kgo_poll of fd -1)
  *			give what the syscall gives, on the io_uring path,
  *			the syscall path (KGO_IOURING=0) and outside a G.
  *   config_lines	every KGO_* variable the runtime reads, set to a bad
@@ -54,6 +55,7 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <dirent.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -80,6 +82,7 @@ static struct {
 	int wronly;		/* the same file, O_WRONLY */
 	int pipe[2];		/* empty */
 	int sock[2];		/* AF_UNIX stream pair, empty */
+	int pty, pts;		/* a pty's master, empty, and its raw end */
 	int closed;		/* a number no fd has */
 } fx;
 
@@ -92,6 +95,7 @@ static char buf[4096];
 
 static struct iovec iov_max = { buf, SIZE_MAX };
 static struct iovec iov_ssize = { buf, SSIZE_MAX };
+static struct iovec iov_one = { buf, 1 };
 
 /* poll(2)'s answer in kgo_poll's words: 0 is -EAGAIN or -ETIMEDOUT. */
 static long sys_poll(int fd, int ms)
@@ -222,6 +226,28 @@ E(poll_fd_neg_now, kgo_poll(-1, POLLIN, 0), sys_poll(-1, 0))
 E(poll_fd_neg_dl, kgo_poll(-1, POLLIN, dl()), sys_poll(-1, WAIT_MS))
 E(poll_fd_closed, kgo_poll(fx.closed, POLLIN, dl()),
   sys_poll(fx.closed, WAIT_MS))
+/*
+ * A pty refuses RWF_NOWAIT (on 6.18 too, as pipes and AF_UNIX sockets
+ * do on 6.1): after a good read and write have taught kgo so, its bad
+ * calls take the path for such fds (rw_special), which must fail them
+ * at once as the syscall does, not wait for data (the readv and preadv
+ * cases hung) or cut the write to PIPE_BUF and write that (writev).
+ */
+E(read_dl_pty_4g, kgo_read_dl(fx.pty, buf, BIG, dl()),
+  sys_read_dl(fx.pty, BIG, false))
+E(write_pty_1, kgo_write(fx.pty, buf, 1), RAW(SYS_write, fx.pty, buf, 1))
+E(readv_pty_sizemax, kgo_readv(fx.pty, &iov_max, 1),
+  RAW(SYS_readv, fx.pty, &iov_max, 1))
+E(readv_pty_cnt_1025, kgo_readv(fx.pty, &iov_one, 1025),
+  RAW(SYS_readv, fx.pty, &iov_one, 1025))
+E(readv_pty_null_iov, kgo_readv(fx.pty, NULL, 1),
+  RAW(SYS_readv, fx.pty, NULL, 1))
+E(preadv_pty_1, kgo_preadv(fx.pty, &iov_one, 1, 0),
+  RAW(SYS_preadv, fx.pty, &iov_one, 1, 0L, 0L))
+E(writev_pty_sizemax, kgo_writev(fx.pty, &iov_max, 1),
+  RAW(SYS_writev, fx.pty, &iov_max, 1))
+E(pwritev_pty_1, kgo_pwritev(fx.pty, &iov_one, 1, 0),
+  RAW(SYS_pwritev, fx.pty, &iov_one, 1, 0L, 0L))
 
 static const struct ecase ecases[] = {
 	ROW(read_pipe_sizemax, 0),	ROW(read_file_sizemax, 0),
@@ -244,6 +270,10 @@ static const struct ecase ecases[] = {
 	ROW(recv_dl_sock_4g, 1),	ROW(send_badfd_sizemax, 0),
 	ROW(send_pipe_sizemax, 0),	ROW(poll_fd_neg_now, 0),
 	ROW(poll_fd_neg_dl, 1),		ROW(poll_fd_closed, 0),
+	ROW(read_dl_pty_4g, 1),		ROW(write_pty_1, 0),
+	ROW(readv_pty_sizemax, 0),	ROW(readv_pty_cnt_1025, 0),
+	ROW(readv_pty_null_iov, 0),	ROW(preadv_pty_1, 0),
+	ROW(writev_pty_sizemax, 0),	ROW(pwritev_pty_1, 0),
 };
 
 static const char *ebackend;
@@ -285,6 +315,7 @@ static void ecases_in_runtime(bool uring)
 TEST(errno_table)
 {
 	char path[] = "/var/tmp/kgo-faults.XXXXXX";
+	struct termios tio;
 	struct rlimit rl;
 
 	fx.file = mkstemp(path);
@@ -295,6 +326,17 @@ TEST(errno_table)
 	unlink(path);
 	ASSERT_EQ(0, pipe(fx.pipe));
 	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM, 0, fx.sock));
+	/* Raw, so that what is written to the master is not echoed back
+	 * to be read: the master stays empty. */
+	fx.pty = posix_openpt(O_RDWR | O_NOCTTY);
+	ASSERT_LE(0, fx.pty) TH_LOG("posix_openpt: %m");
+	ASSERT_EQ(0, grantpt(fx.pty));
+	ASSERT_EQ(0, unlockpt(fx.pty));
+	fx.pts = open(ptsname(fx.pty), O_RDWR | O_NOCTTY);
+	ASSERT_LE(0, fx.pts) TH_LOG("%s: %m", ptsname(fx.pty));
+	ASSERT_EQ(0, tcgetattr(fx.pts, &tio));
+	cfmakeraw(&tio);
+	ASSERT_EQ(0, tcsetattr(fx.pts, TCSANOW, &tio));
 	ASSERT_EQ(0, getrlimit(RLIMIT_NOFILE, &rl));
 	fx.closed = rl.rlim_cur < INT_MAX ? (int)rl.rlim_cur : INT_MAX;
 

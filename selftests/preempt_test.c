@@ -10,7 +10,8 @@
  *   storm_p1, storm_p2	preemption storms (a 200 us slice) over C code
  *			that calls malloc, printf and qsort: no deadlock,
  *			no corruption, every result checked. 10 s each,
- *			30 s with KGO_LONG_TESTS=1.
+ *			30 s with KGO_LONG_TESTS=1, and until 100 Gs were
+ *			preempted asynchronously.
  *   simd		Gs preempted in the middle of loops that keep
  *			their state in ymm (AVX2) and zmm16-31 plus a mask
  *			register (AVX-512), with different MXCSR rounding
@@ -346,6 +347,9 @@ static void storm_round(struct storm_worker *w)
 
 static struct storm *cur_storm;
 
+/* Async preemptions a storm waits for (storm_main). */
+#define STORM_ASYNC	100
+
 static void storm_worker_g(void *arg)
 {
 	struct storm_worker *w = arg;
@@ -370,7 +374,22 @@ static void storm_main(void *arg)
 		s->w[i].seed = 0x1234567 + i * 1000003ULL;
 		ASSERT_EQ(0, kgo_go(storm_worker_g, &s->w[i]));
 	}
+	/*
+	 * The storm lasts its duration and until STORM_ASYNC Gs were
+	 * preempted in the middle of the C code, whichever is later: how
+	 * many preemptions a slice of wall time holds depends on the
+	 * machine, not on the runtime. On the host 10 s hold thousands;
+	 * in QEMU's TCG the Gs run 100 times slower and sysmon signals
+	 * less: 594-2088 signals and 60-253 async preemptions in 10 s at
+	 * P=2, 10-12% of the signals as on the host (13-21%: the rest land
+	 * in libc, where the handler refuses them), so storm_p2 failed
+	 * its "> 100" on a 6.1 rerun with 60 (make vmtest -k 6.1). This G
+	 * runs only when a worker is preempted: a runtime that does not
+	 * preempt never ends the storm, and the test times out.
+	 */
 	kgo_sleep(s->duration);
+	while (stats().preempt_async <= STORM_ASYNC)
+		kgo_sleep(100 * MS);
 	atomic_store(&stop, 1);
 	kgo_wg_wait(&s->wg);
 	s->st = stats();
@@ -408,8 +427,6 @@ static void storm(int maxprocs, int nworkers)
 		EXPECT_LT(0, s->w[i].iters);
 		total += s->w[i].iters;
 	}
-	/* A 200 us slice over 10 s: thousands of preemptions. */
-	EXPECT_LT(100, s->st.preempt_async);
 	TH_LOG("%llu rounds, %llu async and %llu sync preemptions, "
 	       "%llu signals", (unsigned long long)total,
 	       (unsigned long long)s->st.preempt_async,
@@ -433,10 +450,14 @@ TEST_TIMEOUT(storm_p2, 90)
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+/* Set by simd_main: the asm loops below end at the next round. */
+static volatile uint8_t simd_stop;
+
 struct simd_arg {
 	int id;
 	bool avx512;
-	long iters;
+	volatile uint8_t started;	/* by the asm, its state in registers */
+	long iters;			/* rounds done, counted by the asm */
 	double base;
 	unsigned int mxcsr_in, mxcsr_out;
 	uint8_t kin, kout;
@@ -447,7 +468,10 @@ struct simd_arg {
 /*
  * ymm0-14 start at base + i in every lane and get +1.0 (ymm15) each
  * round, all inside one asm loop with no call: whatever switches the G
- * out must bring all of them back.
+ * out must bring all of them back. The loop runs until simd_stop (a
+ * load, no call), counting its rounds in rcx: bounded by what the
+ * test waits for, not by a count of rounds that takes 150 ms here and
+ * minutes where AVX2 is emulated (TCG: make vmtest timed out).
  */
 __attribute__((target("avx2"), noinline))
 static void simd_avx2(struct simd_arg *a)
@@ -474,7 +498,8 @@ static void simd_avx2(struct simd_arg *a)
 		"vbroadcastsd 104(%[in]), %%ymm13\n\t"
 		"vbroadcastsd 112(%[in]), %%ymm14\n\t"
 		"vbroadcastsd (%[one]), %%ymm15\n\t"
-		"mov %[n], %%rcx\n"
+		"xor %%ecx, %%ecx\n\t"
+		"movb $1, %[started]\n"
 		"1:\n\t"
 		"vaddpd %%ymm15, %%ymm0, %%ymm0\n\t"
 		"vaddpd %%ymm15, %%ymm1, %%ymm1\n\t"
@@ -491,8 +516,10 @@ static void simd_avx2(struct simd_arg *a)
 		"vaddpd %%ymm15, %%ymm12, %%ymm12\n\t"
 		"vaddpd %%ymm15, %%ymm13, %%ymm13\n\t"
 		"vaddpd %%ymm15, %%ymm14, %%ymm14\n\t"
-		"dec %%rcx\n\t"
-		"jnz 1b\n\t"
+		"inc %%rcx\n\t"
+		"cmpb $0, %[stop]\n\t"
+		"je 1b\n\t"
+		"mov %%rcx, %[n]\n\t"
 		"vmovupd %%ymm0, 0*64(%[out])\n\t"
 		"vmovupd %%ymm1, 1*64(%[out])\n\t"
 		"vmovupd %%ymm2, 2*64(%[out])\n\t"
@@ -509,9 +536,9 @@ static void simd_avx2(struct simd_arg *a)
 		"vmovupd %%ymm13, 13*64(%[out])\n\t"
 		"vmovupd %%ymm14, 14*64(%[out])\n\t"
 		"vzeroupper\n\t"
-		:
-		: [in] "r"(init), [one] "r"(&one), [n] "r"(a->iters),
-		  [out] "r"(a->out)
+		: [n] "=m"(a->iters), [started] "=m"(a->started)
+		: [in] "r"(init), [one] "r"(&one), [out] "r"(a->out),
+		  [stop] "m"(simd_stop)
 		: "rcx", "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4",
 		  "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
 		  "xmm12", "xmm13", "xmm14", "xmm15");
@@ -548,7 +575,8 @@ static void simd_avx512(struct simd_arg *a)
 		"vbroadcastsd 104(%[in]), %%zmm29\n\t"
 		"vbroadcastsd 112(%[in]), %%zmm30\n\t"
 		"vbroadcastsd (%[one]), %%zmm31\n\t"
-		"mov %[n], %%rcx\n"
+		"xor %%ecx, %%ecx\n\t"
+		"movb $1, %[started]\n"
 		"1:\n\t"
 		"vaddpd %%zmm31, %%zmm16, %%zmm16%{%%k1%}\n\t"
 		"vaddpd %%zmm31, %%zmm17, %%zmm17%{%%k1%}\n\t"
@@ -565,8 +593,10 @@ static void simd_avx512(struct simd_arg *a)
 		"vaddpd %%zmm31, %%zmm28, %%zmm28%{%%k1%}\n\t"
 		"vaddpd %%zmm31, %%zmm29, %%zmm29%{%%k1%}\n\t"
 		"vaddpd %%zmm31, %%zmm30, %%zmm30%{%%k1%}\n\t"
-		"dec %%rcx\n\t"
-		"jnz 1b\n\t"
+		"inc %%rcx\n\t"
+		"cmpb $0, %[stop]\n\t"
+		"je 1b\n\t"
+		"mov %%rcx, %[n]\n\t"
 		"vmovupd %%zmm16, 0*64(%[out])\n\t"
 		"vmovupd %%zmm17, 1*64(%[out])\n\t"
 		"vmovupd %%zmm18, 2*64(%[out])\n\t"
@@ -584,9 +614,10 @@ static void simd_avx512(struct simd_arg *a)
 		"vmovupd %%zmm30, 14*64(%[out])\n\t"
 		"kmovw %%k1, %k[kout]\n\t"
 		"vzeroupper\n\t"
-		: [kout] "=&r"(kout)
-		: [in] "r"(init), [one] "r"(&one), [n] "r"(a->iters),
-		  [out] "r"(a->out), [kin] "r"(kin)
+		: [kout] "=&r"(kout), [n] "=m"(a->iters),
+		  [started] "=m"(a->started)
+		: [in] "r"(init), [one] "r"(&one), [out] "r"(a->out),
+		  [kin] "r"(kin), [stop] "m"(simd_stop)
 		: "rcx", "memory", "cc", "k1", "xmm16", "xmm17", "xmm18",
 		  "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24",
 		  "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30",
@@ -614,7 +645,8 @@ struct simd_test {
 	int n;
 	struct kgo_wg wg;
 	bool skipped;
-	uint64_t async;
+	bool all_started;
+	uint64_t async_started, async;
 };
 
 static struct simd_test *cur_simd;
@@ -634,9 +666,29 @@ static void simd_main(void *arg)
 		t->skipped = true;
 		return;
 	}
+	simd_stop = 0;
 	kgo_wg_add(&t->wg, t->n);
 	for (i = 0; i < t->n; i++)
 		ASSERT_EQ(0, kgo_go(simd_wrap, &t->a[i]));
+	/*
+	 * At P=1 this G runs again only when the spinning one was
+	 * preempted: once every G has started its loop, each has been
+	 * switched out in the middle of it at least once. Then more
+	 * preemptions, 4 a G, before they stop, whatever the speed.
+	 */
+	for (;;) {
+		for (i = 0; i < t->n && t->a[i].started; i++)
+			;
+		if (i == t->n && !t->all_started) {
+			t->all_started = true;
+			t->async_started = stats().preempt_async;
+		}
+		if (t->all_started &&
+		    stats().preempt_async >= t->async_started + 4 * t->n)
+			break;
+		kgo_sleep(MS);
+	}
+	simd_stop = 1;
 	kgo_wg_wait(&t->wg);
 	t->async = stats().preempt_async;
 }
@@ -646,6 +698,7 @@ static void simd_check(struct simd_arg *a)
 	int r, l;
 
 	ASSERT_TRUE(a->done);
+	EXPECT_LT(0, a->iters);
 	EXPECT_EQ(a->mxcsr_in, a->mxcsr_out & ~0x3fu);
 	if (a->avx512)
 		EXPECT_EQ(a->kin, a->kout);
@@ -681,8 +734,6 @@ TEST_TIMEOUT(simd, 60)
 	for (i = 0; i < t->n; i++) {
 		t->a[i].id = i;
 		t->a[i].avx512 = has512 && (i & 1);
-		/* ~150 ms of adds each, at a few ns per round. */
-		t->a[i].iters = 40 * 1000 * 1000;
 		t->a[i].base = 1000.0 * (i + 1);
 		t->a[i].mxcsr_in = modes[i % 4];
 		t->a[i].kin = i % 4 == 1 ? 0x55 : 0xb3;
@@ -695,8 +746,6 @@ TEST_TIMEOUT(simd, 60)
 	}
 	for (i = 0; i < t->n; i++)
 		simd_check(&t->a[i]);
-	/* 6 Gs of ~150 ms each with 1 ms slices. */
-	EXPECT_LT(20, t->async);
 	TH_LOG("%llu async preemptions, AVX-512 %s",
 	       (unsigned long long)t->async, has512 ? "too" : "absent");
 	free(t);

@@ -185,25 +185,67 @@ static long rw_rest(bool write, int fd, const struct iovec *iov, int cnt,
 }
 
 /*
+ * rw_answered() - does readv(2), preadv(2), writev(2) or pwritev(2)
+ * answer these arguments at once, before any wait? Then true, with the
+ * answer in *@r; false when they are good. Asked of preadv2/pwritev2
+ * with RWF_NOWAIT, which check the fd, the offset (ESPIPE) and the
+ * iovec (EINVAL, EFAULT) first and only then refuse the flag
+ * (EOPNOTSUPP). Measured with a pty on 6.18 (it refuses RWF_NOWAIT
+ * there too): an iovec of SIZE_MAX EINVAL, 1025 of them EINVAL, NULL
+ * EFAULT, an offset ESPIPE, good ones EOPNOTSUPP.
+ * Zero bytes asked are 0 at once; a count moved (the kernel took the
+ * flag after all) is the call's result too.
+ */
+static bool rw_answered(bool write, int fd, const struct iovec *iov,
+			int cnt, off_t off, long *r)
+{
+	*r = io_raw(write ? SYS_pwritev2 : SYS_preadv2, fd, (long)iov, cnt,
+		    off, 0, RWF_NOWAIT);
+	return *r != -EOPNOTSUPP && *r != -EAGAIN;
+}
+
+/*
  * rw_try() - one try at a read or write of a pipe, socket or tty whose
  * preadv2/pwritev2 refuse RWF_NOWAIT (@h: FDH_SPECIAL), without waiting.
  * A socket has MSG_DONTWAIT. Anything else has poll: not ready is
  * -EAGAIN; ready means a read returns what is there, and a write of up
  * to PIPE_BUF fits (a pipe that polls writable has a free page), so a
  * longer write is cut short there, as a non-blocking write may be.
+ *
+ * On the @first try it asks rw_answered before it answers -EAGAIN (its
+ * caller would then wait), before it reads a write's iovec (to cut it
+ * short: one more syscall a write, on such fds only) and after an error
+ * of recvmsg/sendmsg (whose words differ from readv's: EMSGSIZE for 1025
+ * iovecs), so that bad arguments fail at once, as in the syscall.
+ * Without that, kgo_readv(pipe, one iovec of SIZE_MAX) waited forever
+ * for data on 6.1 instead of failing with EINVAL (faults_test
+ * errno_table timed out in make vmtest -k 6.1; on 6.18 the pty cases
+ * show it).
  */
 static long rw_try(bool write, int fd, const struct iovec *iov, int cnt,
-		   off_t off, uint8_t h)
+		   off_t off, uint8_t h, bool first)
 {
 	struct msghdr msg = { .msg_iov = (struct iovec *)iov,
 			      .msg_iovlen = cnt };
 	struct iovec one;
+	bool ready;
+	long r, e;
 	int i = 0;
 
-	if ((h & FDH_SOCK) && off == -1)
-		return io_raw(write ? SYS_sendmsg : SYS_recvmsg, fd,
-			      (long)&msg, MSG_DONTWAIT, 0, 0, 0);
-	if (io_poll0(fd, write ? POLLOUT : POLLIN) == 0)
+	if ((h & FDH_SOCK) && off == -1) {
+		r = io_raw(write ? SYS_sendmsg : SYS_recvmsg, fd, (long)&msg,
+			   MSG_DONTWAIT, 0, 0, 0);
+		if (r < 0 && first && rw_answered(write, fd, iov, cnt, off,
+						  &e))
+			return e;
+		return r;
+	}
+	/* The kernel reads @iov first: kgo may not (NULL, 1025 of them). */
+	ready = io_poll0(fd, write ? POLLOUT : POLLIN) != 0;
+	if ((!ready || write) && first &&
+	    rw_answered(write, fd, iov, cnt, off, &r))
+		return r;
+	if (!ready)
 		return -EAGAIN;
 	if (write && iov_total(iov, cnt) > PIPE_BUF) {
 		while (i < cnt - 1 && !iov[i].iov_len)
@@ -234,8 +276,8 @@ static long rw_try(bool write, int fd, const struct iovec *iov, int cnt,
 static long rw_special(bool write, int fd, const struct iovec *iov, int cnt,
 		       off_t off, int64_t deadline, uint8_t h)
 {
-	size_t total = iov_total(iov, cnt), done = 0;
 	struct iovec buf[IOV_INLINE], *v;
+	size_t total = 0, done = 0;
 	bool heap = false;
 	long r;
 	int n;
@@ -249,7 +291,7 @@ static long rw_special(bool write, int fd, const struct iovec *iov, int cnt,
 				return done;
 		}
 		r = rw_try(write, fd, v, n, off == -1 ? -1 : off + (off_t)done,
-			   h);
+			   h, !done);
 		if (heap)
 			free(v);
 		if (r == -EAGAIN && deadline != 0) {
@@ -259,8 +301,13 @@ static long rw_special(bool write, int fd, const struct iovec *iov, int cnt,
 		}
 		if (r < 0)
 			return done ? (long)done : r;
+		if (!write || r == 0)
+			return done + r;
+		/* Only now: the kernel has taken @iov (it may be NULL). */
+		if (!done)
+			total = iov_total(iov, cnt);
 		done += r;
-		if (!write || r == 0 || done >= total)
+		if (done >= total)
 			return done;
 	}
 }
@@ -279,6 +326,8 @@ static long rw_special(bool write, int fd, const struct iovec *iov, int cnt,
 static long rw_nofast(bool write, int fd, const struct iovec *iov, int cnt,
 		      off_t off, int64_t deadline, uint8_t h)
 {
+	long r;
+
 	if (h & FDH_SPECIAL) {
 		/* O_NONBLOCK: the plain syscall answers EAGAIN itself. */
 		if (fd_nonblock(fd))
@@ -291,6 +340,15 @@ static long rw_nofast(bool write, int fd, const struct iovec *iov, int cnt,
 	if (write && !(h & FDH_DIRECT))
 		return io_sys(false, off == -1 ? SYS_writev : SYS_pwritev, fd,
 			      (long)iov, cnt, off, 0, 0);
+	/*
+	 * rw_wait reads @iov (one iovec goes as a plain READ): let the
+	 * kernel check it first, or kgo_readv(file, NULL, 1) is a SIGSEGV
+	 * where readv(2) says EFAULT (faults_test errno_table on 6.1, whose
+	 * tmpfs refuses RWF_NOWAIT reads: make vmtest -k 6.1). Not for
+	 * O_DIRECT, whose RWF_NOWAIT read would wait for the device here.
+	 */
+	if (!(h & FDH_DIRECT) && rw_answered(false, fd, iov, cnt, off, &r))
+		return r;
 	if (deadline == 0)
 		deadline = -1;		/* files are always ready */
 	/*
