@@ -67,6 +67,12 @@ bool thread_sleeping(pid_t tid);
 
 /* KGO_DEBUG=observe=1: say at kgo_run's start which mode and why. */
 extern bool observe_debug;
+/* KGO_DEBUG=kickm=0: the probes kick sysmon, never an idle M; and
+ * kickdelay=US: they kick only for blocks that last that long
+ * (observe_bpf.c, KICK_DELAY_NS). Set before observe_start. */
+extern bool observe_kick_m;
+extern uint64_t observe_kick_delay_ns;
+uint64_t observe_kick_delay_default(void);
 
 /* sysmon.c's polling observer (observe_bpf.c asks it about Ms it has no
  * record of). */
@@ -104,5 +110,8 @@ void observe_stats(struct kgo_stats *st);
 /* The wakeup from BPF, on sysmon's thread in its signal handler
  * (sysmon.c): end sysmon's sleep. */
 void sysmon_kick(void);
+/* The same from another thread's signal handler: a kicked M that was
+ * no longer idle passes the kick on. Async-signal-safe. */
+void sysmon_kick_remote(void);
 
 #endif /* KGO_OBSERVE_RT_H */

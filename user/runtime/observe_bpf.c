@@ -95,6 +95,8 @@ static struct {
 	_Atomic uint64_t misses;	/* records that said blocked wrongly */
 	const char *stale_why;
 	_Atomic uint64_t kicks;		/* wakeups of sysmon from BPF */
+	_Atomic uint64_t kicks_m;	/* ... of idle Ms */
+	_Atomic int64_t kick_ns;	/* the last one's arrival */
 	_Atomic uint64_t ms_reg;	/* Ms registered */
 	_Atomic uint64_t ms_unreg;	/* Ms that found no slot: polled */
 #ifdef KGO_BPF
@@ -104,7 +106,21 @@ static struct {
 
 static __thread bool tls_sysmon;
 
+/*
+ * KICK_DELAY_NS - how long an M must stay blocked, with work waiting
+ * for its P, before the probes kick (0: at the block, no timer). To be
+ * measured: see the README's table.
+ */
+#define KICK_DELAY_NS	0
+
 bool observe_debug;
+bool observe_kick_m = true;
+uint64_t observe_kick_delay_ns = KICK_DELAY_NS;
+
+uint64_t observe_kick_delay_default(void)
+{
+	return KICK_DELAY_NS;
+}
 
 /* ------------------------------------------------------------------ */
 /* Records                                                            */
@@ -423,20 +439,40 @@ void observe_m0_exit(void)
 }
 
 /*
- * SIGURG on sysmon's thread from BPF (si_code SI_KERNEL) ends its
- * sleep. preempt.c's handler, the one SIGURG handler of the process,
- * asks here first: true means the signal was the probes' kick and is
- * consumed; anything else is preempt.c's to handle or pass on. (Two
- * handlers, each chaining to the other's saved action, called each
- * other for ever once preempt.c took SIGURG back from what it took for
- * the program's handler: a stack overflow in every bpf-mode run.)
+ * SIGURG from BPF (si_code SI_KERNEL, si_value the P of the M that
+ * blocked: wake_if_needed in the probes) is the probes' kick. On
+ * sysmon's thread it ends sysmon's sleep; on an idle M, the M takes
+ * the P itself (proc.c, "Handoff from the kernel"); an M that is no
+ * longer idle passes it to sysmon. preempt.c's handler, the one SIGURG
+ * handler of the process, asks here first: true means the signal was
+ * the probes' kick and is consumed; anything else is preempt.c's to
+ * handle or pass on (a SIGURG sent from BPF by bpf_send_signal_thread
+ * carries no P). (Two handlers, each chaining to the other's saved
+ * action, called each other for ever once preempt.c took SIGURG back
+ * from what it took for the program's handler: a stack overflow in
+ * every bpf-mode run.)
  */
 bool observe_sigurg(const siginfo_t *si)
 {
-	if (!tls_sysmon || si->si_code != SI_KERNEL)
+	struct p *pp = si->si_value.sival_ptr;
+	struct m *mp;
+
+	if (si->si_code != SI_KERNEL)
 		return false;
-	atomic_fetch_add_explicit(&obs.kicks, 1, memory_order_relaxed);
-	sysmon_kick();
+	if (tls_sysmon) {
+		atomic_fetch_add_explicit(&obs.kicks, 1, memory_order_relaxed);
+		atomic_store_explicit(&obs.kick_ns, nanotime(),
+				      memory_order_relaxed);
+		sysmon_kick();
+		return true;
+	}
+	mp = getm();
+	if (!mp || !p_valid(pp))
+		return false;
+	atomic_store_explicit(&obs.kick_ns, nanotime(), memory_order_relaxed);
+	atomic_fetch_add_explicit(&obs.kicks_m, 1, memory_order_relaxed);
+	if (!kick_m_take(mp, pp))
+		sysmon_kick_remote();
 	return true;
 }
 
@@ -520,6 +556,10 @@ void observe_stats(struct kgo_stats *st)
 					      memory_order_relaxed);
 	st->observe_misses = atomic_load_explicit(&obs.misses,
 						  memory_order_relaxed);
+	st->observe_kicks_m = atomic_load_explicit(&obs.kicks_m,
+						   memory_order_relaxed);
+	st->observe_kick_ns = atomic_load_explicit(&obs.kick_ns,
+						   memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------ */
@@ -784,6 +824,16 @@ static void publish(void)
 	obs.proc.nmspinning_addr = (uint64_t)(uintptr_t)&sched.nmspinning;
 	obs.proc.sysmon_slot = -1;
 	obs.proc.wake_sig = SIGURG;
+	/* Under ThreadSanitizer a handler runs only when its thread next
+	 * leaves an intercepted call, which an idle M's raw futex or
+	 * io_uring wait is not: the kick would not wake it. sysmon looks
+	 * every millisecond there (bpf_until). */
+#ifndef KGO_TSAN
+	sched.kick_m = observe_kick_m;
+#endif
+	if (sched.kick_m)
+		obs.proc.kick_tid_addr = (uint64_t)(uintptr_t)&sched.kick_tid;
+	obs.proc.kick_delay_ns = observe_kick_delay_ns;
 	/* Last, with release: the probes check it before the rest. */
 	__atomic_store_n(&obs.proc.magic, KGO_OBS_MAGIC, __ATOMIC_RELEASE);
 }
@@ -817,6 +867,8 @@ const struct observer *observe_start(void)
 	obs.unseen = 0;
 	atomic_store(&obs.misses, 0);
 	atomic_store(&obs.kicks, 0);
+	atomic_store(&obs.kicks_m, 0);
+	atomic_store(&obs.kick_ns, 0);
 	atomic_store(&obs.ms_reg, 0);
 	atomic_store(&obs.ms_unreg, 0);
 	sched.observe = KGO_OBSERVE_POLL;

@@ -671,6 +671,13 @@ void sysmon_kick(void)
 				 memory_order_release);
 }
 
+void sysmon_kick_remote(void)
+{
+	if (atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
+				     memory_order_release) == NOTE_KERNEL_VALUE)
+		futex_wake(&sm.wake.key, 1);
+}
+
 static void *sysmon(void *arg)
 {
 	int64_t delay = DELAY_MIN, lasttrace = 0, now, until, t;
@@ -832,6 +839,14 @@ static void parse_debug(bool *asyncpreemptoff)
 			if (env_parse_long(what, val, 0, 1, &v,
 					   "no observer lines"))
 				observe_debug = v;
+		} else if (!strcmp(name, "kickm")) {
+			if (env_parse_long(what, val, 0, 1, &v,
+					   "the probes kick an idle M"))
+				observe_kick_m = v;
+		} else if (!strcmp(name, "kickdelay")) {
+			if (env_parse_long(what, val, 0, 1000000, &v,
+					   "the default kick delay"))
+				observe_kick_delay_ns = v * 1000ULL;
 		} else if (!strcmp(name, "kernel")) {
 			/* Read by kgo_fallback() itself, which runs before
 			 * sysmon does (stack_init); checked here. */
@@ -840,7 +855,7 @@ static void parse_debug(bool *asyncpreemptoff)
 		} else {
 			snprintf(why, sizeof(why), "no key %s (known: "
 				 "schedtrace, scheddetail, asyncpreemptoff, "
-				 "observe, kernel)", name);
+				 "observe, kernel, kickm, kickdelay)", name);
 			env_warn("KGO_DEBUG", all, why, "the other keys apply");
 		}
 	}
@@ -874,6 +889,8 @@ int sysmon_start(void)
 	atomic_store(&sysmon_sleeping, false);
 	sm.starttime = nanotime();
 	observe_debug = false;
+	observe_kick_m = true;
+	observe_kick_delay_ns = observe_kick_delay_default();
 	parse_debug(&asyncpreemptoff);
 	sm.pm = calloc(sched.gomaxprocs, sizeof(*sm.pm));
 	if (!sm.pm)
