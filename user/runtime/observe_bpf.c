@@ -235,6 +235,32 @@ static bool observe_confirm(pid_t tid)
  * every block woke sysmon to hand a P off). */
 #define CONFIRM_AFTER	(1000 * 1000ULL)
 
+/* pp is still in syscall t (read with acquire before the record). */
+static bool still_in(struct p *pp, uint64_t t)
+{
+	return atomic_load_explicit(&pp->status, memory_order_acquire) ==
+		       P_SYSCALL &&
+	       atomic_load_explicit(&pp->syscalltick, memory_order_relaxed) == t;
+}
+
+/*
+ * block_believed() - the record (state word @w) of thread @tid, pp's M
+ * in syscall @t, says BLOCKED. A fresh block (the usual case: the
+ * probes' own wakeup) is taken as it is; a missed switch-in after it
+ * costs at worst one handoff the M did not need, as polling's guess
+ * does. An older one is asked about (/proc). Then, blocked and still in
+ * the same syscall after we read it: it blocked in that call (it
+ * entered it running).
+ */
+static bool block_believed(struct p *pp, uint64_t t, pid_t tid, uint64_t w,
+			   int64_t now)
+{
+	if ((uint64_t)now - kgo_obs_since(w) >= CONFIRM_AFTER &&
+	    !observe_confirm(tid))
+		return false;
+	return still_in(pp, t);
+}
+
 static bool bpf_m_blocked(struct p *pp, uint32_t st, struct m *mp,
 			  struct pmon *pm, int64_t now)
 {
@@ -271,19 +297,35 @@ static bool bpf_m_blocked(struct p *pp, uint32_t st, struct m *mp,
 		if (now - pm->syscallwhen < 10 * 1000 * 1000LL ||
 		    !thread_sleeping(tid))
 			return false;
-	} else if ((uint64_t)now - kgo_obs_since(w) >= CONFIRM_AFTER &&
-		   !observe_confirm(tid)) {
-		/* A fresh block (the usual case: the probes' own wakeup)
-		 * is taken as it is; a missed switch-in after it costs at
-		 * worst one handoff the M did not need, as polling's guess
-		 * does. An older one is asked about. */
-		return false;
+		return still_in(pp, t);
 	}
-	/* Blocked, and still in the same syscall after we read it: then
-	 * it blocked in that call (it entered it running). */
-	return atomic_load_explicit(&pp->status, memory_order_acquire) ==
-		       P_SYSCALL &&
-	       atomic_load_explicit(&pp->syscalltick, memory_order_relaxed) == t;
+	return block_believed(pp, t, tid, w, now);
+}
+
+/*
+ * observe_syscall_blocked() - for an M about to take a P (proc.c,
+ * take_blocked_p): is pp in P_SYSCALL with its M blocked in that call,
+ * as the kernel saw it? No syscall (a /proc read only for a block older
+ * than CONFIRM_AFTER). false in poll mode.
+ */
+bool observe_syscall_blocked(struct p *pp, int64_t now)
+{
+	uint64_t w, cpu, gen, t;
+	pid_t tid;
+	int32_t slot;
+
+	if (!obs.on || atomic_load_explicit(&obs.stale, memory_order_relaxed))
+		return false;
+	t = atomic_load_explicit(&pp->syscalltick, memory_order_acquire);
+	if (atomic_load_explicit(&pp->status, memory_order_relaxed) !=
+	    P_SYSCALL)
+		return false;
+	tid = atomic_load_explicit(&pp->syscalltid, memory_order_relaxed);
+	slot = slot_of_tid(tid);
+	if (slot < 0 || !rec_read(slot, owner_of(tid), &w, &cpu, &gen) ||
+	    kgo_obs_state(w) != KGO_OBS_BLOCKED)
+		return false;
+	return block_believed(pp, t, tid, w, now);
 }
 
 struct m *observe_m_of(pid_t tid)

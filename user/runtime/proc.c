@@ -2430,6 +2430,45 @@ void kgo_syscall_begin_blocking(void)
 
 static void syscall_abandoned(struct m *mp) __attribute__((noreturn, cold));
 
+/*
+ * take_blocked_p() - bpf mode, an M with a G to run and no idle P: take
+ * the P of an M that the kernel saw blocked in its syscall. Work that
+ * comes after such a block (this G, back from its own call) woke no
+ * one, and polling would find it only at sysmon's next look. The
+ * records are plain loads; the P is taken with retake's CAS.
+ */
+static struct p *take_blocked_p(void)
+{
+	int64_t now = 0;
+	uint32_t st;
+	int i;
+
+	if (READ_ONCE(sched.observe) != KGO_OBSERVE_BPF)
+		return NULL;
+	for (i = 0; i < sched.gomaxprocs; i++) {
+		struct p *pp = sched.allp[i];
+
+		if (atomic_load_explicit(&pp->status, memory_order_relaxed) !=
+		    P_SYSCALL)
+			continue;
+		if (!now)
+			now = nanotime();
+		st = P_SYSCALL;
+		if (!observe_syscall_blocked(pp, now) ||
+		    !atomic_compare_exchange_strong_explicit(&pp->status, &st,
+				P_IDLE, memory_order_acquire,
+				memory_order_relaxed))
+			continue;
+		atomic_fetch_add_explicit(&sched.handoffs, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&sched.handoffs_kernel, 1,
+					  memory_order_relaxed);
+		TRACE(TR_HANDOFF, pp->id, 1);
+		return pp;
+	}
+	return NULL;
+}
+
 /* On g0: the G came back from its syscall without a P to run on. */
 static void exitsyscall0(struct g *gp)
 {
@@ -2439,9 +2478,16 @@ static void exitsyscall0(struct g *gp)
 	casgstatus(gp, G_SYSCALL, G_RUNNABLE);
 	lock(&sched.lock);
 	pp = pidleget();
-	if (!pp)
-		globrunqputbatch_locked(gp, gp, 1);
 	unlock(&sched.lock);
+	if (!pp)
+		pp = take_blocked_p();
+	if (!pp) {
+		lock(&sched.lock);
+		pp = pidleget();
+		if (!pp)
+			globrunqputbatch_locked(gp, gp, 1);
+		unlock(&sched.lock);
+	}
 	if (pp) {
 		acquirep(mp, pp);
 		smp_store_release(mp->curg, gp);		/* run it again at once */

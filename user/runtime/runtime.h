@@ -668,6 +668,9 @@ void handoffp(struct p *pp);
  * handler, observe_bpf.c) naming @pp: true if an idle M took it on,
  * false if the caller must hand it to sysmon. Async-signal-safe. */
 bool kick_m_take(struct m *mp, struct p *pp);
+/* bpf mode: is @pp in P_SYSCALL with its M seen blocked in that call by
+ * the kernel? (observe_bpf.c; false in poll mode.) */
+bool observe_syscall_blocked(struct p *pp, int64_t now);
 /* Is @pp one of this run's Ps? Async-signal-safe. */
 bool p_valid(const struct p *pp);
 /* Called by entersyscall after the P went P_SYSCALL (sysmon.c): wakes
