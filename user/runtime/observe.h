@@ -105,6 +105,19 @@ bool observe_check(int64_t now);
 struct m *observe_m_of(pid_t tid);
 /* sysmon, before each sleep: when it began (for observe_check). */
 void observe_sleep(int64_t start);
+/* A block of the calling M in the kernel, as the probes saw it. */
+struct kblock {
+	int64_t start, end;	/* nanotime's clock */
+	uint64_t n;		/* blocks since the count given */
+	bool iowait;
+};
+/*
+ * observe_last_block() - KGO_TRACE (trace.c): has the calling M blocked
+ * in the kernel since its record's block count was *@nblock? Updates
+ * *@nblock; with @kb, says the last block. false in poll mode, or with
+ * no new block, or @kb NULL.
+ */
+bool observe_last_block(uint64_t *nblock, struct kblock *kb);
 /* kgo_stats_get: the observe_* fields. */
 void observe_stats(struct kgo_stats *st);
 /* The wakeup from BPF, on sysmon's thread in its signal handler

@@ -328,6 +328,46 @@ bool observe_syscall_blocked(struct p *pp, int64_t now)
 	return block_believed(pp, t, tid, w, now);
 }
 
+bool observe_last_block(uint64_t *nblock, struct kblock *kb)
+{
+	const volatile struct kgo_obs_m *r;
+	struct m *mp = getm();
+	uint64_t n, w, end, s1;
+	int32_t slot;
+	int i;
+
+	if (!obs.on || !mp ||
+	    atomic_load_explicit(&obs.stale, memory_order_relaxed))
+		return false;
+	slot = slot_of_tid(mp->tid);
+	if (slot < 0)
+		return false;
+	r = &obs.ms[slot];
+	n = rd(r->nblock);
+	if (n == *nblock || !kb) {
+		*nblock = n;
+		return false;
+	}
+	/* The block's fields change under seq with nblock (sched_switch);
+	 * blk_end alone is written by sched_wakeup, after the block. */
+	for (i = 0; i < 64; i++) {
+		s1 = rd(r->seq);
+		n = rd(r->nblock);
+		w = rd(r->blk_state);
+		if (!(s1 & 1) && rd(r->seq) == s1)
+			break;
+	}
+	end = kgo_obs_since(rd(r->blk_end));
+	kb->n = n - *nblock;
+	*nblock = n;
+	kb->start = (int64_t)kgo_obs_since(w);
+	/* Running now, so the block is over: its end is missing only when
+	 * both its wakeup and switch-in were missed. */
+	kb->end = end >= (uint64_t)kb->start ? (int64_t)end : nanotime();
+	kb->iowait = w & KGO_OBS_IOWAIT;
+	return i < 64 && kb->start > 0;
+}
+
 struct m *observe_m_of(pid_t tid)
 {
 	int32_t slot = slot_of_tid(tid);
