@@ -48,7 +48,7 @@
 
 /* Bumped with every change of the records' layout or meaning; the
  * runtime refuses probes of another version (poll mode, said once). */
-#define KGO_OBS_VERSION		2
+#define KGO_OBS_VERSION		3	/* 2: bpfp's tick block */
 #define KGO_OBS_SLOTS		4096	/* power of two */
 #define KGO_OBS_PROBES		32
 

@@ -14,7 +14,15 @@
  * cheapest wakeup a BPF program can cause, which the handoff then
  * spends a P switch and a G start on top of. And how many of the
  * handoffs the kicked idle M took itself (handoff_by_m_pct).
+ *
+ * Then the opposite case: -n/10 getrandom(2) calls of 2 MiB through
+ * kgo_syscall (~6 ms each on a CPU here, never asleep, under a slice),
+ * each with another G runnable behind it (the two take turns with
+ * kgo_yield). None of these calls blocks, so any handoff is spurious:
+ * busy_handoffs counts them (bpf mode: the kernel says the M runs;
+ * poll mode: two looks at the same syscall are taken for a block).
  */
+#include <stdatomic.h>
 #include <sys/syscall.h>
 
 #include "bench.h"
@@ -35,6 +43,43 @@ static int cmp64(const void *a, const void *b)
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
 
 	return (x > y) - (x < y);
+}
+
+#define BUSY_BYTES	(2 << 20)
+
+static _Atomic int busy_done;
+
+static void busy_other(void *arg)
+{
+	(void)arg;
+	while (!atomic_load_explicit(&busy_done, memory_order_relaxed))
+		kgo_yield();
+}
+
+static struct kgo_stats st(void);
+
+static void busy(const struct bench_opts *o)
+{
+	char *buf = malloc(BUSY_BYTES);
+	struct kgo_stats a, b;
+	long i, n = o->n / 10 ? o->n / 10 : 1;
+
+	if (!buf)
+		die("handoff: out of memory");
+	memset(buf, 1, BUSY_BYTES);	/* no page fault in the calls */
+	atomic_store(&busy_done, 0);
+	bench_go(o, busy_other, NULL);
+	kgo_yield();
+	a = st();
+	for (i = 0; i < n; i++) {
+		if (kgo_syscall(SYS_getrandom, buf, BUSY_BYTES, 0) <= 0)
+			die("handoff: getrandom failed");
+		kgo_yield();
+	}
+	b = st();
+	atomic_store(&busy_done, 1);
+	emit("busy_handoffs", (double)(b.handoffs - a.handoffs), "");
+	free(buf);
 }
 
 static struct kgo_stats st(void)
@@ -83,6 +128,7 @@ static void bench(void *arg)
 	}
 	free(floor);
 	free(lat);
+	busy(o);
 }
 
 int main(int argc, char **argv)

@@ -864,6 +864,9 @@ int obs_probe_stats(int fd, struct kgo_obs_stats *sum)
 		sum->wakes += v[i].wakes;
 		sum->wake_fail += v[i].wake_fail;
 		sum->read_fail += v[i].read_fail;
+		sum->wakes_m += v[i].wakes_m;
+		sum->timers += v[i].timers;
+		sum->timer_quiet += v[i].timer_quiet;
 	}
 	free(v);
 	return 0;
@@ -999,6 +1002,23 @@ out:
 
 void observe_stop(void)
 {
+#ifdef KGO_BPF
+	if (obs.on && observe_debug && obs.stats_fd >= 0) {
+		struct kgo_obs_stats ps;
+
+		if (!obs_probe_stats(obs.stats_fd, &ps))
+			kgo_printf("kgo: probes: %llu switches, %llu wakes "
+				   "(%llu to Ms, %llu failed), %llu timers "
+				   "(%llu quiet), %llu reads failed\n",
+				   (unsigned long long)ps.switches,
+				   (unsigned long long)ps.wakes,
+				   (unsigned long long)ps.wakes_m,
+				   (unsigned long long)ps.wake_fail,
+				   (unsigned long long)ps.timers,
+				   (unsigned long long)ps.timer_quiet,
+				   (unsigned long long)ps.read_fail);
+	}
+#endif
 	if (obs.on)
 		obs_close();
 	obs.on = false;

@@ -107,6 +107,10 @@ static struct {
 	_Atomic uint64_t wakeups;
 	_Atomic uint64_t signals;
 	_Atomic uint64_t handoffs_poll, handoffs_timeout;
+	/* bpf mode: sysmon times the running Gs' slices (a look at each
+	 * slice's end, to preempt). True until preemption comes from the
+	 * kernel itself (sysmon_preempt_looks). */
+	bool preempt_looks;
 } sm;
 
 /*
@@ -424,6 +428,16 @@ static int64_t next_slice_end(int64_t now)
 		}
 		if (st != P_RUNNING)
 			continue;
+		/* Where the kernel preempts (sysmon_preempt_looks off),
+		 * only the resend of a request made at a look is timed. */
+		if (!READ_ONCE(sm.preempt_looks) && sm.obs->kernel_wakes &&
+		    !pm->preemptwhen) {
+			if (idlep && now + WAKEP_LOOK < next &&
+			    atomic_load_explicit(&pp->wakep_due,
+						 memory_order_relaxed))
+				next = now + WAKEP_LOOK;
+			continue;
+		}
 		/* A deferred wakeup is looked at again WAKEP_LOOK on;
 		 * polling looks anyway, bpf mode only when one is due. */
 		if (idlep && now + WAKEP_LOOK < next &&
@@ -671,6 +685,22 @@ void sysmon_kick(void)
 				 memory_order_release);
 }
 
+/*
+ * sysmon_preempt_looks() - in bpf mode, whether sysmon wakes at the end
+ * of each running G's slice to preempt it. The preemption tick from BPF
+ * (issue 15, item 5) turns it off; then sysmon in bpf mode wakes only
+ * for the probes' kicks, a blocked syscall's Go rule (SYSCALL_RETAKE,
+ * once per call), io rings the kernel cannot see, schedtrace and the
+ * stack scavenger. Call after sysmon_start (which turns it on).
+ */
+void sysmon_preempt_looks(bool on)
+{
+	WRITE_ONCE(sm.preempt_looks, on);
+	lock(&sm.lock);
+	wake_locked();
+	unlock(&sm.lock);
+}
+
 void sysmon_kick_remote(void)
 {
 	if (atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
@@ -886,6 +916,7 @@ int sysmon_start(void)
 	prctl(PR_GET_NAME, (unsigned long)sm.mname, 0, 0, 0);
 	sm.mslack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 	sm.wake_armed = true;
+	sm.preempt_looks = true;
 	atomic_store(&sysmon_sleeping, false);
 	sm.starttime = nanotime();
 	observe_debug = false;
