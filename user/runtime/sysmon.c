@@ -45,12 +45,17 @@
  * The BPF probes (bpf/kgo_observe.bpf.c) answer both questions: an M
  * is blocked when the kernel switched it out asleep (confirmed with
  * /proc before sysmon acts), a slice is the CPU time of the G's M. And
- * sysmon has no period: the probes wake it (a signal, sysmon_kick) when
- * an M that left a P with work waiting goes to sleep in a kgo syscall,
- * and it sleeps until the end of the slices that run, or 10 ms later
- * for a P whose M is blocked with nothing waiting (Go's rule), or while
- * Gs wait on io rings the kernel cannot see (io_sysmon). Handoffs are
- * counted by cause: kernel-observed, poll (the guess) and timeout.
+ * sysmon has no period: when an M that left a P with work waiting goes
+ * to sleep in a kgo syscall, the probes wake an idle M, which takes the
+ * P itself (proc.c, "Handoff from the kernel"), or sysmon only when no
+ * M idles (a signal, sysmon_kick). sysmon sleeps until the end of the
+ * slices that run (until the preemption tick from BPF turns that off:
+ * sysmon_preempt_looks), or 10 ms later for a P whose M is blocked with
+ * nothing waiting (Go's rule, once per call), or while Gs wait on io
+ * rings the kernel cannot see (io_sysmon), and for schedtrace and the
+ * stack scavenger. Handoffs are counted by cause: kernel-observed (of
+ * which those the kicked M took: handoffs_kicked_m), poll (the guess)
+ * and timeout.
  *
  * Sleeping (Go's backoff)
  * -----------------------
