@@ -171,19 +171,27 @@ TEST(probes_load)
  */
 #define ROUNDS	3
 
-static void handoff_main(void *arg)
+/* @rounds blocked reads, each behind a writer in runnext; with
+ * @wait_idle, each after the first only once an M idles. */
+static void read_rounds(struct pipe_pair *pp, int rounds, bool wait_idle)
 {
-	struct pipe_pair *pp = arg;
 	char c = 0;
 	int i;
 
-	for (i = 0; i < ROUNDS; i++) {
+	for (i = 0; i < rounds; i++) {
+		while (wait_idle && i && stats().ms_idle < 1)
+			sched_yield();	/* its thread, not a G: P=1 */
 		atomic_store(&pp->writer_ran, 0);
 		ASSERT_EQ(0, kgo_go(writer, pp));
 		ASSERT_EQ(1, kgo_syscall(SYS_read, pp->fds[0], &c, 1));
 		EXPECT_EQ('k', c);
 		EXPECT_EQ(1, atomic_load(&pp->writer_ran));
 	}
+}
+
+static void handoff_main(void *arg)
+{
+	read_rounds(arg, ROUNDS, false);
 }
 
 static void handoff(int mode)
@@ -231,16 +239,7 @@ TEST_TIMEOUT(handoff_poll, 30)
 
 static void kicked_main(void *arg)
 {
-	struct pipe_pair *pp = arg;
-	char c = 0;
-	int i;
-
-	for (i = 0; i < KICK_ROUNDS; i++) {
-		while (i && stats().ms_idle < 1)
-			sched_yield();	/* its thread, not a G: P=1 */
-		ASSERT_EQ(0, kgo_go(writer, pp));
-		ASSERT_EQ(1, kgo_syscall(SYS_read, pp->fds[0], &c, 1));
-	}
+	read_rounds(arg, KICK_ROUNDS, true);
 }
 
 TEST_TIMEOUT(kicked_m_takes_p, 60)

@@ -1002,23 +1002,6 @@ out:
 
 void observe_stop(void)
 {
-#ifdef KGO_BPF
-	if (obs.on && observe_debug && obs.stats_fd >= 0) {
-		struct kgo_obs_stats ps;
-
-		if (!obs_probe_stats(obs.stats_fd, &ps))
-			kgo_printf("kgo: probes: %llu switches, %llu wakes "
-				   "(%llu to Ms, %llu failed), %llu timers "
-				   "(%llu quiet), %llu reads failed\n",
-				   (unsigned long long)ps.switches,
-				   (unsigned long long)ps.wakes,
-				   (unsigned long long)ps.wakes_m,
-				   (unsigned long long)ps.wake_fail,
-				   (unsigned long long)ps.timers,
-				   (unsigned long long)ps.timer_quiet,
-				   (unsigned long long)ps.read_fail);
-	}
-#endif
 	if (obs.on)
 		obs_close();
 	obs.on = false;

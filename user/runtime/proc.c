@@ -1133,6 +1133,23 @@ static void stopm_idle(struct m *mp)
 	stopm_common(mp, -1, true);
 }
 
+/* An M that woke without a waker's wakeup leaves the idle list (and
+ * the timed sleeper's post). false: a waker took it off already, and
+ * its wakeup is on its way. */
+static bool mleave(struct m *mp)
+{
+	bool off;
+
+	lock(&sched.lock);
+	if (sched.sleeper == mp) {
+		sched.sleeper = NULL;
+		atomic_store(&sched.sleeper_until, 0);
+	}
+	off = mremove(mp);
+	unlock(&sched.lock);
+	return off;
+}
+
 static void stopm_common(struct m *mp, int64_t deadline, bool keeptime)
 {
 	struct p *pp;
@@ -1180,13 +1197,7 @@ again:
 	if (!io_notesleep(mp, deadline, keeptime)) {
 		/* Timed out: take ourselves off the idle list, unless a
 		 * startm got there first, whose wakeup is then on its way. */
-		lock(&sched.lock);
-		if (sched.sleeper == mp) {
-			sched.sleeper = NULL;
-			atomic_store(&sched.sleeper_until, 0);
-		}
-		if (mremove(mp)) {
-			unlock(&sched.lock);
+		if (mleave(mp)) {
 			/* Kicked meanwhile: the kick's P is ours to try. */
 			if (atomic_exchange_explicit(&mp->kick, KICK_NONE,
 					memory_order_acq_rel) == KICK_TAKEN) {
@@ -1195,7 +1206,6 @@ again:
 			}
 			return;
 		}
-		unlock(&sched.lock);
 		io_notesleep(mp, -1, false);
 	}
 	for (;;) {
@@ -1206,18 +1216,11 @@ again:
 			break;
 		/* The probes' kick, and no waker yet: off the idle list,
 		 * and take the P the kick names. */
-		lock(&sched.lock);
-		if (sched.sleeper == mp) {
-			sched.sleeper = NULL;
-			atomic_store(&sched.sleeper_until, 0);
-		}
-		if (mremove(mp)) {
-			unlock(&sched.lock);
+		if (mleave(mp)) {
 			if (kick_run(mp))
 				return;
 			goto again;	/* its M came back first */
 		}
-		unlock(&sched.lock);
 		/* A waker has us off the list already: its wakeup (kick
 		 * is NONE now, so it makes one) is on its way. */
 		io_notesleep(mp, -1, false);
