@@ -267,6 +267,7 @@ int BPF_PROG(kgo_sys_enter, struct pt_regs *regs, long id)
 	s->uid = (__u32)bpf_get_current_uid_gid();
 	s->role = op;
 	s->gen++;
+	s->version = KGO_OBS_VERSION;
 	s->m_addr = m_addr;
 	s->proc_addr = proc_addr;
 	s->cpu_ns = 0;

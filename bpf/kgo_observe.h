@@ -103,6 +103,10 @@
  *	    or the kick timer).
  * @blk_state: the state word of the thread's last block (BLOCKED, with
  *	    IOWAIT, and when it began); sched_switch.
+ * @version: KGO_OBS_VERSION of the probes that claimed the slot
+ *	    (sys_enter): a runtime checks it in its own records, and polls
+ *	    with probes of another version whose records have the same
+ *	    size (older probes leave it 0).
  * @blk_end: when that block ended (ktime << KGO_OBS_STATE_SHIFT):
  *	    sched_wakeup's time, else the next switch in (KGO_TRACE draws
  *	    the block on the M's row).
@@ -123,7 +127,8 @@ struct kgo_obs_m {
 	__u64 nwake;
 	__u64 blk_state;
 	__u64 blk_end;
-	__u64 pad[2];
+	__u64 version;
+	__u64 pad[1];
 };
 
 /*

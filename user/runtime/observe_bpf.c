@@ -572,6 +572,17 @@ void observe_sysmon_init(void)
 		kgo_printf("kgo: %s; polling\n", obs.stale_why);
 		return;
 	}
+	if (rd(obs.ms[obs.sysmon_slot].version) != KGO_OBS_VERSION) {
+		/* Pinned probes of another version whose records have
+		 * our size: they would read what we publish wrongly. */
+		atomic_store(&obs.stale, true);
+		obs.stale_why = "the BPF probes loaded are of another version "
+				"(sudo kgo-probe unload, then load this one's)";
+		WRITE_ONCE(sched.observe, KGO_OBSERVE_POLL);
+		WRITE_ONCE(sched.observe_why, obs.stale_why);
+		kgo_printf("kgo: %s; polling\n", obs.stale_why);
+		return;
+	}
 	obs.sysmon_owner = owner_of((pid_t)syscall(SYS_gettid));
 	/* Release: the probes read it from our memory at a switch. */
 	__atomic_store_n(&obs.proc.sysmon_slot, obs.sysmon_slot,
