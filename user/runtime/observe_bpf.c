@@ -78,6 +78,7 @@ struct pslice {
 
 static struct {
 	bool on;			/* bpf mode chosen at start */
+	int want;			/* the mode asked for */
 	_Atomic bool stale;		/* gone to poll mode since */
 	const volatile struct kgo_obs_m *ms;	/* the records, mapped */
 	size_t ms_len;
@@ -580,7 +581,10 @@ void observe_sysmon_init(void)
 				"(sudo kgo-probe unload, then load this one's)";
 		WRITE_ONCE(sched.observe, KGO_OBSERVE_POLL);
 		WRITE_ONCE(sched.observe_why, obs.stale_why);
-		kgo_printf("kgo: %s; polling\n", obs.stale_why);
+		/* Found at the start: auto's choice, silent as the others
+		 * are (KGO_DEBUG=observe=1 says it). */
+		if (obs.want == KGO_OBSERVE_BPF || observe_debug)
+			kgo_printf("kgo: %s; polling\n", obs.stale_why);
 		return;
 	}
 	obs.sysmon_owner = owner_of((pid_t)syscall(SYS_gettid));
@@ -954,6 +958,7 @@ const struct observer *observe_start(void)
 	int want = sched.observe;
 	const char *why = NULL;
 
+	obs.want = want;
 	memset(obs.tids, 0, sizeof(obs.tids));
 	obs.on = false;
 	atomic_store(&obs.stale, false);
