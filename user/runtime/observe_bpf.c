@@ -567,18 +567,15 @@ void observe_sysmon_init(void)
 		return;
 	tls_sysmon = true;
 	obs.sysmon_slot = obs_register(KGO_OBS_REG_SYSMON, NULL);
-	if (obs.sysmon_slot < 0) {
-		atomic_store(&obs.stale, true);
+	if (obs.sysmon_slot < 0)
 		obs.stale_why = "sysmon found no slot in the BPF probes' table";
-		kgo_printf("kgo: %s; polling\n", obs.stale_why);
-		return;
-	}
-	if (rd(obs.ms[obs.sysmon_slot].version) != KGO_OBS_VERSION) {
+	else if (rd(obs.ms[obs.sysmon_slot].version) != KGO_OBS_VERSION)
 		/* Pinned probes of another version whose records have
 		 * our size: they would read what we publish wrongly. */
-		atomic_store(&obs.stale, true);
 		obs.stale_why = "the BPF probes loaded are of another version "
 				"(sudo kgo-probe unload, then load this one's)";
+	if (obs.stale_why) {
+		atomic_store(&obs.stale, true);
 		WRITE_ONCE(sched.observe, KGO_OBSERVE_POLL);
 		WRITE_ONCE(sched.observe_why, obs.stale_why);
 		/* Found at the start: auto's choice, silent as the others
