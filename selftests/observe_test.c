@@ -247,6 +247,11 @@ TEST_TIMEOUT(kicked_m_takes_p, 60)
 	struct pipe_pair pp = { 0 };
 	struct kgo_stats a = stats(), b;
 
+#if defined(__SANITIZE_THREAD__)
+	/* observe_bpf.c, publish: a handler runs only at the thread's next
+	 * intercepted call there, so the probes kick sysmon instead. */
+	SKIP(return, "under ThreadSanitizer the probes kick sysmon, not Ms");
+#endif
 	REQUIRE_BPF();
 	ASSERT_EQ(0, pipe(pp.fds));
 	run(kicked_main, &pp, 1, KGO_OBSERVE_BPF, 0);
