@@ -17,11 +17,24 @@
  *   tp_btf/sched_process_exit   the slot of an exiting thread is freed
  *
  * When an M blocks while the P it left in a kgo syscall has work waiting
- * (the only event that needs action at once), sched_switch wakes the
- * process's sysmon with bpf_send_signal_task; sysmon then reads the
- * records, sees the M blocked and hands its P off (user/runtime/
- * observe_bpf.c). Everything else the runtime reads with plain loads
- * when it looks anyway: no syscall, no wakeup.
+ * (the only event that needs action at once), sched_switch wakes one
+ * thread of the process with bpf_send_signal_task, the P in si_value:
+ * an idle M, which takes the P itself (user/runtime/proc.c, "Handoff
+ * from the kernel"), or sysmon when no M idles, which then hands the P
+ * off as its retake does. Everything else the runtime reads with plain
+ * loads when it looks anyway: no syscall, no wakeup.
+ *
+ * Whom to wake: the idle M won. `build/bench/handoff -p 1 -n 500`,
+ * bpf mode, 2026-12-06 on the loaded 2-vCPU VM, two runs each: kick to
+ * the idle M p50 23.6/31.9 us, p99 99/112 us, against a floor (the
+ * same kicks' arrival in the woken thread's handler) of 20.3/27.5 and
+ * 85/107 us; kick to sysmon, which then futex-wakes an M
+ * (KGO_DEBUG=kickm=0), p50 45/69 us, p99 628/1638 us: two wakeups in a
+ * row, and sysmon's look between them. A ring buffer was not tried:
+ * the idle Ms sleep in their io_uring or a futex, not in epoll, the
+ * buffer's wakeup measured no cheaper than the signal (FACTS.md), and
+ * a ring that every user's programs write would have to be kept apart
+ * per user.
  *
  * Why this way
  * ------------
@@ -153,15 +166,15 @@ static __always_inline struct kgo_obs_stats *stats(void)
 		st__->field++;				\
 } while (0)
 
-static __always_inline struct kgo_obs_m *slot_of(struct task_struct *t)
+static __always_inline struct kgo_obs_m *slot_of(struct task_struct *t,
+						 __u32 *i)
 {
 	struct obs_task *ot = bpf_task_storage_get(&kgo_task, t, 0, 0);
-	__u32 i;
 
 	if (!ot || !ot->slot1)
 		return 0;
-	i = ot->slot1 - 1;
-	return bpf_map_lookup_elem(&kgo_ms, &i);
+	*i = ot->slot1 - 1;
+	return bpf_map_lookup_elem(&kgo_ms, i);
 }
 
 /* Give slot @s back, if @owner still holds it. */
@@ -254,6 +267,7 @@ int BPF_PROG(kgo_sys_enter, struct pt_regs *regs, long id)
 	s->uid = (__u32)bpf_get_current_uid_gid();
 	s->role = op;
 	s->gen++;
+	s->version = KGO_OBS_VERSION;
 	s->m_addr = m_addr;
 	s->proc_addr = proc_addr;
 	s->cpu_ns = 0;
@@ -288,21 +302,86 @@ int BPF_PROG(kgo_exit, struct task_struct *p)
 /* ------------------------------------------------------------------ */
 
 /*
- * An M (current) went to sleep. Wake its process's sysmon if the P it
- * left in a kgo syscall has work waiting. Everything read here is the
- * blocking process's own memory, published by its runtime
- * (struct kgo_obs_proc); the signal goes only to a thread of the same
- * process.
+ * kick() - send @sig with si_value @value to thread @tid, if it is a
+ * thread of process @tgid. Return: true if sent.
+ */
+static __always_inline bool kick(__u32 tid, __u32 tgid, __u32 sig,
+				 __u64 value)
+{
+	struct task_struct *t = bpf_task_from_pid((s32)tid);
+	bool sent = false;
+
+	if (!t)
+		return false;
+	if ((__u32)t->tgid == tgid &&
+	    !bpf_send_signal_task(t, sig, PIDTYPE_PID, value))
+		sent = true;
+	bpf_task_release(t);
+	return sent;
+}
+
+/* A kick that waits for kick_delay_ns (struct kgo_obs_proc): armed at
+ * the block, fired only if the M is still in that block. One per slot,
+ * beside the record (a map with a bpf_timer cannot be mmapped). */
+struct kick_timer {
+	struct bpf_timer timer;
+	__u64 block;		/* the record's state word at the block */
+	__u64 value;		/* si_value: the P */
+	__u32 tid, tgid;	/* whom to wake */
+	__u32 sig;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KGO_OBS_SLOTS);
+	__type(key, __u32);
+	__type(value, struct kick_timer);
+} kgo_kick SEC(".maps");
+
+#define CLOCK_MONOTONIC	1
+
+/* The timer's callback (softirq, any task current): user memory cannot
+ * be read here, so the target was chosen at the block. */
+static int kick_fire(void *map, __u32 *key, struct kick_timer *k)
+{
+	struct kgo_obs_m *s = bpf_map_lookup_elem(&kgo_ms, key);
+
+	if (!s)
+		return 0;
+	if (s->state != k->block ||
+	    (__u32)(s->owner >> 32) != k->tgid) {
+		COUNT(timer_quiet);
+		return 0;
+	}
+	if (kick(k->tid, k->tgid, k->sig, k->value)) {
+		s->nwake++;
+		COUNT(wakes);
+	} else {
+		COUNT(wake_fail);
+	}
+	return 0;
+}
+
+/*
+ * An M (current) went to sleep. If the P it left in a kgo syscall has
+ * work waiting, wake a thread of its process to hand it on: an idle M,
+ * which takes the P itself (observe_bpf.c, observe_sigurg), else its
+ * sysmon. Everything read here is the blocking process's own memory,
+ * published by its runtime (struct kgo_obs_proc); the signal goes only
+ * to a thread of the same process.
  */
 static __always_inline void wake_if_needed(struct kgo_obs_m *s,
-					   struct task_struct *prev)
+					   struct task_struct *prev,
+					   __u32 slot, __u64 block)
 {
 	struct kgo_obs_proc pr;
+	struct kick_timer *k;
 	struct kgo_obs_m *sm;
-	struct task_struct *t;
-	__u64 oldp, runnext = 0, owner;
-	__u32 st = 0, head = 0, tail = 0, idx;
-	__s32 gq = 0, npidle = 0, nspin = 0;
+	__u64 oldp, runnext = 0;
+	__u32 st = 0, head = 0, tail = 0, idx, tid = 0;
+	__u32 tgid = (__u32)prev->tgid;
+	__s32 gq = 0, npidle = 0, nspin = 0, ktid = 0;
 
 	if (bpf_probe_read_user(&pr, sizeof(pr), (void *)s->proc_addr) ||
 	    bpf_probe_read_user(&oldp, sizeof(oldp),
@@ -311,7 +390,7 @@ static __always_inline void wake_if_needed(struct kgo_obs_m *s,
 		return;
 	}
 	if (pr.magic != KGO_OBS_MAGIC || pr.version != KGO_OBS_VERSION ||
-	    !oldp || pr.sysmon_slot < 0 || pr.sysmon_slot >= KGO_OBS_SLOTS)
+	    !oldp)
 		return;
 	if (bpf_probe_read_user(&st, sizeof(st),
 				(void *)(oldp + pr.off_p_status)) ||
@@ -335,25 +414,46 @@ static __always_inline void wake_if_needed(struct kgo_obs_m *s,
 	 * the P can wait for its M (sysmon takes it after 10 ms). */
 	if (head == tail && !runnext && gq <= 0 && npidle + nspin > 0)
 		return;
-	idx = pr.sysmon_slot;
-	sm = bpf_map_lookup_elem(&kgo_ms, &idx);
-	if (!sm)
+	/* Whom to wake: an idle M, which takes the P itself (one wakeup
+	 * from the block to the next G), else sysmon. */
+	if (pr.kick_tid_addr)
+		bpf_probe_read_user(&ktid, sizeof(ktid),
+				    (void *)pr.kick_tid_addr);
+	if (ktid > 0) {
+		tid = ktid;
+	} else if (pr.sysmon_slot >= 0 && pr.sysmon_slot < KGO_OBS_SLOTS) {
+		idx = pr.sysmon_slot;
+		sm = bpf_map_lookup_elem(&kgo_ms, &idx);
+		if (!sm || (__u32)(sm->owner >> 32) != tgid ||
+		    sm->role != KGO_OBS_REG_SYSMON)
+			return;
+		tid = (__u32)sm->owner;
+	}
+	if (!tid)
 		return;
-	owner = sm->owner;
-	if ((__u32)(owner >> 32) != (__u32)prev->tgid ||
-	    sm->role != KGO_OBS_REG_SYSMON)
+	if (pr.kick_delay_ns) {
+		k = bpf_map_lookup_elem(&kgo_kick, &slot);
+		if (!k)
+			return;
+		k->block = block;
+		k->value = oldp;
+		k->tid = tid;
+		k->tgid = tgid;
+		k->sig = pr.wake_sig;
+		bpf_timer_init(&k->timer, &kgo_kick, CLOCK_MONOTONIC);
+		bpf_timer_set_callback(&k->timer, kick_fire);
+		if (!bpf_timer_start(&k->timer, pr.kick_delay_ns, 0))
+			COUNT(timers);
 		return;
-	t = bpf_task_from_pid((s32)(__u32)owner);
-	if (!t)
-		return;
-	if (t->tgid == prev->tgid &&
-	    !bpf_send_signal_task(t, pr.wake_sig, PIDTYPE_PID, 0)) {
+	}
+	if (kick(tid, tgid, pr.wake_sig, oldp)) {
 		s->nwake++;
 		COUNT(wakes);
+		if (ktid > 0)
+			COUNT(wakes_m);
 	} else {
 		COUNT(wake_fail);
 	}
-	bpf_task_release(t);
 }
 
 /* ------------------------------------------------------------------ */
@@ -366,9 +466,10 @@ int BPF_PROG(kgo_switch, bool preempt, struct task_struct *prev,
 {
 	struct kgo_obs_m *s;
 	__u64 now = 0, w, cpu;
+	__u32 slot = 0;
 	bool blocked;
 
-	s = slot_of(prev);
+	s = slot_of(prev, &slot);
 	if (s) {
 		now = bpf_ktime_get_ns();
 		w = s->state;
@@ -396,16 +497,22 @@ int BPF_PROG(kgo_switch, bool preempt, struct task_struct *prev,
 		__sync_fetch_and_add(&s->seq, 1);
 		s->cpu_ns = cpu;
 		s->state = w;
+		if (blocked)
+			s->blk_state = w;
 		__sync_fetch_and_add(&s->seq, 1);
 		COUNT(switches);
 		if (blocked && s->role == KGO_OBS_REG_M)
-			wake_if_needed(s, prev);
+			wake_if_needed(s, prev, slot, w);
 	}
-	s = slot_of(next);
+	s = slot_of(next, &slot);
 	if (s) {
 		if (!now)
 			now = bpf_ktime_get_ns();
 		__sync_fetch_and_add(&s->seq, 1);
+		/* The wakeup was missed (or came before the block was
+		 * recorded): the block ends now. */
+		if (kgo_obs_since(s->blk_end) < kgo_obs_since(s->blk_state))
+			s->blk_end = now << KGO_OBS_STATE_SHIFT;
 		s->state = (now << KGO_OBS_STATE_SHIFT) | KGO_OBS_RUNNING;
 		__sync_fetch_and_add(&s->seq, 1);
 		COUNT(switches);
@@ -416,17 +523,22 @@ int BPF_PROG(kgo_switch, bool preempt, struct task_struct *prev,
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(kgo_wakeup, struct task_struct *p)
 {
-	struct kgo_obs_m *s = slot_of(p);
+	struct kgo_obs_m *s;
+	__u32 slot;
 	__u64 w;
 
+	s = slot_of(p, &slot);
 	if (!s)
 		return 0;
 	w = s->state;
 	/* Only BLOCKED -> RUNNABLE: a switch in on another CPU may have
 	 * come first, and must not be undone. */
-	if (kgo_obs_state(w) == KGO_OBS_BLOCKED)
-		__sync_val_compare_and_swap(&s->state, w,
-			(bpf_ktime_get_ns() << KGO_OBS_STATE_SHIFT) |
-			KGO_OBS_RUNNABLE);
+	if (kgo_obs_state(w) == KGO_OBS_BLOCKED) {
+		__u64 now = bpf_ktime_get_ns() << KGO_OBS_STATE_SHIFT;
+
+		if (__sync_val_compare_and_swap(&s->state, w,
+				now | KGO_OBS_RUNNABLE) == w)
+			s->blk_end = now;
+	}
 	return 0;
 }

@@ -48,7 +48,7 @@
 
 /* Bumped with every change of the records' layout or meaning; the
  * runtime refuses probes of another version (poll mode, said once). */
-#define KGO_OBS_VERSION		1
+#define KGO_OBS_VERSION		3	/* 2: bpfp's tick block */
 #define KGO_OBS_SLOTS		4096	/* power of two */
 #define KGO_OBS_PROBES		32
 
@@ -99,7 +99,17 @@
  * @nblock, @niowait, @npreempt: switches out blocked, of those in
  *	    iowait, and switches out while runnable (the kernel took the
  *	    CPU). sched_switch only.
- * @nwake:  wakeups the probes sent for this M's blocks (sched_switch).
+ * @nwake:  wakeups the probes sent for this M's blocks (sched_switch,
+ *	    or the kick timer).
+ * @blk_state: the state word of the thread's last block (BLOCKED, with
+ *	    IOWAIT, and when it began); sched_switch.
+ * @version: KGO_OBS_VERSION of the probes that claimed the slot
+ *	    (sys_enter): a runtime checks it in its own records, and polls
+ *	    with probes of another version whose records have the same
+ *	    size (older probes leave it 0).
+ * @blk_end: when that block ended (ktime << KGO_OBS_STATE_SHIFT):
+ *	    sched_wakeup's time, else the next switch in (KGO_TRACE draws
+ *	    the block on the M's row).
  */
 struct kgo_obs_m {
 	__u64 owner;
@@ -115,7 +125,10 @@ struct kgo_obs_m {
 	__u64 niowait;
 	__u64 npreempt;
 	__u64 nwake;
-	__u64 pad[4];
+	__u64 blk_state;
+	__u64 blk_end;
+	__u64 version;
+	__u64 pad[1];
 };
 
 /*
@@ -130,9 +143,14 @@ struct kgo_obs_m {
  * left, m+off_m_oldp, is P_SYSCALL), and work waits (that P's run
  * queue or runnext, or the global queue at runqsize_addr) or no other
  * M could take new work (no idle P and no spinning M: npidle_addr,
- * nmspinning_addr). Then they wake the process's sysmon (@sysmon_slot,
- * whose tgid they check). off_p_syscalltid is for tools; the probes
- * do not need it (sysmon checks the tick before it acts).
+ * nmspinning_addr). Then they wake, with the signal @wake_sig whose
+ * si_value is the address of that P, either an idle M of the process
+ * (the tid at @kick_tid_addr, 0 when none is idle), which takes the P
+ * itself, or else the process's sysmon (@sysmon_slot); they check that
+ * either is a thread of the blocking process. @kick_delay_ns > 0: not
+ * at the block but that long after it, by a bpf_timer, and only if the
+ * M is still in the same block then (short blocks wake nobody).
+ * off_p_syscalltid is for tools; the probes do not need it.
  */
 struct kgo_obs_proc {
 	__u64 magic;			/* KGO_OBS_MAGIC */
@@ -149,6 +167,8 @@ struct kgo_obs_proc {
 	__u64 nmspinning_addr;		/* sched.nmspinning (s32) */
 	__s32 sysmon_slot;		/* -1: none; the slot to wake */
 	__u32 wake_sig;			/* the signal that wakes sysmon */
+	__u64 kick_tid_addr;		/* an idle M's tid (s32), 0: none */
+	__u64 kick_delay_ns;		/* 0: kick at the block */
 };
 
 #define KGO_OBS_MAGIC	0x6b676f6f62730001ULL	/* "kgoobs" 1 */
@@ -162,9 +182,12 @@ struct kgo_obs_stats {
 	__u64 regs, unregs;	/* registrations, explicit unregistrations */
 	__u64 exits;		/* slots freed by a thread's exit */
 	__u64 full;		/* registrations refused: no free slot */
-	__u64 wakes;		/* signals sent to a sysmon */
+	__u64 wakes;		/* signals sent to a sysmon or an idle M */
 	__u64 wake_fail;	/* ... that could not be sent */
 	__u64 read_fail;	/* user memory the probes could not read */
+	__u64 wakes_m;		/* ... of the wakes, those to an idle M */
+	__u64 timers;		/* kick timers armed (kick_delay_ns) */
+	__u64 timer_quiet;	/* ... that found the block over: no kick */
 };
 
 static inline __u32 kgo_obs_hash(__u32 tid)

@@ -690,6 +690,15 @@ struct kgo_stats {
 	/* Records that said an M was blocked while the kernel (/proc)
 	 * said it ran: events the probes missed (observe_bpf.c). */
 	uint64_t observe_misses;
+	/* The probes' kicks that reached an idle M (observe_kicks counts
+	 * those to sysmon), and the kernel-observed handoffs such an M
+	 * took itself, with no sysmon in between. */
+	uint64_t observe_kicks_m;
+	uint64_t handoffs_kicked_m;
+	/* When the last kick reached its thread's signal handler
+	 * (kgo_now()'s clock; 0: none yet): a benchmark times the BPF
+	 * wakeup alone from it (selftests/bench/handoff.c). */
+	int64_t observe_kick_ns;
 };
 
 /**

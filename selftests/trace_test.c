@@ -12,6 +12,10 @@
  *			own complete file (per-thread buffers of the first
  *			run are not reused).
  *   bad_path		an unwritable path is reported and the run goes on.
+ *   kernel_block	bpf mode (root, or pinned probes; skips otherwise):
+ *			the read that blocks in the kernel shows as a
+ *			"kernel block" slice on its M's row, inside the
+ *			syscall's slice, with a duration.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -186,9 +190,9 @@ static long check_lines(char *text, int *depth_max)
 	return events;
 }
 
-static void run_traced(const char *path)
+static void run_traced_mode(const char *path, int observe)
 {
-	struct kgo_config cfg = { .maxprocs = 2 };
+	struct kgo_config cfg = { .maxprocs = 2, .observe = observe };
 
 	setenv("KGO_TRACE", path, 1);
 	ASSERT_EQ(0, pipe(pfd));
@@ -196,6 +200,11 @@ static void run_traced(const char *path)
 	unsetenv("KGO_TRACE");
 	close(pfd[0]);
 	close(pfd[1]);
+}
+
+static void run_traced(const char *path)
+{
+	run_traced_mode(path, KGO_OBSERVE_AUTO);
 }
 
 static void check_file(const char *path)
@@ -268,6 +277,57 @@ TEST_TIMEOUT(twice, 30)
 	check_file(p2);
 	unlink(p1);
 	unlink(p2);
+}
+
+/*
+ * The kernel block of the read: an "X" event on the row (tid) of the
+ * syscall slice that contains it, with a duration. The read is the
+ * only syscall of trace_main that waits for another G (the writer).
+ */
+TEST_TIMEOUT(kernel_block, 30)
+{
+	char path[] = "/tmp/kgo-trace3-XXXXXX", *text, *k, *line, *save;
+	int fd, ntid = -1, found = 0, inside = 0;
+	double dur = 0;
+	size_t len;
+
+	fd = mkstemp(path);
+	ASSERT_LE(0, fd);
+	close(fd);
+	unsetenv("KGO_OBSERVE");
+	run_traced_mode(path, KGO_OBSERVE_BPF);
+	if (last.observe != KGO_OBSERVE_BPF) {
+		unlink(path);
+		SKIP(return, "no bpf mode: %s", last.observe_why);
+	}
+	text = slurp(path, &len);
+	ASSERT_NONNULL(text);
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		k = strstr(line, "\"name\":\"kernel block");
+		if (!k || !strstr(line, "\"ph\":\"X\""))
+			continue;
+		found++;
+		k = strstr(line, "\"dur\":");
+		ASSERT_NONNULL(k);
+		if (atof(k + 6) > dur) {
+			dur = atof(k + 6);
+			ntid = atoi(strstr(line, "\"tid\":") + 6);
+		}
+		/* Written just before the end of its syscall's slice. */
+		line = strtok_r(NULL, "\n", &save);
+		if (line && strstr(line, "\"ph\":\"E\",\"args\":{\"fast\""))
+			inside++;
+	}
+	TH_LOG("%d kernel blocks, the longest %.1f us on tid %d", found, dur,
+	       ntid);
+	EXPECT_LE(1, found);
+	EXPECT_LT(0, dur);
+	EXPECT_LE(0, ntid);
+	EXPECT_LE(1, inside);
+	free(text);
+	check_file(path);
+	unlink(path);
 }
 
 static void nothing(void *arg)

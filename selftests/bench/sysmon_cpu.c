@@ -5,7 +5,8 @@
  * through kgo_syscall, so that sysmon keeps finding Ps in syscalls to
  * retake. Figures: sysmon's own CPU time (its thread, "kgo-sysmon", from
  * /proc/self/task/TID/schedstat) in ms and as a share of the wall time;
- * the whole process's CPU time; the wall time; the threads at the end.
+ * the whole process's CPU time; the wall time; the threads at the end;
+ * sysmon's wakeups, the handoffs and the probes' kicks (kgo_stats).
  * Go peer: gobench sysmon_cpu (syscall.Nanosleep and Syscall(GETPPID);
  * its sysmon is the first thread the runtime starts).
  */
@@ -87,10 +88,14 @@ static void bench(void *arg)
 	struct bench_opts *o = arg;
 	long tid = sysmon_tid();
 	int64_t s0, p0, t0, s1, p1, t1;
+	struct kgo_stats a, b;
 	int i;
 
 	if (tid < 0)
 		die("sysmon_cpu: no kgo-sysmon thread");
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	kgo_stats_get(&a, sizeof(a));
 	s0 = thread_cpu_ns(tid);
 	p0 = proc_cpu_ns();
 	t0 = kgo_now();
@@ -101,11 +106,19 @@ static void bench(void *arg)
 	t1 = kgo_now();
 	s1 = thread_cpu_ns(tid);
 	p1 = proc_cpu_ns();
+	kgo_stats_get(&b, sizeof(b));
 	emit("sysmon_cpu_ms", (s1 - s0) / 1e6, "ms");
 	emit("sysmon_cpu_pct", 100.0 * (s1 - s0) / (t1 - t0), "%");
 	emit("proc_cpu_ms", (p1 - p0) / 1e6, "ms");
 	emit("wall_ms", (t1 - t0) / 1e6, "ms");
 	emit("threads", threads(), "threads");
+	/* What woke whom: sysmon's wakeups, the handoffs, and (bpf mode)
+	 * the probes' kicks. */
+	emit("sysmon_wakeups", b.sysmon_wakeups - a.sysmon_wakeups, "");
+	emit("handoffs", b.handoffs - a.handoffs, "");
+	if (b.observe == KGO_OBSERVE_BPF)
+		emit("kicks", b.observe_kicks + b.observe_kicks_m -
+		     a.observe_kicks - a.observe_kicks_m, "");
 }
 
 int main(int argc, char **argv)

@@ -67,6 +67,12 @@ bool thread_sleeping(pid_t tid);
 
 /* KGO_DEBUG=observe=1: say at kgo_run's start which mode and why. */
 extern bool observe_debug;
+/* KGO_DEBUG=kickm=0: the probes kick sysmon, never an idle M; and
+ * kickdelay=US: they kick only for blocks that last that long
+ * (observe_bpf.c, KICK_DELAY_NS). Set before observe_start. */
+extern bool observe_kick_m;
+extern uint64_t observe_kick_delay_ns;
+uint64_t observe_kick_delay_default(void);
 
 /* sysmon.c's polling observer (observe_bpf.c asks it about Ms it has no
  * record of). */
@@ -99,10 +105,29 @@ bool observe_check(int64_t now);
 struct m *observe_m_of(pid_t tid);
 /* sysmon, before each sleep: when it began (for observe_check). */
 void observe_sleep(int64_t start);
+/* A block of the calling M in the kernel, as the probes saw it. */
+struct kblock {
+	int64_t start, end;	/* nanotime's clock */
+	uint64_t n;		/* blocks since the count given */
+	bool iowait;
+};
+/*
+ * observe_last_block() - KGO_TRACE (trace.c): has the calling M blocked
+ * in the kernel since its record's block count was *@nblock? Updates
+ * *@nblock; with @kb, says the last block. false in poll mode, or with
+ * no new block, or @kb NULL.
+ */
+bool observe_last_block(uint64_t *nblock, struct kblock *kb);
 /* kgo_stats_get: the observe_* fields. */
 void observe_stats(struct kgo_stats *st);
 /* The wakeup from BPF, on sysmon's thread in its signal handler
  * (sysmon.c): end sysmon's sleep. */
 void sysmon_kick(void);
+/* bpf mode: sysmon times running Gs' slices (true, the default) or
+ * leaves preemption to the kernel (sysmon.c). */
+void sysmon_preempt_looks(bool on);
+/* The same from another thread's signal handler: a kicked M that was
+ * no longer idle passes the kick on. Async-signal-safe. */
+void sysmon_kick_remote(void);
 
 #endif /* KGO_OBSERVE_RT_H */

@@ -78,6 +78,7 @@ struct pslice {
 
 static struct {
 	bool on;			/* bpf mode chosen at start */
+	int want;			/* the mode asked for */
 	_Atomic bool stale;		/* gone to poll mode since */
 	const volatile struct kgo_obs_m *ms;	/* the records, mapped */
 	size_t ms_len;
@@ -95,6 +96,8 @@ static struct {
 	_Atomic uint64_t misses;	/* records that said blocked wrongly */
 	const char *stale_why;
 	_Atomic uint64_t kicks;		/* wakeups of sysmon from BPF */
+	_Atomic uint64_t kicks_m;	/* ... of idle Ms */
+	_Atomic int64_t kick_ns;	/* the last one's arrival */
 	_Atomic uint64_t ms_reg;	/* Ms registered */
 	_Atomic uint64_t ms_unreg;	/* Ms that found no slot: polled */
 #ifdef KGO_BPF
@@ -104,7 +107,21 @@ static struct {
 
 static __thread bool tls_sysmon;
 
+/*
+ * KICK_DELAY_NS - how long an M must stay blocked, with work waiting
+ * for its P, before the probes kick (0: at the block, no timer). To be
+ * measured: see the README's table.
+ */
+#define KICK_DELAY_NS	0
+
 bool observe_debug;
+bool observe_kick_m = true;
+uint64_t observe_kick_delay_ns = KICK_DELAY_NS;
+
+uint64_t observe_kick_delay_default(void)
+{
+	return KICK_DELAY_NS;
+}
 
 /* ------------------------------------------------------------------ */
 /* Records                                                            */
@@ -219,6 +236,32 @@ static bool observe_confirm(pid_t tid)
  * every block woke sysmon to hand a P off). */
 #define CONFIRM_AFTER	(1000 * 1000ULL)
 
+/* pp is still in syscall t (read with acquire before the record). */
+static bool still_in(struct p *pp, uint64_t t)
+{
+	return atomic_load_explicit(&pp->status, memory_order_acquire) ==
+		       P_SYSCALL &&
+	       atomic_load_explicit(&pp->syscalltick, memory_order_relaxed) == t;
+}
+
+/*
+ * block_believed() - the record (state word @w) of thread @tid, pp's M
+ * in syscall @t, says BLOCKED. A fresh block (the usual case: the
+ * probes' own wakeup) is taken as it is; a missed switch-in after it
+ * costs at worst one handoff the M did not need, as polling's guess
+ * does. An older one is asked about (/proc). Then, blocked and still in
+ * the same syscall after we read it: it blocked in that call (it
+ * entered it running).
+ */
+static bool block_believed(struct p *pp, uint64_t t, pid_t tid, uint64_t w,
+			   int64_t now)
+{
+	if ((uint64_t)now - kgo_obs_since(w) >= CONFIRM_AFTER &&
+	    !observe_confirm(tid))
+		return false;
+	return still_in(pp, t);
+}
+
 static bool bpf_m_blocked(struct p *pp, uint32_t st, struct m *mp,
 			  struct pmon *pm, int64_t now)
 {
@@ -255,19 +298,75 @@ static bool bpf_m_blocked(struct p *pp, uint32_t st, struct m *mp,
 		if (now - pm->syscallwhen < 10 * 1000 * 1000LL ||
 		    !thread_sleeping(tid))
 			return false;
-	} else if ((uint64_t)now - kgo_obs_since(w) >= CONFIRM_AFTER &&
-		   !observe_confirm(tid)) {
-		/* A fresh block (the usual case: the probes' own wakeup)
-		 * is taken as it is; a missed switch-in after it costs at
-		 * worst one handoff the M did not need, as polling's guess
-		 * does. An older one is asked about. */
+		return still_in(pp, t);
+	}
+	return block_believed(pp, t, tid, w, now);
+}
+
+/*
+ * observe_syscall_blocked() - for an M about to take a P (proc.c,
+ * take_blocked_p): is pp in P_SYSCALL with its M blocked in that call,
+ * as the kernel saw it? No syscall (a /proc read only for a block older
+ * than CONFIRM_AFTER). false in poll mode.
+ */
+bool observe_syscall_blocked(struct p *pp, int64_t now)
+{
+	uint64_t w, cpu, gen, t;
+	pid_t tid;
+	int32_t slot;
+
+	if (!obs.on || atomic_load_explicit(&obs.stale, memory_order_relaxed))
+		return false;
+	t = atomic_load_explicit(&pp->syscalltick, memory_order_acquire);
+	if (atomic_load_explicit(&pp->status, memory_order_relaxed) !=
+	    P_SYSCALL)
+		return false;
+	tid = atomic_load_explicit(&pp->syscalltid, memory_order_relaxed);
+	slot = slot_of_tid(tid);
+	if (slot < 0 || !rec_read(slot, owner_of(tid), &w, &cpu, &gen) ||
+	    kgo_obs_state(w) != KGO_OBS_BLOCKED)
+		return false;
+	return block_believed(pp, t, tid, w, now);
+}
+
+bool observe_last_block(uint64_t *nblock, struct kblock *kb)
+{
+	const volatile struct kgo_obs_m *r;
+	struct m *mp = getm();
+	uint64_t n, w, end, s1;
+	int32_t slot;
+	int i;
+
+	if (!obs.on || !mp ||
+	    atomic_load_explicit(&obs.stale, memory_order_relaxed))
+		return false;
+	slot = slot_of_tid(mp->tid);
+	if (slot < 0)
+		return false;
+	r = &obs.ms[slot];
+	n = rd(r->nblock);
+	if (n == *nblock || !kb) {
+		*nblock = n;
 		return false;
 	}
-	/* Blocked, and still in the same syscall after we read it: then
-	 * it blocked in that call (it entered it running). */
-	return atomic_load_explicit(&pp->status, memory_order_acquire) ==
-		       P_SYSCALL &&
-	       atomic_load_explicit(&pp->syscalltick, memory_order_relaxed) == t;
+	/* The block's fields change under seq with nblock (sched_switch);
+	 * blk_end alone is written by sched_wakeup, after the block. */
+	for (i = 0; i < 64; i++) {
+		s1 = rd(r->seq);
+		n = rd(r->nblock);
+		w = rd(r->blk_state);
+		if (!(s1 & 1) && rd(r->seq) == s1)
+			break;
+	}
+	end = kgo_obs_since(rd(r->blk_end));
+	kb->n = n - *nblock;
+	*nblock = n;
+	kb->start = (int64_t)kgo_obs_since(w);
+	/* Running now, so the block is over: its end is missing only when
+	 * both its wakeup and switch-in were missed. */
+	kb->end = end >= (uint64_t)kb->start ? (int64_t)end : nanotime();
+	kb->iowait = w & KGO_OBS_IOWAIT;
+	return i < 64 && kb->start > 0;
 }
 
 struct m *observe_m_of(pid_t tid)
@@ -423,20 +522,40 @@ void observe_m0_exit(void)
 }
 
 /*
- * SIGURG on sysmon's thread from BPF (si_code SI_KERNEL) ends its
- * sleep. preempt.c's handler, the one SIGURG handler of the process,
- * asks here first: true means the signal was the probes' kick and is
- * consumed; anything else is preempt.c's to handle or pass on. (Two
- * handlers, each chaining to the other's saved action, called each
- * other for ever once preempt.c took SIGURG back from what it took for
- * the program's handler: a stack overflow in every bpf-mode run.)
+ * SIGURG from BPF (si_code SI_KERNEL, si_value the P of the M that
+ * blocked: wake_if_needed in the probes) is the probes' kick. On
+ * sysmon's thread it ends sysmon's sleep; on an idle M, the M takes
+ * the P itself (proc.c, "Handoff from the kernel"); an M that is no
+ * longer idle passes it to sysmon. preempt.c's handler, the one SIGURG
+ * handler of the process, asks here first: true means the signal was
+ * the probes' kick and is consumed; anything else is preempt.c's to
+ * handle or pass on (a SIGURG sent from BPF by bpf_send_signal_thread
+ * carries no P). (Two handlers, each chaining to the other's saved
+ * action, called each other for ever once preempt.c took SIGURG back
+ * from what it took for the program's handler: a stack overflow in
+ * every bpf-mode run.)
  */
 bool observe_sigurg(const siginfo_t *si)
 {
-	if (!tls_sysmon || si->si_code != SI_KERNEL)
+	struct p *pp = si->si_value.sival_ptr;
+	struct m *mp;
+
+	if (si->si_code != SI_KERNEL)
 		return false;
-	atomic_fetch_add_explicit(&obs.kicks, 1, memory_order_relaxed);
-	sysmon_kick();
+	if (tls_sysmon) {
+		atomic_fetch_add_explicit(&obs.kicks, 1, memory_order_relaxed);
+		atomic_store_explicit(&obs.kick_ns, nanotime(),
+				      memory_order_relaxed);
+		sysmon_kick();
+		return true;
+	}
+	mp = getm();
+	if (!mp || !p_valid(pp))
+		return false;
+	atomic_store_explicit(&obs.kick_ns, nanotime(), memory_order_relaxed);
+	atomic_fetch_add_explicit(&obs.kicks_m, 1, memory_order_relaxed);
+	if (!kick_m_take(mp, pp))
+		sysmon_kick_remote();
 	return true;
 }
 
@@ -448,10 +567,21 @@ void observe_sysmon_init(void)
 		return;
 	tls_sysmon = true;
 	obs.sysmon_slot = obs_register(KGO_OBS_REG_SYSMON, NULL);
-	if (obs.sysmon_slot < 0) {
-		atomic_store(&obs.stale, true);
+	if (obs.sysmon_slot < 0)
 		obs.stale_why = "sysmon found no slot in the BPF probes' table";
-		kgo_printf("kgo: %s; polling\n", obs.stale_why);
+	else if (rd(obs.ms[obs.sysmon_slot].version) != KGO_OBS_VERSION)
+		/* Pinned probes of another version whose records have
+		 * our size: they would read what we publish wrongly. */
+		obs.stale_why = "the BPF probes loaded are of another version "
+				"(sudo kgo-probe unload, then load this one's)";
+	if (obs.stale_why) {
+		atomic_store(&obs.stale, true);
+		WRITE_ONCE(sched.observe, KGO_OBSERVE_POLL);
+		WRITE_ONCE(sched.observe_why, obs.stale_why);
+		/* Found at the start: auto's choice, silent as the others
+		 * are (KGO_DEBUG=observe=1 says it). */
+		if (obs.want == KGO_OBSERVE_BPF || observe_debug)
+			kgo_printf("kgo: %s; polling\n", obs.stale_why);
 		return;
 	}
 	obs.sysmon_owner = owner_of((pid_t)syscall(SYS_gettid));
@@ -520,6 +650,10 @@ void observe_stats(struct kgo_stats *st)
 					      memory_order_relaxed);
 	st->observe_misses = atomic_load_explicit(&obs.misses,
 						  memory_order_relaxed);
+	st->observe_kicks_m = atomic_load_explicit(&obs.kicks_m,
+						   memory_order_relaxed);
+	st->observe_kick_ns = atomic_load_explicit(&obs.kick_ns,
+						   memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------ */
@@ -742,6 +876,9 @@ int obs_probe_stats(int fd, struct kgo_obs_stats *sum)
 		sum->wakes += v[i].wakes;
 		sum->wake_fail += v[i].wake_fail;
 		sum->read_fail += v[i].read_fail;
+		sum->wakes_m += v[i].wakes_m;
+		sum->timers += v[i].timers;
+		sum->timer_quiet += v[i].timer_quiet;
 	}
 	free(v);
 	return 0;
@@ -784,6 +921,16 @@ static void publish(void)
 	obs.proc.nmspinning_addr = (uint64_t)(uintptr_t)&sched.nmspinning;
 	obs.proc.sysmon_slot = -1;
 	obs.proc.wake_sig = SIGURG;
+	/* Under ThreadSanitizer a handler runs only when its thread next
+	 * leaves an intercepted call, which an idle M's raw futex or
+	 * io_uring wait is not: the kick would not wake it. sysmon looks
+	 * every millisecond there (bpf_until). */
+#ifndef KGO_TSAN
+	sched.kick_m = observe_kick_m;
+#endif
+	if (sched.kick_m)
+		obs.proc.kick_tid_addr = (uint64_t)(uintptr_t)&sched.kick_tid;
+	obs.proc.kick_delay_ns = observe_kick_delay_ns;
 	/* Last, with release: the probes check it before the rest. */
 	__atomic_store_n(&obs.proc.magic, KGO_OBS_MAGIC, __ATOMIC_RELEASE);
 }
@@ -808,6 +955,7 @@ const struct observer *observe_start(void)
 	int want = sched.observe;
 	const char *why = NULL;
 
+	obs.want = want;
 	memset(obs.tids, 0, sizeof(obs.tids));
 	obs.on = false;
 	atomic_store(&obs.stale, false);
@@ -817,6 +965,8 @@ const struct observer *observe_start(void)
 	obs.unseen = 0;
 	atomic_store(&obs.misses, 0);
 	atomic_store(&obs.kicks, 0);
+	atomic_store(&obs.kicks_m, 0);
+	atomic_store(&obs.kick_ns, 0);
 	atomic_store(&obs.ms_reg, 0);
 	atomic_store(&obs.ms_unreg, 0);
 	sched.observe = KGO_OBSERVE_POLL;

@@ -112,8 +112,15 @@
  * Kernel observation (the point of kgo; sysmon.c, bpf/): Go's sysmon
  * guesses that an M in a syscall is blocked after a tick; kgo asks the
  * kernel (BPF on sched_switch) and hands the P on when the M is really
- * blocked. The scheduler here does not change for it: a P in P_SYSCALL
- * can be taken by CAS, by whoever decides that its M is blocked.
+ * blocked. A P in P_SYSCALL can be taken by CAS, by whoever decides
+ * that its M is blocked, and in bpf mode that is no longer sysmon but
+ * the thread the event wakes ("Handoff from the kernel", at stopm): the
+ * probes kick the idle M at the head of midle, which takes the P
+ * itself, so a handoff costs one thread wakeup (measured: p50 within
+ * 1.2x of the BPF signal's own latency, against 2-3x when the kick went
+ * to sysmon and sysmon woke an M); and a G back from its syscall with
+ * no idle P takes the P of an M the kernel saw blocked
+ * (take_blocked_p), which no event would have announced.
  *
  * Lock order: sched.lock > pp->timers.lock > sched.allglock > stack
  * pool lock > sched.gflock. A G never parks holding any runtime lock but
@@ -759,11 +766,27 @@ static struct p *pidleget(void)
 	return pp;
 }
 
+/* m->kick ("Handoff from the kernel"). */
+enum m_kick {
+	KICK_NONE,		/* not asleep on midle, or woken already */
+	KICK_ARMED,		/* on midle (stopm): the probes may kick it */
+	KICK_TAKEN,		/* kicked: kickp is set, the note woken */
+};
+
+/* The idle M that the probes kick ("Handoff from the kernel"): the
+ * head of midle. sched.lock held. */
+static void kick_publish(void)
+{
+	WRITE_ONCE(sched.kick_tid, sched.kick_m && sched.midle ?
+		   (int32_t)sched.midle->tid : 0);
+}
+
 static void mput(struct m *mp)
 {
 	mp->schedlink = sched.midle;
 	sched.midle = mp;
 	sched.nmidle++;
+	kick_publish();
 	checkdead();
 }
 
@@ -774,6 +797,7 @@ static struct m *mget(void)
 	if (mp) {
 		sched.midle = mp->schedlink;
 		sched.nmidle--;
+		kick_publish();
 	}
 	return mp;
 }
@@ -787,10 +811,24 @@ static bool mremove(struct m *mp)
 		if (*pm == mp) {
 			*pm = mp->schedlink;
 			sched.nmidle--;
+			kick_publish();
 			return true;
 		}
 	}
 	return false;
+}
+
+/*
+ * mwake() - wake an idle M that the caller took off midle (and gave a
+ * nextp, or none), unless the probes' kick woke it already: then it
+ * sees the nextp itself ("Handoff from the kernel"). acq_rel: nextp,
+ * stored before, is seen by the M, whose exchange of kick comes after.
+ */
+static void mwake(struct m *mp)
+{
+	if (atomic_exchange_explicit(&mp->kick, KICK_NONE,
+				     memory_order_acq_rel) != KICK_TAKEN)
+		notewakeup(&mp->park);
 }
 
 static void acquirep(struct m *mp, struct p *pp)
@@ -907,7 +945,7 @@ static void startm(struct p *pp, bool spinning)
 		kgo_throw("startm: M is spinning or has a P");
 	nmp->spinning = spinning;
 	nmp->nextp = pp;
-	notewakeup(&nmp->park);
+	mwake(nmp);
 }
 
 /*
@@ -989,6 +1027,98 @@ static int64_t earliest_timer(void)
 	return next;
 }
 
+/*
+ * Handoff from the kernel
+ * -----------------------
+ * When an M blocks in the kernel inside a kgo syscall while its P has
+ * work waiting, the BPF probes see it at sched_switch and wake one
+ * thread of the process with a SIGURG whose si_value is that P
+ * (bpf/kgo_observe.bpf.c, wake_if_needed). The thread they wake is the
+ * idle M at the head of midle (sched.kick_tid, kept by mput/mget/
+ * mremove), and that M takes the P itself: one thread wakeup between
+ * the block and the next G running. Only when no M idles does the kick
+ * go to sysmon, which hands the P off as retake does (a new M).
+ *
+ * The race: the kick and a waker (startm, wake_for_timer, shutdown)
+ * may reach the same idle M. m->kick decides, by exchange. stopm arms
+ * it (KICK_ARMED) before mput; the SIGURG handler on the M's thread
+ * takes it ARMED -> TAKEN (kick_m_take), notes the P in m->kickp and
+ * marks the park note woken (its own thread: no futex call; the futex
+ * wait or io_uring_enter it interrupted returns). A waker that took the
+ * M off midle exchanges kick to NONE after setting nextp and makes the
+ * notewakeup only if it did not find TAKEN (the note is woken already).
+ * The M, awake, clears its note and then exchanges kick to NONE itself:
+ * TAKEN means no waker came first, and it takes itself off midle and
+ * the P (kick_run: the CAS P_SYSCALL -> P_IDLE that retake makes) - or,
+ * if a waker had already taken it off midle, waits for that waker's
+ * wakeup, which comes since kick is NONE now. Anything else means a
+ * waker came first: its nextp is the M's, and the kick's P goes to
+ * retake_syscall (kick_late). A kick that finds no ARMED M (the M woke
+ * meanwhile) is passed to sysmon by the handler (observe_bpf.c).
+ *
+ * What won, measured with `build/bench/handoff -p 1` in bpf mode
+ * (kgo_stats: the kick's arrival in the handler is the floor, timed in
+ * the same run; README, "Kernel-observed scheduling"): the kick to the
+ * idle M against the kick to sysmon, which then futex-wakes an M
+ * (KGO_DEBUG=kickm=0 keeps that path). A ring buffer record was not
+ * tried here: idle Ms sleep in their io_uring or on a futex, not in an
+ * epoll, and FACTS.md measured its wakeup no cheaper than the signal
+ * (12-16 us p50 against 13-17).
+ */
+static bool kick_run(struct m *mp)
+{
+	struct p *pp = mp->kickp;
+	uint32_t st = P_SYSCALL;
+
+	mp->kickp = NULL;
+	if (!pp || !atomic_compare_exchange_strong_explicit(&pp->status, &st,
+			P_IDLE, memory_order_acquire, memory_order_relaxed))
+		return false;
+	atomic_fetch_add_explicit(&sched.handoffs, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sched.handoffs_kernel, 1,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&sched.handoffs_m, 1, memory_order_relaxed);
+	TRACE(TR_HANDOFF, pp->id, 1);
+	acquirep(mp, pp);
+	return true;
+}
+
+/* A waker came before the M saw its kick: the kick's P to another M. */
+static void kick_late(struct m *mp)
+{
+	struct p *pp = mp->kickp;
+
+	mp->kickp = NULL;
+	if (pp)
+		retake_syscall(pp, true);
+}
+
+bool p_valid(const struct p *pp)
+{
+	int i;
+
+	for (i = 0; pp && i < sched.gomaxprocs; i++)
+		if (sched.allp[i] == pp)
+			return true;
+	return false;
+}
+
+/* In the M's SIGURG handler, on its own thread. */
+bool kick_m_take(struct m *mp, struct p *pp)
+{
+	uint32_t armed = KICK_ARMED;
+
+	if (!atomic_compare_exchange_strong_explicit(&mp->kick, &armed,
+			KICK_TAKEN, memory_order_relaxed, memory_order_relaxed))
+		return false;
+	mp->kickp = pp;
+	/* Release: kickp before the note, for the M's own reads after
+	 * the handler (a signal fence would do; this is no dearer). */
+	atomic_exchange_explicit(&mp->park.key, 1 /* NOTE_WOKEN */,
+				 memory_order_release);
+	return true;
+}
+
 static void stopm_common(struct m *mp, int64_t deadline, bool keeptime);
 
 static void stopm(struct m *mp, int64_t deadline)
@@ -1005,6 +1135,23 @@ static void stopm_idle(struct m *mp)
 	stopm_common(mp, -1, true);
 }
 
+/* An M that woke without a waker's wakeup leaves the idle list (and
+ * the timed sleeper's post). false: a waker took it off already, and
+ * its wakeup is on its way. */
+static bool mleave(struct m *mp)
+{
+	bool off;
+
+	lock(&sched.lock);
+	if (sched.sleeper == mp) {
+		sched.sleeper = NULL;
+		atomic_store(&sched.sleeper_until, 0);
+	}
+	off = mremove(mp);
+	unlock(&sched.lock);
+	return off;
+}
+
 static void stopm_common(struct m *mp, int64_t deadline, bool keeptime)
 {
 	struct p *pp;
@@ -1014,6 +1161,7 @@ static void stopm_common(struct m *mp, int64_t deadline, bool keeptime)
 		kgo_throw("stopm: holding p");
 	if (mp->spinning)
 		kgo_throw("stopm: spinning");
+again:
 	lock(&sched.lock);
 	if (atomic_load(&sched.exiting)) {
 		unlock(&sched.lock);
@@ -1039,6 +1187,8 @@ static void stopm_common(struct m *mp, int64_t deadline, bool keeptime)
 			}
 		}
 	}
+	/* Before mput: the probes find us there, and may kick at once. */
+	atomic_store_explicit(&mp->kick, KICK_ARMED, memory_order_relaxed);
 	mput(mp);
 	unlock(&sched.lock);
 
@@ -1049,19 +1199,36 @@ static void stopm_common(struct m *mp, int64_t deadline, bool keeptime)
 	if (!io_notesleep(mp, deadline, keeptime)) {
 		/* Timed out: take ourselves off the idle list, unless a
 		 * startm got there first, whose wakeup is then on its way. */
-		lock(&sched.lock);
-		if (sched.sleeper == mp) {
-			sched.sleeper = NULL;
-			atomic_store(&sched.sleeper_until, 0);
-		}
-		if (mremove(mp)) {
-			unlock(&sched.lock);
+		if (mleave(mp)) {
+			/* Kicked meanwhile: the kick's P is ours to try. */
+			if (atomic_exchange_explicit(&mp->kick, KICK_NONE,
+					memory_order_acq_rel) == KICK_TAKEN) {
+				noteclear(&mp->park);
+				kick_run(mp);
+			}
 			return;
 		}
-		unlock(&sched.lock);
 		io_notesleep(mp, -1, false);
 	}
-	noteclear(&mp->park);
+	for (;;) {
+		noteclear(&mp->park);
+		/* A waker's wakeup (it exchanged kick first): nextp. */
+		if (atomic_exchange_explicit(&mp->kick, KICK_NONE,
+				memory_order_acq_rel) != KICK_TAKEN)
+			break;
+		/* The probes' kick, and no waker yet: off the idle list,
+		 * and take the P the kick names. */
+		if (mleave(mp)) {
+			if (kick_run(mp))
+				return;
+			goto again;	/* its M came back first */
+		}
+		/* A waker has us off the list already: its wakeup (kick
+		 * is NONE now, so it makes one) is on its way. */
+		io_notesleep(mp, -1, false);
+	}
+	/* Both: the waker's P is ours; the kick's goes to another M. */
+	kick_late(mp);
 	pp = mp->nextp;
 	mp->nextp = NULL;
 	if (pp)
@@ -1076,7 +1243,7 @@ static void wake_all_idle(void)
 	lock(&sched.lock);
 	while ((mp = mget())) {
 		mp->nextp = NULL;
-		notewakeup(&mp->park);
+		mwake(mp);
 	}
 	for (mp = sched.allm; mp; mp = mp->alllink) {
 		if (mp->lockedidle) {
@@ -1110,7 +1277,7 @@ void wake_for_timer(int64_t when)
 		unlock(&sched.lock);
 		if (mp) {
 			mp->nextp = NULL;
-			notewakeup(&mp->park);
+			mwake(mp);
 		}
 		return;
 	}
@@ -2275,6 +2442,45 @@ void kgo_syscall_begin_blocking(void)
 
 static void syscall_abandoned(struct m *mp) __attribute__((noreturn, cold));
 
+/*
+ * take_blocked_p() - bpf mode, an M with a G to run and no idle P: take
+ * the P of an M that the kernel saw blocked in its syscall. Work that
+ * comes after such a block (this G, back from its own call) woke no
+ * one, and polling would find it only at sysmon's next look. The
+ * records are plain loads; the P is taken with retake's CAS.
+ */
+static struct p *take_blocked_p(void)
+{
+	int64_t now = 0;
+	uint32_t st;
+	int i;
+
+	if (READ_ONCE(sched.observe) != KGO_OBSERVE_BPF)
+		return NULL;
+	for (i = 0; i < sched.gomaxprocs; i++) {
+		struct p *pp = sched.allp[i];
+
+		if (atomic_load_explicit(&pp->status, memory_order_relaxed) !=
+		    P_SYSCALL)
+			continue;
+		if (!now)
+			now = nanotime();
+		st = P_SYSCALL;
+		if (!observe_syscall_blocked(pp, now) ||
+		    !atomic_compare_exchange_strong_explicit(&pp->status, &st,
+				P_IDLE, memory_order_acquire,
+				memory_order_relaxed))
+			continue;
+		atomic_fetch_add_explicit(&sched.handoffs, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&sched.handoffs_kernel, 1,
+					  memory_order_relaxed);
+		TRACE(TR_HANDOFF, pp->id, 1);
+		return pp;
+	}
+	return NULL;
+}
+
 /* On g0: the G came back from its syscall without a P to run on. */
 static void exitsyscall0(struct g *gp)
 {
@@ -2284,9 +2490,16 @@ static void exitsyscall0(struct g *gp)
 	casgstatus(gp, G_SYSCALL, G_RUNNABLE);
 	lock(&sched.lock);
 	pp = pidleget();
-	if (!pp)
-		globrunqputbatch_locked(gp, gp, 1);
 	unlock(&sched.lock);
+	if (!pp)
+		pp = take_blocked_p();
+	if (!pp) {
+		lock(&sched.lock);
+		pp = pidleget();
+		if (!pp)
+			globrunqputbatch_locked(gp, gp, 1);
+		unlock(&sched.lock);
+	}
 	if (pp) {
 		acquirep(mp, pp);
 		smp_store_release(mp->curg, gp);		/* run it again at once */
@@ -2874,6 +3087,7 @@ static void sched_reset(void)
 	sched.gs_created = atomic_load(&keep.gs_created);
 	sched.handoffs = atomic_load(&keep.handoffs);
 	sched.handoffs_kernel = atomic_load(&keep.handoffs_kernel);
+	sched.handoffs_m = atomic_load(&keep.handoffs_m);
 	sched.preempt_sync = atomic_load(&keep.preempt_sync);
 	sched.preempt_async = atomic_load(&keep.preempt_async);
 	sched.io_nowait_hits = atomic_load(&keep.io_nowait_hits);
@@ -3037,6 +3251,7 @@ int kgo_stats_get(struct kgo_stats *st, size_t size)
 	s.observe = READ_ONCE(sched.observe);	/* sysmon may change it */
 	s.handoffs = atomic_load(&sched.handoffs);
 	s.handoffs_kernel_observed = atomic_load(&sched.handoffs_kernel);
+	s.handoffs_kicked_m = atomic_load(&sched.handoffs_m);
 	s.preempt_sync = atomic_load(&sched.preempt_sync);
 	s.preempt_async = atomic_load(&sched.preempt_async);
 	s.io_nowait_hits = atomic_load(&sched.io_nowait_hits);

@@ -454,6 +454,12 @@ struct m {
 	struct m *alllink;		/* sched.allm; sched.lock */
 	struct note park;		/* sleeps here when idle */
 	struct g *lockedg;		/* G wired by kgo_lock_m */
+	/* The probes' kick (proc.c, "Handoff from the kernel"): enum
+	 * m_kick; stopm arms it, the SIGURG handler on this thread and the
+	 * wakers of idle Ms race for it by exchange. kickp: the P the kick
+	 * names; handler, then owner. */
+	_Atomic uint32_t kick;
+	struct p *kickp;
 
 	/* What the G that switched straight to another (direct_switch)
 	 * left for the other side to do: requeue it, park it, or free it
@@ -543,8 +549,15 @@ struct sched {
 	/* Counters for kgo_stats. */
 	_Atomic uint64_t gs_created;
 	_Atomic uint64_t handoffs, handoffs_kernel;
+	_Atomic uint64_t handoffs_m;	/* ... taken by the kicked idle M */
 	_Atomic uint64_t preempt_sync, preempt_async;
 	_Atomic uint64_t io_nowait_hits, io_uring_ops, io_fallback_ops;
+
+	/* The idle M the BPF probes kick to take a blocked M's P: the
+	 * head of midle, 0: none (or the kick goes to sysmon: kick_m off).
+	 * sched.lock; read by the probes from this process's memory. */
+	int32_t kick_tid;
+	bool kick_m;			/* set by observe_start */
 
 	int observe;			/* enum kgo_observe in force */
 	const char *observe_why;
@@ -668,6 +681,15 @@ bool retake_syscall(struct p *pp, bool kernel_observed);
 /* Hand pp (not owned by anyone) to an M if there is work for it, else
  * put it on the idle list (Go's handoffp). */
 void handoffp(struct p *pp);
+/* The BPF probes' kick reached M thread of this process @mp (its SIGURG
+ * handler, observe_bpf.c) naming @pp: true if an idle M took it on,
+ * false if the caller must hand it to sysmon. Async-signal-safe. */
+bool kick_m_take(struct m *mp, struct p *pp);
+/* bpf mode: is @pp in P_SYSCALL with its M seen blocked in that call by
+ * the kernel? (observe_bpf.c; false in poll mode.) */
+bool observe_syscall_blocked(struct p *pp, int64_t now);
+/* Is @pp one of this run's Ps? Async-signal-safe. */
+bool p_valid(const struct p *pp);
 /* Called by entersyscall after the P went P_SYSCALL (sysmon.c): wakes
  * sysmon from its deep sleep so that it can retake the P. */
 void syscall_entered(struct p *pp);

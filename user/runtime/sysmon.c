@@ -45,12 +45,17 @@
  * The BPF probes (bpf/kgo_observe.bpf.c) answer both questions: an M
  * is blocked when the kernel switched it out asleep (confirmed with
  * /proc before sysmon acts), a slice is the CPU time of the G's M. And
- * sysmon has no period: the probes wake it (a signal, sysmon_kick) when
- * an M that left a P with work waiting goes to sleep in a kgo syscall,
- * and it sleeps until the end of the slices that run, or 10 ms later
- * for a P whose M is blocked with nothing waiting (Go's rule), or while
- * Gs wait on io rings the kernel cannot see (io_sysmon). Handoffs are
- * counted by cause: kernel-observed, poll (the guess) and timeout.
+ * sysmon has no period: when an M that left a P with work waiting goes
+ * to sleep in a kgo syscall, the probes wake an idle M, which takes the
+ * P itself (proc.c, "Handoff from the kernel"), or sysmon only when no
+ * M idles (a signal, sysmon_kick). sysmon sleeps until the end of the
+ * slices that run (until the preemption tick from BPF turns that off:
+ * sysmon_preempt_looks), or 10 ms later for a P whose M is blocked with
+ * nothing waiting (Go's rule, once per call), or while Gs wait on io
+ * rings the kernel cannot see (io_sysmon), and for schedtrace and the
+ * stack scavenger. Handoffs are counted by cause: kernel-observed (of
+ * which those the kicked M took: handoffs_kicked_m), poll (the guess)
+ * and timeout.
  *
  * Sleeping (Go's backoff)
  * -----------------------
@@ -107,6 +112,10 @@ static struct {
 	_Atomic uint64_t wakeups;
 	_Atomic uint64_t signals;
 	_Atomic uint64_t handoffs_poll, handoffs_timeout;
+	/* bpf mode: sysmon times the running Gs' slices (a look at each
+	 * slice's end, to preempt). True until preemption comes from the
+	 * kernel itself (sysmon_preempt_looks). */
+	bool preempt_looks;
 } sm;
 
 /*
@@ -424,6 +433,16 @@ static int64_t next_slice_end(int64_t now)
 		}
 		if (st != P_RUNNING)
 			continue;
+		/* Where the kernel preempts (sysmon_preempt_looks off),
+		 * only the resend of a request made at a look is timed. */
+		if (!READ_ONCE(sm.preempt_looks) && sm.obs->kernel_wakes &&
+		    !pm->preemptwhen) {
+			if (idlep && now + WAKEP_LOOK < next &&
+			    atomic_load_explicit(&pp->wakep_due,
+						 memory_order_relaxed))
+				next = now + WAKEP_LOOK;
+			continue;
+		}
 		/* A deferred wakeup is looked at again WAKEP_LOOK on;
 		 * polling looks anyway, bpf mode only when one is due. */
 		if (idlep && now + WAKEP_LOOK < next &&
@@ -671,6 +690,29 @@ void sysmon_kick(void)
 				 memory_order_release);
 }
 
+/*
+ * sysmon_preempt_looks() - in bpf mode, whether sysmon wakes at the end
+ * of each running G's slice to preempt it. The preemption tick from BPF
+ * (issue 15, item 5) turns it off; then sysmon in bpf mode wakes only
+ * for the probes' kicks, a blocked syscall's Go rule (SYSCALL_RETAKE,
+ * once per call), io rings the kernel cannot see, schedtrace and the
+ * stack scavenger. Call after sysmon_start (which turns it on).
+ */
+void sysmon_preempt_looks(bool on)
+{
+	WRITE_ONCE(sm.preempt_looks, on);
+	lock(&sm.lock);
+	wake_locked();
+	unlock(&sm.lock);
+}
+
+void sysmon_kick_remote(void)
+{
+	if (atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
+				     memory_order_release) == NOTE_KERNEL_VALUE)
+		futex_wake(&sm.wake.key, 1);
+}
+
 static void *sysmon(void *arg)
 {
 	int64_t delay = DELAY_MIN, lasttrace = 0, now, until, t;
@@ -832,6 +874,14 @@ static void parse_debug(bool *asyncpreemptoff)
 			if (env_parse_long(what, val, 0, 1, &v,
 					   "no observer lines"))
 				observe_debug = v;
+		} else if (!strcmp(name, "kickm")) {
+			if (env_parse_long(what, val, 0, 1, &v,
+					   "the probes kick an idle M"))
+				observe_kick_m = v;
+		} else if (!strcmp(name, "kickdelay")) {
+			if (env_parse_long(what, val, 0, 1000000, &v,
+					   "the default kick delay"))
+				observe_kick_delay_ns = v * 1000ULL;
 		} else if (!strcmp(name, "kernel")) {
 			/* Read by kgo_fallback() itself, which runs before
 			 * sysmon does (stack_init); checked here. */
@@ -840,7 +890,7 @@ static void parse_debug(bool *asyncpreemptoff)
 		} else {
 			snprintf(why, sizeof(why), "no key %s (known: "
 				 "schedtrace, scheddetail, asyncpreemptoff, "
-				 "observe, kernel)", name);
+				 "observe, kernel, kickm, kickdelay)", name);
 			env_warn("KGO_DEBUG", all, why, "the other keys apply");
 		}
 	}
@@ -871,9 +921,12 @@ int sysmon_start(void)
 	prctl(PR_GET_NAME, (unsigned long)sm.mname, 0, 0, 0);
 	sm.mslack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 	sm.wake_armed = true;
+	sm.preempt_looks = true;
 	atomic_store(&sysmon_sleeping, false);
 	sm.starttime = nanotime();
 	observe_debug = false;
+	observe_kick_m = true;
+	observe_kick_delay_ns = observe_kick_delay_default();
 	parse_debug(&asyncpreemptoff);
 	sm.pm = calloc(sched.gomaxprocs, sizeof(*sm.pm));
 	if (!sm.pm)

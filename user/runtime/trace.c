@@ -12,6 +12,15 @@
  * rest are instants on the thread that saw them. sysmon is a thread of
  * its own.
  *
+ * Kernel blocks (bpf mode): the probes keep each M's last block in the
+ * kernel (bpf/kgo_observe.h: blk_state, blk_end). When a syscall or a
+ * G's run ends on an M whose block count moved since it began, the
+ * last such block is drawn on the M's row as a slice "kernel block"
+ * (or "kernel block (iowait)"), inside the syscall or the G it stopped:
+ * the off-CPU time in the kernel that no user-space trace shows. Only
+ * the last block of each syscall or run is drawn (its args say how
+ * many there were); reading the record costs two loads.
+ *
  * Cost. Off, every event site is one relaxed load of trace_on and a
  * branch that is never taken (TRACE() in trace.h). On, an event is a
  * clock read and a 32-byte store into the calling thread's own buffer:
@@ -38,6 +47,7 @@
 #include <sys/mman.h>
 
 #include "runtime.h"
+#include "observe.h"
 #include "trace.h"
 
 #define CHUNK_BYTES		(1u << 20)
@@ -67,6 +77,8 @@ struct tbuf {
 	struct tchunk *head, *cur;	/* owner thread only */
 	uint32_t nchunks;
 	uint64_t dropped;
+	uint64_t nblock;		/* the M's kernel blocks at the last
+					 * syscall enter or G start; owner */
 };
 
 _Atomic bool trace_on;
@@ -142,15 +154,12 @@ static struct tbuf *tbuf_get(void)
 	return tb;
 }
 
-void trace_event(enum trace_ev ev, uint64_t g, uint64_t arg)
+static void tev_put(struct tbuf *tb, int64_t ts, enum trace_ev ev,
+		    uint64_t g, uint64_t arg)
 {
-	struct tbuf *tb = tbuf_get();
-	struct tchunk *c;
+	struct tchunk *c = tb->cur;
 	struct tev *e;
 
-	if (!tb)
-		return;
-	c = tb->cur;
 	if (unlikely(!c || c->n == CHUNK_EVENTS)) {
 		struct tchunk *nc = NULL;
 
@@ -170,11 +179,30 @@ void trace_event(enum trace_ev ev, uint64_t g, uint64_t arg)
 		tb->cur = c = nc;
 	}
 	e = &c->ev[c->n];
-	e->ts = nanotime();
+	e->ts = ts;
 	e->ev = ev;
 	e->g = g;
 	e->arg = arg;
 	c->n++;
+}
+
+void trace_event(enum trace_ev ev, uint64_t g, uint64_t arg)
+{
+	struct tbuf *tb = tbuf_get();
+	struct kblock kb;
+
+	if (!tb)
+		return;
+	/* The kernel's view: blocks since the syscall or G began. */
+	if (ev == TR_SYSCALL_ENTER || ev == TR_GO_START) {
+		observe_last_block(&tb->nblock, NULL);
+	} else if ((ev == TR_SYSCALL_EXIT || ev == TR_GO_STOP) &&
+		   observe_last_block(&tb->nblock, &kb)) {
+		tev_put(tb, kb.start, TR_KBLOCK, 0,
+			(uint64_t)(kb.end - kb.start) << 8 |
+			(kb.n > 127 ? 127 : kb.n) | (kb.iowait ? 0x80 : 0));
+	}
+	tev_put(tb, nanotime(), ev, g, arg);
 }
 
 int trace_start(void)
@@ -357,6 +385,14 @@ static void put_event(FILE *f, const struct tbuf *tb, const struct tev *e)
 		return;
 	case TR_SYSCALL_EXIT:
 		fprintf(f, ",\"ph\":\"E\",\"args\":{\"fast\":%llu}}", a);
+		return;
+	case TR_KBLOCK:
+		/* ts: the block's start; arg: its duration << 8 |
+		 * iowait 0x80 | blocks in the syscall or run (to 127). */
+		fprintf(f, ",\"ph\":\"X\",\"dur\":%llu.%03llu,\"name\":"
+			"\"kernel block%s\",\"cat\":\"kernel\",\"args\":"
+			"{\"blocks\":%llu}}", (a >> 8) / 1000, (a >> 8) % 1000,
+			a & 0x80 ? " (iowait)" : "", a & 0x7f);
 		return;
 	default:
 		break;

@@ -29,6 +29,9 @@ enum trace_ev {
 	TR_STEAL,		/* g: victim P, arg: Gs stolen */
 	TR_GO_NAME,		/* g named itself, arg: a strdup'd copy of
 				 * the name, freed by trace_stop */
+	TR_KBLOCK,		/* the M's last block in the kernel (bpf
+				 * mode); its ts is the block's start
+				 * (trace.c, "Kernel blocks") */
 	TR_NEVENTS
 };
 
