@@ -690,6 +690,12 @@ struct kgo_stats {
 	/* Records that said an M was blocked while the kernel (/proc)
 	 * said it ran: events the probes missed (observe_bpf.c). */
 	uint64_t observe_misses;
+	/* The kernel's preemption tick (bpf mode, bpf/kgo_tick.bpf.c):
+	 * 1 if it times the running Gs' slices in their Ms' CPU time and
+	 * sends the SIGURG itself (sysmon then neither looks nor
+	 * signals); its SIGURGs that found their G's slice over. */
+	int preempt_tick;
+	uint64_t preempt_ticks;
 };
 
 /**
