@@ -97,7 +97,8 @@
  *   only the kernel sends across processes) only when its own record
  *   says its running G's slice is over (preempt.c).
  * - exhaust slots: at most KGO_OBS_UID_SLOTS (a quarter of the table)
- *   per uid, counted in kgo_uids; a registration over the cap is
+ *   per uid but root's (trusted: root can unload the probes anyway,
+ *   and its programs may run thousands of Ms), counted in kgo_uids; a registration over the cap is
  *   refused (`capped` in kgo-probe status) and that M is polled, said
  *   once on the process's stderr; when sysmon is refused the whole
  *   process polls (its reason in kgo_stats). Four users can still fill
@@ -133,27 +134,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define TASK_INTERRUPTIBLE	0x1
 #define TASK_UNINTERRUPTIBLE	0x2
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, KGO_OBS_SLOTS);
-	__type(key, __u32);
-	__type(value, struct kgo_obs_m);
-} kgo_ms SEC(".maps");
-
-/* A registered thread's slot + 1 (0: none). With the task: freed by
- * the kernel when the task goes, even if sched_process_exit missed it. */
-struct obs_task {
-	__u32 slot1;
-	__u32 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct obs_task);
-} kgo_task SEC(".maps");
+#include "kgo_maps.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -297,7 +278,7 @@ int BPF_PROG(kgo_sys_enter, struct pt_regs *regs, long id)
 	 * after it, so that CPUs registering at once can pass it by one
 	 * each: a cap, not an exact count. */
 	uid = (__u32)bpf_get_current_uid_gid();
-	if (!s) {
+	if (!s && uid != 0) {
 		nuid = uid_count(uid, true);
 		if (!nuid || *nuid >= KGO_OBS_UID_SLOTS) {
 			ot->slot1 = 0;

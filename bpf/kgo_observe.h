@@ -52,7 +52,8 @@
 #define KGO_OBS_SLOTS		4096	/* power of two */
 #define KGO_OBS_PROBES		32
 /* Slots one uid may hold at once (bpfp: trust): a quarter of the table,
- * so that one user cannot take every slot. A registration over it is
+ * so that one user cannot take every slot. Root has no cap (it may
+ * unload the probes anyway). A registration over it is
  * refused (counted in `capped`) and that M is polled. */
 #define KGO_OBS_UID_SLOTS	(KGO_OBS_SLOTS / 4)
 #define KGO_OBS_UIDS		1024	/* distinct uids counted at once */

@@ -90,27 +90,9 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 #define SIGURG	23	/* x86 and arm64 alike */
 
-/* kgo_observe.bpf.c's maps, the same definitions: the loader points
- * these at the observer's with bpf_map__reuse_fd. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, KGO_OBS_SLOTS);
-	__type(key, __u32);
-	__type(value, struct kgo_obs_m);
-} kgo_ms SEC(".maps");
-
-struct obs_task {
-	__u32 slot1;
-	__u32 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct obs_task);
-} kgo_task SEC(".maps");
+/* kgo_observe.bpf.c's maps (the loader points these at the
+ * observer's with bpf_map__reuse_fd). */
+#include "kgo_maps.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -986,6 +986,19 @@ TEST_TIMEOUT(pinned_many, 300)
 
 /* ------------------------------------------------------------------ */
 
+/* Read @fd to its end into @out (NUL-terminated, cut at @n - 1 bytes),
+ * and close it. */
+static void read_all(int fd, char *out, size_t n)
+{
+	size_t got = 0;
+	ssize_t r;
+
+	while (got < n - 1 && (r = read(fd, out + got, n - 1 - got)) > 0)
+		got += r;
+	out[got] = 0;
+	close(fd);
+}
+
 /* A counter of kgo-probe status's output: the number after @label
  * (-1: not found). */
 static long long status_count(const char *out, const char *label)
@@ -1058,7 +1071,6 @@ TEST_TIMEOUT(pinned_uid_cap, 120)
 	const struct kgo_obs_m *ms;
 	int hold[2], ready[2], err[2], st, held;
 	char out[4096], c, *p;
-	ssize_t n;
 	pid_t hog, pid;
 
 	REQUIRE_PINNED();
@@ -1121,16 +1133,7 @@ TEST_TIMEOUT(pinned_uid_cap, 120)
 		_exit(stats().observe == KGO_OBSERVE_POLL ? 0 : 2);
 	}
 	close(err[1]);
-	n = 0;
-	while (n < (ssize_t)sizeof(out) - 1) {
-		ssize_t r = read(err[0], out + n, sizeof(out) - 1 - n);
-
-		if (r <= 0)
-			break;
-		n += r;
-	}
-	out[n] = 0;
-	close(err[0]);
+	read_all(err[0], out, sizeof(out));
 	ASSERT_EQ(pid, waitpid(pid, &st, 0));
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		TH_LOG("over the cap: status %#x", st);
@@ -1202,7 +1205,6 @@ static int probe_staged(const char *args, bool bpffs, bool refuse,
 			const char *btf, char *out, size_t n)
 {
 	int fds[2], st;
-	ssize_t len, got = 0;
 	pid_t pid;
 
 	if (pipe(fds))
@@ -1245,11 +1247,7 @@ static int probe_staged(const char *args, bool bpffs, bool refuse,
 		_exit(93);
 	}
 	close(fds[1]);
-	while (got < (ssize_t)n - 1 &&
-	       (len = read(fds[0], out + got, n - 1 - got)) > 0)
-		got += len;
-	out[got] = 0;
-	close(fds[0]);
+	read_all(fds[0], out, n);
 	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
 	    WEXITSTATUS(st) >= 90)
 		return -1;

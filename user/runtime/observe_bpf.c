@@ -346,9 +346,11 @@ static bool bpf_g_slice_over(struct p *pp, struct pmon *pm, int64_t now)
 	int32_t slot = slot_of_tid(tid);
 
 	/* The kernel's tick times a running G's slice (and stops it):
-	 * sysmon neither looks nor signals. */
-	if (tick_times(pp))
+	 * sysmon neither looks nor signals, but keeps the handler ours. */
+	if (tick_times(pp)) {
+		preempt_tend(now);
 		return false;
+	}
 	if (slot < 0 || !thread_cpu(tid, &cpu)) {
 		ps->slot = -1;
 		return observer_poll.g_slice_over(pp, pm, now);

@@ -1408,16 +1408,30 @@ uint64_t preempt_refused(void)
  */
 bool preempt_signal(struct m *mp, int64_t now)
 {
-	struct sigaction cur;
-
 	if (!pre.on || mp->tid <= 0)
 		return false;
+	preempt_tend(now);
+	return preempt_kick(mp);
+}
+
+/*
+ * preempt_tend() - what sysmon does for the signal besides sending it:
+ * the object table after a dlopen, and SIGURG taken back from a handler
+ * the program installed since (passing every signal on to it). Also
+ * called at sysmon's looks where the kernel's tick sends the signals
+ * (observe_bpf.c): without it a program's handler installed while kgo
+ * runs would take every tick for good (preempt_test
+ * program_sigurg_handler_during_run hung). sysmon only.
+ */
+void preempt_tend(int64_t now)
+{
+	struct sigaction cur;
+
+	if (!pre.on)
+		return;
 	maybe_rescan(now);
-	/* The program installed a SIGURG handler of its own since: take
-	 * SIGURG back, passing every signal on to it. */
 	if (!sigaction(SIGURG, NULL, &cur) && !action_is_ours(&cur))
 		take_sigurg(&cur);
-	return preempt_kick(mp);
 }
 
 /* The signal alone, for threads other than sysmon (the rescan and the

@@ -320,7 +320,8 @@ static int cmd_status(void)
 	printf("probes:   loaded, pinned in %s\n", KGO_OBS_PIN_DIR);
 	printf("uses:     tp_btf/sched_switch, tp_btf/sched_wakeup, "
 	       "tp_btf/sched_process_exit, tp_btf/sys_enter; task storage; "
-	       "an mmapped array of %d records (at most %d per user); kfunc "
+	       "an mmapped array of %d records (at most %d per user but "
+	       "root); kfunc "
 	       "bpf_send_signal_task%s\n", KGO_OBS_SLOTS, KGO_OBS_UID_SLOTS,
 	       access(TICK_STATS_PIN, F_OK) ? "" :
 	       "; perf_event cpu-clock on every CPU, bpf_send_signal_thread");
