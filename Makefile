@@ -175,6 +175,7 @@ $(BUILD)/obj/%.o: %.S Makefile
 
 # The runtime's loader includes the skeletons.
 $(BUILD)/obj/user/runtime/observe_bpf.o: $(BPF_SKEL)
+$(BUILD)/obj/user/runtime/observe_tick.o: $(BPF_SKEL)
 
 $(BUILD)/libkgo.a: $(LIB_OBJ)
 	@echo "  AR      $@"

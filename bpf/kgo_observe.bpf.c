@@ -83,23 +83,51 @@
  *
  * Threat model
  * ------------
- * The probes run as root for every user's processes. What a process can
- * do through them:
+ * The probes run as root for every user's processes; users are the
+ * adversaries of each other, not of the kernel (root, who loads the
+ * probes, is trusted, and so is every thread of a process by the
+ * others: they share its memory anyway). What a process can do through
+ * them:
  * - register only itself: the thread registered is `current` of the
  *   prctl, with tid, tgid and uid from the kernel; the arguments are
- *   only addresses in the caller's own memory.
+ *   only addresses in the caller's own memory. KGO_OBS_UNREG frees
+ *   only the caller's own slot. A slot is taken from another owner
+ *   only when that owner is dead (owner_alive).
  * - make the probes read only its own memory (bpf_probe_read_user runs
- *   as `current`, which is the registered thread at its own switch) and
- *   signal only its own sysmon: the target's tgid is checked against
- *   the blocking thread's. A process that publishes lies gets its own
- *   Ms handed off or not; it cannot reach another process.
- * - exhaust slots: a user that registers thousands of threads can fill
- *   the table, and others then poll. (A per-uid cap is left to do.)
- * Users open the pinned record map read-only (kgo-probe pins it 0444):
- * they see each registered thread's tid, tgid, uid, run state and CPU
- * time, which /proc/<pid>/task/<tid>/stat shows them anyway. Only BPF
- * programs write it.
- */
+ *   as `current`, which is the registered thread at its own switch, or
+ *   at its own tick in kgo_tick.bpf.c) and signal only its own threads:
+ *   the wakeup's target's tgid is checked against the blocking
+ *   thread's, and the tick signals only the thread it interrupted. A
+ *   process that publishes lies gets its own Ms handed off, woken or
+ *   preempted, or not; it cannot reach another process.
+ * - write the records: no. kgo-probe freezes the record map before it
+ *   pins it (BPF_MAP_FREEZE: no update and no writable mapping from
+ *   user space); a root process that loads its own copy maps it
+ *   read-only. So a record that says "blocked" or "slice over" was
+ *   written by the probes about that thread.
+ * - signal another user's process: only as the kernel lets it (kill's
+ *   rules); the runtime acts on a SIGURG of the tick (SI_KERNEL, which
+ *   only the kernel sends across processes) only when its own record
+ *   says its running G's slice is over (preempt.c).
+ * - exhaust slots: at most KGO_OBS_UID_SLOTS (a quarter of the table)
+ *   per uid but root's (trusted: root can unload the probes anyway,
+ *   and its programs may run thousands of Ms), counted in kgo_uids; a registration over the cap is
+ *   refused (`capped` in kgo-probe status) and that M is polled, said
+ *   once on the process's stderr; when sysmon is refused the whole
+ *   process polls (its reason in kgo_stats). Four users can still fill
+ *   the table together; the cap bounds what one can take.
+ * - read: users map the record map (0660 for the probes' group with
+ *   --group, else 0666, and frozen): they see each registered thread's
+ *   tid, tgid, uid, run state and CPU time, which /proc/<pid>/task/
+ *   <tid>/stat shows them anyway, and the addresses its runtime
+ *   registered (which /proc/<pid>/maps shows only to its owner: an
+ *   address-space layout leak across users, left to do: a per-process
+ *   key in the record instead of the address).
+ * - be confused by stale state: a record of a slot reused by another
+ *   thread has another owner or gen; the runtime checks the owner
+ *   before it believes a record, and goes to poll mode when its own
+ *   sysmon's record stops moving (probes unloaded).
+  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -119,27 +147,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define TASK_INTERRUPTIBLE	0x1
 #define TASK_UNINTERRUPTIBLE	0x2
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, KGO_OBS_SLOTS);
-	__type(key, __u32);
-	__type(value, struct kgo_obs_m);
-} kgo_ms SEC(".maps");
-
-/* A registered thread's slot + 1 (0: none). With the task: freed by
- * the kernel when the task goes, even if sched_process_exit missed it. */
-struct obs_task {
-	__u32 slot1;
-	__u32 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct obs_task);
-} kgo_task SEC(".maps");
+#include "kgo_maps.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -147,6 +155,16 @@ struct {
 	__type(key, __u32);
 	__type(value, struct kgo_obs_stats);
 } kgo_stats SEC(".maps");
+
+/* Slots held per uid, for the cap (KGO_OBS_UID_SLOTS; see "Threat
+ * model"). Changed only with atomic adds: at a claim (sys_enter) and a
+ * free (slot_free, and a dead owner's slot taken over). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KGO_OBS_UIDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} kgo_uids SEC(".maps");
 
 extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
 extern void bpf_task_release(struct task_struct *p) __ksym;
@@ -177,11 +195,33 @@ static __always_inline struct kgo_obs_m *slot_of(struct task_struct *t,
 	return bpf_map_lookup_elem(&kgo_ms, i);
 }
 
+/* The count of slots @uid holds (created at 0 if @create). */
+static __always_inline __u64 *uid_count(__u32 uid, bool create)
+{
+	__u64 zero = 0, *n = bpf_map_lookup_elem(&kgo_uids, &uid);
+
+	if (!n && create) {
+		bpf_map_update_elem(&kgo_uids, &uid, &zero, BPF_NOEXIST);
+		n = bpf_map_lookup_elem(&kgo_uids, &uid);
+	}
+	return n;
+}
+
+/* A slot of @uid's was given back. */
+static __always_inline void uid_put(__u32 uid)
+{
+	__u64 *n = uid_count(uid, false);
+
+	if (n && *n)
+		__sync_fetch_and_add(n, -1);
+}
+
 /* Give slot @s back, if @owner still holds it. */
 static __always_inline void slot_free(struct kgo_obs_m *s, __u64 owner)
 {
 	if (s->owner != owner)
 		return;
+	uid_put(s->uid);
 	s->role = 0;
 	s->m_addr = 0;
 	s->proc_addr = 0;
@@ -214,8 +254,8 @@ int BPF_PROG(kgo_sys_enter, struct pt_regs *regs, long id)
 	struct task_struct *cur;
 	struct obs_task *ot;
 	struct kgo_obs_m *s = 0;
-	__u64 owner, m_addr, proc_addr, seen;
-	__u32 i, idx, tid, op;
+	__u64 owner, m_addr, proc_addr, seen, *nuid = 0;
+	__u32 i, idx, tid, op, uid;
 
 	if (id != NR_prctl)
 		return 0;
@@ -247,24 +287,52 @@ int BPF_PROG(kgo_sys_enter, struct pt_regs *regs, long id)
 	}
 	if (op != KGO_OBS_REG_M && op != KGO_OBS_REG_SYSMON)
 		return 0;
+	/* bpfp: the per-uid cap. Checked before the claim and counted
+	 * after it, so that CPUs registering at once can pass it by one
+	 * each: a cap, not an exact count. */
+	uid = (__u32)bpf_get_current_uid_gid();
+	if (!s && uid != 0) {
+		nuid = uid_count(uid, true);
+		if (!nuid || *nuid >= KGO_OBS_UID_SLOTS) {
+			ot->slot1 = 0;
+			COUNT(capped);
+			return 0;
+		}
+	}
 	for (i = 0; !s && i < KGO_OBS_PROBES; i++) {
 		idx = (kgo_obs_hash(tid) + i) & (KGO_OBS_SLOTS - 1);
 		s = bpf_map_lookup_elem(&kgo_ms, &idx);
 		if (!s)
 			return 0;
 		seen = __sync_val_compare_and_swap(&s->owner, 0, owner);
-		if (seen == 0)
+		if (seen == 0) {
+			if (nuid)
+				__sync_fetch_and_add(nuid, 1);
 			break;
+		}
 		if (owner_alive(seen) ||
-		    __sync_val_compare_and_swap(&s->owner, seen, owner) != seen)
+		    __sync_val_compare_and_swap(&s->owner, seen, owner) != seen) {
 			s = 0;
+		} else {
+			uid_put(s->uid);	/* the dead owner's */
+			if (nuid)
+				__sync_fetch_and_add(nuid, 1);
+		}
 	}
 	if (!s) {
 		ot->slot1 = 0;
 		COUNT(full);
 		return 0;
 	}
-	s->uid = (__u32)bpf_get_current_uid_gid();
+	if (!nuid && s->uid != uid) {
+		/* Registered again under another uid (setuid). */
+		uid_put(s->uid);
+		nuid = uid_count(uid, true);
+		if (nuid)
+			__sync_fetch_and_add(nuid, 1);
+	}
+	s->uid = uid;
+	s->tick_slice = s->tick_cpu0 = s->tick_preempt = s->tick_sent = 0;
 	s->role = op;
 	s->gen++;
 	s->version = KGO_OBS_VERSION;

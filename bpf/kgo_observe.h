@@ -48,9 +48,15 @@
 
 /* Bumped with every change of the records' layout or meaning; the
  * runtime refuses probes of another version (poll mode, said once). */
-#define KGO_OBS_VERSION		3	/* 2: bpfp's tick block */
+#define KGO_OBS_VERSION		4	/* 4: bpfh's kick and bpfp's tick */
 #define KGO_OBS_SLOTS		4096	/* power of two */
 #define KGO_OBS_PROBES		32
+/* Slots one uid may hold at once (bpfp: trust): a quarter of the table,
+ * so that one user cannot take every slot. Root has no cap (it may
+ * unload the probes anyway). A registration over it is
+ * refused (counted in `capped`) and that M is polled. */
+#define KGO_OBS_UID_SLOTS	(KGO_OBS_SLOTS / 4)
+#define KGO_OBS_UIDS		1024	/* distinct uids counted at once */
 
 /* Name of the pin directory (kgo-probe load) and of the maps in it. */
 #define KGO_OBS_PIN_DIR		"/sys/fs/bpf/kgo"
@@ -129,6 +135,21 @@ struct kgo_obs_m {
 	__u64 blk_end;
 	__u64 version;
 	__u64 pad[1];
+	/*
+	 * bpfp's block: the preemption tick (bpf/kgo_tick.bpf.c, which
+	 * has the protocol). Written only by the tick, on the owner's CPU
+	 * while the owner runs; cleared at every claim of the slot.
+	 * @tick_slice: the P's schedtick + 1 of the slice being timed (0:
+	 *	none); @tick_cpu0: the M's CPU time (as @cpu_ns counts it)
+	 *	when the tick first saw that slice; @tick_preempt: schedtick
+	 *	+ 1 of the slice the tick found over: the SIGURG handler
+	 *	stops the G only if it is its slice; @tick_sent: SIGURGs the
+	 *	tick sent this M.
+	 */
+	__u64 tick_slice;
+	__u64 tick_cpu0;
+	__u64 tick_preempt;
+	__u64 tick_sent;
 };
 
 /*
@@ -169,6 +190,12 @@ struct kgo_obs_proc {
 	__u32 wake_sig;			/* the signal that wakes sysmon */
 	__u64 kick_tid_addr;		/* an idle M's tid (s32), 0: none */
 	__u64 kick_delay_ns;		/* 0: kick at the block */
+	/* bpfp's block: what the preemption tick reads (kgo_tick.bpf.c). */
+	__u32 off_m_p;			/* struct m: its P (pointer) */
+	__u32 off_p_schedtick;		/* struct p: ++ per G run (u64) */
+	__u32 p_running;		/* the value of P_RUNNING */
+	__u32 tick_pad;
+	__u64 slice_ns;			/* the slice, in CPU time; 0: no tick */
 };
 
 #define KGO_OBS_MAGIC	0x6b676f6f62730001ULL	/* "kgoobs" 1 */
@@ -188,6 +215,7 @@ struct kgo_obs_stats {
 	__u64 wakes_m;		/* ... of the wakes, those to an idle M */
 	__u64 timers;		/* kick timers armed (kick_delay_ns) */
 	__u64 timer_quiet;	/* ... that found the block over: no kick */
+	__u64 capped;		/* bpfp: refused, the user's cap reached */
 };
 
 static inline __u32 kgo_obs_hash(__u32 tid)

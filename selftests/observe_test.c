@@ -19,9 +19,12 @@
  *				although a G waits for it: no handoff.
  *   busy_syscall_loses_p	poll: the same calls lose the P (the guess
  *				cannot tell busy from blocked).
+ *   tick_preempts		bpf: a spinning G is stopped by the kernel's
+ *				preemption tick after a slice of its M's CPU
+ *				time; sysmon sends no signal.
  *   slice_is_cpu_time		bpf: a spinning G shares its CPU with a busy
- *				process pinned to the same CPU; it is
- *				preempted only after it had a whole slice of
+ *				process pinned to the same CPU; the tick
+ *				stops it only after it had a whole slice of
  *				CPU time, not of wall time.
  *   sigkill_detaches		a kgo process killed with SIGKILL leaves no
  *				program of its probes behind.
@@ -33,17 +36,30 @@
  *   pinned_unprivileged	a process of uid 65534 (nogroup) runs in bpf
  *				mode on the pins: kernel-observed handoffs.
  *   pinned_other_user		a process of another uid cannot write the
- *				records (frozen map) and cannot make the
- *				probes wake a victim's sysmon by publishing
- *				a fake P that points at the victim's slot.
+ *				records (frozen map), signal the victim,
+ *				unregister its threads, or make the probes
+ *				wake a victim's sysmon by publishing a fake
+ *				P that points at the victim's slot; the
+ *				victim sees no wakeup, handoff or preemption.
  *   pinned_unload		kgo-probe unload under a running program: it
  *				goes to poll mode, and handoffs go on.
  *   pinned_sigkill		a registered process killed with SIGKILL
  *				leaves no record behind.
  *   pinned_many		1000 short-lived processes in turn, each in
  *				bpf mode: no record left, no slot refused.
+ *   pinned_uid_cap		one user's process registers more threads
+ *				than the per-user cap: refused over it (and
+ *				counted); a kgo process of that user polls,
+ *				said once; another user's gets bpf mode;
+ *				SIGKILL gives the slots back.
+ *   pinned_tick		an unprivileged process's spinner is stopped
+ *				by the pinned tick; status counts it.
  *   probe_errors		kgo-probe's messages: not root, unknown group,
  *				loaded already, unknown command.
+ *   probe_errors_staged	... and in a private mount namespace: no bpffs,
+ *				VMLINUX_BTF naming no file or no BTF, a kernel
+ *				that refuses the programs (seccomp): one line
+ *				each, saying what to do, nothing of libbpf's.
  *
  * BPF tests need root (or probes pinned by kgo-probe load) and a kernel
  * that takes the probes; they skip with the runtime's reason elsewhere.
@@ -60,8 +76,13 @@
 #include <grp.h>
 #include <libgen.h>
 #include <limits.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -358,6 +379,8 @@ struct spin {
 	atomic_int stop;
 	int64_t seen;			/* ... when the main G ran again */
 	bool async;			/* SIGURG preemption on */
+	bool tick;			/* the kernel's tick times slices */
+	uint64_t signals, ticks;	/* sysmon's and the tick's, meanwhile */
 };
 
 static void spinner(void *arg)
@@ -385,13 +408,51 @@ static void slice_main(void *arg)
 
 	/* Without SIGURG (ThreadSanitizer, static programs) a spinner
 	 * that makes no runtime call is never stopped. */
-	s->async = stats().async_preempt;
+	struct kgo_stats a = stats(), b;
+
+	s->async = a.async_preempt;
+	s->tick = a.preempt_tick;
 	if (!s->async)
 		return;
 	ASSERT_EQ(0, kgo_go(spinner, s));
 	kgo_yield();			/* the spinner runs until preempted */
 	s->seen = atomic_load(&s->used);
+	b = stats();
+	s->signals = b.preempt_signals - a.preempt_signals;
+	s->ticks = b.preempt_ticks - a.preempt_ticks;
 	atomic_store(&s->stop, 1);
+}
+
+/*
+ * The preemption came from the kernel's tick (bpf/kgo_tick.bpf.c):
+ * sysmon sent no signal, the handler took one of the tick's, and the
+ * spinner had a whole slice of CPU time first (5% for the tick's
+ * ktime against the thread's CPU clock, and for the spinner's last
+ * note of its time: tens of us).
+ */
+static void slice_check(struct spin *s)
+{
+	TH_LOG("spinner ran %.1f ms of CPU before main ran again (slice "
+	       "%d ms); sysmon sent %llu signals, the tick's stopped %llu",
+	       s->seen / 1e6, SLICE_US / 1000,
+	       (unsigned long long)s->signals, (unsigned long long)s->ticks);
+	EXPECT_TRUE(s->tick);
+	EXPECT_EQ(0, s->signals);
+	EXPECT_LE(1, s->ticks);
+	EXPECT_GE(10LL * SLICE_US * 1000, s->seen);
+	EXPECT_LE(SLICE_US * 1000LL * 95 / 100, s->seen);
+}
+
+TEST_TIMEOUT(tick_preempts, 60)
+{
+	struct spin s = { 0 };
+
+	REQUIRE_BPF();
+	run(slice_main, &s, 1, KGO_OBSERVE_BPF, SLICE_US);
+	if (!s.async) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	slice_check(&s);
 }
 
 TEST_TIMEOUT(slice_is_cpu_time, 60)
@@ -421,15 +482,10 @@ TEST_TIMEOUT(slice_is_cpu_time, 60)
 	if (!s.async) {
 		SKIP(return, "asynchronous preemption is off here");
 	}
-	TH_LOG("spinner ran %.1f ms of CPU before main ran again (slice "
-	       "%d ms); sysmon woke %llu times, sent %llu signals",
-	       s.seen / 1e6, SLICE_US / 1000,
-	       (unsigned long long)stats().sysmon_wakeups,
-	       (unsigned long long)stats().preempt_signals);
-	/* Preempted at all (else it would have spun 10 slices), and not
-	 * before a slice of CPU time (5% for the two clocks' views). */
-	EXPECT_GE(10LL * SLICE_US * 1000, s.seen);
-	EXPECT_LE(SLICE_US * 1000LL * 95 / 100, s.seen);
+	/* Preempted by the tick (else it would have spun 10 slices), and
+	 * not before a slice of CPU time, though it got about half of the
+	 * CPU: a wall-time slice would have stopped it at ~half. */
+	slice_check(&s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -759,7 +815,9 @@ TEST_TIMEOUT(pinned_other_user, 60)
 		drop_to(NOBODY);
 		if (kgo_run(victim_main, fds, &cfg))
 			_exit(1);
-		_exit(stats().observe_kicks == 0 &&
+		/* No wakeup, no handoff, no preemption from the attack. */
+		_exit(stats().observe_kicks == 0 && stats().handoffs == 0 &&
+		      stats().preempt_async == 0 &&
 		      stats().observe == KGO_OBSERVE_BPF ? 0 : 2);
 	}
 	close(vp[1]);
@@ -769,7 +827,7 @@ TEST_TIMEOUT(pinned_other_user, 60)
 	ASSERT_LE(0, attacker);
 	if (attacker == 0) {
 		static struct fake f;
-		int slot = -1, sfd, bad = 0;
+		int slot = -1, sfd, bad = 0, held;
 		union bpf_attr attr;
 		struct timespec ts = { 0, 2000000 };
 		void *w;
@@ -788,6 +846,23 @@ TEST_TIMEOUT(pinned_other_user, 60)
 			if (slot < 0)
 				usleep(1000);
 		}
+		held = records_of(ms, victim, 0);
+		/* Signals: kill's rules (the tick's SI_KERNEL cannot be
+		 * sent across processes at all). */
+		if (kill(victim, SIGURG) == 0 || errno != EPERM)
+			bad |= 4;
+		{
+			siginfo_t si = { .si_signo = SIGURG,
+					 .si_code = SI_KERNEL };
+
+			if (!syscall(SYS_rt_sigqueueinfo, victim, SIGURG, &si))
+				bad |= 4;
+		}
+		/* Unregistering: only ever the caller's own slot. */
+		syscall(SYS_prctl, KGO_OBS_PRCTL, (long)KGO_OBS_UNREG, 0L, 0L,
+			0L);
+		if (records_of(ms, victim, 0) != held)
+			bad |= 8;
 		/* Writing the records: refused (frozen map). */
 		memset(&attr, 0, sizeof(attr));
 		attr.pathname = (__u64)(uintptr_t)KGO_OBS_PIN_DIR "/kgo_ms";
@@ -835,17 +910,21 @@ TEST_TIMEOUT(pinned_other_user, 60)
 			(long)&f.m_oldp, (long)&f.proc, 0L);
 		for (i = 0; i < 50; i++)
 			nanosleep(&ts, NULL);	/* blocks: the probe looks */
+		if (records_of(ms, victim, 0) != held)
+			bad |= 8;
 		_exit(bad);
 	}
 	ASSERT_EQ(attacker, waitpid(attacker, &st, 0));
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		TH_LOG("attacker status %#x (1: wrote by mmap, 2: by update, "
+		       "4: signalled the victim, 8: changed its registrations, "
 		       "10: found no records)", st);
 	close(done[1]);
 	ASSERT_EQ(victim, waitpid(victim, &st, 0));
 	pinned_teardown();
 	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
-		TH_LOG("victim status %#x (2: its sysmon was woken)", st);
+		TH_LOG("victim status %#x (2: its sysmon was woken, or a P "
+		       "handed off, or a G preempted)", st);
 }
 
 static void unload_main(void *arg)
@@ -955,6 +1034,322 @@ TEST_TIMEOUT(pinned_many, 300)
 	pinned_teardown();
 	EXPECT_EQ(0, failed);
 	EXPECT_EQ(0, left);
+}
+
+/* ------------------------------------------------------------------ */
+
+/* Read @fd to its end into @out (NUL-terminated, cut at @n - 1 bytes),
+ * and close it. */
+static void read_all(int fd, char *out, size_t n)
+{
+	size_t got = 0;
+	ssize_t r;
+
+	while (got < n - 1 && (r = read(fd, out + got, n - 1 - got)) > 0)
+		got += r;
+	out[got] = 0;
+	close(fd);
+}
+
+/* A counter of kgo-probe status's output: the number after @label
+ * (-1: not found). */
+static long long status_count(const char *out, const char *label)
+{
+	const char *p = strstr(out, label);
+
+	return p ? strtoll(p + strlen(label), NULL, 10) : -1;
+}
+
+/* kgo-probe status's whole output, as root. */
+static void probe_status(char *out, size_t n)
+{
+	char cmd[PATH_MAX + 32];
+	size_t len;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "%s status 2>&1", probe_path);
+	out[0] = 0;
+	f = popen(cmd, "r");
+	if (!f)
+		return;
+	len = fread(out, 1, n - 1, f);
+	out[len] = 0;
+	pclose(f);
+}
+
+static void *cap_thread(void *arg)
+{
+	static uint64_t m_word, proc_word;
+	atomic_int *n = arg;
+	char c;
+
+	syscall(SYS_prctl, KGO_OBS_PRCTL, (long)KGO_OBS_REG_M,
+		(long)&m_word, (long)&proc_word, 0L);
+	atomic_fetch_add(n, 1);
+	/* Until the process dies: the slot stays held. */
+	while (read(ready_fd, &c, 1) > 0)
+		;
+	return NULL;
+}
+
+#define CAP_THREADS	(KGO_OBS_UID_SLOTS + 16)
+
+/* A child of uid @uid runs handoff() in bpf mode: is it in bpf mode? */
+static bool bpf_mode_as(uid_t uid)
+{
+	int st;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		drop_to(uid);
+		handoff(KGO_OBSERVE_BPF);
+		_exit(stats().observe == KGO_OBSERVE_BPF ? 0 : 2);
+	}
+	return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	       WEXITSTATUS(st) == 0;
+}
+
+/*
+ * One user cannot take every slot: a process of OTHER_UID registers
+ * CAP_THREADS threads; it gets KGO_OBS_UID_SLOTS (and the probes count
+ * the refusals), and a kgo process of that uid, over the cap, polls and
+ * says so once, while a process of another uid still gets bpf mode.
+ * SIGKILL gives all the slots back.
+ */
+TEST_TIMEOUT(pinned_uid_cap, 120)
+{
+	const char *line = "kgo: the BPF probes gave this process no slot";
+	long long capped0, capped1;
+	const struct kgo_obs_m *ms;
+	int hold[2], ready[2], err[2], st, held;
+	char out[4096], c, *p;
+	pid_t hog, pid;
+
+	REQUIRE_PINNED();
+	ms = records();
+	ASSERT_NONNULL(ms);
+	probe_status(out, sizeof(out));
+	capped0 = status_count(out, "refused over the per-user cap ");
+	ASSERT_LE(0, capped0) TH_LOG("%s", out);
+	ASSERT_EQ(0, pipe(hold));
+	ASSERT_EQ(0, pipe(ready));
+	hog = fork();
+	ASSERT_LE(0, hog);
+	if (hog == 0) {
+		static atomic_int nreg;
+		pthread_attr_t a;
+		pthread_t t;
+		int i;
+
+		close(hold[1]);
+		close(ready[0]);
+		drop_to(OTHER_UID);
+		ready_fd = hold[0];
+		pthread_attr_init(&a);
+		pthread_attr_setstacksize(&a, 64 << 10);
+		for (i = 0; i < CAP_THREADS; i++)
+			if (pthread_create(&t, &a, cap_thread, &nreg))
+				_exit(3);
+		while (atomic_load(&nreg) < CAP_THREADS)
+			usleep(1000);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(4);
+		for (;;)
+			pause();
+	}
+	close(hold[0]);
+	close(ready[1]);
+	ASSERT_EQ(1, read(ready[0], &c, 1));
+	held = records_of(ms, hog, 0);
+	probe_status(out, sizeof(out));
+	capped1 = status_count(out, "refused over the per-user cap ");
+	TH_LOG("%d threads of one user registered: %d slots held, %lld "
+	       "refused over the cap", CAP_THREADS, held, capped1 - capped0);
+	EXPECT_EQ(KGO_OBS_UID_SLOTS, held);
+	EXPECT_LE(CAP_THREADS - KGO_OBS_UID_SLOTS, capped1 - capped0);
+
+	/* A kgo process of the same user: over the cap, it polls and
+	 * says why, once. */
+	ASSERT_EQ(0, pipe(err));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct kgo_config cfg = { .maxprocs = 2,
+					  .observe = KGO_OBSERVE_BPF };
+
+		close(err[0]);
+		dup2(err[1], 2);
+		drop_to(OTHER_UID);
+		if (kgo_run(nop, NULL, &cfg))
+			_exit(1);
+		_exit(stats().observe == KGO_OBSERVE_POLL ? 0 : 2);
+	}
+	close(err[1]);
+	read_all(err[0], out, sizeof(out));
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		TH_LOG("over the cap: status %#x", st);
+	p = strstr(out, line);
+	EXPECT_NONNULL(p) TH_LOG("stderr: %s", out);
+	if (p)
+		EXPECT_NULL(strstr(p + 1, line)) TH_LOG("%s", out);
+
+	/* Another user still gets bpf mode. */
+	EXPECT_TRUE(bpf_mode_as(NOBODY));
+	kill(hog, SIGKILL);
+	ASSERT_EQ(hog, waitpid(hog, &st, 0));
+	close(hold[1]);
+	close(ready[0]);
+	EXPECT_EQ(0, records_of(ms, hog, 0));
+	/* The hog's slots are counted back: its user may again. */
+	EXPECT_TRUE(bpf_mode_as(OTHER_UID));
+	pinned_teardown();
+}
+
+/* The kernel's tick, pinned: an unprivileged process's spinner is
+ * stopped by it, and kgo-probe status counts its signals. */
+TEST_TIMEOUT(pinned_tick, 60)
+{
+	long long sent0, sent1;
+	char out[4096];
+	int fds[2], st;
+	struct spin s;
+	pid_t pid;
+
+	REQUIRE_PINNED();
+	probe_status(out, sizeof(out));
+	EXPECT_NONNULL(strstr(out, "tick:     loaded, ")) TH_LOG("%s", out);
+	sent0 = status_count(out, "signals sent ");
+	ASSERT_EQ(0, pipe(fds));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		close(fds[0]);
+		memset(&s, 0, sizeof(s));
+		drop_to(NOBODY);
+		run(slice_main, &s, 1, KGO_OBSERVE_BPF, SLICE_US);
+		_exit(write(fds[1], &s, sizeof(s)) == sizeof(s) ? 0 : 1);
+	}
+	close(fds[1]);
+	ASSERT_EQ(sizeof(s), read(fds[0], &s, sizeof(s)));
+	close(fds[0]);
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	probe_status(out, sizeof(out));
+	sent1 = status_count(out, "signals sent ");
+	pinned_teardown();
+	if (!s.async) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	slice_check(&s);
+	EXPECT_LE(sent0 + 1, sent1) TH_LOG("%s", out);
+}
+
+/*
+ * Run kgo-probe @args as root in a private mount namespace, its output
+ * into @out: with a fresh BPF file system on /sys/fs/bpf (nobody's
+ * pins in the way, and what it pins goes with the namespace), or with
+ * none (@bpffs false); with bpf(BPF_PROG_LOAD) failing EINVAL as from
+ * a kernel that refuses the program types (@refuse: a seccomp filter);
+ * with VMLINUX_BTF=@btf. Return: its exit status, -1 if the stage
+ * could not be set.
+ */
+static int probe_staged(const char *args, bool bpffs, bool refuse,
+			const char *btf, char *out, size_t n)
+{
+	int fds[2], st;
+	pid_t pid;
+
+	if (pipe(fds))
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		struct sock_filter f[] = {
+			BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+				 offsetof(struct seccomp_data, nr)),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bpf, 0, 3),
+			BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+				 offsetof(struct seccomp_data, args[0])),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, BPF_PROG_LOAD, 0, 1),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		};
+		struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]),
+					   .filter = f };
+		char cmd[PATH_MAX + 256];
+
+		close(fds[0]);
+		dup2(fds[1], 2);
+		dup2(fds[1], 1);
+		if (unshare(CLONE_NEWNS) ||
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+			_exit(90);
+		umount2("/sys/fs/bpf", MNT_DETACH);
+		if (bpffs && mount("bpf", "/sys/fs/bpf", "bpf", 0, NULL))
+			_exit(91);
+		if (btf)
+			setenv("VMLINUX_BTF", btf, 1);
+		if (refuse && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+			       prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER,
+				     &prog)))
+			_exit(92);
+		snprintf(cmd, sizeof(cmd), "exec %s %s", probe_path, args);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(93);
+	}
+	close(fds[1]);
+	read_all(fds[0], out, n);
+	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) >= 90)
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+/* One sentence on one line, kgo-probe's, saying @what; nothing of
+ * libbpf's (its misleading RLIMIT_MEMLOCK hint above all). */
+#define EXPECT_SENTENCE(out, what) do {					\
+	EXPECT_NONNULL(strstr(out, what)) TH_LOG("%s", out);		\
+	EXPECT_EQ(0, strncmp(out, "kgo-probe: ", 11)) TH_LOG("%s", out); \
+	EXPECT_EQ(strlen(out) - 1, strcspn(out, "\n")) TH_LOG("%s", out); \
+	EXPECT_NULL(strstr(out, "MEMLOCK")) TH_LOG("%s", out);		\
+	EXPECT_NULL(strstr(out, "libbpf")) TH_LOG("%s", out);		\
+} while (0)
+
+TEST_TIMEOUT(probe_errors_staged, 120)
+{
+	char out[2048];
+	int r;
+
+	if (!kgo_probe()) {
+		SKIP(return, "no kgo-probe beside the tests (make tools)");
+	}
+	if (geteuid() != 0) {
+		SKIP(return, "needs root to stage the failures");
+	}
+	/* The stage itself: a fresh bpffs, the real probes: they load. */
+	r = probe_staged("load", true, false, NULL, out, sizeof(out));
+	if (r < 0) {
+		SKIP(return, "cannot make a private mount namespace here");
+	}
+	if (r) {
+		SKIP(return, "the probes do not load here: %s", out);
+	}
+	/* No BPF file system. */
+	EXPECT_EQ(1, probe_staged("load", false, false, NULL, out,
+				  sizeof(out)));
+	EXPECT_SENTENCE(out, "`mount -t bpf bpf /sys/fs/bpf`");
+	/* No file where VMLINUX_BTF says, or no BTF in that file. */
+	EXPECT_EQ(1, probe_staged("load", true, false, "/nonexistent/btf",
+				  out, sizeof(out)));
+	EXPECT_SENTENCE(out, "point VMLINUX_BTF at the kernel's BTF");
+	EXPECT_EQ(1, probe_staged("load", true, false, "/proc/self/stat",
+				  out, sizeof(out)));
+	EXPECT_SENTENCE(out, "not usable BTF of this kernel");
+	/* A kernel that refuses the programs. */
+	EXPECT_EQ(1, probe_staged("load", true, true, NULL, out,
+				  sizeof(out)));
+	EXPECT_SENTENCE(out, "refused the probes' program types");
 }
 
 TEST_TIMEOUT(probe_errors, 60)

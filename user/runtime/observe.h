@@ -97,6 +97,10 @@ void observe_m0_exit(void);
 void observe_sysmon_init(void);
 /* preempt.c's SIGURG handler: is this the probes' kick to sysmon? */
 bool observe_sigurg(const siginfo_t *si);
+/* preempt.c's SIGURG handler, for a SIGURG from the kernel (SI_KERNEL)
+ * on M @mp: did the kernel's preemption tick find the slice of @mp's
+ * running G over? (bpf/kgo_tick.bpf.c) */
+bool observe_tick_asks(struct m *mp);
 /* sysmon, at each look: false when the probes' state went stale (the
  * probes were unloaded, or a record contradicts the runtime): sysmon
  * then polls, and observe_bpf.c has said why once. */

@@ -102,7 +102,13 @@ static struct {
 	_Atomic uint64_t ms_unreg;	/* Ms that found no slot: polled */
 #ifdef KGO_BPF
 	struct kgo_observe_bpf *skel;
+	struct obs_tick *tick;		/* loaded by this process, kept */
 #endif
+	/* bpfp: the kernel's preemption tick (bpf/kgo_tick.bpf.c) times
+	 * the slices of running Gs: set at start, before any M runs. */
+	_Atomic bool tick_on;
+	_Atomic uint64_t tick_taken;	/* its SIGURGs that stopped a G */
+	_Atomic bool noslot_said;	/* say_noslot, once a run */
 } obs = { .ms_fd = -1, .stats_fd = -1, .sysmon_slot = -1 };
 
 static __thread bool tls_sysmon;
@@ -407,6 +413,20 @@ static bool thread_cpu(pid_t tid, uint64_t *cpu)
 	return true;
 }
 
+/* Does the kernel's tick time the slice of pp's G? (A running G whose
+ * M registered; a G in a syscall is sysmon's.) */
+static bool tick_times(struct p *pp)
+{
+	struct m *mp;
+
+	if (!atomic_load_explicit(&obs.tick_on, memory_order_relaxed) ||
+	    atomic_load_explicit(&pp->status, memory_order_acquire) !=
+	    P_RUNNING)
+		return false;
+	mp = smp_load_acquire(pp->m);
+	return mp && slot_of_tid(mp->tid) >= 0;
+}
+
 /*
  * A slice is the CPU time the kernel saw the G's M get since sysmon
  * first saw the G (pp->schedtick) on it. A G whose M waited for a CPU
@@ -424,6 +444,12 @@ static bool bpf_g_slice_over(struct p *pp, struct pmon *pm, int64_t now)
 	pid_t tid = p_tid(pp);
 	int32_t slot = slot_of_tid(tid);
 
+	/* The kernel's tick times a running G's slice (and stops it):
+	 * sysmon neither looks nor signals, but keeps the handler ours. */
+	if (tick_times(pp)) {
+		preempt_tend(now);
+		return false;
+	}
 	if (slot < 0 || !thread_cpu(tid, &cpu)) {
 		ps->slot = -1;
 		return observer_poll.g_slice_over(pp, pm, now);
@@ -449,6 +475,8 @@ static int64_t bpf_slice_end(struct p *pp, struct pmon *pm)
 	struct pslice *ps = &obs.ps[pp->id];
 	int64_t t;
 
+	if (tick_times(pp))
+		return INT64_MAX;	/* the tick will stop it */
 	/* Not looked at yet (the P started running after the last look,
 	 * or its M had not registered then): look now. sysmon has no
 	 * period to fall back on. */
@@ -498,6 +526,17 @@ static int32_t obs_register(int op, void *m_addr)
 	return -1;
 }
 
+/* A registration was refused: say so once a run (an M's or sysmon's,
+ * whichever comes first). */
+static void say_noslot(void)
+{
+	if (!atomic_exchange(&obs.noslot_said, true))
+		kgo_printf("kgo: the BPF probes gave this process no slot "
+			   "(their table is full, or this user holds its cap "
+			   "of %d: kgo-probe status); what found none is "
+			   "polled\n", KGO_OBS_UID_SLOTS);
+}
+
 void observe_minit(struct m *mp)
 {
 	if (!obs.on || atomic_load(&obs.stale))
@@ -506,12 +545,11 @@ void observe_minit(struct m *mp)
 		atomic_fetch_add(&obs.ms_reg, 1);
 		return;
 	}
-	/* No slot (table full, or another pid namespace): this M is
-	 * handled by polling; sysmon asks poll about it. */
-	if (atomic_fetch_add(&obs.ms_unreg, 1) == 0)
-		kgo_printf("kgo: an M found no slot in the BPF probes' table; "
-			   "it is observed by polling (kgo-probe status shows "
-			   "the table)\n");
+	/* No slot (table full, this user's cap reached, or another pid
+	 * namespace): this M is handled by polling; sysmon asks poll
+	 * about it. */
+	atomic_fetch_add(&obs.ms_unreg, 1);
+	say_noslot();
 }
 
 void observe_m0_exit(void)
@@ -559,6 +597,34 @@ bool observe_sigurg(const siginfo_t *si)
 	return true;
 }
 
+/*
+ * observe_tick_asks() - a SIGURG with si_code SI_KERNEL came to @mp:
+ * is it the kernel's tick asking @mp's running G to stop? Yes if the
+ * M's own record (written only by the tick) says that the slice of its
+ * P's current schedtick is over (bpf/kgo_tick.bpf.c, "The protocol").
+ * Async-signal-safe: plain loads of the records and of the tid table.
+ */
+bool observe_tick_asks(struct m *mp)
+{
+	const volatile struct kgo_obs_m *r;
+	struct p *pp = mp->p;
+	int32_t slot;
+
+	if (!atomic_load_explicit(&obs.tick_on, memory_order_relaxed) ||
+	    !pp || !obs.ms)
+		return false;
+	slot = slot_of_tid(mp->tid);
+	if (slot < 0)
+		return false;
+	r = &obs.ms[slot];
+	if (rd(r->owner) != owner_of(mp->tid) ||
+	    rd(r->tick_preempt) != atomic_load_explicit(&pp->schedtick,
+							memory_order_relaxed) + 1)
+		return false;
+	atomic_fetch_add_explicit(&obs.tick_taken, 1, memory_order_relaxed);
+	return true;
+}
+
 void observe_sysmon_init(void)
 {
 	sigset_t set;
@@ -568,7 +634,8 @@ void observe_sysmon_init(void)
 	tls_sysmon = true;
 	obs.sysmon_slot = obs_register(KGO_OBS_REG_SYSMON, NULL);
 	if (obs.sysmon_slot < 0)
-		obs.stale_why = "sysmon found no slot in the BPF probes' table";
+		obs.stale_why = "sysmon found no slot in the BPF probes' table "
+				"(full, or this user's cap reached)";
 	else if (rd(obs.ms[obs.sysmon_slot].version) != KGO_OBS_VERSION)
 		/* Pinned probes of another version whose records have
 		 * our size: they would read what we publish wrongly. */
@@ -576,11 +643,16 @@ void observe_sysmon_init(void)
 				"(sudo kgo-probe unload, then load this one's)";
 	if (obs.stale_why) {
 		atomic_store(&obs.stale, true);
+		atomic_store(&obs.tick_on, false);
 		WRITE_ONCE(sched.observe, KGO_OBSERVE_POLL);
 		WRITE_ONCE(sched.observe_why, obs.stale_why);
-		/* Found at the start: auto's choice, silent as the others
-		 * are (KGO_DEBUG=observe=1 says it). */
-		if (obs.want == KGO_OBSERVE_BPF || observe_debug)
+		if (obs.sysmon_slot < 0)
+			/* A user's cap reached is said once, always. */
+			say_noslot();
+		else if (obs.want == KGO_OBSERVE_BPF || observe_debug)
+			/* Another version found at the start: auto's
+			 * choice, silent as the others are
+			 * (KGO_DEBUG=observe=1 says it). */
 			kgo_printf("kgo: %s; polling\n", obs.stale_why);
 		return;
 	}
@@ -634,6 +706,7 @@ bool observe_check(int64_t now)
 		return true;
 	}
 	atomic_store(&obs.stale, true);
+	atomic_store(&obs.tick_on, false);	/* sysmon times slices */
 	/* kgo_stats_get reads both from any thread (READ_ONCE). */
 	WRITE_ONCE(sched.observe, KGO_OBSERVE_POLL);
 	WRITE_ONCE(sched.observe_why, obs.stale_why);
@@ -654,6 +727,9 @@ void observe_stats(struct kgo_stats *st)
 						   memory_order_relaxed);
 	st->observe_kick_ns = atomic_load_explicit(&obs.kick_ns,
 						   memory_order_relaxed);
+	st->preempt_tick = atomic_load(&obs.tick_on);
+	st->preempt_ticks = atomic_load_explicit(&obs.tick_taken,
+						 memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------ */
@@ -662,7 +738,7 @@ void observe_stats(struct kgo_stats *st)
 
 #ifdef KGO_BPF
 
-static int silent_print(enum libbpf_print_level l, const char *f, va_list ap)
+int obs_silent_print(enum libbpf_print_level l, const char *f, va_list ap)
 {
 	(void)l;
 	(void)f;
@@ -689,11 +765,26 @@ static bool locked_down(void)
  * load the probes with -@err (never libbpf's RLIMIT_MEMLOCK hint: the
  * kernel has charged BPF memory to cgroups since 5.11).
  */
+const char *obs_btf_path;
+
 const char *obs_explain(int err)
 {
-	if (access("/sys/kernel/btf/vmlinux", R_OK))
+	if (obs_btf_path && access(obs_btf_path, R_OK))
+		return "the kernel BTF file named by VMLINUX_BTF cannot be "
+		       "read: point VMLINUX_BTF at the kernel's BTF, or unset "
+		       "it to use /sys/kernel/btf/vmlinux";
+	/* libbpf's own errnos start at 4000 (LIBBPF_ERRNO__FORMAT:
+	 * "failed to parse target BTF"). */
+	if (obs_btf_path && (err == EINVAL || err == ENOENT ||
+			     err == ENODATA || err == EPROTO ||
+			     (err >= 4000 && err < 4100)))
+		return "the file named by VMLINUX_BTF is not usable BTF of "
+		       "this kernel: point it at the kernel's BTF, or unset "
+		       "it to use /sys/kernel/btf/vmlinux";
+	if (!obs_btf_path && access("/sys/kernel/btf/vmlinux", R_OK))
 		return "the kernel has no BTF (/sys/kernel/btf/vmlinux is "
-		       "missing: it needs CONFIG_DEBUG_INFO_BTF=y)";
+		       "missing): build it with CONFIG_DEBUG_INFO_BTF=y, or "
+		       "point VMLINUX_BTF at its BTF file";
 	if (err == EPERM || err == EACCES) {
 		if (geteuid() != 0)
 			return "loading BPF needs root (CAP_BPF and "
@@ -701,18 +792,21 @@ const char *obs_explain(int err)
 		if (locked_down())
 			return "the kernel is locked down (lockdown="
 			       "confidentiality) and refuses tracing BPF";
-		return "the kernel refused the BPF programs to root (a "
-		       "security module or lockdown?)";
+		return "the kernel refused the BPF programs to root: a "
+		       "security module or lockdown forbids them (`kgo-probe "
+		       "load -v` shows the kernel's own words)";
 	}
 	if (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */ ||
 	    err == ENOENT || err == ESRCH)
 		return "the kernel refused the probes' program types or "
-		       "kfuncs (tp_btf, task storage and bpf_send_signal_task "
-		       "need Linux 6.13 or later)";
+		       "kfuncs: tp_btf, task storage and bpf_send_signal_task "
+		       "need Linux 6.13 or later (`kgo-probe load -v` shows "
+		       "the kernel's own words)";
 	if (err == ENOMEM)
-		return "the kernel ran out of memory for BPF maps (the "
-		       "memory cgroup's limit?)";
-	return "the BPF probes could not be loaded";
+		return "the kernel ran out of memory for BPF maps: raise "
+		       "the memory cgroup's limit";
+	return "the BPF probes could not be loaded: `kgo-probe load -v` "
+	       "shows why";
 }
 
 /*
@@ -722,13 +816,15 @@ const char *obs_explain(int err)
 struct kgo_observe_bpf *obs_load(bool verbose, int *err)
 {
 	libbpf_print_fn_t old = libbpf_set_print(verbose ? NULL :
-						 silent_print);
+						 obs_silent_print);
+	LIBBPF_OPTS(bpf_object_open_opts, opts,
+		    .btf_custom_path = obs_btf_path);
 	struct kgo_observe_bpf *skel;
 	int e;
 
 	if (verbose)
 		libbpf_set_print(old);
-	skel = kgo_observe_bpf__open();
+	skel = kgo_observe_bpf__open_opts(&opts);
 	if (!skel) {
 		e = errno ? errno : EINVAL;
 		goto out;
@@ -797,8 +893,10 @@ static const char *obs_open(void)
 	 * ~70 ms here (libbpf reads the kernel's BTF), so they stay
 	 * attached until the process ends, tracking nobody between runs
 	 * (the Ms' threads are gone, m0 unregistered). */
-	if (obs.own)
+	if (obs.own) {
+		atomic_store(&obs.tick_on, obs.tick != NULL);
 		return NULL;
+	}
 	/* Read-write: the kernel maps a BPF map shared only through a
 	 * writable file. kgo-probe froze the map: no user writes it. */
 	fd = obj_get(KGO_OBS_PIN_DIR "/kgo_ms", 0);
@@ -815,6 +913,8 @@ static const char *obs_open(void)
 		}
 		obs.stats_fd = obj_get(KGO_OBS_PIN_DIR "/kgo_stats",
 				       BPF_F_RDONLY);
+		/* kgo-probe pins the tick's counters only with the tick. */
+		atomic_store(&obs.tick_on, !access(KGO_TICK_STATS_PIN, F_OK));
 		return NULL;
 	}
 	if (geteuid() != 0)
@@ -826,13 +926,18 @@ static const char *obs_open(void)
 		return why;
 	}
 	obs.own = true;
+	/* The tick is a bonus: without it sysmon times slices itself. */
+	obs.tick = tick_load(obs.skel, false, &err);
 	if (obs_map(bpf_map__fd(obs.skel->maps.kgo_ms))) {
+		tick_destroy(obs.tick);
+		obs.tick = NULL;
 		kgo_observe_bpf__destroy(obs.skel);
 		obs.skel = NULL;
 		obs.own = false;
 		return "the probes' records cannot be mapped";
 	}
 	obs.stats_fd = bpf_map__fd(obs.skel->maps.kgo_stats);
+	atomic_store(&obs.tick_on, obs.tick != NULL);
 	return NULL;
 }
 
@@ -853,35 +958,8 @@ static void obs_close(void)
 /* The probes' counters summed over the CPUs (kgo-probe, benchmarks). */
 int obs_probe_stats(int fd, struct kgo_obs_stats *sum)
 {
-	int n = libbpf_num_possible_cpus(), i;
-	struct kgo_obs_stats *v;
-	__u32 zero = 0;
-
-	memset(sum, 0, sizeof(*sum));
-	if (n <= 0)
-		return -EINVAL;
-	v = calloc(n, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	if (bpf_map_lookup_elem(fd, &zero, v)) {
-		free(v);
-		return -errno;
-	}
-	for (i = 0; i < n; i++) {
-		sum->switches += v[i].switches;
-		sum->regs += v[i].regs;
-		sum->unregs += v[i].unregs;
-		sum->exits += v[i].exits;
-		sum->full += v[i].full;
-		sum->wakes += v[i].wakes;
-		sum->wake_fail += v[i].wake_fail;
-		sum->read_fail += v[i].read_fail;
-		sum->wakes_m += v[i].wakes_m;
-		sum->timers += v[i].timers;
-		sum->timer_quiet += v[i].timer_quiet;
-	}
-	free(v);
-	return 0;
+	/* All __u64: summed as an array (observe_tick.c). */
+	return percpu_sum(fd, (__u64 *)sum, sizeof(*sum) / sizeof(__u64));
 }
 
 #else /* !KGO_BPF */
@@ -931,6 +1009,11 @@ static void publish(void)
 	if (sched.kick_m)
 		obs.proc.kick_tid_addr = (uint64_t)(uintptr_t)&sched.kick_tid;
 	obs.proc.kick_delay_ns = observe_kick_delay_ns;
+	obs.proc.off_m_p = offsetof(struct m, p);
+	obs.proc.off_p_schedtick = offsetof(struct p, schedtick);
+	obs.proc.p_running = P_RUNNING;
+	obs.proc.slice_ns = atomic_load(&obs.tick_on) ?
+			    (uint64_t)sched.slice_ns : 0;
 	/* Last, with release: the probes check it before the rest. */
 	__atomic_store_n(&obs.proc.magic, KGO_OBS_MAGIC, __ATOMIC_RELEASE);
 }
@@ -969,6 +1052,9 @@ const struct observer *observe_start(void)
 	atomic_store(&obs.kick_ns, 0);
 	atomic_store(&obs.ms_reg, 0);
 	atomic_store(&obs.ms_unreg, 0);
+	atomic_store(&obs.tick_taken, 0);
+	atomic_store(&obs.noslot_said, false);
+	atomic_store(&obs.tick_on, false);
 	sched.observe = KGO_OBSERVE_POLL;
 	if (want == KGO_OBSERVE_POLL) {
 		sched.observe_why = "polling asked for (KGO_OBSERVE=poll or "
@@ -994,6 +1080,7 @@ const struct observer *observe_start(void)
 		}
 	}
 	if (why) {
+		atomic_store(&obs.tick_on, false);
 		sched.observe_why = why;
 		/* Asked for bpf and not given it: say so once. */
 		if (want == KGO_OBSERVE_BPF)
@@ -1015,6 +1102,7 @@ out:
 
 void observe_stop(void)
 {
+	atomic_store(&obs.tick_on, false);	/* before the records go */
 	if (obs.on)
 		obs_close();
 	obs.on = false;

@@ -7,9 +7,12 @@
 #define KGO_OBSERVE_BPF_H
 
 #include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <linux/types.h>
 
 #include "kgo_observe.h"
+#include "kgo_tick.h"
 
 #ifdef KGO_BPF
 struct kgo_observe_bpf;
@@ -22,6 +25,35 @@ struct kgo_observe_bpf *obs_load(bool verbose, int *err);
 const char *obs_explain(int err);
 /* The probes' counters in the per-CPU map @fd, summed. 0 or -errno. */
 int obs_probe_stats(int fd, struct kgo_obs_stats *sum);
+
+/* The kernel BTF to load with, NULL: the kernel's own (kgo-probe:
+ * VMLINUX_BTF, for kernels whose BTF is a file of its own). */
+extern const char *obs_btf_path;
+/* libbpf's print function that prints nothing. */
+enum libbpf_print_level;
+int obs_silent_print(enum libbpf_print_level l, const char *f, va_list ap);
+
+/* The preemption tick (observe_tick.c, bpf/kgo_tick.bpf.c). */
+struct kgo_tick_bpf;
+struct bpf_link;
+struct obs_tick {
+	struct kgo_tick_bpf *skel;
+	int nlinks;
+	struct bpf_link **links;	/* one per online CPU */
+};
+/* Load the tick on the maps of @obs and attach it to every online CPU.
+ * Return: it, or NULL with the errno in *err. */
+struct obs_tick *tick_load(struct kgo_observe_bpf *obs, bool verbose,
+			   int *err);
+/* Detach and free (NULL: nothing). */
+void tick_destroy(struct obs_tick *t);
+/* Sum the per-CPU entry 0 of map @fd, @nfields u64s. 0 or -errno. */
+int percpu_sum(int fd, __u64 *sum, size_t nfields);
 #endif
+
+/* Where kgo-probe pins the tick's counters; its presence says the tick
+ * is attached. */
+#define KGO_TICK_STATS_PIN	KGO_OBS_PIN_DIR "/kgo_tick_stats"
+
 
 #endif /* KGO_OBSERVE_BPF_H */

@@ -223,6 +223,21 @@
  * the new handler, and kgo_run's end leaves the program's handler in
  * place.
  *
+ * The kernel's tick. In bpf mode with the probes' preemption tick
+ * (bpf/kgo_tick.bpf.c, which has the protocol) the kernel itself sends
+ * SIGURG to an M whose G's slice of CPU time is over, with
+ * bpf_send_signal_thread: si_code SI_KERNEL, no cookie, and gp->preempt
+ * not set (BPF cannot write the process's memory). Before it sends,
+ * the tick writes in the M's record, which only the probes write, the
+ * schedtick + 1 of the slice it found over; the handler takes an
+ * SI_KERNEL SIGURG as a request only if that is the schedtick of its
+ * P now (observe_tick_asks), and then sets gp->preempt itself and goes
+ * on as for sysmon's signal: the same safe points, or the G's next
+ * runtime call. A stale request (the G changed since) or a SIGURG of
+ * a socket is only passed on to the program's handler. Like the
+ * cookie, this cannot be forged by another user: SI_KERNEL comes only
+ * from the kernel, and the records are frozen for users.
+ *
  * What user code sees. The handler is SA_RESTART: a signal that lands
  * in a restartable system call (read, write, wait, ...) restarts it.
  * Calls that Linux never restarts (poll, epoll_wait, select, nanosleep,
@@ -1173,7 +1188,16 @@ static void sigurg_handler(int sig, siginfo_t *si, void *ucv)
 	 */
 	chain(sig, si, ucv);
 	errno_set(saved_errno);
-	if (!sigurg_is_ours(si) || !gp || !pre.on)
+	if (!gp)
+		goto out;
+	/* The kernel's tick (bpf mode) cannot send the cookie: its
+	 * request is in the M's record (see "The kernel's tick"). */
+	if (si->si_code == SI_KERNEL && observe_tick_asks(mp))
+		atomic_store_explicit(&gp->preempt, true,
+				      memory_order_relaxed);
+	else if (!sigurg_is_ours(si))
+		goto out;
+	if (!pre.on)
 		goto out;
 	if (unlikely(abandon_point(mp, gp, uc)))
 		m_park_abandoned(mp);	/* returns if m0 did not ask */
@@ -1384,16 +1408,30 @@ uint64_t preempt_refused(void)
  */
 bool preempt_signal(struct m *mp, int64_t now)
 {
-	struct sigaction cur;
-
 	if (!pre.on || mp->tid <= 0)
 		return false;
+	preempt_tend(now);
+	return preempt_kick(mp);
+}
+
+/*
+ * preempt_tend() - what sysmon does for the signal besides sending it:
+ * the object table after a dlopen, and SIGURG taken back from a handler
+ * the program installed since (passing every signal on to it). Also
+ * called at sysmon's looks where the kernel's tick sends the signals
+ * (observe_bpf.c): without it a program's handler installed while kgo
+ * runs would take every tick for good (preempt_test
+ * program_sigurg_handler_during_run hung). sysmon only.
+ */
+void preempt_tend(int64_t now)
+{
+	struct sigaction cur;
+
+	if (!pre.on)
+		return;
 	maybe_rescan(now);
-	/* The program installed a SIGURG handler of its own since: take
-	 * SIGURG back, passing every signal on to it. */
 	if (!sigaction(SIGURG, NULL, &cur) && !action_is_ours(&cur))
 		take_sigurg(&cur);
-	return preempt_kick(mp);
 }
 
 /* The signal alone, for threads other than sysmon (the rescan and the

@@ -733,6 +733,8 @@ const char *preempt_async_why(void);
 uint64_t preempt_refused(void);
 /* sysmon: SIGURG to mp, whose G has g->preempt set. */
 bool preempt_signal(struct m *mp, int64_t now);
+/* sysmon: the table and the SIGURG take-back, without a signal. */
+void preempt_tend(int64_t now);
 /* kgo_run's end: the same SIGURG, without sysmon's rescan (proc.c,
  * "Abandoning Ms"). */
 bool preempt_kick(struct m *mp);

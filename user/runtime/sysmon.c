@@ -406,7 +406,7 @@ static int retake(int64_t now)
 /* When must sysmon look again, at the latest, for the slices running
  * now (and for wakeups deferred while a P idles)? INT64_MAX: no G is
  * running long. */
-static int64_t next_slice_end(int64_t now)
+static int64_t next_slice_end(int64_t now, int *nticked)
 {
 	int64_t next = INT64_MAX, t;
 	bool idlep = atomic_load_explicit(&sched.npidle,
@@ -454,6 +454,9 @@ static int64_t next_slice_end(int64_t now)
 			t = pm->preemptwhen + pm->resend;
 		else
 			t = sm.obs->slice_end(pp, pm);
+		/* bpf: the kernel's tick times this slice (and ends it). */
+		if (t == INT64_MAX)
+			(*nticked)++;
 		if (t < next)
 			next = t;
 	}
@@ -663,6 +666,8 @@ static void wake_locked(void)
  * handler runs only when its thread leaves the kernel, so the wakeup
  * cannot end the sleep: sysmon looks every millisecond there.
  */
+#define TICK_LOOK	(1000 * 1000 * 1000LL)
+
 static int64_t bpf_until(int64_t now)
 {
 	int64_t until = INT64_MAX;
@@ -717,6 +722,7 @@ static void *sysmon(void *arg)
 {
 	int64_t delay = DELAY_MIN, lasttrace = 0, now, until, t;
 	bool looked = false;
+	int nticked;
 	int idle = 0;
 
 	(void)arg;
@@ -746,15 +752,23 @@ static void *sysmon(void *arg)
 		 * sysmon registered (observe_sysmon_init) woke nobody. */
 		if (sm.obs->kernel_wakes)
 			until = looked ? bpf_until(now) : now;
-		t = next_slice_end(now);
+		nticked = 0;
+		t = next_slice_end(now, &nticked);
 		if (t < until)
 			until = t > now + DELAY_MIN ? t : now + DELAY_MIN;
 		/* bpf mode, nothing to time and yet not every P on the
 		 * idle list: a P between two owners (kgo_run's first, taken
 		 * without pidleget; one being released), which no wakeup
 		 * announces. Look again in a millisecond. */
-		if (until == INT64_MAX && !all_idle())
+		if (until == INT64_MAX && atomic_load(&sched.npidle) +
+		    nticked < sched.gomaxprocs)
 			until = now + WAKEP_LOOK;
+		/* bpf mode, the Gs that run are timed by the kernel's
+		 * tick, which stops them (observe_bpf.c, tick_times): a
+		 * look a second only, to notice probes unloaded under a
+		 * G that then no tick stops (observe_check). */
+		if (until == INT64_MAX && nticked)
+			until = now + TICK_LOOK;
 		if (sm.schedtrace_ns) {
 			t = lasttrace + sm.schedtrace_ns;
 			if (t < until)

@@ -26,6 +26,7 @@
  * Every failure is one sentence that says what to do, on stderr, and
  * exit status 1.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -46,10 +47,12 @@
 
 #include "observe_bpf.h"
 #include "kgo_observe.skel.h"
+#include "kgo_tick.skel.h"
 
 #define PIN_ROOT	"/sys/fs/bpf"
 #define MS_PIN		KGO_OBS_PIN_DIR "/kgo_ms"
 #define STATS_PIN	KGO_OBS_PIN_DIR "/kgo_stats"
+#define TICK_STATS_PIN	KGO_TICK_STATS_PIN
 
 static const char *const link_names[] = {
 	"sys_enter", "sched_switch", "sched_wakeup", "sched_process_exit",
@@ -106,24 +109,55 @@ static int pin(int fd, const char *name, mode_t mode, gid_t gid)
 	return 0;
 }
 
+/* Every pin in the directory (the links, the tick's one per CPU, and
+ * the maps), then the directory. */
 static void remove_pins(void)
 {
-	char path[256];
-	size_t i;
+	char path[512];
+	struct dirent *de;
+	DIR *d = opendir(KGO_OBS_PIN_DIR);
 
-	for (i = 0; i < sizeof(link_names) / sizeof(link_names[0]); i++) {
-		snprintf(path, sizeof(path), "%s/link_%s", KGO_OBS_PIN_DIR,
-			 link_names[i]);
-		unlink(path);
+	if (d) {
+		while ((de = readdir(d))) {
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", KGO_OBS_PIN_DIR,
+				 de->d_name);
+			unlink(path);
+		}
+		closedir(d);
 	}
-	unlink(MS_PIN);
-	unlink(STATS_PIN);
 	rmdir(KGO_OBS_PIN_DIR);
+}
+
+/*
+ * Pin the preemption tick's links (one per CPU) and its counters. Its
+ * counters' pin says to the runtime that the tick is there, so it goes
+ * last. The links are disconnected before the tick is freed: libbpf
+ * disables a perf event when it destroys its link, pinned or not.
+ * Return: 0 or -errno.
+ */
+static int pin_tick(struct obs_tick *t, mode_t fmode, gid_t gid)
+{
+	char name[64];
+	int i, err;
+
+	for (i = 0; i < t->nlinks; i++) {
+		snprintf(name, sizeof(name), "link_tick%d", i);
+		err = pin(bpf_link__fd(t->links[i]), name, 0600, 0);
+		if (err)
+			return err;
+	}
+	for (i = 0; i < t->nlinks; i++)
+		bpf_link__disconnect(t->links[i]);
+	return pin(bpf_map__fd(t->skel->maps.kgo_tick_stats),
+		   "kgo_tick_stats", fmode & 0444, gid);
 }
 
 static int cmd_load(const char *group, bool verbose)
 {
 	struct kgo_observe_bpf *skel;
+	struct obs_tick *tick;
 	struct bpf_link *links[4];
 	mode_t fmode = 0666, dmode = 0755;
 	gid_t gid = 0;
@@ -151,9 +185,18 @@ static int cmd_load(const char *group, bool verbose)
 		return fail("the probes are loaded already (%s): "
 			    "`kgo-probe unload` first to load them again.",
 			    KGO_OBS_PIN_DIR);
+	obs_btf_path = getenv("VMLINUX_BTF");
+	if (obs_btf_path && !*obs_btf_path)
+		obs_btf_path = NULL;
 	skel = obs_load(verbose, &err);
 	if (!skel)
 		return fail("%s.", obs_explain(err));
+	/* Without the tick the probes still work: sysmon times slices. */
+	tick = tick_load(skel, verbose, &err);
+	if (!tick)
+		fprintf(stderr, "kgo-probe: the preemption tick was refused "
+			"(%s): loading the rest; kgo programs time slices "
+			"themselves.\n", strerror(err));
 	if (mkdir(KGO_OBS_PIN_DIR, dmode) && errno != EEXIST) {
 		err = errno;
 		goto out_fail;
@@ -180,19 +223,57 @@ static int cmd_load(const char *group, bool verbose)
 	if (!err)
 		err = -pin(bpf_map__fd(skel->maps.kgo_stats), "kgo_stats",
 			   fmode & 0444, gid);
+	if (!err && tick)
+		err = -pin_tick(tick, fmode, gid);
 	if (err)
 		goto out_fail;
+	tick_destroy(tick);		/* disconnected: the pins keep it */
 	kgo_observe_bpf__destroy(skel);	/* the pins keep them */
-	printf("kgo-probe: probes loaded and pinned in %s%s%s\n",
+	printf("kgo-probe: probes loaded and pinned in %s%s%s%s\n",
 	       KGO_OBS_PIN_DIR, group ? " for group " : "",
-	       group ? group : " for every user");
+	       group ? group : " for every user",
+	       tick ? ", with the preemption tick" : "");
 	return 0;
 
 out_fail:
 	remove_pins();
+	tick_destroy(tick);
 	kgo_observe_bpf__destroy(skel);
 	return fail("could not pin the probes in %s (%s): is %s writable "
 		    "by root?", KGO_OBS_PIN_DIR, strerror(err), PIN_ROOT);
+}
+
+static int open_pinned(const char *path, bool rdonly);
+
+/* The preemption tick's line of status. */
+static void tick_status(void)
+{
+	struct kgo_tick_stats t;
+	char path[300];
+	int fd, ncpu = 0;
+
+	for (;; ncpu++) {
+		snprintf(path, sizeof(path), "%s/link_tick%d",
+			 KGO_OBS_PIN_DIR, ncpu);
+		if (access(path, F_OK))
+			break;
+	}
+	fd = open_pinned(TICK_STATS_PIN, true);
+	if (fd < 0 || percpu_sum(fd, (__u64 *)&t, sizeof(t) / sizeof(__u64))) {
+		printf("tick:     not loaded (slices are timed by each "
+		       "program's sysmon)\n");
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	close(fd);
+	printf("tick:     loaded, %d Hz on %d CPUs; ticks on kgo Ms %llu, "
+	       "slices timed %llu, signals sent %llu (failed %llu), "
+	       "records not running %llu\n", KGO_TICK_HZ, ncpu,
+	       (unsigned long long)t.ticks, (unsigned long long)t.slices,
+	       (unsigned long long)t.signals,
+	       (unsigned long long)t.signal_fail,
+	       (unsigned long long)t.stale);
 }
 
 static int open_pinned(const char *path, bool rdonly)
@@ -239,8 +320,11 @@ static int cmd_status(void)
 	printf("probes:   loaded, pinned in %s\n", KGO_OBS_PIN_DIR);
 	printf("uses:     tp_btf/sched_switch, tp_btf/sched_wakeup, "
 	       "tp_btf/sched_process_exit, tp_btf/sys_enter; task storage; "
-	       "an mmapped array of %d records; kfunc "
-	       "bpf_send_signal_task\n", KGO_OBS_SLOTS);
+	       "an mmapped array of %d records (at most %d per user but "
+	       "root); kfunc "
+	       "bpf_send_signal_task%s\n", KGO_OBS_SLOTS, KGO_OBS_UID_SLOTS,
+	       access(TICK_STATS_PIN, F_OK) ? "" :
+	       "; perf_event cpu-clock on every CPU, bpf_send_signal_thread");
 	for (i = 0; i < KGO_OBS_SLOTS; i++) {
 		__u64 owner = __atomic_load_n(&ms[i].owner, __ATOMIC_ACQUIRE);
 		__u32 tgid = owner >> 32;
@@ -299,6 +383,10 @@ static int cmd_status(void)
 		       (unsigned long long)st.wakes,
 		       (unsigned long long)st.wake_fail,
 		       (unsigned long long)st.read_fail);
+	if (sfd >= 0)
+		printf("          refused over the per-user cap %llu\n",
+		       (unsigned long long)st.capped);
+	tick_status();
 	return 0;
 }
 

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kgo_tick.h - what the preemption tick (kgo_tick.bpf.c) shares with
+ * its loaders (observe_bpf.c, kgo-probe): its rate and its counters.
+ * The per-M fields it writes are in kgo_observe.h (struct kgo_obs_m,
+ * the tick_* block), the runtime's in struct kgo_obs_proc.
+ */
+#ifndef KGO_TICK_H
+#define KGO_TICK_H
+
+/* Ticks a second on each CPU: a slice ends at most 1/KGO_TICK_HZ s of
+ * CPU time late (besides the signal's delivery). */
+#define KGO_TICK_HZ		2000
+
+/*
+ * struct kgo_tick_stats - the tick's counters (map kgo_tick_stats, one
+ * entry per CPU).
+ */
+struct kgo_tick_stats {
+	__u64 ticks;		/* ticks that found a registered M running */
+	__u64 slices;		/* slices the tick started timing */
+	__u64 signals;		/* SIGURGs sent: a slice was over */
+	__u64 signal_fail;	/* ... that could not be sent */
+	__u64 stale;		/* the M's record was not RUNNING */
+};
+
+#endif /* KGO_TICK_H */
