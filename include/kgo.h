@@ -769,6 +769,54 @@ int kgo_p_stat(int p, uint64_t *ran);
  * "aarch64" or "ucontext"). */
 const char *kgo_ctx_impl(void);
 
+/* ------------------------------------------------------------------ */
+/* Signals as channel values (Go's os/signal.Notify)                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The runtime owns the signal masks of its threads: a notified signal is
+ * received by a thread of the runtime that never blocks it (user/runtime/
+ * signal.c), so a G that blocks it with sigprocmask or pthread_sigmask
+ * (which changes only the mask of the M it happens to run on) still gets
+ * it on its channel. The handler only records the signal; a thread of
+ * the runtime sends it on. Delivery works with or without a kgo_run
+ * running (a signal that comes before kgo_run waits in the channel's
+ * buffer) and from one kgo_run to the next.
+ *
+ * Like Go, the runtime never blocks to deliver: a signal that finds the
+ * channel full (or an unbuffered one with no receiver waiting) is
+ * dropped, so give the channel a buffer of one per signal you must not
+ * miss; and a signal that comes again before the first was sent on is
+ * sent once. While a channel is notified, the deadlock report ("all
+ * goroutines are asleep") is off: a signal may come at any time.
+ */
+
+/**
+ * kgo_signal_notify() - send the signals in @sigs to @c as they come.
+ * @c:	  a channel made with kgo_chan_make(sizeof(int), cap); each
+ *	  element is the number of the signal that came.
+ * @sigs: the signal numbers to catch; calls for one channel add up.
+ * @n:	  how many.
+ *
+ * The program's own action for a signal (or its default) comes back
+ * when no channel watches it any more (kgo_signal_stop). Callable from
+ * a G, from any thread, and with no runtime running.
+ * Return: 0; -EINVAL: NULL @c or @sigs, @n < 1, a channel whose elements
+ * are not int, a number that is no signal, or a signal no program may
+ * catch or that the runtime needs itself (SIGKILL, SIGSTOP; SIGURG:
+ * preemption; SIGSEGV, SIGBUS: stack overflow detection; glibc's own,
+ * 32 and 33); nothing is changed then. -EAGAIN or -ENOMEM: the
+ * runtime's signal thread could not be started.
+ */
+int kgo_signal_notify(struct kgo_chan *c, const int *sigs, int n);
+
+/**
+ * kgo_signal_stop() - send no more signals to @c. When it returns, no
+ * signal is sent to @c any more (one already in its buffer stays).
+ * Return: 0, -EINVAL (NULL @c), -ENOENT (@c was not notified).
+ */
+int kgo_signal_stop(struct kgo_chan *c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -148,6 +148,8 @@ struct sched sched;
 
 __thread struct m *kgo_tls_m __attribute__((tls_model("initial-exec")));
 _Atomic bool kgo_foreign_seen;
+_Atomic int kgo_foreign_n;
+__thread int kgo_tls_foreign __attribute__((tls_model("initial-exec")));
 __thread volatile int kgo_tls_locks __attribute__((tls_model("initial-exec")));
 
 const char *const waitreason_str[WAIT_NREASONS] = {
@@ -2440,6 +2442,7 @@ void checkdead(void)
 		kgo_throw("checkdead: inconsistent counts");
 	}
 	if (atomic_load(&sched.nio) > 0 || atomic_load(&sched.nsyscall) > 0 ||
+	    atomic_load(&kgo_foreign_n) > 0 ||
 	    atomic_load_explicit(&kgo_foreign_seen, memory_order_relaxed))
 		return;
 	for (i = 0; i < sched.gomaxprocs; i++)
@@ -2453,6 +2456,21 @@ void checkdead(void)
 	kgo_printf("kgo: all goroutines are asleep - deadlock!\n\n");
 	dump_goroutines();
 	_exit(2);
+}
+
+/*
+ * The decrement is seq_cst and checkdead's load of kgo_foreign_n is
+ * under sched.lock, as is the idle count of an M going idle (mput): of
+ * the last foreign thread leaving and the last M going idle, the one
+ * that comes second sees the other and reports.
+ */
+void foreign_count(int delta)
+{
+	if (atomic_fetch_add(&kgo_foreign_n, delta) + delta != 0)
+		return;
+	lock(&sched.lock);
+	checkdead();
+	unlock(&sched.lock);
 }
 
 /* ------------------------------------------------------------------ */

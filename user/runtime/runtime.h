@@ -571,9 +571,26 @@ extern struct sched sched;
 extern _Atomic bool kgo_foreign_seen;
 extern __thread struct m *kgo_tls_m __attribute__((tls_model("initial-exec")));
 
+/*
+ * Foreign threads that are counted instead (Go's extra Ms of cgo
+ * callbacks): one registered with kgo_foreign_enter, one waiting inside
+ * a kgo call, and the runtime's signal thread while a channel is
+ * notified (signal.c). kgo_foreign_n is their number (atomic); while
+ * it is not 0 checkdead stays quiet, and once it falls back to 0 a
+ * deadlock is reported again. Such a thread has kgo_tls_foreign > 0 and
+ * does not set kgo_foreign_seen.
+ */
+extern _Atomic int kgo_foreign_n;
+extern __thread int kgo_tls_foreign __attribute__((tls_model("initial-exec")));
+
+/* foreign_count() - add @delta (+1, -1) to kgo_foreign_n; when it falls
+ * to 0, look for a deadlock at once (every M may be idle already, and
+ * none would look again). Any thread, no lock held. */
+void foreign_count(int delta);
+
 static inline void foreign_note(void)
 {
-	if (unlikely(!kgo_tls_m) &&
+	if (unlikely(!kgo_tls_m) && !kgo_tls_foreign &&
 	    !atomic_load_explicit(&kgo_foreign_seen, memory_order_relaxed))
 		atomic_store_explicit(&kgo_foreign_seen, true,
 				      memory_order_relaxed);
