@@ -30,7 +30,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -81,47 +80,30 @@ static struct {
 /* ------------------------------------------------------------------ */
 
 /*
- * SIGTERM and SIGINT become a byte on a pipe (the self-pipe trick) that
- * a G reads with kgo_read: the only place that knows how the request
- * arrives. With signals as channels (kgo_signal_notify) this becomes a
- * kgo_chan_recv.
+ * SIGTERM and SIGINT arrive as values on a channel (kgo_signal_notify,
+ * Go's signal.Notify): the main G receives the first one. The channel
+ * has room for both, so neither is dropped while nobody receives.
  */
-static int sigpipe[2] = { -1, -1 };
-
-static void on_signal(int sig)
-{
-	unsigned char c = (unsigned char)sig;
-	int saved = errno;
-
-	if (write(sigpipe[1], &c, 1) < 0) {
-		/* Full: a request is already there. */
-	}
-	errno = saved;
-}
+static struct kgo_chan *sigch;
 
 static int shutdown_notify(void)
 {
-	struct sigaction sa;
+	static const int sigs[] = { SIGTERM, SIGINT };
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESTART;
-	if (pipe2(sigpipe, O_CLOEXEC | O_NONBLOCK) ||
-	    sigaction(SIGTERM, &sa, NULL) || sigaction(SIGINT, &sa, NULL))
-		return -errno;
-	/* kgo_read waits on it; the write end stays non-blocking. */
-	fcntl(sigpipe[0], F_SETFL, 0);
-	return 0;
+	sigch = kgo_chan_make(sizeof(int), 2);
+	if (!sigch)
+		return -ENOMEM;
+	return kgo_signal_notify(sigch, sigs, 2);
 }
 
 /* Return: the signal that asked for the shutdown. */
 static int shutdown_wait(void)
 {
-	unsigned char c = 0;
+	int sig = 0;
 
-	while (kgo_read(sigpipe[0], &c, 1) != 1)
-		;
-	return c;
+	kgo_chan_recv(sigch, &sig);
+	kgo_signal_stop(sigch);		/* a second one kills, as usual */
+	return sig;
 }
 
 /* ------------------------------------------------------------------ */
