@@ -35,40 +35,44 @@ static long ring_dl(int64_t deadline)
 }
 
 /*
- * recv_wait() - the recv said EAGAIN: wait on the netpoller and try
- * again until data, an error, or the wait's end (io_fd_wait); where the
- * netpoller cannot take it, through the ring, else the syscall path.
+ * sock_wait() - the recv (@write: send) said EAGAIN: wait on the
+ * netpoller and try again until it moves data, fails, or the wait ends
+ * (io_fd_wait); where the netpoller cannot take it, through the ring,
+ * else the syscall path.
  */
-static long recv_wait(struct io_fdw *fw, int fd, void *buf, size_t n,
-		      int flags)
+static long sock_wait(struct io_fdw *fw, bool write, int fd, void *buf,
+		      size_t n, int flags)
 {
+	long nr = write ? SYS_sendto : SYS_recvfrom;
 	struct io_op op;
 	int64_t dl;
 	long r;
 
-	while ((r = io_fd_wait(fw, fd, false)) == 0) {
-		r = io_raw(SYS_recvfrom, fd, (long)buf, n, flags | MSG_DONTWAIT,
-			   0, 0);
+	while ((r = io_fd_wait(fw, fd, write)) == 0) {
+		r = io_raw(nr, fd, (long)buf, n, flags | MSG_DONTWAIT, 0, 0);
 		if (r != -EAGAIN)
 			return r;
 	}
 	if (r != IO_NORING)
 		return r;
-	dl = io_fd_deadline(fw, false);
+	dl = io_fd_deadline(fw, write);
 	if (io_ring_usable()) {
-		io_uring_prep_recv(&op.sqe, fd, buf, n, flags);
+		if (write)
+			io_uring_prep_send(&op.sqe, fd, buf, n, flags);
+		else
+			io_uring_prep_recv(&op.sqe, fd, buf, n, flags);
 		r = io_ring_op(&op, dl);
 		if (r != IO_NORING)
 			return r;
 	}
 	if (dl < 0)
-		return io_sys(true, SYS_recvfrom, fd, (long)buf, n, flags, 0, 0);
+		return io_sys(true, nr, fd, (long)buf, n, flags, 0, 0);
 	for (;;) {
-		r = io_wait_ready(fd, POLLIN, dl);
+		r = io_wait_ready(fd, write ? POLLOUT : POLLIN, dl);
 		if (r < 0)
 			return r;
-		r = io_sys(false, SYS_recvfrom, fd, (long)buf, n,
-			   flags | MSG_DONTWAIT, 0, 0);
+		r = io_sys(false, nr, fd, (long)buf, n, flags | MSG_DONTWAIT,
+			   0, 0);
 		if (r != -EAGAIN)
 			return r;
 	}
@@ -95,7 +99,8 @@ ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline)
 		if (r > 0 && (size_t)r < n && (flags & MSG_WAITALL) &&
 		    !(flags & MSG_DONTWAIT) && deadline != 0 &&
 		    !fd_nonblock(fd)) {
-			rest = recv_wait(&fw, fd, (char *)buf + r, n - r, flags);
+			rest = sock_wait(&fw, false, fd, (char *)buf + r, n - r,
+					 flags);
 			io_fd_end(&fw);
 			if (rest > 0)
 				r += rest;
@@ -104,7 +109,7 @@ ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline)
 	}
 	if (deadline == 0 || fd_nonblock(fd))
 		return -EAGAIN;
-	r = recv_wait(&fw, fd, buf, n, flags);
+	r = sock_wait(&fw, false, fd, buf, n, flags);
 	io_fd_end(&fw);
 	return r;
 }
@@ -112,42 +117,6 @@ ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline)
 ssize_t kgo_recv(int fd, void *buf, size_t n, int flags)
 {
 	return kgo_recv_dl(fd, buf, n, flags, -1);
-}
-
-/* send_wait() - recv_wait's twin for a send that said EAGAIN. */
-static long send_wait(struct io_fdw *fw, int fd, const void *buf, size_t n,
-		      int flags)
-{
-	struct io_op op;
-	int64_t dl;
-	long r;
-
-	while ((r = io_fd_wait(fw, fd, true)) == 0) {
-		r = io_raw(SYS_sendto, fd, (long)buf, n, flags | MSG_DONTWAIT,
-			   0, 0);
-		if (r != -EAGAIN)
-			return r;
-	}
-	if (r != IO_NORING)
-		return r;
-	dl = io_fd_deadline(fw, true);
-	if (io_ring_usable()) {
-		io_uring_prep_send(&op.sqe, fd, buf, n, flags);
-		r = io_ring_op(&op, dl);
-		if (r != IO_NORING)
-			return r;
-	}
-	if (dl < 0)
-		return io_sys(true, SYS_sendto, fd, (long)buf, n, flags, 0, 0);
-	for (;;) {
-		r = io_wait_ready(fd, POLLOUT, dl);
-		if (r < 0)
-			return r;
-		r = io_sys(false, SYS_sendto, fd, (long)buf, n,
-			   flags | MSG_DONTWAIT, 0, 0);
-		if (r != -EAGAIN)
-			return r;
-	}
 }
 
 ssize_t kgo_send_dl(int fd, const void *buf, size_t n, int flags,
@@ -176,7 +145,7 @@ ssize_t kgo_send_dl(int fd, const void *buf, size_t n, int flags,
 	if (deadline == 0 || fd_nonblock(fd))
 		return done ? (long)done : -EAGAIN;
 	while (done < n) {
-		r = send_wait(&fw, fd, (const char *)buf + done, n - done,
+		r = sock_wait(&fw, true, fd, (char *)buf + done, n - done,
 			      flags);
 		if (r <= 0)
 			break;
