@@ -29,6 +29,8 @@
  *			a write deadline on a full socket and a full pipe:
  *			what the call says it wrote is exactly what the
  *			reader finds.
+ *   fresh_fd		a number closed with close(2) after a deadline was set
+ *			on it comes back from kgo_open without the deadline.
  *   dl_stream		a receiver whose every recv (socket) or read (pipe)
  *			has a deadline of about a millisecond, against a
  *			sender writing a numbered stream at random moments:
@@ -43,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kgo.h"
@@ -454,6 +457,46 @@ static void fd_deadline_main(void *arg)
 TEST_F(cl, fd_deadline)
 {
 	run(fd_deadline_main, NULL);
+}
+
+/*
+ * A number whose file had a deadline and was closed with close(2) (kgo
+ * did not see it) comes back from kgo_open: the new file has none.
+ */
+static void fresh_fd_main(void *arg)
+{
+	char path[] = "/tmp/kgo_fresh_XXXXXX", fifo[64], c;
+	int sv[2], fd, hits = 0, round;
+
+	(void)arg;
+	ASSERT_NONNULL(mkdtemp(path));
+	snprintf(fifo, sizeof(fifo), "%s/f", path);
+	ASSERT_EQ(0, mkfifo(fifo, 0600));
+	for (round = 0; round < 20 && !hits; round++) {
+		ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC,
+					0, sv));
+		ASSERT_EQ(0, kgo_fd_set_deadline(sv[0], 0, 0));
+		close(sv[0]);
+		fd = kgo_open(fifo, O_RDWR | O_CLOEXEC, 0);
+		ASSERT_LE(0, fd);
+		if (fd == sv[0]) {
+			/* The lowest free number, unless another thread
+			 * took it meanwhile: then try again. */
+			hits++;
+			ASSERT_EQ(1, write(fd, "z", 1));
+			EXPECT_EQ(1, kgo_read(fd, &c, 1));
+		}
+		kgo_close(fd);
+		close(sv[1]);
+	}
+	EXPECT_LT(0, hits);
+	unlink(fifo);
+	rmdir(path);
+}
+
+TEST_F(cl, fresh_fd)
+{
+	run(fresh_fd_main, NULL);
 }
 
 /* ------------------------------------------------------------------ */

@@ -1387,6 +1387,22 @@ int io_fd_close_begin(int fd)
 	return 0;
 }
 
+void io_fd_fresh(int fd)
+{
+	struct pdesc *pd = pd_get(fd, false);
+
+	if (!pd)
+		return;
+	/* A number closed with close(2) behind kgo's back keeps what was
+	 * set for the old file: a new connection starts without. */
+	if (atomic_load_explicit(&pd->rd, memory_order_relaxed) != -1)
+		atomic_store(&pd->rd, -1);
+	if (atomic_load_explicit(&pd->wd, memory_order_relaxed) != -1)
+		atomic_store(&pd->wd, -1);
+	if (atomic_load_explicit(&pd->nopoll, memory_order_relaxed))
+		atomic_store(&pd->nopoll, 0);
+}
+
 int kgo_fd_cancel(int fd)
 {
 	struct pdesc *pd;

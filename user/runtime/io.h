@@ -135,6 +135,10 @@ int64_t io_fd_deadline(struct io_fdw *fw, bool write);
 /* The call is over: kgo_close may close the fd. */
 void io_fd_end(struct io_fdw *fw);
 
+/* A new fd from kgo_accept or kgo_open: no deadlines from a file that
+ * had the number before. */
+void io_fd_fresh(int fd);
+
 /*
  * io_fd_close_begin() - kgo_close, before it closes @fd: end every wait
  * on it (-EBADF) and wait until the woken calls have left. Return: 0.

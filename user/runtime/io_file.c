@@ -628,8 +628,10 @@ int kgo_openat(int dirfd, const char *path, int flags, mode_t mode)
 		io_uring_prep_openat(&op.sqe, dirfd, path, flags, mode);
 	r = ring_or_sys(o, false, SYS_openat, dirfd, (long)path,
 			flags, mode, 0);
-	if (r >= 0)
+	if (r >= 0) {
 		fdh_set(r, FDH_KNOWN | (flags & O_DIRECT ? FDH_DIRECT : 0));
+		io_fd_fresh(r);
+	}
 	return r;
 }
 
