@@ -210,7 +210,7 @@ ifneq ($(FUSE_LIBS),)
 SLOWFS   := $(BUILD)/selftests/slowfs
 endif
 
-tests: $(TESTS) $(SLOWFS) $(TOOLS)
+tests: $(TESTS) $(SLOWFS) $(TOOLS) $(BUILD)/examples/httpd
 
 $(BUILD)/selftests/slowfs: selftests/slowfs.c selftests/slowfs.h
 	@mkdir -p $(dir $@)
@@ -287,7 +287,7 @@ vmtest-matrix: tests
 demo: deps all
 	$(Q)$(BUILD)/examples/demo
 
-bench: lib $(SLOWFS)
+bench: lib examples $(SLOWFS)
 	$(Q)selftests/bench/run
 
 deps:

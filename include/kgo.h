@@ -558,10 +558,24 @@ long kgo_syscall(long nr, ...);
  *
  * Deadlines (the _dl calls): absolute CLOCK_MONOTONIC ns; < 0 waits
  * for ever, 0 does not wait (-EAGAIN where the call would wait), and a
- * deadline that passes cancels the operation in the kernel and returns
- * -ETIMEDOUT, having moved no data. A read of a regular file that the
- * kernel is already doing in a worker thread may finish after its
- * deadline rather than be abandoned halfway.
+ * deadline that passes cancels the operation and returns -ETIMEDOUT,
+ * having moved no data (a write: no more data; it returns what it
+ * moved before). On sockets, pipes and ttys a deadline costs a timer,
+ * no system call; see also kgo_fd_set_deadline(). A read of a regular
+ * file that the kernel is already doing in a worker thread may finish
+ * after its deadline rather than be abandoned halfway.
+ *
+ * Closing: kgo_close() wakes every G waiting on the fd in kgo_read,
+ * kgo_write, kgo_recv, kgo_send or kgo_accept (and their _dl forms);
+ * their calls return -EBADF ("use of closed network connection" in
+ * Go), waits for them to leave the fd, and only then closes it, so a
+ * call that began on the old file never touches a new one that gets
+ * the number. A plain close(2) of an fd a G waits on is not seen by
+ * kgo: sysmon notices it only in its one look at each wait 10-20 ms
+ * after the wait began (the G then gets -EBADF); later, the G waits
+ * until a deadline, kgo_fd_cancel or kgo_close of that number. Not
+ * reached by either: kgo_connect, kgo_poll, a second G waiting on the
+ * same side of one fd at once, and reads of regular files.
  *
  * When kgo_run returns, operations still in flight are cancelled and
  * waited for: no buffer is written after it returns. The exception is
@@ -640,6 +654,51 @@ ssize_t kgo_send_dl(int fd, const void *buf, size_t n, int flags,
  * either I/O path (an fd number that is not open gets POLLNVAL).
  */
 int kgo_poll(int fd, short events, int64_t deadline);
+
+/**
+ * KGO_DEADLINE_KEEP - for kgo_fd_set_deadline(): leave this deadline as
+ * it is.
+ */
+#define KGO_DEADLINE_KEEP	INT64_MIN
+
+/**
+ * kgo_fd_set_deadline() - deadlines on every read and every write of
+ * @fd, Go's SetReadDeadline and SetWriteDeadline, from any G.
+ * @fd:		a socket, pipe or tty (on a regular file they bound only the
+ *		calls that wait on its readiness, which file reads do not).
+ * @rd:		absolute CLOCK_MONOTONIC time (kgo_now() + delta) after
+ *		which kgo_read, kgo_readv, kgo_recv and kgo_accept (and their
+ *		_dl forms) on @fd fail with -ETIMEDOUT; a time already
+ *		passed (0 included) fails them at once, even where data is
+ *		waiting, as Go's do; -1 (any negative but KGO_DEADLINE_KEEP):
+ *		none; KGO_DEADLINE_KEEP: unchanged.
+ * @wd:		the same for kgo_write, kgo_writev, kgo_send (and _dl).
+ *
+ * Gs already waiting on @fd see the new deadline at once: one moved
+ * later lets them wait on, one moved into the past wakes them with
+ * -ETIMEDOUT. A call's own deadline (the _dl forms) still applies: the
+ * earlier of the two ends the wait. Cost: a timer on the waiting G, no
+ * system call. The deadlines stay with the fd number until changed or
+ * until kgo_close(). A write that times out after moving some bytes
+ * returns their count.
+ *
+ * Return: 0, -EBADF (@fd negative or beyond the runtime's table).
+ */
+int kgo_fd_set_deadline(int fd, int64_t rd, int64_t wd);
+
+/**
+ * kgo_fd_cancel() - end every wait on @fd now, from another G: calls
+ * parked in kgo_read, kgo_write, kgo_recv, kgo_send, kgo_accept (and
+ * their _dl forms) on @fd return -ECANCELED, having moved nothing more
+ * (a write returns the bytes it moved before). Calls that start
+ * afterwards are not affected, and the fd is left open and as it was:
+ * data that arrives later is there for the next call. To stop all
+ * later calls too, set a deadline in the past (kgo_fd_set_deadline) or
+ * kgo_close() the fd.
+ *
+ * Return: 0, -EBADF (@fd negative or beyond the runtime's table).
+ */
+int kgo_fd_cancel(int fd);
 
 /**
  * kgo_io_backend() - how the I/O calls run: "io_uring", or "syscalls

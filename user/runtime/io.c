@@ -111,22 +111,25 @@
  * 3.2 s. (COOP_TASKRUN also halves it, but strands completions for a
  * busy owner up to a tick, see below.)
  *
- * So: one epoll instance, sockets added edge-triggered at their first
- * wait and remembered in a hint (FDH_NETREG); a hint gone stale behind
- * kgo's back (close(2), the number back for another socket) is caught
- * by sysmon, which re-adds the fd of any wait it finds parked at two
- * looks (netpoll_check, with the figures). Each fd has a
- * slot (0, PD_READY, or the waiting G); the waiter publishes itself in
- * its gopark's unlockf and whoever collects an edge readies it, or
- * leaves PD_READY for the next look, so no edge is lost between the
- * failed recv and the park. One waiter per fd: a second one takes the
- * ring. Who collects (epoll_wait with no timeout): an M in findrunnable
- * whose run queue is empty (io_poll, as Go's findrunnable), the
- * watcher, which keeps a poll of the epoll fd armed in its ring next to
- * its eventfd read, and sysmon every 10 ms. The parked Gs count in
- * sched.nio as ring waits do; at kgo_run's end those still parked are
- * counted as cancelled. Deadlines keep the ring (the linked timeout),
- * and so do sends, which wait only when the socket buffer is full.
+ * So: one epoll instance, sockets, pipes and ttys added edge-triggered
+ * at their first wait and remembered in a hint (FDH_NETREG); a hint gone
+ * stale behind kgo's back (close(2), the number back for another
+ * socket) is caught by sysmon, which re-adds the fd of any wait it
+ * finds parked at two looks (netpoll_check, with the figures). Each fd
+ * has a poll descriptor with a read and a write slot (0, PD_READY, or
+ * the waiting G); the waiter publishes itself in its gopark's unlockf
+ * and whoever collects an edge readies it, or leaves PD_READY for the
+ * next look, so no edge is lost between the failed try and the park.
+ * One waiter per slot: a second one takes the ring. Who collects
+ * (epoll_wait with no timeout): an M in findrunnable whose run queue is
+ * empty (io_poll, as Go's findrunnable), the watcher, which keeps a
+ * poll of the epoll fd armed in its ring next to its eventfd read, and
+ * sysmon every 10 ms. Without a ring (the syscall path, or no
+ * IORING_OP_FUTEX_WAIT before 6.7) the watcher sleeps in epoll_wait
+ * itself (netpoll_sleep), so the syscall path has the netpoller too.
+ * The parked Gs count in sched.nio as ring waits do; at kgo_run's end
+ * those still parked are counted as cancelled. Deadlines, kgo_close,
+ * kgo_fd_cancel: "The poll descriptor", below.
  *
  * Registered files and buffers: not used. The ring carries what the fast
  * path could not do: a cache miss that costs ~70 us of disk, a socket
@@ -138,11 +141,17 @@
  * fd is registered (IORING_REGISTER_RING_FDS): every io_uring_enter then
  * skips an fdget on a multithreaded process's file table.
  *
- * Deadlines (the _dl calls, kgo_poll): the operation is linked to an
- * IORING_OP_LINK_TIMEOUT at the absolute CLOCK_MONOTONIC deadline. The
- * kernel cancels the operation when it fires; -ECANCELED is reported as
- * -ETIMEDOUT. No runtime timer, and no cancel from another thread (which
- * SINGLE_ISSUER would refuse).
+ * Deadlines: a wait on the netpoller (sockets, pipes, ttys) with a
+ * deadline costs a runtime timer on the G, no system call (below, "The
+ * poll descriptor"); before, every such wait went through the ring with
+ * a linked timeout, which cost the httpd example ~15x the io_uring_enter
+ * and futex calls of a wait without one (issue 14). Operations that
+ * still wait in the ring (regular files, connect, kgo_poll, a second
+ * waiter on one fd) are linked to an IORING_OP_LINK_TIMEOUT at the
+ * absolute CLOCK_MONOTONIC deadline; the kernel cancels the operation
+ * when it fires; -ECANCELED is reported as -ETIMEDOUT. Those are not
+ * reached by kgo_close or kgo_fd_cancel (SINGLE_ISSUER would refuse a
+ * cancel from another thread).
  *
  * Shutdown: mexit cancels everything in the M's ring (ASYNC_CANCEL with
  * ANY|ALL) and waits for every CQE before the ring is closed and the
@@ -182,6 +191,7 @@
 
 #include "io.h"
 #include "kgo_syscall.h"
+#include "timer.h"
 
 #ifdef KGO_TSAN
 #include <sanitizer/tsan_interface.h>
@@ -265,6 +275,8 @@ static struct {
 	_Atomic(struct m *) watcher;	/* the M watching io.efd, or NULL */
 	_Atomic int64_t last_scan;	/* io_sysmon's last look */
 	_Atomic int epfd;		/* the netpoller's epoll; -1 none yet */
+	_Atomic int wepfd;		/* netpoll_sleep's: epfd and breakfd */
+	_Atomic int breakfd;		/* eventfd that wakes netpoll_sleep */
 	_Atomic int32_t nnet;		/* Gs parked on the netpoller */
 	/* Waits that trusted their FDH_NETREG hint: ++ by each, after it
 	 * is in its slot; sysmon sets checked_gen to the value it read
@@ -273,7 +285,7 @@ static struct {
 	_Atomic uint64_t trust_gen, checked_gen;
 	/* Statistics; relaxed. Kept across runs like sched's io counters. */
 	_Atomic uint64_t timeouts, cancelled, inline_ops;
-} io = { .efd = -1, .epfd = -1 };
+} io = { .efd = -1, .epfd = -1, .wepfd = -1, .breakfd = -1 };
 
 /* ------------------------------------------------------------------ */
 /* Consuming completions                                              */
@@ -435,37 +447,88 @@ static void scan_rings(struct m *self, struct reaped *rp)
 /* ------------------------------------------------------------------ */
 
 /*
- * A recv that finds no data parks its G here rather than in the ring
- * when it has no deadline (the essay at the top: "Sockets"). Each fd
- * has a slot: 0, PD_READY (an edge came and nobody waited), or the G
- * that waits for the fd to become readable. Slots live in a two-level
- * table like the fd hints', pages made on demand and kept.
+ * The poll descriptor
+ * -------------------
+ * A call on a socket, pipe or tty that finds it not ready parks its G
+ * here rather than in the ring (the essay at the top: "Sockets"), with
+ * or without a deadline, on every backend: Go's pollDesc. Each fd
+ * number has a struct pdesc in a two-level table like the fd hints',
+ * pages made on demand and kept. Its fields:
  *
- * Registration: an fd is added to the epoll at its first wait, and the
- * hint FDH_NETREG spares the epoll_ctl at the next ones (it cost a
- * syscall, ~1.1 us here, at every wait: io_echo 62.8 -> 75.6 k req/s
- * without it, medians of 5 alternating runs). kgo_close and kgo_accept
- * reset the hint; but a user who closes the fd with close(2) and gets
- * the number back for another socket leaves it stale, and the new
- * socket's waiter would sleep for ever. So sysmon checks long waits
+ *  - rg, wg: the read and write slots: 0, PD_READY (an edge came and
+ *    nobody waited), or the G that waits for the fd to become readable
+ *    (writable). The waiter publishes itself in its gopark's unlockf
+ *    (net_park) with a CAS from 0; whoever takes a G out of a slot by
+ *    CAS (an edge, a timer, kgo_close, kgo_fd_cancel, a new deadline)
+ *    readies it, and only that one: the slot's CAS is the whole
+ *    protocol between the wakers. One waiter per slot: a second takes
+ *    the ring (or the syscall path), where none of the below reach it.
+ *  - gen: ++ by kgo_close before it closes the fd. A call reads it when
+ *    it begins; a wait that finds it moved ends with -EBADF and never
+ *    touches the fd again, so a number closed and reused at once (a
+ *    pipe where a socket was) never completes a stale wait. kgo_close
+ *    also waits (PD_CLOSING in refs) until the calls inside a wait have
+ *    left before it closes the fd: between a wakeup and its retry no
+ *    other file can get the number (Go's fdMutex).
+ *  - cseq: ++ by kgo_fd_cancel; waits that began before end with
+ *    -ECANCELED.
+ *  - rd, wd, dseq: kgo_fd_set_deadline's deadlines (-1: none), and ++
+ *    at each change, which wakes the side's waiter to look again.
+ *
+ * Every waker changes its field first and then looks at the slot;
+ * net_park publishes the G first and then looks at the fields (both
+ * seq_cst): one of them sees the other, so no wake is lost.
+ *
+ * A deadline (the call's, or the fd's, whichever comes first) costs a
+ * runtime timer on the waiting G, armed before the G is published
+ * (net_park), which takes the G out of its slot when it fires (Go's
+ * netpoll deadline timers): no system call, no ring. Measured with
+ * perf stat on the httpd example (user/examples/httpd.c) in the commit
+ * that made it so.
+ *
+ * Registration: an fd is added to the epoll at its first wait
+ * (edge-triggered, in and out), and the hint FDH_NETREG spares the
+ * epoll_ctl at the next ones (it cost a syscall, ~1.1 us here, at every
+ * wait: io_echo 62.8 -> 75.6 k req/s without it, medians of 5
+ * alternating runs). The event carries the fd and its gen: events of a
+ * file that kgo_close closed while a dup kept it in the epoll are
+ * dropped. A file that epoll refuses (a regular file: EPERM) is marked
+ * with gen + 1 in nopoll and waits in the ring. kgo_close and
+ * kgo_accept reset the hint; but a user who closes the fd with close(2)
+ * and gets the number back for another socket leaves it stale, and the
+ * new socket's waiter would sleep for ever. So sysmon checks long waits
  * (netpoll_check): a wait it finds parked at two looks, SYSMON_POLL_NS
  * apart, gets one EPOLL_CTL_ADD of its fd, which answers EEXIST when
- * the hint was right and otherwise registers the fd and reports its
- * readiness at once. A stale hint thus costs one wait 10-20 ms (plus
- * the scan's round, PD_SCAN_PAGES pages a look), never a hang. sysmon
- * does not sleep deeply while such a wait is unchecked (trust_gen,
- * checked_gen; io_netpoll_unchecked), and a waiter that trusts its
- * hint wakes it; with no G on the netpoller it sleeps as before
- * (io_net_test netpoller_idle).
+ * the hint was right, otherwise registers the fd and reports its
+ * readiness at once, and EBADF when the fd was closed behind kgo's
+ * back: then the waiter is woken, and its retry fails with EBADF as
+ * the call would. A stale hint thus costs one wait 10-20 ms (plus the
+ * scan's round, PD_SCAN_PAGES pages a look), never a hang (io_close_test
+ * plain_close). sysmon does not sleep deeply while such a wait is
+ * unchecked (trust_gen, checked_gen; io_netpoll_unchecked), and each
+ * new wait wakes it; once every wait is checked, or with no G on the
+ * netpoller, it sleeps as before (io_net_test netpoller_idle). Limit:
+ * each wait is checked once, so a close(2) of an fd more than 10-20 ms
+ * into a wait on it is not noticed, and its G waits until the number's
+ * next kgo_close, kgo_fd_cancel or deadline: close with kgo_close.
  */
 #define PD_READY	((uintptr_t)1)
+#define PD_CLOSING	0x80000000u	/* in refs: kgo_close is at it */
 #define PD_PAGE		4096
 #define PD_NPAGES	1024
 #define PD_SCAN_PAGES	16
 #define NETPOLL_BATCH	128
+#define NETPOLL_BREAK	UINT64_MAX	/* epoll data of io.breakfd */
 
 struct pdesc {
-	_Atomic uintptr_t g;		/* 0, PD_READY or the waiting G */
+	_Atomic uintptr_t rg, wg;	/* 0, PD_READY or the waiting G */
+	_Atomic uint32_t gen;		/* ++ by kgo_close */
+	_Atomic uint32_t cseq;		/* ++ by kgo_fd_cancel */
+	_Atomic uint32_t dseq;		/* ++ when rd or wd change */
+	_Atomic uint32_t refs;		/* calls in a wait; | PD_CLOSING */
+	_Atomic uint32_t closer;	/* sema: kgo_close waits for refs 0 */
+	_Atomic uint32_t nopoll;	/* gen + 1: epoll refused the file */
+	_Atomic int64_t rd, wd;		/* fd deadlines, -1 none */
 	_Atomic uint32_t wseq;		/* ++ at each wait; the waiter */
 	uint64_t seen;			/* wseq << 1 at sysmon's last look,
 					 * | 1 once checked; sysmon only */
@@ -476,6 +539,7 @@ static _Atomic(struct pdesc *) pd_pages[PD_NPAGES];
 static struct pdesc *pd_get(int fd, bool make)
 {
 	struct pdesc *pg, *fresh, *none = NULL;
+	int i;
 
 	if (fd < 0 || fd >= PD_PAGE * PD_NPAGES)
 		return NULL;
@@ -485,6 +549,10 @@ static struct pdesc *pd_get(int fd, bool make)
 		fresh = calloc(PD_PAGE, sizeof(*fresh));
 		if (!fresh)
 			return NULL;
+		for (i = 0; i < PD_PAGE; i++) {
+			atomic_init(&fresh[i].rd, -1);
+			atomic_init(&fresh[i].wd, -1);
+		}
 		if (atomic_compare_exchange_strong_explicit(
 				&pd_pages[fd / PD_PAGE], &none, fresh,
 				memory_order_acq_rel, memory_order_acquire)) {
@@ -497,48 +565,44 @@ static struct pdesc *pd_get(int fd, bool make)
 	return pg ? &pg[fd % PD_PAGE] : NULL;
 }
 
-static _Atomic uintptr_t *pd_slot(int fd, bool make)
-{
-	struct pdesc *pd = pd_get(fd, make);
-
-	return pd ? &pd->g : NULL;
-}
-
-/* Add @fd to the netpoller's epoll, edge-triggered (EEXIST: it was). */
-static long netpoll_add(int epfd, int fd)
+/* Add @fd to the netpoller's epoll, edge-triggered (EEXIST: it was),
+ * tagged with its gen. */
+static long netpoll_add(int epfd, int fd, uint32_t gen)
 {
 	struct epoll_event ev = {
-		.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
-		.data.fd = fd,
+		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+		.data.u64 = (uint64_t)gen << 32 | (uint32_t)fd,
 	};
 
 	return io_raw(SYS_epoll_ctl, epfd, EPOLL_CTL_ADD, fd, (long)&ev, 0, 0);
 }
 
 /*
- * netpoll_ready() - @fd is readable (or in error, or hung up): ready its
- * waiter into @rp, or leave PD_READY for the next one that looks.
+ * pd_take() - take the G out of @slot, if one waits there, leaving
+ * @leave (0, or PD_READY for an edge). Return: the G, which the caller
+ * must ready (pd_ready), or NULL.
  */
-static void netpoll_ready(int fd, struct reaped *rp)
+static struct g *pd_take(_Atomic uintptr_t *slot, uintptr_t leave)
 {
-	_Atomic uintptr_t *slot = pd_slot(fd, false);
-	uintptr_t old;
-	struct g *gp;
+	uintptr_t old = atomic_load_explicit(slot, memory_order_acquire);
 
-	if (!slot)
-		return;
-	old = atomic_load_explicit(slot, memory_order_acquire);
-	do {
-		if (old == PD_READY)
-			return;
-		/* Acquire on success pairs with net_park's release CAS: the
-		 * G is off its stack and parked. */
-	} while (!atomic_compare_exchange_weak_explicit(slot, &old, PD_READY,
-			memory_order_acq_rel, memory_order_acquire));
-	if (!old)
-		return;
-	gp = (struct g *)old;
+	for (;;) {
+		if (old == PD_READY || (old == 0 && leave == 0))
+			return NULL;
+		/* Acquire on success pairs with net_park's release: the G
+		 * is off its stack and parked. */
+		if (atomic_compare_exchange_weak_explicit(slot, &old, leave,
+				memory_order_acq_rel, memory_order_acquire))
+			break;
+	}
+	if (old == 0)
+		return NULL;	/* an edge, left for the next waiter */
 	atomic_fetch_sub_explicit(&io.nnet, 1, memory_order_relaxed);
+	return (struct g *)old;
+}
+
+static void rp_push(struct reaped *rp, struct g *gp)
+{
 	gp->schedlink = rp->list;
 	rp->list = gp;
 	rp->ngs++;
@@ -546,8 +610,33 @@ static void netpoll_ready(int fd, struct reaped *rp)
 }
 
 /*
- * netpoll() - collect the sockets that became readable since the last
- * look, without waiting, and their waiters into @rp. Anyone may call it;
+ * netpoll_ready() - the file @key (fd and gen, as registered) is ready
+ * for @events: ready its waiters into @rp, or leave PD_READY for the
+ * next ones that look.
+ */
+static void netpoll_ready(uint64_t key, uint32_t events, struct reaped *rp)
+{
+	struct pdesc *pd = pd_get((int)(uint32_t)key, false);
+	struct g *gp;
+
+	if (!pd || atomic_load_explicit(&pd->gen, memory_order_relaxed) !=
+	    (uint32_t)(key >> 32))
+		return;		/* a file kgo_close closed: not this one */
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		gp = pd_take(&pd->rg, PD_READY);
+		if (gp)
+			rp_push(rp, gp);
+	}
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+		gp = pd_take(&pd->wg, PD_READY);
+		if (gp)
+			rp_push(rp, gp);
+	}
+}
+
+/*
+ * netpoll() - collect the files that became ready since the last look,
+ * without waiting, and their waiters into @rp. Anyone may call it;
  * epoll hands each edge to one caller.
  */
 static void netpoll(struct reaped *rp)
@@ -561,46 +650,87 @@ static void netpoll(struct reaped *rp)
 	do {
 		n = epoll_wait(epfd, ev, NETPOLL_BATCH, 0);
 		for (i = 0; i < n; i++)
-			netpoll_ready(ev[i].data.fd, rp);
+			netpoll_ready(ev[i].data.u64, ev[i].events, rp);
 	} while (n == NETPOLL_BATCH);
+}
+
+/* Ready what pd_take took, from a G or g0 holding a P or not. */
+static void pd_ready(struct g *gp)
+{
+	struct reaped rp = { 0 };
+
+	if (!gp)
+		return;
+	rp_push(&rp, gp);
+	reaped_ready(&rp);
+}
+
+/* Wake both sides' waiters of @pd (they look at its fields again). */
+static void pd_wake(struct pdesc *pd, bool r, bool w)
+{
+	if (r)
+		pd_ready(pd_take(&pd->rg, 0));
+	if (w)
+		pd_ready(pd_take(&pd->wg, 0));
 }
 
 /*
  * kgo_run's end, every M gone: Gs still parked on the netpoller were
  * abandoned with main's return, as every G is. Their waits end as the
  * ring's do in io_mexit: counted as cancelled, out of sched.nio. The
- * kernel holds nothing of theirs (epoll writes into no buffer).
+ * kernel holds nothing of theirs (epoll writes into no buffer). The
+ * descriptors' deadlines and counts go with the runtime.
  */
 static void netpoll_fini(void)
 {
 	int fd = atomic_exchange(&io.epfd, -1);
+	_Atomic uintptr_t *slot;
 	struct pdesc *pg;
 	uintptr_t v;
-	int i, j;
+	int i, j, k;
 
 	if (fd >= 0)
 		close(fd);
+	for (k = 0; k < 2; k++) {
+		fd = atomic_exchange(k ? &io.wepfd : &io.breakfd, -1);
+		if (fd >= 0)
+			close(fd);
+	}
 	for (i = 0; i < PD_NPAGES; i++) {
 		pg = atomic_load(&pd_pages[i]);
 		for (j = 0; pg && j < PD_PAGE; j++) {
-			v = atomic_exchange_explicit(&pg[j].g, 0,
-						     memory_order_acquire);
-			if (v == 0 || v == PD_READY)
-				continue;
-			atomic_fetch_add(&io.cancelled, 1);
-			atomic_fetch_sub(&sched.nio, 1);
-			atomic_fetch_sub(&io.nnet, 1);
+			for (k = 0; k < 2; k++) {
+				slot = k ? &pg[j].wg : &pg[j].rg;
+				v = atomic_exchange_explicit(slot, 0,
+						memory_order_acquire);
+				if (v == 0 || v == PD_READY)
+					continue;
+				atomic_fetch_add(&io.cancelled, 1);
+				atomic_fetch_sub(&sched.nio, 1);
+				atomic_fetch_sub(&io.nnet, 1);
+			}
+			atomic_store(&pg[j].rd, -1);
+			atomic_store(&pg[j].wd, -1);
+			atomic_store(&pg[j].refs, 0);
+			atomic_store(&pg[j].nopoll, 0);
 		}
 	}
 	if (atomic_load(&io.nnet))
 		kgo_throw("netpoll_fini: lost count of netpoller waiters");
 }
 
-/* The netpoller's epoll instance, made the first time a G waits on it.
- * Return: its fd, or -1 (then the G takes the ring path). */
+/*
+ * The netpoller's epoll instance, made the first time a G waits on it,
+ * with what an idle M needs to sleep on it without a ring (netpoll_
+ * sleep): a second epoll holding the first and an eventfd that
+ * notewakeup writes. Return: its fd, or -1 (then the G takes the ring
+ * path).
+ */
 static int netpoll_fd(void)
 {
+	struct epoll_event ev = { .events = EPOLLIN };
 	int fd = atomic_load_explicit(&io.epfd, memory_order_acquire);
+	int wfd, bfd;
 
 	if (fd >= 0)
 		return fd;
@@ -608,12 +738,39 @@ static int netpoll_fd(void)
 	fd = atomic_load_explicit(&io.epfd, memory_order_relaxed);
 	if (fd < 0) {
 		fd = epoll_create1(EPOLL_CLOEXEC);
+		wfd = epoll_create1(EPOLL_CLOEXEC);
+		bfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (fd >= 0 && wfd >= 0 && bfd >= 0) {
+			ev.data.u64 = 0;
+			epoll_ctl(wfd, EPOLL_CTL_ADD, fd, &ev);
+			ev.data.u64 = NETPOLL_BREAK;
+			epoll_ctl(wfd, EPOLL_CTL_ADD, bfd, &ev);
+			atomic_store(&io.breakfd, bfd);
+			atomic_store(&io.wepfd, wfd);
+		} else {
+			if (wfd >= 0)
+				close(wfd);
+			if (bfd >= 0)
+				close(bfd);
+		}
 		/* Release: a reader of epfd may use the instance. */
 		if (fd >= 0)
 			atomic_store_explicit(&io.epfd, fd, memory_order_release);
 	}
 	unlock(&io.lock);
 	return fd;
+}
+
+/* notewakeup of a note whose sleeper is in netpoll_sleep's epoll_wait
+ * (lock_futex.c, NOTE_POLL). */
+void io_netpoll_break(void)
+{
+	uint64_t one = 1;
+	int fd = atomic_load_explicit(&io.breakfd, memory_order_acquire);
+
+	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the count is full, so the sleeper is awake. */
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -930,19 +1087,62 @@ bool io_ring_usable(void)
 }
 
 /*
- * struct net_wait - a G parking on the netpoller (io_net_wait).
- * @slot:	its fd's slot.
- * @res:	0: readied by an edge, or one was already there: try again;
- *		IO_NORING: another G waits on this fd (take the ring).
+ * struct net_wait - a G parking on the netpoller (io_fd_wait), on its
+ * stack while it waits.
+ * @dt:		the deadline's timer (netdl_fire), armed when @deadline > 0.
+ * @pd, @slot:	its fd's descriptor and the side's slot.
+ * @gen, @cseq, @dseq: what the wait began with; a change ends it.
+ * @deadline:	the earlier of the call's and the fd's; < 0 none.
+ * @res:	0: readied, or an edge was there: look again; IO_NORING:
+ *		another G waits on this side (take the ring).
  */
 struct net_wait {
+	struct dltimer dt;
+	struct pdesc *pd;
 	_Atomic uintptr_t *slot;
+	uint32_t gen, cseq, dseq;
+	int64_t deadline;
 	int res;
+	bool armed;
 	bool trusted;		/* parked on the FDH_NETREG hint alone */
 };
 
-/* The unlockf of io_net_wait's gopark: publish the G in its slot, now
- * that it is off its stack. Return: false when it must not sleep. */
+/* The deadline's timer: take the G out of its slot if it still waits
+ * there (the slot's CAS decides against every other waker). */
+static void netdl_fire(void *arg, uint64_t seq)
+{
+	struct net_wait *w = arg;
+	struct g *gp = w->dt.gp;
+	uintptr_t old = (uintptr_t)gp;
+
+	(void)seq;
+	if (atomic_compare_exchange_strong_explicit(w->slot, &old, 0,
+			memory_order_acq_rel, memory_order_acquire)) {
+		atomic_fetch_sub_explicit(&io.nnet, 1, memory_order_relaxed);
+		/* Release: pairs with dltimer_stop's acquire. gp stays
+		 * parked until we ready it: w stays valid until then. */
+		atomic_store_explicit(&w->dt.state, DLT_WON,
+				      memory_order_release);
+		pd_ready(gp);
+	} else {
+		/* Our last touch of w: the G may return once it sees it. */
+		atomic_store_explicit(&w->dt.state, DLT_LOST,
+				      memory_order_release);
+	}
+}
+
+/* The wait's fields moved since it began (kgo_close, a cancel, a new
+ * deadline). seq_cst: against the wakers' change-then-look. */
+static bool pd_moved(struct pdesc *pd, uint32_t gen, uint32_t cseq,
+		     uint32_t dseq)
+{
+	return atomic_load(&pd->gen) != gen || atomic_load(&pd->cseq) != cseq ||
+	       atomic_load(&pd->dseq) != dseq;
+}
+
+/* The unlockf of io_fd_wait's gopark: arm the deadline, then publish the
+ * G in its slot, now that it is off its stack. Return: false when it
+ * must not sleep. */
 static bool net_park(struct g *gp, void *arg)
 {
 	struct net_wait *w = arg;
@@ -950,16 +1150,40 @@ static bool net_park(struct g *gp, void *arg)
 	uintptr_t old = 0;
 	/* Read now: once the CAS below has published the G, it may be
 	 * woken and running, and w (on its stack) gone. */
+	struct pdesc *pd = w->pd;
+	_Atomic uintptr_t *slot = w->slot;
+	uint32_t gen = w->gen, cseq = w->cseq, dseq = w->dseq;
+	int64_t deadline = w->deadline;
 	bool trusted = w->trusted;
 
-	/* Counted before the G can be found: netpoll_ready's reaper
-	 * subtracts them as soon as it has taken it. */
+	/* Before the G can be found: a waker may ready it at once, and
+	 * the G stops the timer only after it ran. */
+	if (w->deadline > 0) {
+		w->armed = true;
+		dltimer_arm_fn(&w->dt, gp, w->deadline, netdl_fire, w);
+	}
+	/* Counted before the G can be found: whoever takes it from the
+	 * slot subtracts them. */
 	atomic_fetch_add_explicit(&sched.nio, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&io.nnet, 1, memory_order_relaxed);
-	/* Release pairs with netpoll_ready's acquire. */
-	if (atomic_compare_exchange_strong_explicit(w->slot, &old,
-			(uintptr_t)gp, memory_order_release,
-			memory_order_acquire)) {
+	/* seq_cst: the wakers change a field and then look at the slot;
+	 * we publish and then look at the fields (pd_moved). Release for
+	 * whoever takes the G. */
+	if (atomic_compare_exchange_strong(slot, &old, (uintptr_t)gp)) {
+		/* The timer may have fired before the G was in the slot
+		 * (and found nobody): then the deadline has passed by now,
+		 * and the G must not sleep (faults_test errno_table hung
+		 * in 1 run of 4 under TSan without this look). */
+		if (pd_moved(pd, gen, cseq, dseq) ||
+		    (deadline > 0 && nanotime() >= deadline)) {
+			/* Take ourselves back, unless a waker did. */
+			if (pd_take(slot, 0) != gp)
+				return true;
+			atomic_fetch_sub_explicit(&sched.nio, 1,
+						  memory_order_relaxed);
+			w->res = 0;
+			return false;
+		}
 		/* Trusting the hint: sysmon must stay up to check this
 		 * wait should it last; seq_cst, against sysmon's deep
 		 * sleep (sets sysmon_sleeping, then io_netpoll_unchecked). */
@@ -982,53 +1206,241 @@ static bool net_park(struct g *gp, void *arg)
 
 /* An edge seen before the caller's next try is stale: that try finds
  * the data anyway (Go's pollReset). */
-void io_net_reset(int fd)
+static void pd_reset(_Atomic uintptr_t *slot)
 {
-	_Atomic uintptr_t *slot = pd_slot(fd, false);
 	uintptr_t ready = PD_READY;
 
-	if (slot && atomic_load_explicit(slot, memory_order_relaxed) == PD_READY)
+	if (atomic_load_explicit(slot, memory_order_relaxed) == PD_READY)
 		atomic_compare_exchange_strong_explicit(slot, &ready, 0,
 				memory_order_relaxed, memory_order_relaxed);
 }
 
-int io_net_wait(int fd)
+/* The earlier of two deadlines (< 0: none). */
+static int64_t dl_min(int64_t a, int64_t b)
 {
-	struct net_wait w = { .res = 0 };
-	struct pdesc *pd;
+	if (a < 0)
+		return b;
+	return b >= 0 && b < a ? b : a;
+}
+
+static bool dl_passed(int64_t dl)
+{
+	return dl == 0 || (dl > 0 && nanotime() >= dl);
+}
+
+int io_fd_begin(struct io_fdw *fw, int fd, bool write, int64_t deadline)
+{
+	struct pdesc *pd = pd_get(fd, true);
+
+	fw->pd = pd;
+	fw->held = false;
+	fw->deadline = deadline;
+	if (!pd)
+		return 0;
+	/* Acquire: pairs with kgo_close's increment. */
+	fw->gen = atomic_load_explicit(&pd->gen, memory_order_acquire);
+	fw->cseq = atomic_load_explicit(&pd->cseq, memory_order_relaxed);
+	if (dl_passed(atomic_load_explicit(write ? &pd->wd : &pd->rd,
+					   memory_order_relaxed)))
+		return -ETIMEDOUT;
+	pd_reset(write ? &pd->wg : &pd->rg);
+	return 0;
+}
+
+int64_t io_fd_deadline(struct io_fdw *fw, bool write)
+{
+	struct pdesc *pd = fw->pd;
+
+	if (!pd)
+		return fw->deadline;
+	return dl_min(fw->deadline, atomic_load_explicit(write ? &pd->wd :
+					&pd->rd, memory_order_relaxed));
+}
+
+/* Drop the call's count in refs; the last one out wakes kgo_close. */
+static void pd_unhold(struct io_fdw *fw)
+{
+	struct pdesc *pd = fw->pd;
+	uint32_t v;
+
+	fw->held = false;
+	v = atomic_fetch_sub(&pd->refs, 1);
+	if (v == (PD_CLOSING | 1))
+		semrelease(&pd->closer, false);
+}
+
+void io_fd_end(struct io_fdw *fw)
+{
+	if (fw->held)
+		pd_unhold(fw);
+}
+
+/* Why a wait that began with @fw must end, or 0; *dl gets its deadline. */
+static int pd_check(struct io_fdw *fw, bool write, int64_t *dl)
+{
+	struct pdesc *pd = fw->pd;
+
+	if (atomic_load(&pd->gen) != fw->gen)
+		return -EBADF;
+	if (atomic_load(&pd->cseq) != fw->cseq)
+		return -ECANCELED;
+	if (fw->deadline == 0)
+		return -EAGAIN;
+	*dl = io_fd_deadline(fw, write);
+	return dl_passed(*dl) ? -ETIMEDOUT : 0;
+}
+
+int io_fd_wait(struct io_fdw *fw, int fd, bool write)
+{
+	struct pdesc *pd = fw->pd;
+	struct net_wait w = { .pd = pd, .res = 0 };
+	bool timedout;
+	int64_t dl;
 	uint8_t h;
 	int epfd;
 	long r;
 
-	/* Only where an idle M watches (FUTEX_WAIT: the watcher sleeps in
-	 * its ring) and a ring already exists, so that the probe ran. */
-	if (!getg() || atomic_load_explicit(&io.mode, memory_order_acquire) !=
-	    IO_URING || io.efd < 0 ||
-	    !atomic_load_explicit(&io.futex_op, memory_order_relaxed))
+	if (!pd || !getg() ||
+	    atomic_load_explicit(&pd->nopoll, memory_order_relaxed) == fw->gen + 1)
 		return IO_NORING;
-	pd = pd_get(fd, true);
 	epfd = netpoll_fd();
-	if (!pd || epfd < 0)
+	if (epfd < 0)
 		return IO_NORING;
-	w.slot = &pd->g;
+	/* Counted in refs while inside: kgo_close waits for us to leave
+	 * before it closes the fd, so our retry after a wakeup cannot meet
+	 * another file on the number. seq_cst: against its PD_CLOSING. */
+	if (!fw->held) {
+		fw->held = true;
+		if (atomic_fetch_add(&pd->refs, 1) & PD_CLOSING)
+			return -EBADF;
+	}
 	/* Edge-triggered, added at the first wait; the hint may be stale
-	 * (the netpoller's comment, above pd_get): sysmon checks. */
+	 * (the poll descriptor's comment, above pd_get): sysmon checks. */
 	h = fdh_get(fd);
 	if (!(h & FDH_NETREG)) {
-		r = netpoll_add(epfd, fd);
-		if (r < 0 && r != -EEXIST)
-			return IO_NORING;	/* not pollable, or no memory */
+		r = netpoll_add(epfd, fd, fw->gen);
+		if (r < 0 && r != -EEXIST) {
+			/* Not pollable (a regular file: EPERM), or no
+			 * memory: the ring waits for it. */
+			if (r == -EPERM)
+				atomic_store_explicit(&pd->nopoll, fw->gen + 1,
+						      memory_order_relaxed);
+			pd_unhold(fw);
+			return IO_NORING;
+		}
 		fdh_set(fd, h | FDH_NETREG);
-	} else {
-		w.trusted = true;	/* net_park tells sysmon */
 	}
+	/* Every wait, also one that just registered its fd: sysmon's one
+	 * look at it is also what notices a close(2) behind kgo's back. */
+	w.trusted = true;		/* net_park tells sysmon */
+	w.slot = write ? &pd->wg : &pd->rg;
+	w.gen = fw->gen;
+	w.cseq = fw->cseq;
+	/* Before the deadlines are read: a change after it ends the wait. */
+	w.dseq = atomic_load(&pd->dseq);
+	r = pd_check(fw, write, &dl);
+	if (r)
+		return r;
+	w.deadline = dl;
 	atomic_store_explicit(&pd->wseq,
 		atomic_load_explicit(&pd->wseq, memory_order_relaxed) + 1,
 		memory_order_relaxed);
 	gopark(net_park, &w, WAIT_IO);
-	if (w.res == 0)
-		io_net_reset(fd);	/* the edge that woke us */
-	return w.res;
+	timedout = w.armed && dltimer_stop(&w.dt);
+	if (w.res == IO_NORING) {
+		pd_unhold(fw);
+		return IO_NORING;
+	}
+	r = pd_check(fw, write, &dl);
+	if (!r && timedout)
+		r = -ETIMEDOUT;		/* the call's deadline, as it fired */
+	if (r == -ETIMEDOUT)
+		atomic_fetch_add_explicit(&io.timeouts, 1, memory_order_relaxed);
+	if (r)
+		return r;
+	pd_reset(w.slot);		/* the edge that woke us */
+	return 0;
+}
+
+int io_fd_close_begin(int fd)
+{
+	struct pdesc *pd = pd_get(fd, false);
+	int spins = 0;
+
+	if (!pd)
+		return 0;
+	/* seq_cst, each: against io_fd_wait's count in refs and
+	 * net_park's look at gen after it published its G. */
+	atomic_fetch_or(&pd->refs, PD_CLOSING);
+	atomic_fetch_add(&pd->gen, 1);
+	pd_wake(pd, true, true);
+	/* The calls woken, or between a wakeup and their retry, leave. */
+	while (atomic_load(&pd->refs) & ~PD_CLOSING) {
+		if (getg())
+			semacquire(&pd->closer, false, WAIT_IO);
+		else if (++spins > 100)
+			sched_yield();
+		else
+			cpu_relax();
+	}
+	/* A release that came after our last look only costs the next
+	 * close of this number one more look. */
+	atomic_store(&pd->closer, 0);
+	atomic_store(&pd->rd, -1);
+	atomic_store(&pd->wd, -1);
+	atomic_store(&pd->nopoll, 0);
+	atomic_fetch_and(&pd->refs, ~PD_CLOSING);
+	return 0;
+}
+
+void io_fd_fresh(int fd)
+{
+	struct pdesc *pd = pd_get(fd, false);
+
+	if (!pd)
+		return;
+	/* A number closed with close(2) behind kgo's back keeps what was
+	 * set for the old file: a new connection starts without. */
+	if (atomic_load_explicit(&pd->rd, memory_order_relaxed) != -1)
+		atomic_store(&pd->rd, -1);
+	if (atomic_load_explicit(&pd->wd, memory_order_relaxed) != -1)
+		atomic_store(&pd->wd, -1);
+	if (atomic_load_explicit(&pd->nopoll, memory_order_relaxed))
+		atomic_store(&pd->nopoll, 0);
+}
+
+int kgo_fd_cancel(int fd)
+{
+	struct pdesc *pd;
+
+	if (fd < 0 || fd >= PD_PAGE * PD_NPAGES)
+		return -EBADF;
+	pd = pd_get(fd, false);
+	if (!pd)
+		return 0;	/* nobody ever waited on it */
+	atomic_fetch_add(&pd->cseq, 1);	/* seq_cst: then look (net_park) */
+	pd_wake(pd, true, true);
+	return 0;
+}
+
+int kgo_fd_set_deadline(int fd, int64_t rd, int64_t wd)
+{
+	struct pdesc *pd;
+
+	if (fd < 0 || fd >= PD_PAGE * PD_NPAGES)
+		return -EBADF;
+	pd = pd_get(fd, true);
+	if (!pd)
+		return -ENOMEM;
+	if (rd != KGO_DEADLINE_KEEP)
+		atomic_store(&pd->rd, rd < 0 ? -1 : rd);
+	if (wd != KGO_DEADLINE_KEEP)
+		atomic_store(&pd->wd, wd < 0 ? -1 : wd);
+	/* seq_cst: then look at the slots (net_park looks at dseq after
+	 * it published): the waiters look at their deadline again. */
+	atomic_fetch_add(&pd->dseq, 1);
+	pd_wake(pd, rd != KGO_DEADLINE_KEEP, wd != KGO_DEADLINE_KEEP);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1046,6 +1458,14 @@ void io_poll(struct m *mp)
 
 	net = atomic_load_explicit(&io.nnet, memory_order_relaxed) > 0 &&
 	      mp->p && !runq_has_work(mp->p);
+	if (!r) {
+		/* No ring (the syscall path): the netpoller only. */
+		if (net) {
+			netpoll(&rp);
+			reaped_ready(&rp);
+		}
+		return;
+	}
 	if (!cq_ready(r) && !net)
 		return;
 	cq_lock(r);
@@ -1153,6 +1573,73 @@ static bool spin_before_sleep(struct io_ring *r, struct m *mp,
 }
 
 /*
+ * netpoll_sleep() - the watcher without a ring (the syscall path, or a
+ * kernel without IORING_OP_FUTEX_WAIT): sleep in epoll_wait on io.wepfd,
+ * which holds the netpoller's epoll and io.breakfd, until a file has an
+ * edge, @deadline, or notewakeup (the note says NOTE_POLL, and the waker
+ * writes io.breakfd: lock_futex.c). Go's blocking netpoll with its
+ * netpollBreak. The caller made us io.watcher. Return: as io_notesleep
+ * with wake_on_io.
+ */
+static bool netpoll_sleep(struct m *mp, int64_t deadline)
+{
+	int wfd = atomic_load_explicit(&io.wepfd, memory_order_acquire);
+	struct reaped rp = { 0 };
+	struct epoll_event ev[2];
+	struct timespec ts, *tsp;
+	bool woken = false;
+	uint64_t junk;
+	int64_t now;
+	int n, i;
+
+	for (;;) {
+		netpoll(&rp);
+		n = rp.ngs;
+		reaped_ready(&rp);	/* onto the global queue: no P */
+		if (n) {
+			if (n > 1)
+				wakep();
+			break;
+		}
+		if (note_is_woken(&mp->park)) {
+			woken = true;
+			break;
+		}
+		now = nanotime();
+		if ((deadline >= 0 && now >= deadline) || wfd < 0 ||
+		    !atomic_load_explicit(&io.nnet, memory_order_relaxed)) {
+			/* Nothing to watch any more: the note alone. */
+			atomic_store_explicit(&io.watcher, NULL,
+					      memory_order_relaxed);
+			return deadline >= 0 && now >= deadline ? false :
+			       notesleep_until(&mp->park, deadline);
+		}
+		tsp = NULL;
+		if (deadline >= 0) {
+			ts.tv_sec = (deadline - now) / NSEC;
+			ts.tv_nsec = (deadline - now) % NSEC;
+			tsp = &ts;
+		}
+		if (!note_enter_poll(&mp->park)) {
+			woken = true;
+			break;
+		}
+		n = io_raw(SYS_epoll_pwait2, wfd, (long)ev, 2, (long)tsp, 0, 0);
+		for (i = 0; i < n; i++)
+			if (ev[i].data.u64 == NETPOLL_BREAK &&
+			    read(atomic_load(&io.breakfd), &junk,
+				 sizeof(junk)) < 0)
+				break;	/* reset: EAGAIN, someone read it */
+		if (!note_leave_poll(&mp->park)) {
+			woken = true;
+			break;
+		}
+	}
+	atomic_store_explicit(&io.watcher, NULL, memory_order_relaxed);
+	return woken;
+}
+
+/*
  * io_notesleep() - an idle M sleeps on its park note (notesleep_until's
  * contract: true when woken, false at @deadline), in its ring when it
  * has one, so that its completions wake it too. With @wake_on_io it
@@ -1172,8 +1659,13 @@ bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io)
 		r = ring_create(mp);
 	futex_op = atomic_load_explicit(&io.futex_op, memory_order_relaxed);
 	if (!r || (!futex_op &&
-		   atomic_load_explicit(&r->inflight, memory_order_relaxed) == 0))
+		   atomic_load_explicit(&r->inflight, memory_order_relaxed) == 0)) {
+		if (wake_on_io &&
+		    atomic_load_explicit(&io.nnet, memory_order_relaxed) > 0 &&
+		    atomic_compare_exchange_strong(&io.watcher, &none, mp))
+			return netpoll_sleep(mp, deadline);
 		return notesleep_until(&mp->park, deadline);
+	}
 	if (spin_before_sleep(r, mp, deadline))
 		return true;
 
@@ -1247,7 +1739,7 @@ bool io_notesleep(struct m *mp, int64_t deadline, bool wake_on_io)
  * each wait found parked at two looks (the netpoller's comment, above
  * pd_get), PD_SCAN_PAGES pages of fds a look.
  */
-static void netpoll_check(void)
+static void netpoll_check(struct reaped *rp)
 {
 	static int next_page;
 	static bool round_unchecked;
@@ -1258,6 +1750,7 @@ static void netpoll_check(void)
 	struct pdesc *pg;
 	uintptr_t v;
 	uint64_t seq;
+	uint32_t gen32;
 
 	/* gen before nnet: a waiter counted in gen counted in nnet first. */
 	if (epfd < 0 || !atomic_load(&io.nnet)) {
@@ -1281,7 +1774,10 @@ static void netpoll_check(void)
 			continue;
 		scanned++;
 		for (j = 0; j < PD_PAGE; j++) {
-			v = atomic_load_explicit(&pg[j].g, memory_order_relaxed);
+			v = atomic_load_explicit(&pg[j].rg, memory_order_relaxed);
+			if (v == 0 || v == PD_READY)
+				v = atomic_load_explicit(&pg[j].wg,
+							 memory_order_relaxed);
 			if (v == 0 || v == PD_READY) {
 				pg[j].seen = 0;
 				continue;
@@ -1296,7 +1792,13 @@ static void netpoll_check(void)
 			if (pg[j].seen & 1)
 				continue;		/* checked */
 			pg[j].seen |= 1;
-			netpoll_add(epfd, i * PD_PAGE + j);
+			/* EBADF: closed behind kgo's back; the waiters'
+			 * retries say so (the poll descriptor's comment). */
+			gen32 = atomic_load(&pg[j].gen);
+			if (netpoll_add(epfd, i * PD_PAGE + j, gen32) == -EBADF)
+				netpoll_ready((uint64_t)gen32 << 32 |
+					      (uint32_t)(i * PD_PAGE + j),
+					      EPOLLERR, rp);
 		}
 	}
 }
@@ -1325,7 +1827,7 @@ void io_sysmon(int64_t now)
 	    !atomic_compare_exchange_strong(&io.last_scan, &last, now))
 		return;
 	scan_rings(NULL, &rp);
-	netpoll_check();
+	netpoll_check(&rp);
 	netpoll(&rp);
 	if (rp.ngs) {
 		reaped_ready(&rp);

@@ -99,16 +99,51 @@ int io_poll0(int fd, short events);
 int io_wait_ready(int fd, short events, int64_t deadline);
 
 /*
- * io_net_wait() - park the calling G until @fd may be readable, on the
- * netpoller (io.c), Go's way: call it after a recv said EAGAIN, then try
- * again; a wakeup can be spurious. Return: 0, or IO_NORING when the
- * netpoller cannot take it (another G waits on @fd, no watcher, the fd
- * is not pollable): take the ring path.
+ * struct io_fdw - a call's hold on its fd's poll descriptor (io.c, "The
+ * poll descriptor"): what the fd's generation and cancel count were when
+ * the call began, and its own deadline.
  */
-int io_net_wait(int fd);
+struct io_fdw {
+	void *pd;		/* struct pdesc, NULL: none for this fd */
+	uint32_t gen, cseq;
+	int64_t deadline;	/* the call's: < 0 none, 0 do not wait */
+	bool held;		/* counted in the descriptor's refs */
+};
 
-/* Forget an edge of @fd seen before the caller's next recv. */
-void io_net_reset(int fd);
+/*
+ * io_fd_begin() - a read (@write false) or write call on @fd begins,
+ * before its first try. Return: 0, or -ETIMEDOUT when the fd's deadline
+ * for that side (kgo_fd_set_deadline) has passed: fail without trying.
+ */
+int io_fd_begin(struct io_fdw *fw, int fd, bool write, int64_t deadline);
+
+/*
+ * io_fd_wait() - after a try said EAGAIN: park the calling G on the
+ * netpoller until @fd may be ready for the side, then try again (a
+ * wakeup can be spurious). Return: 0 (try again), -EBADF (kgo_close
+ * closed the fd meanwhile: do not touch it), -ECANCELED (kgo_fd_cancel),
+ * -ETIMEDOUT (the call's or the fd's deadline), -EAGAIN (the call's
+ * deadline is 0), or IO_NORING when the netpoller cannot take it
+ * (another G waits on this side, the fd is not pollable): take the ring
+ * path with io_fd_deadline(). Call io_fd_end() before returning.
+ */
+int io_fd_wait(struct io_fdw *fw, int fd, bool write);
+
+/* The earlier of the call's deadline and the fd's, for the ring path. */
+int64_t io_fd_deadline(struct io_fdw *fw, bool write);
+
+/* The call is over: kgo_close may close the fd. */
+void io_fd_end(struct io_fdw *fw);
+
+/* A new fd from kgo_accept or kgo_open: no deadlines from a file that
+ * had the number before. */
+void io_fd_fresh(int fd);
+
+/*
+ * io_fd_close_begin() - kgo_close, before it closes @fd: end every wait
+ * on it (-EBADF) and wait until the woken calls have left. Return: 0.
+ */
+int io_fd_close_begin(int fd);
 
 /* Fast-path accounting. */
 void io_count_nowait(void);
@@ -123,7 +158,6 @@ void io_count_nowait(void);
 #define FDH_DIRECT	0x02	/* O_DIRECT: RWF_NOWAIT still waits for the device */
 #define FDH_NO_RNOWAIT	0x04	/* preadv2 refuses RWF_NOWAIT (EOPNOTSUPP) */
 #define FDH_NO_WNOWAIT	0x08	/* pwritev2 refuses RWF_NOWAIT */
-#define FDH_RECV_WAITS	0x10	/* the last recv had to wait: go to the ring */
 #define FDH_NETREG	0x20	/* added to the netpoller's epoll (io.c,
 				 * netpoll_check: sysmon catches a stale one) */
 #define FDH_SPECIAL	0x40	/* not a file nor a block device (pipe,

@@ -381,12 +381,59 @@ static uint8_t fdh_refused(int fd, uint8_t h, bool write)
 }
 
 /*
+ * rw_poll() - a read or write that said EAGAIN (a write: after moving
+ * @done bytes) on a pipe, socket or tty: wait on the netpoller (io.c,
+ * "The poll descriptor", where kgo_close, kgo_fd_cancel and deadlines
+ * reach the G) and try again with RWF_NOWAIT, reads until something
+ * came, writes until all is written. A file the netpoller cannot take
+ * (a regular file's cache miss) goes to the ring as before.
+ */
+static long rw_poll(bool write, int fd, const struct iovec *iov, int cnt,
+		    off_t off, struct io_fdw *fw, size_t done)
+{
+	struct iovec buf[IOV_INLINE], *v;
+	size_t total = iov_total(iov, cnt);
+	bool heap;
+	long r;
+	int n;
+
+	for (;;) {
+		r = io_fd_wait(fw, fd, write);
+		if (r == IO_NORING) {
+			if (done)
+				return rw_rest(write, fd, iov, cnt, off,
+					       io_fd_deadline(fw, write), done);
+			return rw_wait(write, fd, iov, cnt, off,
+				       io_fd_deadline(fw, write), 0);
+		}
+		if (r < 0)
+			break;
+		n = iov_skip(iov, cnt, done, buf, &v, &heap);
+		if (n < 0)
+			break;
+		r = io_raw(write ? SYS_pwritev2 : SYS_preadv2, fd, (long)v, n,
+			   off == -1 ? -1 : off + (off_t)done, 0, RWF_NOWAIT);
+		if (heap)
+			free(v);
+		if (r == -EAGAIN)
+			continue;
+		if (r <= 0 || !write)
+			break;
+		done += r;
+		if (done >= total)
+			break;
+	}
+	return done ? (long)done : r;
+}
+
+/*
  * io_rw() - every read and write of kgo.h. @off -1: at (and moving) the
  * file position. @deadline: < 0 wait, 0 do not wait, else absolute.
  */
 static long io_rw(bool write, int fd, const struct iovec *iov, int cnt,
 		  off_t off, int64_t deadline)
 {
+	struct io_fdw fw;
 	uint8_t h;
 	long r;
 
@@ -396,24 +443,35 @@ static long io_rw(bool write, int fd, const struct iovec *iov, int cnt,
 	h = fdh_get(fd);
 	if (!(h & FDH_KNOWN))
 		h = fdh_learn(fd);
+	r = io_fd_begin(&fw, fd, write, deadline);
+	if (r)
+		return r;
 	if (h & (FDH_DIRECT | (write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT)))
-		return rw_nofast(write, fd, iov, cnt, off, deadline, h);
+		return rw_nofast(write, fd, iov, cnt, off,
+				 io_fd_deadline(&fw, write), h);
 	/* Offset -1: the file position, as pwritev2(3) says. */
 	r = io_raw(write ? SYS_pwritev2 : SYS_preadv2, fd, (long)iov, cnt, off,
 		   0, RWF_NOWAIT);
 	if (r == -EOPNOTSUPP)
-		return rw_nofast(write, fd, iov, cnt, off, deadline,
+		return rw_nofast(write, fd, iov, cnt, off,
+				 io_fd_deadline(&fw, write),
 				 fdh_refused(fd, h, write));
 	if (r == -EAGAIN) {
 		if (deadline == 0 || fd_nowait_semantics(fd))
 			return -EAGAIN;
-		return rw_wait(write, fd, iov, cnt, off, deadline, 0);
+		r = rw_poll(write, fd, iov, cnt, off, &fw, 0);
+		io_fd_end(&fw);
+		return r;
 	}
 	io_count_nowait();
 	if (r <= 0)
 		return r;
-	if (write ? (size_t)r < iov_total(iov, cnt) && !fd_nonblock(fd)
-		  : (size_t)r < iov_total(iov, cnt) && fd_regular(fd))
+	if (write && (size_t)r < iov_total(iov, cnt) && !fd_nonblock(fd)) {
+		r = rw_poll(write, fd, iov, cnt, off, &fw, r);
+		io_fd_end(&fw);
+		return r;
+	}
+	if (!write && (size_t)r < iov_total(iov, cnt) && fd_regular(fd))
 		return rw_rest(write, fd, iov, cnt, off, deadline, r);
 	return r;
 }
@@ -570,8 +628,10 @@ int kgo_openat(int dirfd, const char *path, int flags, mode_t mode)
 		io_uring_prep_openat(&op.sqe, dirfd, path, flags, mode);
 	r = ring_or_sys(o, false, SYS_openat, dirfd, (long)path,
 			flags, mode, 0);
-	if (r >= 0)
+	if (r >= 0) {
 		fdh_set(r, FDH_KNOWN | (flags & O_DIRECT ? FDH_DIRECT : 0));
+		io_fd_fresh(r);
+	}
 	return r;
 }
 
@@ -584,6 +644,8 @@ int kgo_close(int fd)
 {
 	struct io_op op, *o = io_ring_usable() ? &op : NULL;
 
+	/* Wake the Gs waiting on it (-EBADF), wait for them to leave. */
+	io_fd_close_begin(fd);
 	fdh_set(fd, 0);
 	if (o)
 		io_uring_prep_close(&op.sqe, fd);

@@ -3,12 +3,15 @@
  * io_net.c - the network and readiness calls of kgo.h: kgo's netpoller.
  *
  * A socket call first tries without waiting (MSG_DONTWAIT, or a zero
- * poll); when the socket is not ready a recv without a deadline parks
- * its G on the netpoller (epoll, io.c) and tries again when woken; the
- * other calls go to the M's ring, where io_uring arms a poll on the
- * socket and runs the call when it is ready, and the G parks (io.c). A
- * deadline is a timeout linked to the operation in the ring. Without
- * io_uring, the syscall path waits in ppoll with the P handed off.
+ * poll); when the socket is not ready, recv, send and accept park their
+ * G on the netpoller (epoll, io.c, "The poll descriptor") and try again
+ * when woken, with or without io_uring; a deadline there is a runtime
+ * timer, and kgo_close, kgo_fd_cancel and kgo_fd_set_deadline reach the
+ * G. connect, kgo_poll and what the netpoller cannot take (a second
+ * waiter on one fd) go to the M's ring, where io_uring arms a poll on
+ * the socket and runs the call when it is ready, with a linked timeout
+ * for a deadline; without io_uring those wait in ppoll with the P
+ * handed off.
  *
  * As read(2) and friends, the calls honour O_NONBLOCK and MSG_DONTWAIT
  * (EAGAIN at once); a blocking send sends everything, as send(2) on a
@@ -31,39 +34,45 @@ static long ring_dl(int64_t deadline)
 	return deadline == 0 ? DL_PAST : deadline;
 }
 
-static long recv_wait(int fd, void *buf, size_t n, int flags,
-		      int64_t deadline)
+/*
+ * sock_wait() - the recv (@write: send) said EAGAIN: wait on the
+ * netpoller and try again until it moves data, fails, or the wait ends
+ * (io_fd_wait); where the netpoller cannot take it, through the ring,
+ * else the syscall path.
+ */
+static long sock_wait(struct io_fdw *fw, bool write, int fd, void *buf,
+		      size_t n, int flags)
 {
+	long nr = write ? SYS_sendto : SYS_recvfrom;
 	struct io_op op;
-	uint8_t h;
+	int64_t dl;
 	long r;
 
-	/* No deadline: wait for readiness on the netpoller, then recv. */
-	while (deadline < 0 && io_net_wait(fd) == 0) {
-		r = io_raw(SYS_recvfrom, fd, (long)buf, n, flags | MSG_DONTWAIT,
-			   0, 0);
+	while ((r = io_fd_wait(fw, fd, write)) == 0) {
+		r = io_raw(nr, fd, (long)buf, n, flags | MSG_DONTWAIT, 0, 0);
 		if (r != -EAGAIN)
 			return r;
 	}
+	if (r != IO_NORING)
+		return r;
+	dl = io_fd_deadline(fw, write);
 	if (io_ring_usable()) {
-		io_uring_prep_recv(&op.sqe, fd, buf, n, flags);
-		r = io_ring_op(&op, deadline);
-		if (r != IO_NORING) {
-			/* Remember whether it had to wait (see kgo_recv_dl). */
-			h = fdh_get(fd);
-			if (!op.inline_done != !!(h & FDH_RECV_WAITS))
-				fdh_set(fd, h ^ FDH_RECV_WAITS);
+		if (write)
+			io_uring_prep_send(&op.sqe, fd, buf, n, flags);
+		else
+			io_uring_prep_recv(&op.sqe, fd, buf, n, flags);
+		r = io_ring_op(&op, dl);
+		if (r != IO_NORING)
 			return r;
-		}
 	}
-	if (deadline < 0)
-		return io_sys(true, SYS_recvfrom, fd, (long)buf, n, flags, 0, 0);
+	if (dl < 0)
+		return io_sys(true, nr, fd, (long)buf, n, flags, 0, 0);
 	for (;;) {
-		r = io_wait_ready(fd, POLLIN, deadline);
+		r = io_wait_ready(fd, write ? POLLOUT : POLLIN, dl);
 		if (r < 0)
 			return r;
-		r = io_sys(false, SYS_recvfrom, fd, (long)buf, n,
-			   flags | MSG_DONTWAIT, 0, 0);
+		r = io_sys(false, nr, fd, (long)buf, n, flags | MSG_DONTWAIT,
+			   0, 0);
 		if (r != -EAGAIN)
 			return r;
 	}
@@ -71,6 +80,7 @@ static long recv_wait(int fd, void *buf, size_t n, int flags,
 
 ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline)
 {
+	struct io_fdw fw;
 	long r, rest;
 
 	/* The kernel clamps the count first (no error for SIZE_MAX); the
@@ -79,19 +89,9 @@ ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline)
 		n = io_max_rw();
 	if (!getg())
 		return io_raw(SYS_recvfrom, fd, (long)buf, n, flags, 0, 0);
-	/*
-	 * A socket whose last recv through the ring had to wait (a
-	 * request-response peer: the answer is never there yet) goes to the
-	 * ring at once, which tries the recv while submitting anyway: one
-	 * syscall, not a failed recvfrom first. It goes back to the fast
-	 * path as soon as a recv finds data waiting. Only with a deadline:
-	 * without one the netpoller waits, and it needs the failed try.
-	 */
-	if (deadline > 0 && (fdh_get(fd) & FDH_RECV_WAITS) &&
-	    !(flags & MSG_DONTWAIT) && io_ring_usable() && !fd_nonblock(fd))
-		return recv_wait(fd, buf, n, flags, deadline);
-	if (deadline < 0)
-		io_net_reset(fd);
+	r = io_fd_begin(&fw, fd, false, deadline);
+	if (r)
+		return r;
 	r = io_raw(SYS_recvfrom, fd, (long)buf, n, flags | MSG_DONTWAIT, 0, 0);
 	if (r != -EAGAIN || (flags & MSG_DONTWAIT)) {
 		io_count_nowait();
@@ -99,8 +99,9 @@ ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline)
 		if (r > 0 && (size_t)r < n && (flags & MSG_WAITALL) &&
 		    !(flags & MSG_DONTWAIT) && deadline != 0 &&
 		    !fd_nonblock(fd)) {
-			rest = recv_wait(fd, (char *)buf + r, n - r, flags,
-					 deadline);
+			rest = sock_wait(&fw, false, fd, (char *)buf + r, n - r,
+					 flags);
+			io_fd_end(&fw);
 			if (rest > 0)
 				r += rest;
 		}
@@ -108,7 +109,9 @@ ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline)
 	}
 	if (deadline == 0 || fd_nonblock(fd))
 		return -EAGAIN;
-	return recv_wait(fd, buf, n, flags, deadline);
+	r = sock_wait(&fw, false, fd, buf, n, flags);
+	io_fd_end(&fw);
+	return r;
 }
 
 ssize_t kgo_recv(int fd, void *buf, size_t n, int flags)
@@ -116,34 +119,10 @@ ssize_t kgo_recv(int fd, void *buf, size_t n, int flags)
 	return kgo_recv_dl(fd, buf, n, flags, -1);
 }
 
-static long send_wait(int fd, const void *buf, size_t n, int flags,
-		      int64_t deadline)
-{
-	struct io_op op;
-	long r;
-
-	if (io_ring_usable()) {
-		io_uring_prep_send(&op.sqe, fd, buf, n, flags);
-		r = io_ring_op(&op, deadline);
-		if (r != IO_NORING)
-			return r;
-	}
-	if (deadline < 0)
-		return io_sys(true, SYS_sendto, fd, (long)buf, n, flags, 0, 0);
-	for (;;) {
-		r = io_wait_ready(fd, POLLOUT, deadline);
-		if (r < 0)
-			return r;
-		r = io_sys(false, SYS_sendto, fd, (long)buf, n,
-			   flags | MSG_DONTWAIT, 0, 0);
-		if (r != -EAGAIN)
-			return r;
-	}
-}
-
 ssize_t kgo_send_dl(int fd, const void *buf, size_t n, int flags,
 		    int64_t deadline)
 {
+	struct io_fdw fw;
 	size_t done = 0;
 	long r;
 
@@ -151,6 +130,9 @@ ssize_t kgo_send_dl(int fd, const void *buf, size_t n, int flags,
 		n = io_max_rw();	/* as in kgo_recv_dl */
 	if (!getg())
 		return io_raw(SYS_sendto, fd, (long)buf, n, flags, 0, 0);
+	r = io_fd_begin(&fw, fd, true, deadline);
+	if (r)
+		return r;
 	r = io_raw(SYS_sendto, fd, (long)buf, n, flags | MSG_DONTWAIT, 0, 0);
 	if (r >= 0) {
 		io_count_nowait();
@@ -163,13 +145,14 @@ ssize_t kgo_send_dl(int fd, const void *buf, size_t n, int flags,
 	if (deadline == 0 || fd_nonblock(fd))
 		return done ? (long)done : -EAGAIN;
 	while (done < n) {
-		r = send_wait(fd, (const char *)buf + done, n - done, flags,
-			      deadline);
+		r = sock_wait(&fw, true, fd, (char *)buf + done, n - done,
+			      flags);
 		if (r <= 0)
-			return done ? (long)done : r;
+			break;
 		done += r;
 	}
-	return done;
+	io_fd_end(&fw);
+	return done ? (long)done : r;
 }
 
 ssize_t kgo_send(int fd, const void *buf, size_t n, int flags)
@@ -177,22 +160,62 @@ ssize_t kgo_send(int fd, const void *buf, size_t n, int flags)
 	return kgo_send_dl(fd, buf, n, flags, -1);
 }
 
+/*
+ * kgo_accept_dl() - accept4(2) has no MSG_DONTWAIT: a listener that polls
+ * readable is accepted from on the syscall path (a connection another G
+ * took first makes that call wait, with the P handed on by sysmon, as
+ * in a blocking accept); otherwise the G waits on the netpoller, where
+ * kgo_close and kgo_fd_cancel reach it. The wait's hold on the fd is
+ * dropped before the accept4, which may block.
+ */
 int kgo_accept_dl(int fd, struct sockaddr *addr, socklen_t *len, int flags,
 		  int64_t deadline)
 {
+	socklen_t olen = sizeof(int);
+	struct io_fdw fw;
 	struct io_op op;
+	int on = 0;
 	long r;
 
 	if (!getg() || fd_nonblock(fd))
 		return io_raw(SYS_accept4, fd, (long)addr, (long)len, flags, 0, 0);
+	r = io_fd_begin(&fw, fd, false, deadline);
+	if (r)
+		return r;
+	for (;;) {
+		r = io_poll0(fd, POLLIN);
+		if (r != 0) {
+			io_fd_end(&fw);
+			if (r < 0 || (r & POLLNVAL))
+				return r < 0 ? r : -EBADF;
+			r = io_sys(false, SYS_accept4, fd, (long)addr,
+				   (long)len, flags, 0, 0);
+			goto out;
+		}
+		if (deadline == 0)
+			return -EAGAIN;
+		/* Before the first wait: a file that accept4 refuses at once
+		 * (a pipe, a socket not listening) must not wait. */
+		if (!fw.held) {
+			r = io_raw(SYS_getsockopt, fd, SOL_SOCKET,
+				   SO_ACCEPTCONN, (long)&on, (long)&olen, 0);
+			if (r < 0 || !on)
+				return r < 0 ? r : -EINVAL;
+		}
+		r = io_fd_wait(&fw, fd, false);
+		if (r == IO_NORING)
+			break;
+		if (r < 0) {
+			io_fd_end(&fw);
+			return r;
+		}
+	}
+	deadline = io_fd_deadline(&fw, false);
 	if (io_ring_usable()) {
 		io_uring_prep_accept(&op.sqe, fd, addr, len, flags);
 		r = io_ring_op(&op, ring_dl(deadline));
-		if (r != IO_NORING) {
-			if (r == -ETIMEDOUT && deadline == 0)
-				r = -EAGAIN;
+		if (r != IO_NORING)
 			goto out;
-		}
 	}
 	if (deadline >= 0) {
 		r = io_wait_ready(fd, POLLIN, deadline);
@@ -201,8 +224,10 @@ int kgo_accept_dl(int fd, struct sockaddr *addr, socklen_t *len, int flags,
 	}
 	r = io_sys(true, SYS_accept4, fd, (long)addr, (long)len, flags, 0, 0);
 out:
-	if (r >= 0)
+	if (r >= 0) {
 		fdh_set(r, FDH_KNOWN);
+		io_fd_fresh(r);
+	}
 	return r;
 }
 

@@ -49,7 +49,8 @@
 
 #include "runtime.h"
 
-enum { NOTE_CLEAR = 0, NOTE_WOKEN = 1, NOTE_KERNEL = NOTE_KERNEL_VALUE };
+enum { NOTE_CLEAR = 0, NOTE_WOKEN = 1, NOTE_KERNEL = NOTE_KERNEL_VALUE,
+       NOTE_POLL = 3 /* the sleeper is in io.c's netpoll_sleep */ };
 #define NOTE_SPIN_NS	30000
 
 /*
@@ -196,6 +197,8 @@ void notewakeup(struct note *n)
 	/* Only a sleeper already in the kernel needs the syscall. */
 	if (old == NOTE_KERNEL)
 		futex_wake(&n->key, 1);
+	else if (old == NOTE_POLL)
+		io_netpoll_break();
 }
 
 static bool note_wait(struct note *n, int64_t deadline, int64_t spin_ns);
@@ -220,6 +223,24 @@ bool note_enter_kernel(struct note *n)
 bool note_leave_kernel(struct note *n)
 {
 	uint32_t k = NOTE_KERNEL;
+
+	return atomic_compare_exchange_strong_explicit(&n->key, &k, NOTE_CLEAR,
+			memory_order_acquire, memory_order_acquire);
+}
+
+/* The same for a sleeper in epoll_wait (io.c, netpoll_sleep): notewakeup
+ * then writes the netpoller's break eventfd instead of a FUTEX_WAKE. */
+bool note_enter_poll(struct note *n)
+{
+	uint32_t k = NOTE_CLEAR;
+
+	return atomic_compare_exchange_strong_explicit(&n->key, &k, NOTE_POLL,
+			memory_order_acquire, memory_order_acquire);
+}
+
+bool note_leave_poll(struct note *n)
+{
+	uint32_t k = NOTE_POLL;
 
 	return atomic_compare_exchange_strong_explicit(&n->key, &k, NOTE_CLEAR,
 			memory_order_acquire, memory_order_acquire);

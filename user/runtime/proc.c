@@ -1371,9 +1371,9 @@ top:
 	pp = mp->p;
 	*inherit = false;
 
-	/* io completions on our own ring: they ready Gs (io.c). */
-	if (mp->io)
-		io_poll(mp);
+	/* io completions on our own ring, and the netpoller: they ready
+	 * Gs (io.c). */
+	io_poll(mp);
 
 	/* Due timers of our own P first: they may ready Gs. */
 	if (atomic_load_explicit(&pp->timers.next, memory_order_relaxed) !=

@@ -211,6 +211,11 @@ bool notesleep_until(struct note *n, int64_t deadline);
 bool note_enter_kernel(struct note *n);
 bool note_leave_kernel(struct note *n);
 bool note_is_woken(struct note *n);
+/* As note_enter_kernel/_leave_kernel for a sleeper in epoll_wait (io.c,
+ * netpoll_sleep): notewakeup calls io_netpoll_break(). */
+bool note_enter_poll(struct note *n);
+bool note_leave_poll(struct note *n);
+void io_netpoll_break(void);
 /* The same without the short spin before sleeping (see lock_futex.c):
  * for threads that wake on a timer anyway, such as sysmon. */
 bool notesleep_until_nospin(struct note *n, int64_t deadline);
@@ -815,7 +820,8 @@ const sigset_t *signals_mmask(void);
 void io_init(void);
 /* kgo_run, after every M left: the rings are closed by then. */
 void io_fini(void);
-/* findrunnable, first thing, when mp->io: reap mp's ring onto its P. */
+/* findrunnable, first thing: reap mp's ring onto its P, and look at the
+ * netpoller when the P has nothing else to run. */
 void io_poll(struct m *mp);
 /* What stopm and stoplockedm sleep in instead of notesleep_until(&mp->
  * park, deadline): the M's ring when it has one, so that completions

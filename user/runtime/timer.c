@@ -318,10 +318,16 @@ static void dltimer_fire(void *arg, uint64_t seq)
 
 void dltimer_arm(struct dltimer *dt, struct g *gp, int64_t deadline)
 {
+	dltimer_arm_fn(dt, gp, deadline, dltimer_fire, dt);
+}
+
+void dltimer_arm_fn(struct dltimer *dt, struct g *gp, int64_t deadline,
+		    void (*fn)(void *arg, uint64_t seq), void *arg)
+{
 	dt->gp = gp;
 	atomic_store_explicit(&dt->state, DLT_ARMED, memory_order_relaxed);
-	dt->t.fn = dltimer_fire;
-	dt->t.arg = dt;
+	dt->t.fn = fn;
+	dt->t.arg = arg;
 	dt->t.seq = 0;
 	dt->t.idx = -1;
 	timer_set_pp(&dt->t, NULL);

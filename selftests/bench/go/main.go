@@ -25,6 +25,7 @@ type opts struct {
 	minMs      int
 	maxMs      int
 	stack      int
+	dl, port   int // httpd: read deadline (ms, 0 none), port
 }
 
 type bench struct {
@@ -71,6 +72,8 @@ func main() {
 	fs.IntVar(&o.minMs, "m", o.minMs, "shortest sleep, ms")
 	fs.IntVar(&o.maxMs, "M", o.maxMs, "longest sleep, ms")
 	fs.IntVar(&o.stack, "s", 0, "ignored (kgo's stack size)")
+	fs.IntVar(&o.dl, "d", o.dl, "httpd: read deadline, ms (0: none)")
+	fs.IntVar(&o.port, "port", o.port, "httpd: port (0: any free one)")
 	fs.Parse(os.Args[2:])
 	if o.p < 1 || o.n < 1 {
 		usage()
