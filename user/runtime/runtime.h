@@ -542,6 +542,7 @@ struct sched {
 
 	/* Counters for kgo_stats. */
 	_Atomic uint64_t gs_created;
+	_Atomic uint64_t gs_created_nop; /* by threads with no P (kgo_go) */
 	_Atomic uint64_t handoffs, handoffs_kernel;
 	_Atomic uint64_t preempt_sync, preempt_async;
 	_Atomic uint64_t io_nowait_hits, io_uring_ops, io_fallback_ops;
