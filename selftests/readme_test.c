@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "child.h"
 
 static char using_path[PATH_MAX];
 
@@ -47,36 +48,29 @@ static const char *using(void)
 	return access(using_path, X_OK) ? NULL : using_path;
 }
 
+struct using_run {
+	const char *path;
+	rlim_t as;			/* RLIMIT_AS; 0: none */
+};
+
+static void exec_using(void *arg)
+{
+	struct using_run *u = arg;
+
+	if (u->as) {
+		struct rlimit rl = { u->as, u->as };
+
+		setrlimit(RLIMIT_AS, &rl);
+	}
+	execl(u->path, u->path, (char *)NULL);
+}
+
 /* Run it with RLIMIT_AS @as (0: no limit); its output in @out. */
 static int run_using(const char *path, rlim_t as, char *out, size_t n)
 {
-	int pfd[2], status = -1;
-	size_t got = 0;
-	ssize_t r;
-	pid_t pid;
+	struct using_run u = { path, as };
 
-	if (pipe(pfd))
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		close(pfd[0]);
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		if (as) {
-			struct rlimit rl = { as, as };
-
-			setrlimit(RLIMIT_AS, &rl);
-		}
-		execl(path, path, (char *)NULL);
-		_exit(127);
-	}
-	close(pfd[1]);
-	while (got < n - 1 && (r = read(pfd[0], out + got, n - 1 - got)) > 0)
-		got += r;
-	out[got] = 0;
-	close(pfd[0]);
-	waitpid(pid, &status, 0);
-	return status;
+	return child_spawn(exec_using, &u, NULL, out, n);
 }
 
 TEST(using_runs)

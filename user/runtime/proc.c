@@ -1814,13 +1814,7 @@ static struct g *newproc(struct p *pp, void (*fn)(void *), void *arg,
 	gp->fpctl = kgo_ctx_fpctl();
 	atomic_store_explicit(&gp->unstarted, true, memory_order_relaxed);
 	atomic_store_explicit(&gp->status, G_RUNNABLE, memory_order_release);
-	if (pp)
-		atomic_store_explicit(&pp->gs_created,
-			atomic_load_explicit(&pp->gs_created,
-					     memory_order_relaxed) + 1,
-			memory_order_relaxed);
-	else
-		atomic_fetch_add(&sched.gs_created_nop, 1);
+	count_on_p(pp ? &pp->gs_created : NULL, &sched.gs_created_nop);
 	TRACE(TR_GO_CREATE, gp->goid, kgo_self());
 	return gp;
 }
