@@ -42,16 +42,8 @@
 
 #include "kgo.h"
 #include "harness.h"
+#include "kgo_run.h"
 #include "child.h"
-
-#define MS	1000000LL
-
-static void run(void (*fn)(void *), void *arg, int maxprocs)
-{
-	struct kgo_config cfg = { .maxprocs = maxprocs };
-
-	ASSERT_EQ(0, kgo_run(fn, arg, &cfg));
-}
 
 static struct kgo_chan *notified(size_t cap, const int *sigs, int n)
 {
