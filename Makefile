@@ -226,6 +226,20 @@ $(BUILD)/selftests/%: selftests/%.c $(BUILD)/libkgo.a selftests/harness.h
 	$(Q)$(CC) $(CFLAGS_K) -Iselftests $(DEPFLAGS) $< -o $@ \
 		$(BUILD)/libkgo.a $(LDLIBS_K)
 
+# The example of README's "Using it", cut out of README.md, built and run
+# by readme_test, so that it cannot rot.
+$(BUILD)/selftests/readme_using.c: README.md
+	@mkdir -p $(dir $@)
+	$(Q)awk '/^## Using it/ {u = 1} u && /^```c$$/ {c = 1; next} \
+		c && /^```$$/ {exit} c' $< > $@
+	$(Q)test -s $@ || { echo "README.md: no C block in Using it"; exit 1; }
+
+$(BUILD)/selftests/readme_using: $(BUILD)/selftests/readme_using.c $(BUILD)/libkgo.a
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_K) $< -o $@ $(BUILD)/libkgo.a $(LDLIBS_K)
+
+$(BUILD)/selftests/readme_test: $(BUILD)/selftests/readme_using
+
 examples: $(EXAMPLES)
 
 tools: $(TOOLS)
@@ -300,6 +314,15 @@ install: lib tools
 	install -m 755 $(BUILD)/libkgo.so $(DESTDIR)$(PREFIX)/lib/libkgo.so.0
 	ln -sf libkgo.so.0 $(DESTDIR)$(PREFIX)/lib/libkgo.so
 	install -m 644 $(BUILD)/kgo.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	@# A prefix the dynamic linker searches gets its cache refreshed, or
+	@# programs miss libkgo.so.0 until the next ldconfig; any other
+	@# prefix is said to need an rpath (README, "Using it").
+	@if [ -z "$(DESTDIR)" ] && { [ "$(PREFIX)" = /usr ] || \
+	    ldconfig -v -N 2>/dev/null | grep -q '^$(PREFIX)/lib:'; }; then \
+		echo "  LDCONFIG $(PREFIX)/lib"; ldconfig; \
+	else \
+		echo "kgo: $(DESTDIR)$(PREFIX)/lib is not searched by the dynamic linker: link with -Wl,-rpath,$(PREFIX)/lib or run with LD_LIBRARY_PATH=$(PREFIX)/lib (README, Using it)"; \
+	fi
 ifneq ($(TOOLS),)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/lib/systemd/system

@@ -69,19 +69,27 @@
  *    kgo_once) work and, where they wait, block that thread (a G waits
  *    by parking, as always): Gs and threads may share them. A G waiting
  *    for a thread is readied by the thread's unlock, done or signal.
- *  - channels and kgo_select do what needs no waiting (a send into
- *    buffer room or to a waiting receiver, a receive of a value there,
- *    kgo_chan_close, a ready select case) and return -EPERM where they
- *    would wait (deadline 0 still gives -EAGAIN, a past one -ETIMEDOUT).
- *  - kgo_sleep, kgo_sleep_until, kgo_go and kgo_go_sized return -EPERM;
- *    kgo_yield, kgo_lock_m and kgo_unlock_m do nothing; kgo_self is 0.
+ *  - channel sends and receives work and, where they wait, block that
+ *    thread until a G (or another thread) completes them, closes the
+ *    channel or the deadline passes, with or without a runtime running
+ *    (a thread sending into a server's channel waits for the G that
+ *    receives). A NULL channel and a kgo_select that would wait return
+ *    -EPERM (deadline 0 still gives -EAGAIN, a past one -ETIMEDOUT).
+ *  - kgo_go and kgo_go_sized start the G while a kgo_run runs (its main
+ *    has not returned), -EPERM otherwise.
+ *  - kgo_sleep and kgo_sleep_until return -EPERM; kgo_yield, kgo_lock_m
+ *    and kgo_unlock_m do nothing; kgo_self is 0.
  *  - kgo_syscall_begin/_end do nothing, kgo_syscall is syscall(2)
  *    returning -errno, and the file and network calls are the plain
  *    system calls, blocking the thread (of the deadlines, only
  *    kgo_poll's is kept there).
- * Once such a thread has used a sync type or a channel, the deadlock
- * report ("all goroutines are asleep") is off for good: that thread may
- * wake the Gs at any time (as in Go once cgo threads exist).
+ * Once such a thread has used a sync type, a channel or kgo_go, the
+ * deadlock report ("all goroutines are asleep") is off for good: that
+ * thread may wake the Gs at any time (as in Go once cgo threads exist).
+ * A thread that registers with kgo_foreign_enter() instead is counted
+ * only while it is registered: a G waiting for it then is no deadlock,
+ * even before its first call, and once every such thread has called
+ * kgo_foreign_leave(), a deadlock is reported again.
  */
 #ifndef KGO_H
 #define KGO_H
@@ -202,7 +210,10 @@ int kgo_run(void (*main_fn)(void *), void *arg, const struct kgo_config *cfg);
 
 /**
  * kgo_go() - start fn(arg) as a new G with the default stack size.
- * Return: 0, -EINVAL (NULL fn), -ENOMEM, -EPERM (no runtime running).
+ * Callable from a G, and from a thread that is no G while a kgo_run runs
+ * ("Calls from other threads"). Return: 0, -EINVAL (NULL fn), -ENOMEM,
+ * -EPERM (from a thread that is no G: no kgo_run running, or its main
+ * has returned; from a G inside kgo_syscall_begin/_end).
  */
 int kgo_go(void (*fn)(void *), void *arg);
 
@@ -783,6 +794,29 @@ int kgo_p_stat(int p, uint64_t *ran);
 /** kgo_ctx_impl() - which context switch this build uses ("x86_64",
  * "aarch64" or "ucontext"). */
 const char *kgo_ctx_impl(void);
+
+/* ------------------------------------------------------------------ */
+/* Foreign threads                                                    */
+/* ------------------------------------------------------------------ */
+
+/**
+ * kgo_foreign_enter() - register the calling thread, which is no G (a
+ * library's callback thread), as one that may wake Gs (send on their
+ * channels, unlock, kgo_go) at any time (Go's cgo callbacks, needm):
+ * while it is registered, Gs waiting for it are not reported as a
+ * deadlock, and its calls do not turn the report off for good ("Calls
+ * from other threads", top of file). Calls nest; each needs its
+ * kgo_foreign_leave(). Return: 0, -EINVAL (called from a G).
+ */
+int kgo_foreign_enter(void);
+
+/**
+ * kgo_foreign_leave() - end the calling thread's kgo_foreign_enter().
+ * After the last one, if every G waits with nothing left to wake them,
+ * the deadlock is reported at once. Return: 0, -EINVAL (not registered,
+ * or called from a G).
+ */
+int kgo_foreign_leave(void);
 
 /* ------------------------------------------------------------------ */
 /* Signals as channel values (Go's os/signal.Notify)                  */

@@ -10,14 +10,35 @@
  *			a pthread beside a running one); it used to take
  *			its internal "nothing ready" value for -EPERM and
  *			park a NULL G (SIGSEGV).
- *   chan_sleep_go_eperm	the calls that would park a G return -EPERM
- *			from a pthread: blocking sends and receives,
- *			select, sleep, kgo_go; those that need not wait
- *			work (a send into buffer room, a receive of a
- *			buffered value, kgo_yield, syscall_begin/_end,
- *			kgo_syscall, kgo_read of a ready pipe). Both Ps
- *			busy meanwhile: a send to a full channel from a
- *			pthread looked at the caller's P (NULL: SIGSEGV).
+ *   chan_sleep_go_eperm	the calls that would park a G and that a thread
+ *			cannot wait in return -EPERM from a pthread:
+ *			select, a NULL channel, sleep; those that need
+ *			not wait work (a send into buffer room, a receive
+ *			of a buffered value, kgo_yield, syscall_begin/
+ *			_end, kgo_syscall, kgo_read of a ready pipe), and
+ *			a try or a passed deadline on a full channel
+ *			fails as for a G. Both Ps busy meanwhile: a send
+ *			to a full channel from a pthread looked at the
+ *			caller's P (NULL: SIGSEGV).
+ *   send_blocks	a pthread's sends on an unbuffered and on a full
+ *			buffered channel block until a G receives (they
+ *			used to return -EPERM), every value arrives once
+ *			and in order; a pthread's receive blocks until a
+ *			G sends; kgo_chan_close wakes a blocked pthread
+ *			sender with -EPIPE; a deadline that passes takes
+ *			the value back (nothing sent twice or lost).
+ *   thread_to_thread	two pthreads and no runtime meet on an
+ *			unbuffered channel.
+ *   spawn_from_thread	kgo_go from a pthread while the runtime runs
+ *			starts the G (it used to return -EPERM); after
+ *			kgo_run has returned it is -EPERM.
+ *   foreign_feeder	the only G waits on a channel that a registered
+ *			pthread (kgo_foreign_enter) feeds later: no
+ *			"deadlock!" (before: exit 2, 3 runs in 3).
+ *   real_deadlock	the feeder sends what it has and leaves
+ *			(kgo_foreign_leave); the G waiting for one value
+ *			more is reported as a deadlock, whether it parks
+ *			before or after the leave.
  *   mutex_from_thread	a pthread blocks in a contended kgo_mutex_lock
  *			while a G holds it, and a G blocks while the
  *			pthread holds it (the G is readied from the
@@ -50,15 +71,8 @@
 
 #include "kgo.h"
 #include "harness.h"
-
-#define MS	1000000LL
-
-static void run(void (*fn)(void *), void *arg, int maxprocs)
-{
-	struct kgo_config cfg = { .maxprocs = maxprocs };
-
-	ASSERT_EQ(0, kgo_run(fn, arg, &cfg));
-}
+#include "kgo_run.h"
+#include "child.h"
 
 static pthread_t start(void *(*fn)(void *), void *arg)
 {
@@ -185,17 +199,15 @@ static void *eperm_thread(void *arg)
 	(void)arg;
 	ASSERT_NONNULL(u);
 	ASSERT_NONNULL(b);
-	EXPECT_EQ(-EPERM, kgo_chan_send(u, &v));
-	EXPECT_EQ(-EPERM, kgo_chan_recv(u, &w));
-	EXPECT_EQ(-EPERM, kgo_chan_send_dl(u, &v, kgo_now() + 1000 * MS));
-	EXPECT_EQ(-EPERM, kgo_chan_recv_dl(u, &w, -1));
+	EXPECT_EQ(-EAGAIN, kgo_chan_send_dl(u, &v, 0));
+	EXPECT_EQ(-ETIMEDOUT, kgo_chan_recv_dl(u, &w, kgo_now() - MS));
 	EXPECT_EQ(-EPERM, kgo_chan_send(NULL, &v));
 	EXPECT_EQ(-EPERM, kgo_sleep(MS));
 	EXPECT_EQ(-EPERM, kgo_sleep_until(kgo_now() + MS));
-	EXPECT_EQ(-EPERM, kgo_go(nop, NULL));
 	/* No waiting needed: these work. */
 	EXPECT_EQ(0, kgo_chan_send(b, &v));
-	EXPECT_EQ(-EPERM, kgo_chan_send(b, &v));	/* full now */
+	EXPECT_EQ(-EAGAIN, kgo_chan_send_dl(b, &v, 0));	/* full now */
+	EXPECT_EQ(-ETIMEDOUT, kgo_chan_send_dl(b, &v, kgo_now() - MS));
 	EXPECT_EQ(0, kgo_chan_recv(b, &w));
 	EXPECT_EQ(7, w);
 	EXPECT_EQ(0, kgo_chan_close(u));
@@ -243,6 +255,257 @@ TEST(chan_sleep_go_eperm)
 		run(eperm_main, NULL, 2);
 		EXPECT_EQ(1, atomic_load(&eperm_done));
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Channels: a pthread waits                                          */
+/* ------------------------------------------------------------------ */
+
+#define SB_N	2000
+
+struct sb {
+	struct kgo_chan *u, *b;		/* unbuffered; buffered, cap 4 */
+	struct kgo_chan *back;		/* G -> pthread, unbuffered */
+	struct kgo_chan *closing;	/* closed under a blocked sender */
+	struct kgo_chan *full;		/* cap 1, kept full */
+	_Atomic int stage;
+};
+
+static void *sb_thread(void *arg)
+{
+	struct sb *s = arg;
+	int i, v;
+
+	for (i = 0; i < SB_N; i++) {
+		EXPECT_EQ(0, kgo_chan_send(s->u, &i));
+		EXPECT_EQ(0, kgo_chan_send(s->b, &i));
+	}
+	for (i = 0; i < SB_N; i++) {
+		ASSERT_EQ(0, kgo_chan_recv(s->back, &v));
+		EXPECT_EQ(i, v);
+	}
+	/* Blocked until the G closes the channel. */
+	v = 1;
+	atomic_store(&s->stage, 1);
+	EXPECT_EQ(-EPIPE, kgo_chan_send(s->closing, &v));
+	/* A deadline passes: the value is not left behind in the queue. */
+	v = 2;
+	EXPECT_EQ(-ETIMEDOUT, kgo_chan_send_dl(s->full, &v,
+					       kgo_now() + 20 * MS));
+	atomic_store(&s->stage, 2);
+	return NULL;
+}
+
+static void sb_main(void *arg)
+{
+	struct sb *s = arg;
+	pthread_t t = start(sb_thread, s);
+	int i, v;
+
+	for (i = 0; i < SB_N; i++) {
+		ASSERT_EQ(0, kgo_chan_recv(s->u, &v));
+		EXPECT_EQ(i, v);
+		ASSERT_EQ(0, kgo_chan_recv(s->b, &v));
+		EXPECT_EQ(i, v);
+		if (i % 97 == 0)
+			kgo_sleep(MS / 10);	/* let the pthread block */
+	}
+	for (i = 0; i < SB_N; i++)
+		ASSERT_EQ(0, kgo_chan_send(s->back, &i));
+	wait_flag(&s->stage, 1);
+	kgo_sleep(MS);			/* most often it is asleep by now */
+	EXPECT_EQ(0, kgo_chan_close(s->closing));
+	wait_flag(&s->stage, 2);
+	EXPECT_EQ(1, (long)kgo_chan_len(s->full));
+	EXPECT_EQ(0, kgo_chan_recv(s->full, &v));
+	EXPECT_EQ(9, v);
+	EXPECT_EQ(-EAGAIN, kgo_chan_recv_dl(s->full, &v, 0));
+	join(t);
+}
+
+TEST(send_blocks)
+{
+	struct sb s = { 0 };
+	int nine = 9;
+
+	s.u = kgo_chan_make(sizeof(int), 0);
+	s.b = kgo_chan_make(sizeof(int), 4);
+	s.back = kgo_chan_make(sizeof(int), 0);
+	s.closing = kgo_chan_make(sizeof(int), 0);
+	s.full = kgo_chan_make(sizeof(int), 1);
+	ASSERT_TRUE(s.u && s.b && s.back && s.closing && s.full);
+	ASSERT_EQ(0, kgo_chan_send(s.full, &nine));
+	for (int p = 1; p <= 2; p++) {
+		atomic_store(&s.stage, 0);
+		if (p == 2) {
+			kgo_chan_free(s.closing);
+			s.closing = kgo_chan_make(sizeof(int), 0);
+			ASSERT_NONNULL(s.closing);
+			ASSERT_EQ(0, kgo_chan_send(s.full, &nine));
+		}
+		run(sb_main, &s, p);
+	}
+	kgo_chan_free(s.u);
+	kgo_chan_free(s.b);
+	kgo_chan_free(s.back);
+	kgo_chan_free(s.closing);
+	kgo_chan_free(s.full);
+}
+
+static void *tt_recv(void *arg)
+{
+	int v = 0;
+
+	EXPECT_EQ(0, kgo_chan_recv(arg, &v));
+	EXPECT_EQ(5, v);
+	return NULL;
+}
+
+TEST(thread_to_thread)
+{
+	struct kgo_chan *c = kgo_chan_make(sizeof(int), 0);
+	pthread_t t;
+	int v = 5;
+
+	ASSERT_NONNULL(c);
+	t = start(tt_recv, c);
+	EXPECT_EQ(0, kgo_chan_send(c, &v));
+	join(t);
+	kgo_chan_free(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* kgo_go from a pthread                                              */
+/* ------------------------------------------------------------------ */
+
+#define SP_N	200
+
+static struct kgo_wg sp_wg = KGO_WG_INIT;
+static _Atomic int sp_ran, sp_done;
+
+static void sp_g(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&sp_ran, 1);
+	kgo_wg_done(&sp_wg);
+}
+
+static void *sp_thread(void *arg)
+{
+	(void)arg;
+	kgo_wg_add(&sp_wg, SP_N);
+	for (int i = 0; i < SP_N; i++)
+		EXPECT_EQ(0, kgo_go(sp_g, NULL));
+	kgo_wg_wait(&sp_wg);		/* the pthread blocks for the Gs */
+	atomic_store(&sp_done, 1);
+	return NULL;
+}
+
+static void sp_main(void *arg)
+{
+	pthread_t t = start(sp_thread, NULL);
+
+	(void)arg;
+	wait_flag(&sp_done, 1);		/* parked: the P runs the new Gs */
+	join(t);
+	EXPECT_EQ(SP_N, atomic_load(&sp_ran));
+}
+
+static void *sp_late(void *arg)
+{
+	(void)arg;
+	EXPECT_EQ(-EPERM, kgo_go(nop, NULL));
+	EXPECT_EQ(-EPERM, kgo_go_sized(nop, NULL, 64 * 1024));
+	return NULL;
+}
+
+TEST(spawn_from_thread)
+{
+	for (int p = 1; p <= 2; p++) {
+		atomic_store(&sp_ran, 0);
+		atomic_store(&sp_done, 0);
+		run(sp_main, NULL, p);
+		EXPECT_EQ(SP_N, atomic_load(&sp_ran));
+	}
+	join(start(sp_late, NULL));
+}
+
+/* ------------------------------------------------------------------ */
+/* The deadlock report and foreign threads                            */
+/* ------------------------------------------------------------------ */
+
+struct feed {
+	struct kgo_chan *c;
+	int n;				/* values the feeder sends */
+	_Atomic int registered;
+};
+
+static void *feeder(void *arg)
+{
+	struct feed *f = arg;
+
+	ASSERT_EQ(0, kgo_foreign_enter());
+	atomic_store(&f->registered, 1);
+	usleep(100 * 1000);		/* the G is asleep by now, mostly */
+	for (int i = 0; i < f->n; i++)
+		EXPECT_EQ(0, kgo_chan_send(f->c, &i));
+	ASSERT_EQ(0, kgo_foreign_leave());
+	return NULL;
+}
+
+/* Receive f->n values from the feeder, then @more. */
+static void feed_main(struct feed *f, int more)
+{
+	pthread_t t;
+	int i, v;
+
+	f->c = kgo_chan_make(sizeof(int), 0);
+	ASSERT_NONNULL(f->c);
+	t = start(feeder, f);
+	wait_flag(&f->registered, 1);
+	for (i = 0; i < f->n + more; i++) {
+		ASSERT_EQ(0, kgo_chan_recv(f->c, &v));
+		EXPECT_EQ(i, v);
+	}
+	join(t);
+}
+
+static void feeder_main(void *arg)
+{
+	feed_main(arg, 0);
+	fputs("fed\n", stderr);
+}
+
+TEST(foreign_feeder)
+{
+	struct feed f = { .n = 3 };
+	char out[4096];
+	int st;
+
+	st = child_run(feeder_main, &f, 1, NULL, out, sizeof(out));
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		TH_LOG("%s", out);
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	EXPECT_NONNULL(strstr(out, "fed"));
+	EXPECT_NULL(strstr(out, "deadlock"));
+}
+
+static void starved_main(void *arg)
+{
+	feed_main(arg, 1);
+}
+
+TEST(real_deadlock)
+{
+	struct feed f = { .n = 2 };
+	char out[8192];
+	int st;
+
+	st = child_run(starved_main, &f, 2, NULL, out, sizeof(out));
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+	EXPECT_NONNULL(strstr(out, "all goroutines are asleep - deadlock!"));
+	/* And with no registration at all. */
+	EXPECT_EQ(-EINVAL, kgo_foreign_leave());
 }
 
 /* ------------------------------------------------------------------ */

@@ -42,16 +42,8 @@
 
 #include "kgo.h"
 #include "harness.h"
+#include "kgo_run.h"
 #include "child.h"
-
-#define MS	1000000LL
-
-static void run(void (*fn)(void *), void *arg, int maxprocs)
-{
-	struct kgo_config cfg = { .maxprocs = maxprocs };
-
-	ASSERT_EQ(0, kgo_run(fn, arg, &cfg));
-}
 
 static struct kgo_chan *notified(size_t cap, const int *sigs, int n)
 {
@@ -60,6 +52,13 @@ static struct kgo_chan *notified(size_t cap, const int *sigs, int n)
 	ASSERT_NONNULL(c);
 	ASSERT_EQ(0, kgo_signal_notify(c, sigs, n));
 	return c;
+}
+
+/* Stop the notification of @c and free it. */
+static void unnotify(struct kgo_chan *c)
+{
+	EXPECT_EQ(0, kgo_signal_stop(c));
+	kgo_chan_free(c);
 }
 
 /* The next signal on @c; a bound of 60 s only so that a lost signal
@@ -82,8 +81,7 @@ static void deliver_main(void *arg)
 	(void)arg;
 	ASSERT_EQ(0, kill(getpid(), SIGUSR1));
 	EXPECT_EQ(SIGUSR1, next_sig(c));
-	EXPECT_EQ(0, kgo_signal_stop(c));
-	kgo_chan_free(c);
+	unnotify(c);
 }
 
 TEST(deliver)
@@ -110,8 +108,7 @@ static void masked_main(void *arg)
 	ASSERT_EQ(0, pthread_sigmask(SIG_BLOCK, &set, NULL));
 	ASSERT_EQ(0, kill(getpid(), SIGTERM));
 	EXPECT_EQ(SIGTERM, next_sig(c));
-	EXPECT_EQ(0, kgo_signal_stop(c));
-	kgo_chan_free(c);
+	unnotify(c);
 }
 
 TEST(masked_in_g)
@@ -138,10 +135,8 @@ static void multiple_main(void *arg)
 		EXPECT_EQ(three[i], next_sig(c));
 	}
 	EXPECT_EQ(SIGUSR2, next_sig(d));
-	EXPECT_EQ(0, kgo_signal_stop(c));
-	EXPECT_EQ(0, kgo_signal_stop(d));
-	kgo_chan_free(c);
-	kgo_chan_free(d);
+	unnotify(c);
+	unnotify(d);
 }
 
 TEST(multiple)
@@ -213,10 +208,8 @@ static void full_main(void *arg)
 	ASSERT_EQ(0, kill(getpid(), SIGUSR1));
 	EXPECT_EQ(SIGUSR1, next_sig(witness));
 	EXPECT_EQ(SIGUSR1, next_sig(c));
-	EXPECT_EQ(0, kgo_signal_stop(c));
-	EXPECT_EQ(0, kgo_signal_stop(witness));
-	kgo_chan_free(c);
-	kgo_chan_free(witness);
+	unnotify(c);
+	unnotify(witness);
 }
 
 TEST(full)
@@ -249,8 +242,7 @@ TEST(before_after_run)
 	wait_len(c, 1);
 	EXPECT_EQ(0, kgo_chan_recv_dl(c, &sig, 0));
 	EXPECT_EQ(SIGUSR2, sig);
-	EXPECT_EQ(0, kgo_signal_stop(c));
-	kgo_chan_free(c);
+	unnotify(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -283,8 +275,7 @@ static void select_main(void *arg)
 	EXPECT_EQ(SIGUSR1, sig);
 	EXPECT_GE(ticks, 3);
 	kgo_timer_free(t);
-	EXPECT_EQ(0, kgo_signal_stop(c));
-	kgo_chan_free(c);
+	unnotify(c);
 }
 
 TEST(select_ticker)
@@ -313,8 +304,7 @@ static void lonely_main(void *arg)
 	ASSERT_EQ(0, pthread_create(&t, NULL, late_kill, NULL));
 	EXPECT_EQ(SIGUSR1, next_sig(c));
 	pthread_join(t, NULL);
-	EXPECT_EQ(0, kgo_signal_stop(c));
-	kgo_chan_free(c);
+	unnotify(c);
 }
 
 static void stopped_main(void *arg)

@@ -52,20 +52,12 @@
 #include "kgo.h"
 #include "runtime.h"
 #include "harness.h"
+#include "kgo_run.h"
 #include "child.h"
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define KGO_TEST_SANITIZED 1
 #endif
-
-#define MS	1000000LL
-
-static void run(void (*fn)(void *), void *arg, int maxprocs)
-{
-	struct kgo_config cfg = { .maxprocs = maxprocs };
-
-	ASSERT_EQ(0, kgo_run(fn, arg, &cfg));
-}
 
 /* ------------------------------------------------------------------ */
 

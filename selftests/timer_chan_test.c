@@ -36,15 +36,7 @@
 
 #include "kgo.h"
 #include "harness.h"
-
-#define MS	1000000LL
-
-static void run(void (*fn)(void *), void *arg, int maxprocs)
-{
-	struct kgo_config cfg = { .maxprocs = maxprocs };
-
-	ASSERT_EQ(0, kgo_run(fn, arg, &cfg));
-}
+#include "kgo_run.h"
 
 /* ------------------------------------------------------------------ */
 

@@ -26,7 +26,9 @@
  * does the copy, sets gp->param to the sudog and sg->success (or
  * sg->retry), and readies the G after dropping the lock. The sudog lives
  * on the parked G's stack, which stays put until goready(): the dequeue
- * made us its only waker.
+ * made us its only waker. A thread that is no G waits the same way, its
+ * sudog on its own stack with g NULL, asleep on sg->note, woken by
+ * sudog_ready() (chan_park_thread).
  *
  * A G parks with gopark(chanparkcommit): c->lock is dropped on g0 once
  * the G is off its stack, so a waker that takes the lock finds it fully
@@ -264,7 +266,8 @@ static inline void sudog_done(struct sudog *sg, bool success, bool retry,
 	sg->elem = NULL;
 	sg->success = success;
 	sg->retry = retry;
-	sg->g->param = sg;
+	if (sg->g)
+		sg->g->param = sg;
 	sg->next = *list;	/* off every queue: next is ours */
 	*list = sg;
 }
@@ -303,12 +306,12 @@ void chan_settle(struct kgo_chan *c, struct sudog **list)
 
 void wake_list(struct sudog *list)
 {
-	/* Read next before goready(): the sudog may be gone as soon as its
-	 * G runs. */
+	/* Read next before the wakeup: the sudog may be gone as soon as
+	 * its G (or thread) runs. */
 	while (list) {
 		struct sudog *next = list->next;
 
-		goready(list->g);
+		sudog_ready(list);
 		list = next;
 	}
 }
@@ -330,27 +333,22 @@ static inline void chan_kick(struct kgo_chan *c)
 		chan_kick_slow(c);
 }
 
-struct g *chan_send_direct(struct kgo_chan *c, struct sudog *sg,
-			   const void *elem)
+void chan_send_direct(struct kgo_chan *c, struct sudog *sg, const void *elem)
 {
-	struct g *gp = sg->g;
-
 	elem_copy(sg->elem, elem, c->elemsize);
 	sg->elem = NULL;
 	sg->success = true;
-	gp->param = sg;
-	return gp;
+	if (sg->g)
+		sg->g->param = sg;
 }
 
-struct g *chan_recv_direct(struct kgo_chan *c, struct sudog *sg, void *elem)
+void chan_recv_direct(struct kgo_chan *c, struct sudog *sg, void *elem)
 {
-	struct g *gp = sg->g;
-
 	elem_copy(elem, sg->elem, c->elemsize);
 	sg->elem = NULL;
 	sg->success = true;
-	gp->param = sg;
-	return gp;
+	if (sg->g)
+		sg->g->param = sg;
 }
 
 /* ------------------------------------------------------------------ */
@@ -377,6 +375,44 @@ static bool chanparkcommit(struct g *gp, void *arg)
 /* chan_park() returns this when woken to try again (chan.h). */
 #define CHAN_RETRY 1
 
+/* Is @sg on @q? c->lock held. Dequeued, it has no neighbours and is
+ * not first. */
+static bool waitq_holds(struct waitq *q, struct sudog *sg)
+{
+	return sg->prev || sg->next || q->first == sg;
+}
+
+/*
+ * chan_park_thread() - chan_park for a thread that is no G (a foreign
+ * pthread: kgo.h, "Calls from other threads"), its sudog @sg queued on
+ * @q with g NULL, c->lock held (dropped here). The thread sleeps on
+ * sg->note until a partner or close takes the sudog off the queue,
+ * does the copy and wakes it (sudog_ready), exactly as for a G. At the
+ * deadline it takes c->lock: still queued, it leaves; already taken,
+ * the partner is on its way to wake it and still touches the sudog, so
+ * it waits for that wakeup (semacquire_thread's rule, sema.c). The
+ * deadlock report: such a thread has set kgo_foreign_seen (foreign_note)
+ * or is counted in kgo_foreign_n (kgo_foreign_enter).
+ */
+static int chan_park_thread(struct kgo_chan *c, struct waitq *q,
+			    struct sudog *sg, int64_t deadline)
+{
+	unlock(&c->lock);
+	if (!notesleep_until(sg->note, deadline)) {
+		lock(&c->lock);
+		if (waitq_holds(q, sg)) {
+			waitq_remove(c, q, sg);
+			unlock(&c->lock);
+			return -ETIMEDOUT;
+		}
+		unlock(&c->lock);
+		notesleep(sg->note);
+	}
+	if (sg->retry)
+		return CHAN_RETRY;
+	return sg->success ? 0 : -EPIPE;
+}
+
 /*
  * Park on sendq or recvq (c->lock held, dropped on return) until a
  * partner, close or the deadline. A buffered channel's ring is tried
@@ -387,11 +423,13 @@ static int chan_park(struct kgo_chan *c, bool send, struct g *gp,
 		     void *elem, int64_t deadline)
 {
 	struct waitq *q = send ? &c->sendq : &c->recvq;
+	struct note note;
 	struct sudog sg = {
 		.g = gp,
 		.elem = elem,
 		.c = c,
-		.is_select = deadline > 0,
+		.is_select = gp && deadline > 0,
+		.note = &note,
 	};
 	struct dltimer dt;
 	struct chanpark cp = {
@@ -400,7 +438,10 @@ static int chan_park(struct kgo_chan *c, bool send, struct g *gp,
 		.deadline = deadline,
 	};
 
-	gp->param = NULL;
+	if (gp)
+		gp->param = NULL;
+	else
+		noteclear(&note);
 	waitq_enqueue(c, q, &sg);
 	if (c->dataqsiz) {
 		struct sudog *list = NULL;
@@ -421,6 +462,8 @@ static int chan_park(struct kgo_chan *c, bool send, struct g *gp,
 			return 0;
 		}
 	}
+	if (!gp)
+		return chan_park_thread(c, q, &sg, deadline);
 	gopark(chanparkcommit, &cp, send ? WAIT_CHAN_SEND : WAIT_CHAN_RECV);
 
 	if (deadline > 0) {
@@ -443,15 +486,14 @@ static int chan_park(struct kgo_chan *c, bool send, struct g *gp,
 	return sg.success ? 0 : -EPIPE;
 }
 
-/* Nothing ready: 0 if the caller may park, else what to return. */
-static int chan_cannot_wait(struct g *gp, int64_t deadline)
+/* Nothing ready: 0 if the caller may wait (a G parks, a thread that is
+ * no G sleeps), else what to return. */
+static int chan_cannot_wait(int64_t deadline)
 {
 	if (deadline == 0)
 		return -EAGAIN;
 	if (deadline > 0 && nanotime() >= deadline)
 		return -ETIMEDOUT;
-	if (!gp)
-		return -EPERM;		/* only a G can park */
 	return 0;
 }
 
@@ -562,10 +604,10 @@ again:
 		chan_settle(c, &list);
 	sg = waitq_dequeue(c, &c->recvq);
 	if (sg) {
-		gp = chan_send_direct(c, sg, elem);
+		chan_send_direct(c, sg, elem);
 		unlock(&c->lock);
 		wake_list(list);
-		goready(gp);
+		sudog_ready(sg);
 		kgo_checkpreempt();
 		return 0;
 	}
@@ -584,7 +626,7 @@ again:
 		goto again;
 	}
 	gp = getg();
-	ret = chan_cannot_wait(gp, deadline);
+	ret = chan_cannot_wait(deadline);
 	if (ret) {
 		unlock(&c->lock);
 		return ret;
@@ -727,9 +769,9 @@ again:
 		}
 		sg = waitq_dequeue(c, &c->sendq);
 		if (sg) {
-			gp = chan_recv_direct(c, sg, elem);
+			chan_recv_direct(c, sg, elem);
 			unlock(&c->lock);
-			goready(gp);
+			sudog_ready(sg);
 			kgo_checkpreempt();
 			return 0;
 		}
@@ -756,7 +798,7 @@ again:
 		}
 	}
 	gp = getg();
-	ret = chan_cannot_wait(gp, deadline);
+	ret = chan_cannot_wait(deadline);
 	if (ret) {
 		unlock(&c->lock);
 		return ret;

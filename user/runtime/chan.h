@@ -131,11 +131,10 @@ void wake_list(struct sudog *list);
 
 /*
  * Unbuffered channel, or a parked receiver and so an empty ring; c->lock
- * held. The G whose operation ended is returned, to be goready()'d after
- * the unlock.
+ * held. The waiter of @sg (a G, or a thread that is no G) is to be
+ * woken with sudog_ready(sg) after the unlock.
  */
-struct g *chan_send_direct(struct kgo_chan *c, struct sudog *sg,
-			   const void *elem);
-struct g *chan_recv_direct(struct kgo_chan *c, struct sudog *sg, void *elem);
+void chan_send_direct(struct kgo_chan *c, struct sudog *sg, const void *elem);
+void chan_recv_direct(struct kgo_chan *c, struct sudog *sg, void *elem);
 
 #endif /* KGO_CHAN_H */

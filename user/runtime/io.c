@@ -2010,14 +2010,7 @@ void io_count_nowait(void)
 	struct m *mp = getm();
 	struct p *pp = mp ? mp->p : NULL;
 
-	if (pp)
-		atomic_store_explicit(&pp->io_nowait,
-			atomic_load_explicit(&pp->io_nowait,
-					     memory_order_relaxed) + 1,
-			memory_order_relaxed);
-	else
-		atomic_fetch_add_explicit(&sched.io_nowait_hits, 1,
-					  memory_order_relaxed);
+	count_on_p(pp ? &pp->io_nowait : NULL, &sched.io_nowait_hits);
 }
 
 bool fd_nonblock(int fd)

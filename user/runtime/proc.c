@@ -1939,13 +1939,14 @@ static uint64_t newgoid(struct p *pp)
 	return pp->goidcache++;
 }
 
-/* newproc() - make a runnable G on pp. */
+/* newproc() - make a runnable G on pp (NULL: a thread with no P, which
+ * takes no G from a P's free list). */
 static struct g *newproc(struct p *pp, void (*fn)(void *), void *arg,
 			 size_t size)
 {
 	struct g *gp = NULL;
 
-	if (size == sched.stack_size)
+	if (pp && size == sched.stack_size)
 		gp = gfget(pp);
 	if (!gp) {
 		gp = stack_alloc_g(size);
@@ -1980,9 +1981,7 @@ static struct g *newproc(struct p *pp, void (*fn)(void *), void *arg,
 	gp->fpctl = kgo_ctx_fpctl();
 	atomic_store_explicit(&gp->unstarted, true, memory_order_relaxed);
 	atomic_store_explicit(&gp->status, G_RUNNABLE, memory_order_release);
-	atomic_store_explicit(&pp->gs_created,
-		atomic_load_explicit(&pp->gs_created, memory_order_relaxed) + 1,
-		memory_order_relaxed);
+	count_on_p(pp ? &pp->gs_created : NULL, &sched.gs_created_nop);
 	TRACE(TR_GO_CREATE, gp->goid, kgo_self());
 	return gp;
 }
@@ -2006,6 +2005,53 @@ static bool spawn_backlog(struct p *pp)
 	return atomic_load_explicit(&oldest->unstarted, memory_order_relaxed);
 }
 
+/*
+ * kgo_go from a thread that is no G (a library's callback thread; Go's
+ * cgo callback would take an extra M with needm, we need not): the G is
+ * made with no P (newproc(NULL): a stack from the pool, an id from
+ * sched.goidgen) and goes on the global queue, and wakep finds it a P.
+ * kgo_run's end must not free the runtime under such a call: the call
+ * counts itself in foreign_spawning, then looks at foreign_spawn_open;
+ * run() closes that once main has returned, then waits for
+ * foreign_spawning to fall to 0. Both seq_cst (a store then a load on
+ * each side): either the caller sees the door closed (-EPERM), or run()
+ * sees it inside and waits. A G queued after main returned is abandoned
+ * with the others.
+ */
+static _Atomic bool foreign_spawn_open;
+static _Atomic int foreign_spawning;
+
+static int newproc_foreign(void (*fn)(void *), void *arg, size_t size)
+{
+	struct g *gp;
+	int ret = 0;
+
+	atomic_fetch_add(&foreign_spawning, 1);
+	if (!atomic_load(&foreign_spawn_open) || kgo_tls_m) {
+		/* No runtime, or its main returned; or g0 (runtime code). */
+		ret = -EPERM;
+		goto out;
+	}
+	foreign_note();
+	gp = newproc(NULL, fn, arg, size);
+	if (!gp) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	globrunqput(gp);
+	wakep();
+out:
+	atomic_fetch_sub(&foreign_spawning, 1);
+	return ret;
+}
+
+static void foreign_spawn_close(void)
+{
+	atomic_store(&foreign_spawn_open, false);
+	while (atomic_load(&foreign_spawning))
+		sched_yield();
+}
+
 int kgo_go_sized(void (*fn)(void *), void *arg, size_t stack_size)
 {
 	struct m *mp;
@@ -2020,7 +2066,7 @@ int kgo_go_sized(void (*fn)(void *), void *arg, size_t stack_size)
 		return -EINVAL;
 	mp = getm();
 	if (!mp || !mp->curg || !mp->p)
-		return -EPERM;
+		return newproc_foreign(fn, arg, stack_size);
 	gp = newproc(mp->p, fn, arg, stack_size);
 	if (!gp)
 		return -ENOMEM;
@@ -2686,6 +2732,24 @@ void foreign_count(int delta)
 	unlock(&sched.lock);
 }
 
+int kgo_foreign_enter(void)
+{
+	if (kgo_tls_m)
+		return -EINVAL;		/* a G (or the runtime): not foreign */
+	if (kgo_tls_foreign++ == 0)
+		foreign_count(1);
+	return 0;
+}
+
+int kgo_foreign_leave(void)
+{
+	if (kgo_tls_m || kgo_tls_foreign == 0)
+		return -EINVAL;
+	if (--kgo_tls_foreign == 0)
+		foreign_count(-1);
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Ms: start and exit                                                 */
 /* ------------------------------------------------------------------ */
@@ -3161,6 +3225,7 @@ static int run(void (*main_fn)(void *), void *arg,
 	sched.maing = gp;
 	sched.running = true;
 	atomic_fetch_add(&sched.gs_created, 1);
+	atomic_store(&foreign_spawn_open, true);
 
 	/*
 	 * The calling thread runs no G: main runs on an M like the others,
@@ -3190,6 +3255,7 @@ static int run(void (*main_fn)(void *), void *arg,
 #endif
 
 	/* main returned: wait for every other M to leave, or give it up. */
+	foreign_spawn_close();
 	wait_ms();
 	for (i = 0, last_steals = last_global = last_switches = 0,
 	     last_created = 0; i < sched.gomaxprocs; i++) {
@@ -3200,6 +3266,7 @@ static int run(void (*main_fn)(void *), void *arg,
 		atomic_fetch_add(&sched.io_nowait_hits,
 				 atomic_load(&sched.allp[i]->io_nowait));
 	}
+	last_created += atomic_load(&sched.gs_created_nop);
 	sysmon_stop();
 	abandon_fini();
 	io_fini();
@@ -3281,6 +3348,8 @@ int kgo_stats_get(struct kgo_stats *st, size_t size)
 			s.context_switches += atomic_load(&pp->nswitch);
 			s.gs_created += atomic_load(&pp->gs_created);
 		}
+		s.gs_live += atomic_load(&sched.gs_created_nop);
+		s.gs_created += atomic_load(&sched.gs_created_nop);
 		s.stacks_cached = READ_ONCE(sched.ngfree);	/* gflock: a snapshot */
 	} else {
 		s.steals = last_steals;

@@ -553,6 +553,7 @@ struct sched {
 
 	/* Counters for kgo_stats. */
 	_Atomic uint64_t gs_created;
+	_Atomic uint64_t gs_created_nop; /* by threads with no P (kgo_go) */
 	_Atomic uint64_t handoffs, handoffs_kernel;
 	_Atomic uint64_t handoffs_m;	/* ... taken by the kicked idle M */
 	_Atomic uint64_t preempt_sync, preempt_async;
@@ -583,6 +584,21 @@ extern struct sched sched;
  */
 extern _Atomic bool kgo_foreign_seen;
 extern __thread struct m *kgo_tls_m __attribute__((tls_model("initial-exec")));
+
+/*
+ * count_on_p() - add 1 to @own, a counter of a P that only its owner
+ * writes (a plain load and store: no locked instruction), or, for a
+ * caller with no P (@own NULL), to @shared with an atomic add.
+ */
+static inline void count_on_p(_Atomic uint64_t *own, _Atomic uint64_t *shared)
+{
+	if (own)
+		atomic_store_explicit(own, atomic_load_explicit(own,
+				      memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(shared, 1, memory_order_relaxed);
+}
 
 /*
  * Foreign threads that are counted instead (Go's extra Ms of cgo
