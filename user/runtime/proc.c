@@ -1893,12 +1893,14 @@ void gfree_scavenge(int64_t now)
 		drop = g1;
 		n++;
 	}
+	atomic_fetch_add(&sched.gscavenging, n);
 	unlock(&sched.gflock);
 	while (drop) {
 		struct g *g1 = drop;
 
 		drop = g1->schedlink;
 		gfree_g(g1);
+		atomic_fetch_sub(&sched.gscavenging, 1);
 	}
 }
 
@@ -1950,6 +1952,20 @@ static struct g *newproc(struct p *pp, void (*fn)(void *), void *arg,
 		gp = gfget(pp);
 	if (!gp) {
 		gp = stack_alloc_g(size);
+		/*
+		 * Out of memory (RLIMIT_AS, overcommit) while sysmon gives
+		 * dead Gs' slots back to the pool (gfree_scavenge, a
+		 * madvise each): they are on no list for gfget and not yet
+		 * in the pool, so wait for them before saying -ENOMEM.
+		 * faults_test address_space: on 6.1 in a VM, where each
+		 * MADV_DONTNEED is slow, the second fill got 1087 and 1240
+		 * Gs where the first had 1279 (2 runs of 4 failed).
+		 */
+		while (!gp && atomic_load(&sched.gscavenging)) {
+			while (atomic_load(&sched.gscavenging))
+				sched_yield();
+			gp = stack_alloc_g(size);
+		}
 		if (!gp)
 			return NULL;
 		allgadd(gp);

@@ -525,6 +525,11 @@ struct sched {
 	struct kgo_lock gflock;
 	struct g *gfree;
 	int32_t ngfree;			/* gflock; READ_ONCE outside it */
+	/* Dead Gs gfree_scavenge took off gfree and has not yet given to
+	 * the stack pool: counted under gflock as they leave the list,
+	 * uncounted once stack_free_g returned. newproc waits for them
+	 * before it says -ENOMEM. */
+	_Atomic int32_t gscavenging;
 
 	struct kgo_lock allglock;
 	struct g *allgs;		/* every G with a stack; allglock */
