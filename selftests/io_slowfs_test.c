@@ -123,9 +123,19 @@ static void slow_reader(void *arg)
 static void spinner(void *arg)
 {
 	struct cpu_ctx *c = arg;
+	struct timespec ts;
+	int64_t start, now;
 
-	while (!atomic_load(&c->read_done))
-		c->spins++;
+	/* At most 3 s: without asynchronous preemption (TSan) nothing
+	 * takes the P from it, and the reader could never finish. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	start = ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	do {
+		if (!atomic_load(&c->read_done))
+			c->spins++;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	} while (!atomic_load(&c->read_done) && now - start < 3000 * MS);
 	kgo_wg_done(&c->wg);
 }
 
