@@ -464,8 +464,11 @@ static void netpoller_main(void *arg)
 	np_pair(&np);
 	np.delay = 20 * MS;
 	np.msg = "hello";
-	kgo_go(np_send_later, &np);
+	/* t0 before the sender starts: with P=2 it may start its 20 ms
+	 * sleep at once on the other P, while this G is held off (asan
+	 * under load: 14.86 ms measured from a t0 taken after kgo_go). */
 	t0 = kgo_now();
+	kgo_go(np_send_later, &np);
 	ASSERT_EQ(5, kgo_recv(np.sv[0], buf, sizeof(buf), 0));
 	EXPECT_EQ(0, memcmp(buf, "hello", 5));
 	EXPECT_LE(15 * MS, kgo_now() - t0);
