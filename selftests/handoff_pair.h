@@ -18,6 +18,7 @@
 struct pipe_pair {
 	int fds[2];
 	atomic_int writer_ran;
+	int blocked;		/* reads that began before the writer ran */
 	bool blocking;
 	char got;
 };
@@ -28,6 +29,26 @@ static inline void writer(void *arg)
 
 	atomic_store(&pp->writer_ran, 1);
 	ASSERT_EQ(1, write(pp->fds[1], "k", 1));
+}
+
+/*
+ * Did the read about to start block the P? kgo_go() is a safe point
+ * (kgo_checkpreempt): if the reader's slice is over there (sysmon times
+ * it in wall time, and a loaded machine or TSan stretches it), the
+ * reader yields and the writer, in runnext, runs first; the read then
+ * returns at once and needs no handoff. If the writer has not run when
+ * this is read, it cannot run before the read gives up the P: with one
+ * P only the P's owner runs Gs, and between here and the P_SYSCALL of
+ * kgo_syscall the reader makes no runtime call. So such a read is
+ * followed by one counted handoff at least (sysmon's retake, a kicked
+ * M's, or take_blocked_p; all count in kgo_stats.handoffs).
+ */
+static inline bool read_will_block(struct pipe_pair *pp)
+{
+	bool blocks = !atomic_load(&pp->writer_ran);
+
+	pp->blocked += blocks;
+	return blocks;
 }
 
 /* kgo_stats of the running (or last) runtime, zeroed past what the

@@ -192,18 +192,22 @@ TEST(probes_load)
  */
 #define ROUNDS	3
 
-/* @rounds blocked reads, each behind a writer in runnext; with
- * @wait_idle, each after the first only once an M idles. */
+/* Reads behind a writer in runnext until @rounds of them blocked (a
+ * reader preempted at kgo_go lets the writer run first: see
+ * read_will_block); with @wait_idle, each after the first only once an
+ * M idles. */
 static void read_rounds(struct pipe_pair *pp, int rounds, bool wait_idle)
 {
 	char c = 0;
 	int i;
 
-	for (i = 0; i < rounds; i++) {
+	pp->blocked = 0;
+	for (i = 0; pp->blocked < rounds; i++) {
 		while (wait_idle && i && stats().ms_idle < 1)
 			sched_yield();	/* its thread, not a G: P=1 */
 		atomic_store(&pp->writer_ran, 0);
 		ASSERT_EQ(0, kgo_go(writer, pp));
+		read_will_block(pp);
 		ASSERT_EQ(1, kgo_syscall(SYS_read, pp->fds[0], &c, 1));
 		EXPECT_EQ('k', c);
 		EXPECT_EQ(1, atomic_load(&pp->writer_ran));

@@ -37,6 +37,8 @@
  *			callbacks that spin are still preempted by
  *			SIGURG (libc holds no lock there): at P=1 a
  *			sleeper runs.
+ *   sigurg_not_nested	a SIGURG sent while the handler runs comes after
+ *			it returns: handler frames never pile up.
  *   program_sigurg_*	SIGURGs the program sends itself with
  *			pthread_kill and tgkill reach its handler,
  *			installed before kgo_run or during it; after
@@ -1398,6 +1400,59 @@ TEST_TIMEOUT(small_stack, 30)
 		SKIP(return, "asynchronous preemption is off here");
 	}
 	EXPECT_LT(0, r.async);
+}
+
+/* ------------------------------------------------------------------ */
+
+/*
+ * A SIGURG that comes while the runtime's handler runs must wait for it
+ * to return, not nest in it. Nested, every new frame (3.4 KiB with
+ * AVX-512) goes below the last on the G's stack: the BPF tick sends
+ * SIGURG at every tick while a slice stays over, and on a loaded
+ * machine the kernel delivered one after another before the handler ran
+ * an instruction, until the G's stack ran out (storm_p2 under ASan: 19
+ * frames of sigurg_handler at its first instruction). The program's
+ * handler, which the runtime's calls, sends one more SIGURG to its own
+ * thread each time: it must come after the handler, never inside.
+ */
+#define NEST_SENDS	8
+
+static atomic_int nest_depth, nest_max, nest_calls;
+
+static void nest_sigurg(int sig)
+{
+	int d = atomic_fetch_add(&nest_depth, 1) + 1;
+
+	(void)sig;
+	if (d > atomic_load(&nest_max))
+		atomic_store(&nest_max, d);
+	if (atomic_fetch_add(&nest_calls, 1) < NEST_SENDS)
+		syscall(SYS_tgkill, getpid(), gettid(), SIGURG);
+	atomic_fetch_sub(&nest_depth, 1);
+}
+
+static void nest_main(void *arg)
+{
+	(void)arg;
+	syscall(SYS_tgkill, getpid(), gettid(), SIGURG);
+	/* Each send is delivered at the latest as its handler returns. */
+	while (atomic_load(&nest_calls) < NEST_SENDS + 1)
+		kgo_yield();
+}
+
+TEST_TIMEOUT(sigurg_not_nested, 30)
+{
+	struct sigaction sa = { .sa_handler = nest_sigurg }, old;
+	int calls, depth;
+
+	sigemptyset(&sa.sa_mask);
+	ASSERT_EQ(0, sigaction(SIGURG, &sa, &old));
+	run_cfg(nest_main, NULL, 1, 0);
+	sigaction(SIGURG, &old, NULL);
+	calls = atomic_load(&nest_calls);
+	depth = atomic_load(&nest_max);
+	EXPECT_EQ(NEST_SENDS + 1, calls);
+	EXPECT_EQ(1, depth) TH_LOG("the SIGURG handler ran %d deep", depth);
 }
 
 TEST_HARNESS_MAIN

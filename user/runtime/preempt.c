@@ -1169,6 +1169,28 @@ static bool sigurg_is_ours(const siginfo_t *si)
 	       (uint64_t)(uintptr_t)si->si_value.sival_ptr == pre.cookie;
 }
 
+/*
+ * sigurg_unblock() - in the handler, before the G is switched out: the
+ * kernel blocked SIGURG for the handler (no SA_NODEFER), and this M
+ * goes on to run other Gs, which must be preemptible. Without it, the
+ * handler ran with SIGURG unblocked throughout, and a SIGURG sent while
+ * it ran (the BPF tick sends one at every tick while a slice stays
+ * over) nested a new frame on the G's stack: on a loaded machine the
+ * kernel delivered them one after another at the handler's first
+ * instruction until the stack ran out (preempt_test storm_p2 under
+ * ASan; sigurg_not_nested shows the nesting). A SIGURG pending here is
+ * delivered now, in runtime code, where its handler refuses to stop
+ * the G and returns: one nested frame at most. The G gets its own mask
+ * back from the signal frame (rt_sigreturn), on a new M the new M's
+ * (adopt_thread_state).
+ */
+static void sigurg_unblock(void)
+{
+	uint64_t set = 1ULL << (SIGURG - 1);
+
+	syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, NULL, 8);
+}
+
 static void sigurg_handler(int sig, siginfo_t *si, void *ucv)
 {
 	ucontext_t *uc = ucv;
@@ -1208,6 +1230,7 @@ static void sigurg_handler(int sig, siginfo_t *si, void *ucv)
 	}
 	/* Relaxed: only this thread runs gp now. */
 	atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
+	sigurg_unblock();
 	gopreempt(true);
 	/* Running again, maybe on another M. */
 	if (getm() != mp)
@@ -1261,9 +1284,11 @@ static int take_sigurg(const struct sigaction *theirs)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = sigurg_handler;
 	/* No SA_ONSTACK: the frame must be on the G's stack (see above).
-	 * SA_NODEFER: SIGURG stays unblocked while the handler's G is
-	 * switched out, so this M's other Gs can be preempted. */
-	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
+	 * No SA_NODEFER: a SIGURG that comes while the handler runs waits
+	 * for it (the frames of nested ones would pile up on the G's
+	 * stack); the handler unblocks SIGURG itself before it switches
+	 * the G out (sigurg_unblock). */
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGURG, &sa, &prev))
 		return -errno;
