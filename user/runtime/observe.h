@@ -127,9 +127,6 @@ void observe_stats(struct kgo_stats *st);
 /* The wakeup from BPF, on sysmon's thread in its signal handler
  * (sysmon.c): end sysmon's sleep. */
 void sysmon_kick(void);
-/* bpf mode: sysmon times running Gs' slices (true, the default) or
- * leaves preemption to the kernel (sysmon.c). */
-void sysmon_preempt_looks(bool on);
 /* The same from another thread's signal handler: a kicked M that was
  * no longer idle passes the kick on. Async-signal-safe. */
 void sysmon_kick_remote(void);

@@ -49,8 +49,9 @@
  * to sleep in a kgo syscall, the probes wake an idle M, which takes the
  * P itself (proc.c, "Handoff from the kernel"), or sysmon only when no
  * M idles (a signal, sysmon_kick). sysmon sleeps until the end of the
- * slices that run (until the preemption tick from BPF turns that off:
- * sysmon_preempt_looks), or 10 ms later for a P whose M is blocked with
+ * slices that run (where the preemption tick from BPF times a slice,
+ * bpf/kgo_tick.bpf.c, it looks only once a second: next_slice_end and
+ * TICK_LOOK), or 10 ms later for a P whose M is blocked with
  * nothing waiting (Go's rule, once per call), or while Gs wait on io
  * rings the kernel cannot see (io_sysmon), and for schedtrace and the
  * stack scavenger. Handoffs are counted by cause: kernel-observed (of
@@ -112,10 +113,6 @@ static struct {
 	_Atomic uint64_t wakeups;
 	_Atomic uint64_t signals;
 	_Atomic uint64_t handoffs_poll, handoffs_timeout;
-	/* bpf mode: sysmon times the running Gs' slices (a look at each
-	 * slice's end, to preempt). True until preemption comes from the
-	 * kernel itself (sysmon_preempt_looks). */
-	bool preempt_looks;
 } sm;
 
 /*
@@ -433,16 +430,6 @@ static int64_t next_slice_end(int64_t now, int *nticked)
 		}
 		if (st != P_RUNNING)
 			continue;
-		/* Where the kernel preempts (sysmon_preempt_looks off),
-		 * only the resend of a request made at a look is timed. */
-		if (!READ_ONCE(sm.preempt_looks) && sm.obs->kernel_wakes &&
-		    !pm->preemptwhen) {
-			if (idlep && now + WAKEP_LOOK < next &&
-			    atomic_load_explicit(&pp->wakep_due,
-						 memory_order_relaxed))
-				next = now + WAKEP_LOOK;
-			continue;
-		}
 		/* A deferred wakeup is looked at again WAKEP_LOOK on;
 		 * polling looks anyway, bpf mode only when one is due. */
 		if (idlep && now + WAKEP_LOOK < next &&
@@ -695,22 +682,6 @@ void sysmon_kick(void)
 				 memory_order_release);
 }
 
-/*
- * sysmon_preempt_looks() - in bpf mode, whether sysmon wakes at the end
- * of each running G's slice to preempt it. The preemption tick from BPF
- * (issue 15, item 5) turns it off; then sysmon in bpf mode wakes only
- * for the probes' kicks, a blocked syscall's Go rule (SYSCALL_RETAKE,
- * once per call), io rings the kernel cannot see, schedtrace and the
- * stack scavenger. Call after sysmon_start (which turns it on).
- */
-void sysmon_preempt_looks(bool on)
-{
-	WRITE_ONCE(sm.preempt_looks, on);
-	lock(&sm.lock);
-	wake_locked();
-	unlock(&sm.lock);
-}
-
 void sysmon_kick_remote(void)
 {
 	if (atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
@@ -935,7 +906,6 @@ int sysmon_start(void)
 	prctl(PR_GET_NAME, (unsigned long)sm.mname, 0, 0, 0);
 	sm.mslack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 	sm.wake_armed = true;
-	sm.preempt_looks = true;
 	atomic_store(&sysmon_sleeping, false);
 	sm.starttime = nanotime();
 	observe_debug = false;
