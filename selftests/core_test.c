@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fenv.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -535,6 +536,205 @@ TEST(yielding_g_cannot_starve_global_queue)
 	/* Fair: a yielder goes behind the queued Gs, so each yields about
 	 * once per batch taken from the global queue, not 61 times per G. */
 	EXPECT_LT(atomic_load(&yields), 4 * n);
+}
+
+/* ------------------------------------------------------------------ */
+/* A runnext ping-pong pair cannot keep the P                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Two Gs bounce a token through two unbuffered channels on one P: each
+ * send readies the other half into runnext and each receive parks, so
+ * the P switches between the two only, by runnext, for as long as they
+ * like (proc.c, "Time slices and fairness"). Everything is counted with
+ * P0's own counters, so nothing here is timed:
+ *
+ *  - the pair shares one slice: over PAIR_WARM round trips, P0's
+ *    schedtick moves only for the slices sysmon ended meanwhile (it
+ *    moved twice a round trip before);
+ *  - a G in the local queue (it yields until the pair is going) runs
+ *    within 61 switches of the pair (it never ran before);
+ *  - so does a G in the global queue (made by a thread once the pair
+ *    is going).
+ * PAIR_CAP bounds the pair's run when the third G never comes: ~300
+ * slices at the fastest this machine switches (75 ns at P=1).
+ */
+#define PAIR_CAP	(40 * 1000 * 1000L)
+#define PAIR_WARM	1000		/* round trips before the third G */
+
+enum pair_third { THIRD_NONE, THIRD_LOCAL, THIRD_GLOBAL };
+
+struct pair {
+	struct kgo_chan *ping, *pong;
+	struct kgo_wg wg;
+	enum pair_third third;
+	pthread_t thread;
+	_Atomic bool started, ran;	/* the pair is going; the third ran */
+	_Atomic uint64_t queued_at, ran_at;	/* P0's nswitch */
+	uint64_t rounds;
+	uint64_t ticks, preempts;	/* over the first PAIR_WARM rounds */
+};
+
+static uint64_t p0_switches(void)
+{
+	return atomic_load_explicit(&sched.allp[0]->nswitch,
+				    memory_order_relaxed);
+}
+
+static uint64_t preemptions(void)
+{
+	return atomic_load(&sched.preempt_sync) +
+	       atomic_load(&sched.preempt_async);
+}
+
+static void pair_third(void *arg)
+{
+	struct pair *pr = arg;
+
+	atomic_store(&pr->ran_at, p0_switches());
+	atomic_store(&pr->ran, true);
+}
+
+/* The local one: each yield puts it at the tail of the local queue (the
+ * global one is empty), where it waits for the pair to give way. */
+static void pair_yielder(void *arg)
+{
+	struct pair *pr = arg;
+
+	while (!atomic_load(&pr->started))
+		kgo_yield();
+	pair_third(pr);
+}
+
+/* Read after kgo_go returns: a late read makes the wait look shorter,
+ * never longer, so only a true wait past the bound can fail the test. */
+static void *pair_thread(void *arg)
+{
+	struct pair *pr = arg;
+
+	if (kgo_go(pair_third, pr) == 0)
+		atomic_store(&pr->queued_at, p0_switches());
+	return NULL;
+}
+
+static void pair_pong(void *arg)
+{
+	struct pair *pr = arg;
+	long v;
+
+	while (kgo_chan_recv(pr->ping, &v) == 0)
+		if (kgo_chan_send(pr->pong, &v))
+			break;
+	kgo_wg_done(&pr->wg);
+}
+
+static void pair_ping(void *arg)
+{
+	struct pair *pr = arg;
+	uint64_t tick0 = 0, pre0 = 0;
+	long v = 0;
+
+	while (!atomic_load(&pr->ran)) {
+		if (pr->rounds == 1) {	/* both halves parked once */
+			tick0 = atomic_load(&sched.allp[0]->schedtick);
+			pre0 = preemptions();
+		}
+		if (pr->rounds == PAIR_WARM) {
+			pr->ticks = atomic_load(&sched.allp[0]->schedtick) -
+				    tick0;
+			pr->preempts = preemptions() - pre0;
+			if (pr->third == THIRD_NONE)
+				break;
+			atomic_store(&pr->queued_at, p0_switches());
+			if (pr->third == THIRD_GLOBAL &&
+			    pthread_create(&pr->thread, NULL, pair_thread, pr))
+				break;
+			atomic_store(&pr->started, true);
+		}
+		if (pr->rounds > PAIR_WARM &&
+		    p0_switches() - atomic_load(&pr->queued_at) > PAIR_CAP)
+			break;
+		if (kgo_chan_send(pr->ping, &v) || kgo_chan_recv(pr->pong, &v))
+			break;
+		pr->rounds++;
+	}
+	kgo_chan_close(pr->ping);
+	kgo_wg_done(&pr->wg);
+}
+
+static void pair_main(void *arg)
+{
+	struct pair *pr = arg;
+
+	kgo_wg_add(&pr->wg, 2);
+	if (pr->third == THIRD_LOCAL)
+		kgo_go(pair_yielder, pr);
+	kgo_go(pair_pong, pr);
+	kgo_go(pair_ping, pr);
+	kgo_wg_wait(&pr->wg);
+}
+
+static void run_pair(struct pair *pr)
+{
+	struct kgo_config c = cfg_p(1);
+
+	pr->wg = (struct kgo_wg)KGO_WG_INIT;
+	pr->ping = kgo_chan_make(sizeof(long), 0);
+	pr->pong = kgo_chan_make(sizeof(long), 0);
+	ASSERT_NONNULL(pr->ping);
+	ASSERT_NONNULL(pr->pong);
+	ASSERT_EQ(0, kgo_run(pair_main, pr, &c));
+	if (pr->third == THIRD_GLOBAL && atomic_load(&pr->started))
+		ASSERT_EQ(0, pthread_join(pr->thread, NULL));
+	kgo_chan_free(pr->ping);
+	kgo_chan_free(pr->pong);
+}
+
+/* The third G ran, within 61 switches of its queueing. */
+static void pair_third_ran(struct __test_metadata *_metadata,
+			   struct pair *pr, const char *where)
+{
+	bool ran = atomic_load(&pr->ran);
+	int64_t waited;
+
+	if (!ran)
+		TH_LOG("the %s G did not run in %ld switches of the pair",
+		       where, PAIR_CAP);
+	ASSERT_TRUE(ran);
+	waited = atomic_load(&pr->ran_at) - atomic_load(&pr->queued_at);
+	TH_LOG("the %s G ran %lld switches after it was queued", where,
+	       (long long)waited);
+	EXPECT_LE(waited, 61);
+}
+
+TEST(runnext_pair_shares_one_slice)
+{
+	struct pair pr = { .third = THIRD_NONE };
+
+	run_pair(&pr);
+	ASSERT_EQ(PAIR_WARM, pr.rounds);
+	TH_LOG("%d round trips: schedtick +%llu, %llu preemptions",
+	       PAIR_WARM - 1, (unsigned long long)pr.ticks,
+	       (unsigned long long)pr.preempts);
+	/* A new slice per preemption, and one for a slice that ends in
+	 * a preemption counted just before our first look. */
+	EXPECT_LE(pr.ticks, pr.preempts + 1);
+}
+
+TEST_TIMEOUT(runnext_pair_cannot_starve_local_queue, 120)
+{
+	struct pair pr = { .third = THIRD_LOCAL };
+
+	run_pair(&pr);
+	pair_third_ran(_metadata, &pr, "local");
+}
+
+TEST_TIMEOUT(runnext_pair_cannot_starve_global_queue, 120)
+{
+	struct pair pr = { .third = THIRD_GLOBAL };
+
+	run_pair(&pr);
+	pair_third_ran(_metadata, &pr, "global");
 }
 
 /* ------------------------------------------------------------------ */

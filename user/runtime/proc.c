@@ -89,9 +89,44 @@
  * (tail) and everyone pops (head, by CAS; with one P, by a plain store):
  * Go's runq. Overflow moves half of it to the global queue; a G that
  * spawns yields long before that, once 32 never-run Gs wait on its P
- * (spawn back-pressure, kgo_go_sized). Every 61st schedule a P takes from the
- * global queue first, so a P busy with its own Gs cannot starve it. An M
- * out of local work steals half of another P's queue.
+ * (spawn back-pressure, kgo_go_sized). Every 61st switch a P takes from
+ * the global queue, or the head of its own, before runnext ("Time
+ * slices and fairness"). An M out of local work steals half of another
+ * P's queue.
+ *
+ * Time slices and fairness
+ * ------------------------
+ * A G runs for a slice (kgo_config.preempt_slice_us, 10 ms) before
+ * sysmon (or the BPF tick) preempts it to the global queue. A slice is
+ * named by the P's schedtick, which moves when a G starts a new slice:
+ * sysmon times the slice from the first look that saw that schedtick.
+ * As in Go (runqget's inheritTime, execute), a G taken from runnext
+ * does not start one: it inherits the rest of the slice of the G that
+ * readied it, so schedtick stays. Two Gs that ready each other (a
+ * channel ping-pong) hand the P back and forth through runnext, and
+ * with a fresh slice at each switch sysmon never saw one end: the pair
+ * kept the P for as long as it liked. Now it shares one slice and is
+ * preempted once that is over (core_test runnext_pair_shares_one_slice).
+ *
+ * A slice is not enough for the queues, though: runnext is taken before
+ * the local queue, and a G preempted out of a group of Gs that ready
+ * one another (four senders and three receivers on a small channel)
+ * leaves the others going through runnext; each G the group kicked out
+ * of runnext into the local queue starts another such run when its turn
+ * comes, for a whole slice. A G yielding behind such a group waited 67
+ * ms a yield (sync_chan_test close_races_sends: 50 s for its 200 rounds
+ * alone, rounds of up to 3.7 s and a timeout beside other load). So the
+ * fairness rule is counted in switches, runnext included, and serves
+ * both queues: on every 61st switch (p->nswitch against p->fairtick,
+ * the switch count at the last such look), a P takes a G from the
+ * global queue if it has one (Go's schedtick % 61, which Go counts in
+ * slices), else the head of its local queue, before runnext (not in Go;
+ * the runnext G stays there and runs next). A G queued on a P that
+ * keeps switching runs within 61 switches per G ahead of it (core_test
+ * runnext_pair_cannot_starve_local_queue and _global_queue), where a
+ * slice is ~140,000 switches of a ping-pong pair here. direct_switch
+ * declines the 61st switch, so that it goes through g0 and findrunnable,
+ * which also runs the P's due timers there.
  *
  * runnext without a locked instruction: the owner takes (or replaces)
  * its runnext G many times a second, a thief steals it only when the
@@ -535,12 +570,13 @@ static void runqput(struct p *pp, struct g *gp, bool next)
 	}
 }
 
+static struct g *runqpop(struct p *pp);
+
 /* runqget() - take a G from pp's local queue; owner only. *inherit:
  * it came from runnext and takes over the current time slice. */
 static struct g *runqget(struct p *pp, bool *inherit)
 {
 	struct g *gp = atomic_load_explicit(&pp->runnext, memory_order_relaxed);
-	uint32_t head, tail;
 
 	/* Plain when no thief is at it (top of file; chan_rt round trip:
 	 * two locked instructions fewer). */
@@ -565,6 +601,16 @@ took_next:
 		return gp;
 	}
 	*inherit = false;
+	return runqpop(pp);
+}
+
+/* runqpop() - take the G at the head of pp's local queue, runnext left
+ * alone; owner only. */
+static struct g *runqpop(struct p *pp)
+{
+	struct g *gp;
+	uint32_t head, tail;
+
 	for (;;) {
 		head = atomic_load_explicit(&pp->runqhead, memory_order_acquire);
 		tail = atomic_load_explicit(&pp->runqtail, memory_order_relaxed);
@@ -1347,6 +1393,18 @@ static struct g *stealwork(struct m *mp, int64_t now)
 	return NULL;
 }
 
+/* FAIR_SWITCHES - every this many switches, a P looks at the global
+ * queue before its own (top of file, "Time slices and fairness"). */
+#define FAIR_SWITCHES	61
+
+/* fair_due() - the next switch on pp (owner) is the one that looks at
+ * the global queue first. */
+static inline bool fair_due(struct p *pp)
+{
+	return atomic_load_explicit(&pp->nswitch, memory_order_relaxed) -
+	       pp->fairtick >= FAIR_SWITCHES - 1;
+}
+
 /*
  * findrunnable() - find a G to run, sleeping if there is none. Runs on
  * g0 with a P; returns with a P (maybe another) and the G, or NULL at
@@ -1384,12 +1442,21 @@ top:
 			timers_run(pp, now);
 	}
 
-	/* Fairness: now and then, the global queue before the local one. */
-	if (atomic_load_explicit(&pp->schedtick, memory_order_relaxed) % 61 == 0 &&
-	    atomic_load_explicit(&sched.runqsize, memory_order_relaxed) > 0) {
-		lock(&sched.lock);
-		gp = globrunqget(pp, 1);
-		unlock(&sched.lock);
+	/* Fairness: on every 61st switch, the global queue first, then
+	 * the local one before runnext (top of file, "Time slices and
+	 * fairness"). */
+	if (fair_due(pp)) {
+		pp->fairtick = atomic_load_explicit(&pp->nswitch,
+						    memory_order_relaxed);
+		if (atomic_load_explicit(&sched.runqsize,
+					 memory_order_relaxed) > 0) {
+			lock(&sched.lock);
+			gp = globrunqget(pp, 1);
+			unlock(&sched.lock);
+			if (gp)
+				return gp;
+		}
+		gp = runqpop(pp);
 		if (gp)
 			return gp;
 	}
@@ -2152,34 +2219,32 @@ int newproc_g0(void (*fn)(void *), void *arg)
  * mcall+schedule for the common case of a yield or a park with local
  * work. What gp wanted (be queued again, or parked with unlockf) is done
  * by finish_switch() on the other side, once gp is off its stack.
- * Every 61st schedule, and whenever anything unusual is going on (a
- * locked G or M, shutdown, a global queue to serve), it declines and
- * the caller takes the slow path through g0, where findrunnable also
- * runs timers. Return: true once gp has been switched out and back in.
+ * On every 61st switch (fair_due), and whenever anything unusual is
+ * going on (a locked G or M, shutdown, a global queue to serve), it
+ * declines and the caller takes the slow path through g0, where
+ * findrunnable serves the global queue first and runs timers. The
+ * switch is counted in p->nswitch, and in p->schedtick unless the next
+ * G comes from runnext and inherits the slice (top of file, "Time
+ * slices and fairness"). Return: true once gp has been switched out
+ * and back in.
  */
 static bool direct_switch(struct m *mp, struct g *gp, enum switch_why why)
 {
 	bool park = why != SW_YIELD;
 	struct p *pp = mp->p;
-	uint64_t tick = atomic_load_explicit(&pp->schedtick,
-					     memory_order_relaxed);
 	struct g *next;
 	bool inherit;
 
 	/*
-	 * Every 61st switch goes through g0, where findrunnable serves the
-	 * global queue (schedtick % 61 == 0) and this P's timers. Count
-	 * the tick here: the slow path may pick the same runnext G, which
-	 * inherits the slice, so execute would not count it, and a tick
-	 * stuck at 60 sent every later switch the slow way (chan_rt -p 1
-	 * showed park_m and schedule, which a direct switch skips, at 16 %
-	 * of its profile).
+	 * The slow path counts the switch in execute, whichever G it
+	 * picks, and moves fairtick: the next decline is 61 switches on.
+	 * (When this counted schedtick % 61 instead, a runnext G, which
+	 * execute did not count, left it stuck at 60 and sent every
+	 * later switch the slow way: park_m and schedule at 16 % of the
+	 * chan_rt -p 1 profile.)
 	 */
-	if (unlikely((tick + 1) % 61 == 0)) {
-		atomic_store_explicit(&pp->schedtick, tick + 1,
-				      memory_order_relaxed);
+	if (unlikely(fair_due(pp)))
 		return false;
-	}
 	if (mp->lockedg ||
 	    atomic_load_explicit(&sched.exiting, memory_order_relaxed) ||
 	    (!park && atomic_load_explicit(&sched.runqsize,
@@ -2212,7 +2277,11 @@ static bool direct_switch(struct m *mp, struct g *gp, enum switch_why why)
 	TRACE(TR_GO_STOP, 0, 0);
 	TRACE(TR_GO_START, next->goid, pp->id);
 	smp_store_release(mp->curg, next);
-	atomic_store_explicit(&pp->schedtick, tick + 1, memory_order_relaxed);
+	if (!inherit)
+		atomic_store_explicit(&pp->schedtick,
+			atomic_load_explicit(&pp->schedtick,
+					     memory_order_relaxed) + 1,
+			memory_order_relaxed);
 	atomic_store_explicit(&pp->nswitch,
 		atomic_load_explicit(&pp->nswitch, memory_order_relaxed) + 1,
 		memory_order_relaxed);

@@ -382,7 +382,11 @@ struct p {
 	struct m *m;			/* owner M, NULL when idle; owner/sched.lock;
 					 * smp_store_release/smp_load_acquire */
 	struct p *link;			/* sched.pidle list; sched.lock */
-	_Atomic uint64_t schedtick;	/* ++ per G run; owner writes */
+	/* ++ per time slice: per G run that does not inherit its slice
+	 * from the G that readied it (proc.c, "Time slices and
+	 * fairness"); sysmon and the BPF tick time a slice by it. Owner
+	 * writes. */
+	_Atomic uint64_t schedtick;
 	_Atomic int64_t preempted_at;	/* when its G last gave way to a
 					 * preemption (ns); owner writes,
 					 * sysmon reads (relaxed: a hint) */
@@ -421,7 +425,12 @@ struct p {
 	 * (a shared counter cost 2% of the pread bench in line bouncing). */
 	_Atomic uint64_t io_nowait;
 	_Atomic uint64_t nglobal;
+	/* ++ per switch to a G, runnext included: the fairness rule counts
+	 * these (proc.c, "Time slices and fairness"). */
 	_Atomic uint64_t nswitch;
+	/* nswitch when findrunnable last looked at the global and local
+	 * queues before runnext; owner only. */
+	uint64_t fairtick;
 	_Atomic uint64_t ngexit;	/* Gs that finished on this P */
 	/* Of those, freed by the G they switched straight to (kgo_exit's
 	 * direct switch) rather than on g0. */
