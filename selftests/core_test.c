@@ -26,6 +26,7 @@
 
 #include "harness.h"
 #include "kgo.h"
+#include "kgo_run.h"
 #include "runtime.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -620,11 +621,8 @@ static void *pair_thread(void *arg)
 static void pair_pong(void *arg)
 {
 	struct pair *pr = arg;
-	long v;
 
-	while (kgo_chan_recv(pr->ping, &v) == 0)
-		if (kgo_chan_send(pr->pong, &v))
-			break;
+	chan_echo(pr->ping, pr->pong);
 	kgo_wg_done(&pr->wg);
 }
 

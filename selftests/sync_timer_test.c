@@ -497,11 +497,8 @@ struct bpt {
 static void bpt_ponger(void *arg)
 {
 	struct bpt *b = arg;
-	long v;
 
-	while (kgo_chan_recv(b->ping, &v) == 0)
-		if (kgo_chan_send(b->pong, &v))
-			break;
+	chan_echo(b->ping, b->pong);
 	kgo_wg_done(&b->wg);
 }
 
