@@ -3,9 +3,10 @@
  * Description: the core scheduler — Gs spawn and finish by the million,
  * runnext and FIFO order, work stealing (of runnext too, racing its
  * owner), a finished G freed by the G it switches to, spawn
- * back-pressure, global-queue fairness, kgo_run again after it returns,
- * kgo_lock_m, the stack guard's message, a new G's FP rounding mode,
- * and -EINVAL/-EPERM/-EBUSY for bad calls.
+ * back-pressure, global-queue fairness, a runnext ping-pong pair that
+ * shares one slice and gives way to both queues, kgo_run again after it
+ * returns, kgo_lock_m, the stack guard's message, a new G's FP rounding
+ * mode, and -EINVAL/-EPERM/-EBUSY for bad calls.
  *
  * Each test runs kgo_run() in its own process (the harness forks), so a
  * broken scheduler shows up as a failed assertion, a crash or a timeout.
