@@ -407,15 +407,24 @@ static void fd_deadline_main(void *arg)
 		EXPECT_EQ(-ETIMEDOUT, kgo_read(fd, w.buf, 1));
 
 		/* Extended while a G waits: it waits on past the first one,
-		 * then gets the data. */
-		t0 = kgo_now();
-		ASSERT_EQ(0, kgo_fd_set_deadline(fd, t0 + 50 * MS,
-						 KGO_DEADLINE_KEEP));
+		 * then gets the data. The first deadline is set once the
+		 * waiter is parked (it wakes and parks again under it) and
+		 * moved at once: with the first set before the waiter
+		 * started, wait_parked's polling (a kgo_sleep of 1 ms a
+		 * look) let it pass under TSan on a loaded machine before
+		 * the move, and wait_parked then waited for a park that
+		 * never came (a timeout under TSan, load average 14-15: 2
+		 * of 12 runs with 7184689's runtime, 6 of 20 with
+		 * 3c68cd1's; now 0 of 12). */
+		ASSERT_EQ(0, kgo_fd_set_deadline(fd, -1, KGO_DEADLINE_KEEP));
 		waiter_start(&w, fd, p ? OP_READ : OP_RECV, -1);
 		wait_parked(1);
+		t0 = kgo_now();
+		ASSERT_EQ(0, kgo_fd_set_deadline(fd, t0 + 200 * MS,
+						 KGO_DEADLINE_KEEP));
 		ASSERT_EQ(0, kgo_fd_set_deadline(fd, kgo_now() + 60 * SEC,
 						 KGO_DEADLINE_KEEP));
-		kgo_sleep_until(t0 + 100 * MS);
+		kgo_sleep_until(t0 + 250 * MS);
 		ASSERT_EQ(2, write(peer, "ok", 2));
 		r = waiter_result(&w);
 		EXPECT_EQ(2, r) TH_LOG("%s", p ? "pipe" : "socket");
