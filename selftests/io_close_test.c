@@ -353,6 +353,56 @@ TEST_F(cl, cancel)
 	run(cancel_main, NULL);
 }
 
+/*
+ * A tty refuses RWF_NOWAIT (as pipes and AF_UNIX sockets do on 6.1):
+ * its reads take io_file.c's rw_special, which must park on the poll
+ * descriptor like every other wait, or kgo_close and kgo_fd_cancel
+ * never reach the G. Before the fix the waiter slept on (make vmtest on
+ * 6.1: close_wakes, close_reuse and cancel with pipes; here a pty).
+ */
+static int open_pty(int *peer)
+{
+	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+
+	ASSERT_LE(0, m);
+	ASSERT_EQ(0, grantpt(m));
+	ASSERT_EQ(0, unlockpt(m));
+	*peer = open(ptsname(m), O_RDWR | O_NOCTTY | O_CLOEXEC);
+	ASSERT_LE(0, *peer);
+	return m;
+}
+
+static void tty_wakes_main(void *arg)
+{
+	struct waiter w;
+	int d, fd, peer;
+
+	(void)arg;
+	for (d = 0; d < 2; d++) {
+		/* kgo_fd_cancel: -ECANCELED, the fd still works after. */
+		fd = open_pty(&peer);
+		waiter_start(&w, fd, OP_READ, d ? kgo_now() + 60 * SEC : -1);
+		wait_parked(1);
+		ASSERT_EQ(0, kgo_fd_cancel(fd));
+		EXPECT_EQ(-ECANCELED, waiter_result(&w))
+			TH_LOG("cancel, %s deadline", d ? "with a" : "no");
+		ASSERT_EQ(2, write(peer, "x\n", 2));
+		EXPECT_LT(0, kgo_read(fd, w.buf, sizeof(w.buf)));
+		/* kgo_close: -EBADF. */
+		waiter_start(&w, fd, OP_READ, d ? kgo_now() + 60 * SEC : -1);
+		wait_parked(1);
+		ASSERT_EQ(0, kgo_close(fd));
+		EXPECT_EQ(-EBADF, waiter_result(&w))
+			TH_LOG("close, %s deadline", d ? "with a" : "no");
+		close(peer);
+	}
+}
+
+TEST_F(cl, tty_wakes)
+{
+	run(tty_wakes_main, NULL);
+}
+
 /* ------------------------------------------------------------------ */
 
 /* Fill @fd's send buffer (non-blocking writes until EAGAIN). */
