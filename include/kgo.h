@@ -775,6 +775,11 @@ struct kgo_stats {
 	 * signals); its SIGURGs that found their G's slice over. */
 	int preempt_tick;
 	uint64_t preempt_ticks;
+	/* Timers put on a P's heap (kgo_sleep, the deadlines of waits,
+	 * kgo timers). A socket wait's deadline arms one only when its
+	 * fd's timer is idle or must fire earlier: a fresh deadline per
+	 * request costs none (the poll descriptor in user/runtime/io.c). */
+	uint64_t timers_armed;
 };
 
 /**

@@ -353,6 +353,56 @@ TEST_F(cl, cancel)
 	run(cancel_main, NULL);
 }
 
+/*
+ * A tty refuses RWF_NOWAIT (as pipes and AF_UNIX sockets do on 6.1):
+ * its reads take io_file.c's rw_special, which must park on the poll
+ * descriptor like every other wait, or kgo_close and kgo_fd_cancel
+ * never reach the G. Before the fix the waiter slept on (make vmtest on
+ * 6.1: close_wakes, close_reuse and cancel with pipes; here a pty).
+ */
+static int open_pty(int *peer)
+{
+	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+
+	ASSERT_LE(0, m);
+	ASSERT_EQ(0, grantpt(m));
+	ASSERT_EQ(0, unlockpt(m));
+	*peer = open(ptsname(m), O_RDWR | O_NOCTTY | O_CLOEXEC);
+	ASSERT_LE(0, *peer);
+	return m;
+}
+
+static void tty_wakes_main(void *arg)
+{
+	struct waiter w;
+	int d, fd, peer;
+
+	(void)arg;
+	for (d = 0; d < 2; d++) {
+		/* kgo_fd_cancel: -ECANCELED, the fd still works after. */
+		fd = open_pty(&peer);
+		waiter_start(&w, fd, OP_READ, d ? kgo_now() + 60 * SEC : -1);
+		wait_parked(1);
+		ASSERT_EQ(0, kgo_fd_cancel(fd));
+		EXPECT_EQ(-ECANCELED, waiter_result(&w))
+			TH_LOG("cancel, %s deadline", d ? "with a" : "no");
+		ASSERT_EQ(2, write(peer, "x\n", 2));
+		EXPECT_LT(0, kgo_read(fd, w.buf, sizeof(w.buf)));
+		/* kgo_close: -EBADF. */
+		waiter_start(&w, fd, OP_READ, d ? kgo_now() + 60 * SEC : -1);
+		wait_parked(1);
+		ASSERT_EQ(0, kgo_close(fd));
+		EXPECT_EQ(-EBADF, waiter_result(&w))
+			TH_LOG("close, %s deadline", d ? "with a" : "no");
+		close(peer);
+	}
+}
+
+TEST_F(cl, tty_wakes)
+{
+	run(tty_wakes_main, NULL);
+}
+
 /* ------------------------------------------------------------------ */
 
 /* Fill @fd's send buffer (non-blocking writes until EAGAIN). */
@@ -407,15 +457,24 @@ static void fd_deadline_main(void *arg)
 		EXPECT_EQ(-ETIMEDOUT, kgo_read(fd, w.buf, 1));
 
 		/* Extended while a G waits: it waits on past the first one,
-		 * then gets the data. */
-		t0 = kgo_now();
-		ASSERT_EQ(0, kgo_fd_set_deadline(fd, t0 + 50 * MS,
-						 KGO_DEADLINE_KEEP));
+		 * then gets the data. The first deadline is set once the
+		 * waiter is parked (it wakes and parks again under it) and
+		 * moved at once: with the first set before the waiter
+		 * started, wait_parked's polling (a kgo_sleep of 1 ms a
+		 * look) let it pass under TSan on a loaded machine before
+		 * the move, and wait_parked then waited for a park that
+		 * never came (a timeout under TSan, load average 14-15: 2
+		 * of 12 runs with 7184689's runtime, 6 of 20 with
+		 * 3c68cd1's; now 0 of 12). */
+		ASSERT_EQ(0, kgo_fd_set_deadline(fd, -1, KGO_DEADLINE_KEEP));
 		waiter_start(&w, fd, p ? OP_READ : OP_RECV, -1);
 		wait_parked(1);
+		t0 = kgo_now();
+		ASSERT_EQ(0, kgo_fd_set_deadline(fd, t0 + 200 * MS,
+						 KGO_DEADLINE_KEEP));
 		ASSERT_EQ(0, kgo_fd_set_deadline(fd, kgo_now() + 60 * SEC,
 						 KGO_DEADLINE_KEEP));
-		kgo_sleep_until(t0 + 100 * MS);
+		kgo_sleep_until(t0 + 250 * MS);
 		ASSERT_EQ(2, write(peer, "ok", 2));
 		r = waiter_result(&w);
 		EXPECT_EQ(2, r) TH_LOG("%s", p ? "pipe" : "socket");

@@ -33,6 +33,12 @@
  *			O_NONBLOCK set after a wait gives -EAGAIN at once;
  *			a deadline still cancels (-ETIMEDOUT, the data sent
  *			afterwards still there); nothing left waiting.
+ *   deadline_timers	a wait with a fresh deadline per request (the httpd
+ *			shape) moves its fd's timer later without a heap
+ *			operation: 200 round trips, each side waiting each
+ *			time, arm a few timers, not one per wait (kgo_stats
+ *			timers_armed); an earlier deadline still fires,
+ *			and a wait without one is not ended by the old.
  *   readiness		kgo_poll's revents as poll(2)'s: POLLIN, POLLOUT,
  *			POLLHUP, POLLNVAL; O_NONBLOCK sockets get -EAGAIN
  *			from recv and accept at once.
@@ -795,6 +801,86 @@ static void readiness_main(void *arg)
 	close(pc.p[1]);
 	EXPECT_EQ(-EBADF, kgo_recv(lfd, buf, 1, 0));
 	EXPECT_EQ(-EBADF, kgo_send(lfd, buf, 1, 0));
+}
+
+/*
+ * deadline_timers: before, every wait with a deadline put a timer on a
+ * P's heap when it parked and took it off when it woke (two heap
+ * operations under a heap lock, often another P's); now the fd's timer
+ * stays armed and is moved later lazily (io.c, "The poll descriptor").
+ * With P=1 each side's recv waits every time: the peer runs only once
+ * it parked.
+ */
+#define DT_PINGS	200
+#define DT_LATER	(10000 * MS)
+
+struct dt {
+	int sv[2];
+	struct kgo_wg wg;
+};
+
+static void dt_echo(void *arg)
+{
+	struct dt *dt = arg;
+	char c;
+
+	while (kgo_recv_dl(dt->sv[1], &c, 1, 0, kgo_now() + DT_LATER) == 1)
+		ASSERT_EQ(1, kgo_send(dt->sv[1], &c, 1, 0));
+	kgo_wg_done(&dt->wg);
+}
+
+static void dt_send_later(void *arg)
+{
+	struct dt *dt = arg;
+
+	kgo_sleep(30 * MS);
+	ASSERT_EQ(1, send(dt->sv[1], "l", 1, 0));
+}
+
+static void deadline_timers_main(void *arg)
+{
+	struct dt dt = { .wg = KGO_WG_INIT };
+	uint64_t *armed = arg;
+	struct kgo_stats st;
+	char c = 'p';
+	int i;
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, dt.sv));
+	kgo_wg_add(&dt.wg, 1);
+	kgo_go(dt_echo, &dt);
+	kgo_stats_get(&st, sizeof(st));
+	armed[0] = st.timers_armed;
+	for (i = 0; i < DT_PINGS; i++) {
+		ASSERT_EQ(1, kgo_send(dt.sv[0], &c, 1, 0));
+		ASSERT_EQ(1, kgo_recv_dl(dt.sv[0], &c, 1, 0,
+					 kgo_now() + DT_LATER));
+		ASSERT_EQ('p', c);
+	}
+	kgo_stats_get(&st, sizeof(st));
+	armed[1] = st.timers_armed;
+	/* Earlier than the fd's timer (armed for ~10 s): it fires. */
+	EXPECT_EQ(-ETIMEDOUT, kgo_recv_dl(dt.sv[0], &c, 1, 0,
+					  kgo_now() + 20 * MS));
+	/* No deadline, after ones that passed: only the data ends it. */
+	kgo_go(dt_send_later, &dt);
+	ASSERT_EQ(1, kgo_recv(dt.sv[0], &c, 1, 0));
+	EXPECT_EQ('l', c);
+	ASSERT_EQ(0, shutdown(dt.sv[0], SHUT_WR));
+	kgo_wg_wait(&dt.wg);
+	close(dt.sv[0]);
+	close(dt.sv[1]);
+}
+
+TEST_F(net, deadline_timers)
+{
+	uint64_t armed[2];
+
+	run(deadline_timers_main, armed, 1);
+	/* 2 * DT_PINGS waits: one timer per fd, rearmed at most once a
+	 * DT_LATER; a tenth is room for a run slower than that. */
+	EXPECT_GE(DT_PINGS / 10, armed[1] - armed[0]);
+	TH_LOG("%llu timers armed for %d waits",
+	       (unsigned long long)(armed[1] - armed[0]), 2 * DT_PINGS);
 }
 
 TEST_F(net, readiness)

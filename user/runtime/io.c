@@ -480,11 +480,22 @@ static void scan_rings(struct m *self, struct reaped *rp)
  * seq_cst): one of them sees the other, so no wake is lost.
  *
  * A deadline (the call's, or the fd's, whichever comes first) costs a
- * runtime timer on the waiting G, armed before the G is published
- * (net_park), which takes the G out of its slot when it fires (Go's
- * netpoll deadline timers): no system call, no ring. Measured with
- * perf stat on the httpd example (user/examples/httpd.c) in the commit
- * that made it so.
+ * runtime timer, no system call, no ring: each side of the fd has one
+ * (rt, wt), which takes the G out of its slot when it fires (Go's
+ * netpoll deadline timers). The waiter publishes itself and its
+ * deadline (rdl, wdl) together under the descriptor's tlock (net_park,
+ * pd_publish), and the timer's fn looks at both under it (pd_dl_fire),
+ * so a deadline always belongs to the G in the slot. The timer is not
+ * disarmed when the wait ends, and a later deadline does not move it:
+ * it fires at its old time, finds the deadline moved, and arms itself
+ * again for that (Go's modtimer, which marks a timer moved later and
+ * fixes the heap when it comes up). A server that waits with a fresh
+ * 10 s deadline for each request thus costs a heap operation per fd
+ * every 10 s, where a timer armed at the park and disarmed at the
+ * wakeup cost two a request, under a P's heap lock, often another P's
+ * (kgo_stats.timers_armed; io_net_test deadline_timers: 400 timers for
+ * 400 waits before, 2 now). Only an earlier deadline than the armed
+ * one moves the timer at once.
  *
  * Registration: an fd is added to the epoll at its first wait
  * (edge-triggered, in and out), and the hint FDH_NETREG spares the
@@ -532,6 +543,16 @@ struct pdesc {
 	_Atomic uint32_t wseq;		/* ++ at each wait; the waiter */
 	uint64_t seen;			/* wseq << 1 at sysmon's last look,
 					 * | 1 once checked; sysmon only */
+	/* The deadline timers: tlock guards what follows, and orders a
+	 * waiter's publication in rg/wg with its deadline. */
+	struct kgo_lock tlock;
+	_Atomic int64_t rdl, wdl;	/* the deadline of the G in the slot
+					 * (0: none; stale once it left);
+					 * written under tlock */
+	int64_t rkey, wkey;		/* when rt, wt were armed for */
+	bool rarmed, warmed;		/* armed, or popped and its fn not
+					 * yet past tlock */
+	struct timer rt, wt;
 };
 
 static _Atomic(struct pdesc *) pd_pages[PD_NPAGES];
@@ -713,6 +734,10 @@ static void netpoll_fini(void)
 			atomic_store(&pg[j].wd, -1);
 			atomic_store(&pg[j].refs, 0);
 			atomic_store(&pg[j].nopoll, 0);
+			/* timers_destroy has taken the timers off. */
+			atomic_store(&pg[j].rdl, 0);
+			atomic_store(&pg[j].wdl, 0);
+			pg[j].rarmed = pg[j].warmed = false;
 		}
 	}
 	if (atomic_load(&io.nnet))
@@ -1089,7 +1114,6 @@ bool io_ring_usable(void)
 /*
  * struct net_wait - a G parking on the netpoller (io_fd_wait), on its
  * stack while it waits.
- * @dt:		the deadline's timer (netdl_fire), armed when @deadline > 0.
  * @pd, @slot:	its fd's descriptor and the side's slot.
  * @gen, @cseq, @dseq: what the wait began with; a change ends it.
  * @deadline:	the earlier of the call's and the fd's; < 0 none.
@@ -1097,38 +1121,109 @@ bool io_ring_usable(void)
  *		another G waits on this side (take the ring).
  */
 struct net_wait {
-	struct dltimer dt;
 	struct pdesc *pd;
 	_Atomic uintptr_t *slot;
 	uint32_t gen, cseq, dseq;
 	int64_t deadline;
 	int res;
-	bool armed;
+	bool write;
 	bool trusted;		/* parked on the FDH_NETREG hint alone */
 };
 
-/* The deadline's timer: take the G out of its slot if it still waits
- * there (the slot's CAS decides against every other waker). */
-static void netdl_fire(void *arg, uint64_t seq)
-{
-	struct net_wait *w = arg;
-	struct g *gp = w->dt.gp;
-	uintptr_t old = (uintptr_t)gp;
+static void pd_dl_fire(void *arg, uint64_t write);
 
-	(void)seq;
-	if (atomic_compare_exchange_strong_explicit(w->slot, &old, 0,
-			memory_order_acq_rel, memory_order_acquire)) {
-		atomic_fetch_sub_explicit(&io.nnet, 1, memory_order_relaxed);
-		/* Release: pairs with dltimer_stop's acquire. gp stays
-		 * parked until we ready it: w stays valid until then. */
-		atomic_store_explicit(&w->dt.state, DLT_WON,
-				      memory_order_release);
-		pd_ready(gp);
-	} else {
-		/* Our last touch of w: the G may return once it sees it. */
-		atomic_store_explicit(&w->dt.state, DLT_LOST,
-				      memory_order_release);
+/* Arm @pd's timer of one side for @when; tlock held. */
+static void pd_dl_arm(struct pdesc *pd, bool write, int64_t when)
+{
+	struct timer *t = write ? &pd->wt : &pd->rt;
+
+	/* fn again each time: timers_destroy clears it at kgo_run's end. */
+	t->fn = pd_dl_fire;
+	t->arg = pd;
+	t->seq = write;
+	t->idx = -1;
+	timer_add(t, when);
+	*(write ? &pd->wkey : &pd->rkey) = when;
+	*(write ? &pd->warmed : &pd->rarmed) = true;
+}
+
+/*
+ * pd_publish() - net_park: put @gp in @slot, the @write side's of @pd,
+ * with its @deadline (<= 0 none), the timer armed for it (the poll
+ * descriptor's comment). Its arguments are values, not the net_wait:
+ * once the G is in the slot it may run again and its stack be reused.
+ * Return: what was in the slot (0: published).
+ */
+static uintptr_t pd_publish(struct pdesc *pd, _Atomic uintptr_t *slot,
+			    bool write, struct g *gp, int64_t deadline)
+{
+	_Atomic int64_t *dl = write ? &pd->wdl : &pd->rdl;
+	uintptr_t old = 0;
+
+	if (deadline < 0)
+		deadline = 0;
+	/* No deadline, and none left by a wait before: the timer's fn
+	 * takes no G while dl is 0, and only a G in the slot sets it. */
+	if (!deadline && !atomic_load_explicit(dl, memory_order_relaxed)) {
+		atomic_compare_exchange_strong(slot, &old, (uintptr_t)gp);
+		return old;
 	}
+	lock(&pd->tlock);
+	/* seq_cst: as the CAS without the lock. */
+	if (atomic_compare_exchange_strong(slot, &old, (uintptr_t)gp)) {
+		atomic_store_explicit(dl, deadline, memory_order_relaxed);
+		/* Later than the armed one: its fn moves it (pd_dl_fire).
+		 * Earlier: now; a timer popped meanwhile has its fn waiting
+		 * for tlock, which will see the new deadline. */
+		if (deadline && !(write ? pd->warmed : pd->rarmed))
+			pd_dl_arm(pd, write, deadline);
+		else if (deadline && deadline < (write ? pd->wkey : pd->rkey) &&
+			 timer_del(write ? &pd->wt : &pd->rt))
+			pd_dl_arm(pd, write, deadline);
+	}
+	unlock(&pd->tlock);
+	return old;
+}
+
+/* kgo_close: the file's deadline timers go with it (a timer popped
+ * meanwhile finds no deadline and stays idle). */
+static void pd_dl_disarm(struct pdesc *pd)
+{
+	lock(&pd->tlock);
+	atomic_store_explicit(&pd->rdl, 0, memory_order_relaxed);
+	atomic_store_explicit(&pd->wdl, 0, memory_order_relaxed);
+	if (pd->rarmed && timer_del(&pd->rt))
+		pd->rarmed = false;
+	if (pd->warmed && timer_del(&pd->wt))
+		pd->warmed = false;
+	unlock(&pd->tlock);
+}
+
+/*
+ * pd_dl_fire() - a side's deadline timer: the deadline of the G in the
+ * slot has passed: take it out (the slot's CAS decides against every
+ * other waker); or it moved later: fire then.
+ */
+static void pd_dl_fire(void *arg, uint64_t write)
+{
+	struct pdesc *pd = arg;
+	_Atomic int64_t *dl = write ? &pd->wdl : &pd->rdl;
+	struct g *gp = NULL;
+	int64_t d;
+
+	lock(&pd->tlock);
+	d = atomic_load_explicit(dl, memory_order_relaxed);
+	if (d > nanotime()) {
+		pd_dl_arm(pd, write, d);
+	} else {
+		*(write ? &pd->warmed : &pd->rarmed) = false;
+		if (d) {
+			atomic_store_explicit(dl, 0, memory_order_relaxed);
+			gp = pd_take(write ? &pd->wg : &pd->rg, 0);
+		}
+	}
+	unlock(&pd->tlock);
+	pd_ready(gp);
 }
 
 /* The wait's fields moved since it began (kgo_close, a cancel, a new
@@ -1147,21 +1242,15 @@ static bool net_park(struct g *gp, void *arg)
 {
 	struct net_wait *w = arg;
 	struct m *mp = getm();
-	uintptr_t old = 0;
+	uintptr_t old;
 	/* Read now: once the CAS below has published the G, it may be
 	 * woken and running, and w (on its stack) gone. */
 	struct pdesc *pd = w->pd;
 	_Atomic uintptr_t *slot = w->slot;
 	uint32_t gen = w->gen, cseq = w->cseq, dseq = w->dseq;
 	int64_t deadline = w->deadline;
-	bool trusted = w->trusted;
+	bool trusted = w->trusted, write = w->write;
 
-	/* Before the G can be found: a waker may ready it at once, and
-	 * the G stops the timer only after it ran. */
-	if (w->deadline > 0) {
-		w->armed = true;
-		dltimer_arm_fn(&w->dt, gp, w->deadline, netdl_fire, w);
-	}
 	/* Counted before the G can be found: whoever takes it from the
 	 * slot subtracts them. */
 	atomic_fetch_add_explicit(&sched.nio, 1, memory_order_relaxed);
@@ -1169,11 +1258,12 @@ static bool net_park(struct g *gp, void *arg)
 	/* seq_cst: the wakers change a field and then look at the slot;
 	 * we publish and then look at the fields (pd_moved). Release for
 	 * whoever takes the G. */
-	if (atomic_compare_exchange_strong(slot, &old, (uintptr_t)gp)) {
-		/* The timer may have fired before the G was in the slot
-		 * (and found nobody): then the deadline has passed by now,
-		 * and the G must not sleep (faults_test errno_table hung
-		 * in 1 run of 4 under TSan without this look). */
+	old = pd_publish(pd, slot, write, gp, deadline);
+	if (old == 0) {
+		/* A deadline that passed before the G was in the slot has
+		 * its timer due now; the look spares the park (faults_test
+		 * errno_table hung in 1 run of 4 under TSan without this
+		 * look, when the timer was armed apart from the slot). */
 		if (pd_moved(pd, gen, cseq, dseq) ||
 		    (deadline > 0 && nanotime() >= deadline)) {
 			/* Take ourselves back, unless a waker did. */
@@ -1293,8 +1383,7 @@ static int pd_check(struct io_fdw *fw, bool write, int64_t *dl)
 int io_fd_wait(struct io_fdw *fw, int fd, bool write)
 {
 	struct pdesc *pd = fw->pd;
-	struct net_wait w = { .pd = pd, .res = 0 };
-	bool timedout;
+	struct net_wait w = { .pd = pd, .res = 0, .write = write };
 	int64_t dl;
 	uint8_t h;
 	int epfd;
@@ -1346,14 +1435,13 @@ int io_fd_wait(struct io_fdw *fw, int fd, bool write)
 		atomic_load_explicit(&pd->wseq, memory_order_relaxed) + 1,
 		memory_order_relaxed);
 	gopark(net_park, &w, WAIT_IO);
-	timedout = w.armed && dltimer_stop(&w.dt);
 	if (w.res == IO_NORING) {
 		pd_unhold(fw);
 		return IO_NORING;
 	}
+	/* The deadline's timer fires at or after it, by the same clock:
+	 * woken by it, pd_check finds it passed. */
 	r = pd_check(fw, write, &dl);
-	if (!r && timedout)
-		r = -ETIMEDOUT;		/* the call's deadline, as it fired */
 	if (r == -ETIMEDOUT)
 		atomic_fetch_add_explicit(&io.timeouts, 1, memory_order_relaxed);
 	if (r)
@@ -1386,6 +1474,7 @@ int io_fd_close_begin(int fd)
 	/* A release that came after our last look only costs the next
 	 * close of this number one more look. */
 	atomic_store(&pd->closer, 0);
+	pd_dl_disarm(pd);
 	atomic_store(&pd->rd, -1);
 	atomic_store(&pd->wd, -1);
 	atomic_store(&pd->nopoll, 0);

@@ -266,15 +266,21 @@ static long rw_try(bool write, int fd, const struct iovec *iov, int cnt,
 /*
  * rw_special() - a read or write of a pipe, socket or tty that refuses
  * RWF_NOWAIT, Go's way: try (rw_try), and when it would wait, park the
- * G on the fd's readiness (kgo_poll: the ring's POLL_ADD, or ppoll
- * without io_uring) until @deadline, then try again. Writes go on
+ * G on the fd's readiness until @deadline, then try again. It parks on
+ * the poll descriptor (io_fd_wait), as every other wait on a pipe or
+ * socket does, so that kgo_close, kgo_fd_cancel and kgo_fd_set_deadline
+ * reach it (on the ring's POLL_ADD, as it did before, a waiter on a
+ * pty, or on a pipe on 6.1, slept through kgo_close: io_close_test
+ * tty_wakes); kgo_poll only where the netpoller cannot take the fd.
+ * @fw: the call's io_fd_begin, which the caller ends. Writes go on
  * until done, as write(2) on a blocking pipe. No io-wq thread blocks
  * for these: on 6.1 a pipe read sent to the ring blocked one in the
  * kernel, and the write that was to wake it came back -ECANCELED in 1
  * run of 8 (io_file_test io.uring.pipes, make vmtest -k 6.1).
  */
 static long rw_special(bool write, int fd, const struct iovec *iov, int cnt,
-		       off_t off, int64_t deadline, uint8_t h)
+		       off_t off, int64_t deadline, uint8_t h,
+		       struct io_fdw *fw)
 {
 	struct iovec buf[IOV_INLINE], *v;
 	size_t total = 0, done = 0;
@@ -295,9 +301,18 @@ static long rw_special(bool write, int fd, const struct iovec *iov, int cnt,
 		if (heap)
 			free(v);
 		if (r == -EAGAIN && deadline != 0) {
-			r = kgo_poll(fd, write ? POLLOUT : POLLIN, deadline);
-			if (r >= 0)
+			/* On the poll descriptor, where kgo_close and
+			 * kgo_fd_cancel reach the G (io_close_test
+			 * tty_wakes); the ring's poll where it cannot. */
+			r = io_fd_wait(fw, fd, write);
+			if (r == 0)
 				continue;
+			if (r == IO_NORING) {
+				r = kgo_poll(fd, write ? POLLOUT : POLLIN,
+					     deadline);
+				if (r >= 0)
+					continue;
+			}
 		}
 		if (r < 0)
 			return done ? (long)done : r;
@@ -324,7 +339,8 @@ static long rw_special(bool write, int fd, const struct iovec *iov, int cnt,
  * (io_net_test nowait_refused, make vmtest).
  */
 static long rw_nofast(bool write, int fd, const struct iovec *iov, int cnt,
-		      off_t off, int64_t deadline, uint8_t h)
+		      off_t off, int64_t deadline, uint8_t h,
+		      struct io_fdw *fw)
 {
 	long r;
 
@@ -334,7 +350,7 @@ static long rw_nofast(bool write, int fd, const struct iovec *iov, int cnt,
 			return io_raw(write ? (off == -1 ? SYS_writev : SYS_pwritev)
 					    : (off == -1 ? SYS_readv : SYS_preadv),
 				      fd, (long)iov, cnt, off, 0, 0);
-		return rw_special(write, fd, iov, cnt, off, deadline, h);
+		return rw_special(write, fd, iov, cnt, off, deadline, h, fw);
 	}
 	/* Buffered writes to files take the syscall path (top of file). */
 	if (write && !(h & FDH_DIRECT))
@@ -446,16 +462,22 @@ static long io_rw(bool write, int fd, const struct iovec *iov, int cnt,
 	r = io_fd_begin(&fw, fd, write, deadline);
 	if (r)
 		return r;
-	if (h & (FDH_DIRECT | (write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT)))
-		return rw_nofast(write, fd, iov, cnt, off,
-				 io_fd_deadline(&fw, write), h);
+	if (h & (FDH_DIRECT | (write ? FDH_NO_WNOWAIT : FDH_NO_RNOWAIT))) {
+		r = rw_nofast(write, fd, iov, cnt, off,
+			      io_fd_deadline(&fw, write), h, &fw);
+		io_fd_end(&fw);
+		return r;
+	}
 	/* Offset -1: the file position, as pwritev2(3) says. */
 	r = io_raw(write ? SYS_pwritev2 : SYS_preadv2, fd, (long)iov, cnt, off,
 		   0, RWF_NOWAIT);
-	if (r == -EOPNOTSUPP)
-		return rw_nofast(write, fd, iov, cnt, off,
-				 io_fd_deadline(&fw, write),
-				 fdh_refused(fd, h, write));
+	if (r == -EOPNOTSUPP) {
+		r = rw_nofast(write, fd, iov, cnt, off,
+			      io_fd_deadline(&fw, write),
+			      fdh_refused(fd, h, write), &fw);
+		io_fd_end(&fw);
+		return r;
+	}
 	if (r == -EAGAIN) {
 		if (deadline == 0 || fd_nowait_semantics(fd))
 			return -EAGAIN;

@@ -3416,6 +3416,7 @@ int kgo_stats_get(struct kgo_stats *st, size_t size)
 	s.io_fallback_ops = atomic_load(&sched.io_fallback_ops);
 	sysmon_stats(&s);
 	io_stats(&s);
+	timers_stats(&s);
 	if (sched.running) {
 		lock(&sched.lock);
 		s.ms = sched.mnext - sched.nmexited;

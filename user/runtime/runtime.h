@@ -371,6 +371,7 @@ struct timers {
 	int32_t len, cap;		/* lock */
 	_Atomic int64_t next;		/* earliest when, INT64_MAX if none;
 					 * written under lock, read without */
+	_Atomic uint64_t armed;		/* timer_add()s; written under lock */
 };
 
 #define RUNQ_SIZE 256
@@ -820,6 +821,8 @@ bool timer_del(struct timer *t);
 int64_t timers_run(struct p *pp, int64_t now);
 /* Move pp's timers to the heap of another P (pp is being stopped). */
 void timers_move(struct p *from, struct p *to);
+/* kgo_stats_get: the timers armed so far (kgo_stats.timers_armed). */
+void timers_stats(struct kgo_stats *st);
 
 /* ------------------------------------------------------------------ */
 /* Semaphores (sema.c): Go's semacquire/semrelease on an address.     */

@@ -49,6 +49,10 @@ static inline void timer_set_pp(struct timer *t, struct p *pp)
 	__atomic_store_n(&t->pp, pp, __ATOMIC_RELEASE);
 }
 
+/* The timer_add()s of heaps gone with their runtime: kgo_stats keeps
+ * the counters of the last run. */
+static _Atomic uint64_t armed_before;
+
 void timers_init(struct timers *ts)
 {
 	atomic_store_explicit(&ts->lock.key, 0, memory_order_relaxed);
@@ -56,6 +60,7 @@ void timers_init(struct timers *ts)
 	ts->len = 0;
 	ts->cap = 0;
 	atomic_store_explicit(&ts->next, INT64_MAX, memory_order_relaxed);
+	atomic_store_explicit(&ts->armed, 0, memory_order_relaxed);
 }
 
 /* The runtime is stopping: timers still armed are abandoned (their G
@@ -67,6 +72,9 @@ void timers_destroy(struct timers *ts)
 	int32_t i;
 
 	lock(&ts->lock);
+	atomic_fetch_add_explicit(&armed_before, atomic_load_explicit(&ts->armed,
+				  memory_order_relaxed), memory_order_relaxed);
+	atomic_store_explicit(&ts->armed, 0, memory_order_relaxed);
 	for (i = 0; i < ts->len; i++) {
 		ts->heap[i]->idx = -1;
 		ts->heap[i]->fn = NULL;
@@ -193,6 +201,9 @@ void timer_add(struct timer *t, int64_t when)
 	ts = &pp->timers;
 
 	lock(&ts->lock);
+	/* Counted under the lock: a plain add, no shared line. */
+	atomic_store_explicit(&ts->armed, atomic_load_explicit(&ts->armed,
+			      memory_order_relaxed) + 1, memory_order_relaxed);
 	t->when = when;
 	heap_push(ts, t);
 	timer_set_pp(t, pp);
@@ -291,6 +302,17 @@ void timers_move(struct p *from, struct p *to)
 		wake_for_timer(next);
 }
 
+void timers_stats(struct kgo_stats *st)
+{
+	uint64_t n = atomic_load_explicit(&armed_before, memory_order_relaxed);
+	int i;
+
+	for (i = 0; sched.running && i < sched.gomaxprocs; i++)
+		n += atomic_load_explicit(&sched.allp[i]->timers.armed,
+					  memory_order_relaxed);
+	st->timers_armed = n;
+}
+
 /* ------------------------------------------------------------------ */
 /* Deadlines on parked Gs (timer.h has the protocol)                  */
 /* ------------------------------------------------------------------ */
@@ -318,16 +340,10 @@ static void dltimer_fire(void *arg, uint64_t seq)
 
 void dltimer_arm(struct dltimer *dt, struct g *gp, int64_t deadline)
 {
-	dltimer_arm_fn(dt, gp, deadline, dltimer_fire, dt);
-}
-
-void dltimer_arm_fn(struct dltimer *dt, struct g *gp, int64_t deadline,
-		    void (*fn)(void *arg, uint64_t seq), void *arg)
-{
 	dt->gp = gp;
 	atomic_store_explicit(&dt->state, DLT_ARMED, memory_order_relaxed);
-	dt->t.fn = fn;
-	dt->t.arg = arg;
+	dt->t.fn = dltimer_fire;
+	dt->t.arg = dt;
 	dt->t.seq = 0;
 	dt->t.idx = -1;
 	timer_set_pp(&dt->t, NULL);

@@ -55,10 +55,6 @@ struct dltimer {
 
 /* Arm for @deadline (> 0). Call on g0 from a gopark unlockf. */
 void dltimer_arm(struct dltimer *dt, struct g *gp, int64_t deadline);
-/* The same with another @fn(@arg, 0) than the channels' (io.c's
- * netpoller); fn stores DLT_WON or DLT_LOST in dt->state last. */
-void dltimer_arm_fn(struct dltimer *dt, struct g *gp, int64_t deadline,
-		    void (*fn)(void *arg, uint64_t seq), void *arg);
 /* Disarm after waking. Return: true if the timer won (the wait timed
  * out). On return the timer is done with @dt and with the G. */
 bool dltimer_stop(struct dltimer *dt);
