@@ -24,14 +24,17 @@
  * ------------
  * A thread registers itself, and only itself, with
  *
- *	prctl(KGO_OBS_PRCTL, KGO_OBS_REG_M, m_addr, proc_addr, 0)
+ *	prctl(PR_SET_NAME, its_own_name, KGO_OBS_REG_ARG(KGO_OBS_REG_M),
+ *	      m_addr, proc_addr)
  *
- * which tp_btf/sys_enter sees; the kernel itself then refuses the
- * unknown option with EINVAL, harmlessly. tid, tgid and uid come from
- * the kernel (`current`), never from the arguments. KGO_OBS_REG_SYSMON
- * registers the thread that the probes wake; KGO_OBS_UNREG gives the
- * calling thread's slot back (a thread that exits gives it back by
- * itself: tp_btf/sched_process_exit).
+ * (kgo_obs_prctl below), which tp_btf/task_rename sees: the thread
+ * keeps its name, and the kernel ignores arguments 3-5 of PR_SET_NAME.
+ * tid, tgid and uid come from the kernel (`current`), never from the
+ * arguments. KGO_OBS_REG_SYSMON registers the thread that the probes
+ * wake; KGO_OBS_UNREG gives the calling thread's slot back (a thread
+ * that exits gives it back by itself: tp_btf/sched_process_exit).
+ * Version 4 registered through prctl(KGO_OBS_PRCTL, op, ...), seen by
+ * tp_btf/sys_enter, which ran on every syscall of the machine.
  *
  * The slot of a thread is found by open addressing from
  * kgo_obs_hash(tid), at most KGO_OBS_PROBES slots on, so the runtime
@@ -45,10 +48,13 @@
 #define KGO_OBS_REG_M		1	/* an M: followed, may trigger wakes */
 #define KGO_OBS_REG_SYSMON	2	/* the thread to wake; followed too */
 #define KGO_OBS_UNREG		3
+/* Argument 3 of the registering prctl(PR_SET_NAME): "kgo\1" and op. */
+#define KGO_OBS_REG_ARG(op)	(((__u64)(op) << 32) | KGO_OBS_PRCTL)
 
 /* Bumped with every change of the records' layout or meaning; the
  * runtime refuses probes of another version (poll mode, said once). */
-#define KGO_OBS_VERSION		4	/* 4: bpfh's kick and bpfp's tick */
+#define KGO_OBS_VERSION		5	/* 4: bpfh's kick and bpfp's tick;
+					 * 5: registration by task_rename */
 #define KGO_OBS_SLOTS		4096	/* power of two */
 #define KGO_OBS_PROBES		32
 /* Slots one uid may hold at once (bpfp: trust): a quarter of the table,
@@ -222,5 +228,28 @@ static inline __u32 kgo_obs_hash(__u32 tid)
 {
 	return (tid * 2654435761u) & (KGO_OBS_SLOTS - 1);
 }
+
+#if !defined(__bpf__) && defined(PR_SET_NAME) && defined(SYS_prctl)
+/*
+ * kgo_obs_prctl() - register (or, KGO_OBS_UNREG, unregister) the calling
+ * thread with the probes: @op, @m_addr and @proc_addr as above. The
+ * thread keeps its name: @name if given (a thread another thread may
+ * be naming at the same time says what that name is), else the one it
+ * has. User space only (<sys/prctl.h>, <sys/syscall.h>, <unistd.h>).
+ * Return: prctl's (0; the probes' answer is in the records).
+ */
+static inline long kgo_obs_prctl(int op, const void *m_addr,
+				 const void *proc_addr, const char *name)
+{
+	char now[16] = "";
+
+	if (!name) {
+		syscall(SYS_prctl, PR_GET_NAME, now, 0L, 0L, 0L);
+		name = now;
+	}
+	return syscall(SYS_prctl, PR_SET_NAME, name,
+		       (unsigned long)KGO_OBS_REG_ARG(op), m_addr, proc_addr);
+}
+#endif
 
 #endif /* KGO_OBSERVE_H */

@@ -164,15 +164,50 @@ static void run(void (*fn)(void *), void *arg, int maxprocs, int mode,
 
 /* ------------------------------------------------------------------ */
 
+/* Threads of this process named @name (/proc/self/task/<tid>/comm). */
+static int threads_named(const char *name)
+{
+	char path[300], comm[32];
+	struct dirent *de;
+	int n = 0;
+	FILE *f;
+	DIR *d = opendir("/proc/self/task");
+
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f) &&
+		    !strncmp(comm, name, strlen(name)) &&
+		    comm[strlen(name)] == '\n')
+			n++;
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
 static void probes_main(void *arg)
 {
 	struct kgo_stats st = stats();
+	char name[17] = "";
 
 	(void)arg;
 	EXPECT_EQ(KGO_OBSERVE_BPF, st.observe);
 	/* m0 at least; every M registers as it starts. */
 	EXPECT_LE(1, st.observe_ms);
 	EXPECT_LE(st.ms, st.observe_ms);
+	/* Registering (a PR_SET_NAME to the name the thread has) renamed
+	 * no thread: the Ms keep kgo_run's thread's, sysmon is
+	 * kgo-sysmon. */
+	prctl(PR_GET_NAME, name, 0, 0, 0);
+	EXPECT_EQ(1, threads_named("kgo-sysmon"));
+	EXPECT_LE(st.ms, threads_named(name));
 }
 
 TEST(probes_load)
@@ -863,8 +898,7 @@ TEST_TIMEOUT(pinned_other_user, 60)
 				bad |= 4;
 		}
 		/* Unregistering: only ever the caller's own slot. */
-		syscall(SYS_prctl, KGO_OBS_PRCTL, (long)KGO_OBS_UNREG, 0L, 0L,
-			0L);
+		kgo_obs_prctl(KGO_OBS_UNREG, NULL, NULL, NULL);
 		if (records_of(ms, victim, 0) != held)
 			bad |= 8;
 		/* Writing the records: refused (frozen map). */
@@ -910,8 +944,7 @@ TEST_TIMEOUT(pinned_other_user, 60)
 		f.p_status = 2;
 		f.p_tail = 5;
 		f.runqsize = 3;
-		syscall(SYS_prctl, KGO_OBS_PRCTL, (long)KGO_OBS_REG_M,
-			(long)&f.m_oldp, (long)&f.proc, 0L);
+		kgo_obs_prctl(KGO_OBS_REG_M, &f.m_oldp, &f.proc, NULL);
 		for (i = 0; i < 50; i++)
 			nanosleep(&ts, NULL);	/* blocks: the probe looks */
 		if (records_of(ms, victim, 0) != held)
@@ -1087,8 +1120,7 @@ static void *cap_thread(void *arg)
 	atomic_int *n = arg;
 	char c;
 
-	syscall(SYS_prctl, KGO_OBS_PRCTL, (long)KGO_OBS_REG_M,
-		(long)&m_word, (long)&proc_word, 0L);
+	kgo_obs_prctl(KGO_OBS_REG_M, &m_word, &proc_word, NULL);
 	atomic_fetch_add(n, 1);
 	/* Until the process dies: the slot stays held. */
 	while (read(ready_fd, &c, 1) > 0)

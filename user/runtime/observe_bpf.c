@@ -503,16 +503,15 @@ static const struct observer observer_bpf = {
 /* Registration                                                       */
 /* ------------------------------------------------------------------ */
 
-/* Register the calling thread; find its slot. Return: slot, or -1. */
-static int32_t obs_register(int op, void *m_addr)
+/* Register the calling thread, which keeps its name (@name, or the one
+ * it has); find its slot. Return: slot, or -1. */
+static int32_t obs_register(int op, void *m_addr, const char *name)
 {
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	uint64_t owner = owner_of(tid);
 	uint32_t h = kgo_obs_hash((uint32_t)tid), i;
 
-	/* The kernel refuses the option (EINVAL) after the probe saw it. */
-	syscall(SYS_prctl, KGO_OBS_PRCTL, (long)op, (long)m_addr,
-		(long)&obs.proc, 0L);
+	kgo_obs_prctl(op, m_addr, &obs.proc, name);
 	for (i = 0; i < KGO_OBS_PROBES; i++) {
 		uint32_t s = (h + i) & (KGO_OBS_SLOTS - 1);
 
@@ -541,7 +540,7 @@ void observe_minit(struct m *mp)
 {
 	if (!obs.on || atomic_load(&obs.stale))
 		return;
-	if (obs_register(KGO_OBS_REG_M, mp) >= 0) {
+	if (obs_register(KGO_OBS_REG_M, mp, NULL) >= 0) {
 		atomic_fetch_add(&obs.ms_reg, 1);
 		return;
 	}
@@ -555,8 +554,7 @@ void observe_minit(struct m *mp)
 void observe_m0_exit(void)
 {
 	if (obs.on)
-		syscall(SYS_prctl, KGO_OBS_PRCTL, (long)KGO_OBS_UNREG, 0L, 0L,
-			0L);
+		kgo_obs_prctl(KGO_OBS_UNREG, NULL, NULL, NULL);
 }
 
 /*
@@ -632,7 +630,8 @@ void observe_sysmon_init(void)
 	if (!obs.on)
 		return;
 	tls_sysmon = true;
-	obs.sysmon_slot = obs_register(KGO_OBS_REG_SYSMON, NULL);
+	/* Its creator names it kgo-sysmon meanwhile (sysmon_start). */
+	obs.sysmon_slot = obs_register(KGO_OBS_REG_SYSMON, NULL, "kgo-sysmon");
 	if (obs.sysmon_slot < 0)
 		obs.stale_why = "sysmon found no slot in the BPF probes' table "
 				"(full, or this user's cap reached)";

@@ -55,7 +55,7 @@
 #define TICK_STATS_PIN	KGO_TICK_STATS_PIN
 
 static const char *const link_names[] = {
-	"sys_enter", "sched_switch", "sched_wakeup", "sched_process_exit",
+	"task_rename", "sched_switch", "sched_wakeup", "sched_process_exit",
 };
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -205,7 +205,7 @@ static int cmd_load(const char *group, bool verbose)
 		err = errno;
 		goto out_fail;
 	}
-	links[0] = skel->links.kgo_sys_enter;
+	links[0] = skel->links.kgo_rename;
 	links[1] = skel->links.kgo_switch;
 	links[2] = skel->links.kgo_wakeup;
 	links[3] = skel->links.kgo_exit;
@@ -319,7 +319,7 @@ static int cmd_status(void)
 			    MS_PIN, strerror(errno));
 	printf("probes:   loaded, pinned in %s\n", KGO_OBS_PIN_DIR);
 	printf("uses:     tp_btf/sched_switch, tp_btf/sched_wakeup, "
-	       "tp_btf/sched_process_exit, tp_btf/sys_enter; task storage; "
+	       "tp_btf/sched_process_exit, tp_btf/task_rename; task storage; "
 	       "an mmapped array of %d records (at most %d per user but "
 	       "root); kfunc "
 	       "bpf_send_signal_task%s\n", KGO_OBS_SLOTS, KGO_OBS_UID_SLOTS,
