@@ -366,6 +366,7 @@ int BPF_PROG(kgo_rename, struct task_struct *task, const char *comm)
 	}
 	s->uid = uid;
 	s->tick_slice = s->tick_cpu0 = s->tick_preempt = s->tick_sent = 0;
+	s->tick_next = s->tick_gap = 0;
 	s->role = op;
 	s->gen++;
 	s->version = KGO_OBS_VERSION;

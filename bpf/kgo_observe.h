@@ -54,7 +54,8 @@
 /* Bumped with every change of the records' layout or meaning; the
  * runtime refuses probes of another version (poll mode, said once). */
 #define KGO_OBS_VERSION		5	/* 4: bpfh's kick and bpfp's tick;
-					 * 5: registration by task_rename */
+					 * 5: registration by task_rename,
+					 * the tick's resend backs off */
 #define KGO_OBS_SLOTS		4096	/* power of two */
 #define KGO_OBS_PROBES		32
 /* Slots one uid may hold at once (bpfp: trust): a quarter of the table,
@@ -150,12 +151,16 @@ struct kgo_obs_m {
 	 *	when the tick first saw that slice; @tick_preempt: schedtick
 	 *	+ 1 of the slice the tick found over: the SIGURG handler
 	 *	stops the G only if it is its slice; @tick_sent: SIGURGs the
-	 *	tick sent this M.
+	 *	tick sent this M; @tick_next: the M's CPU time before which
+	 *	the tick sends no other SIGURG for that slice, and @tick_gap
+	 *	the wait that set it (the resend's back-off).
 	 */
 	__u64 tick_slice;
 	__u64 tick_cpu0;
 	__u64 tick_preempt;
 	__u64 tick_sent;
+	__u64 tick_next;
+	__u64 tick_gap;
 };
 
 /*

@@ -527,6 +527,80 @@ TEST_TIMEOUT(slice_is_cpu_time, 60)
 	slice_check(&s);
 }
 
+/*
+ * The tick's resend backs off. A G inside one long libc call (memchr
+ * of a buffer with no match: libc is never a safe point) cannot stop;
+ * the tick asks again 1 ms of the M's CPU time after its first SIGURG,
+ * then 2, 4, ... up to the slice, as sysmon does, not at each of its
+ * 2000 ticks a second. 300 ms of such calls with a 20 ms slice: about
+ * 20 SIGURGs with the back-off, ~560 without (2 a ms after the slice).
+ */
+#define LIBC_BUF	(64 << 20)
+#define LIBC_CPU	(300 * MS)
+
+struct libc_spin {
+	atomic_int done;
+	int64_t cpu;			/* the spinner's CPU time */
+	uint64_t asked;			/* the tick's SIGURGs it got */
+	bool async, tick;
+};
+
+static void libc_spinner(void *arg)
+{
+	struct libc_spin *ls = arg;
+	char *buf = calloc(1, LIBC_BUF);
+	int64_t t0 = thread_cpu();
+	uint64_t a = stats().preempt_ticks;
+	void *volatile hit = NULL;
+
+	if (!buf)
+		goto out;
+	memset(buf, 0, LIBC_BUF);	/* no page faults in the calls */
+	while (thread_cpu() - t0 < LIBC_CPU)
+		hit = memchr(buf, 1, LIBC_BUF);
+	(void)hit;
+	free(buf);
+out:
+	ls->cpu = thread_cpu() - t0;
+	ls->asked = stats().preempt_ticks - a;
+	atomic_store(&ls->done, 1);
+}
+
+static void libc_main(void *arg)
+{
+	struct libc_spin *ls = arg;
+	struct kgo_stats a = stats();
+
+	ls->async = a.async_preempt;
+	ls->tick = a.preempt_tick;
+	if (!ls->async)
+		return;
+	ASSERT_EQ(0, kgo_go(libc_spinner, ls));
+	while (!atomic_load(&ls->done))
+		kgo_yield();
+}
+
+TEST_TIMEOUT(tick_backs_off, 120)
+{
+	struct libc_spin ls = { 0 };
+
+	REQUIRE_BPF();
+	run(libc_main, &ls, 1, KGO_OBSERVE_BPF, SLICE_US);
+	if (!ls.async) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	TH_LOG("%.0f ms of CPU in memchr, slice %d ms: %llu SIGURGs of the "
+	       "tick", ls.cpu / 1e6, SLICE_US / 1000,
+	       (unsigned long long)ls.asked);
+	EXPECT_TRUE(ls.tick);
+	ASSERT_LE(LIBC_CPU, ls.cpu);
+	/* The back-off: at most one per 10 ms of CPU (the slice's rate
+	 * is one per 20 ms once backed off); without it, 2 per ms. */
+	EXPECT_GE(ls.cpu / (10 * MS), (int64_t)ls.asked);
+	/* And the tick did ask: the slice ran out in the calls. */
+	EXPECT_LE(1, ls.asked);
+}
+
 /* ------------------------------------------------------------------ */
 
 /* The ids of the BPF programs process @pid holds (its fdinfo). */
