@@ -164,6 +164,31 @@ struct {
 	__type(value, struct kgo_obs_stats);
 } kgo_stats SEC(".maps");
 
+/* Which set this is (kgo_observe.h, struct kgo_obs_info): written by
+ * the loader, then frozen. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kgo_obs_info);
+} kgo_info SEC(".maps");
+
+/* Does the process whose runtime published @proc_addr (the caller's own
+ * memory) run this version and choose this probe set? */
+static __always_inline bool proc_chose_us(__u64 proc_addr)
+{
+	struct kgo_obs_proc pr;
+	struct kgo_obs_info *in;
+	__u32 zero = 0;
+
+	in = bpf_map_lookup_elem(&kgo_info, &zero);
+	if (!in || !in->set_id ||
+	    bpf_probe_read_user(&pr, sizeof(pr), (void *)proc_addr))
+		return false;
+	return pr.magic == KGO_OBS_MAGIC && pr.version == KGO_OBS_VERSION &&
+	       pr.set_id == in->set_id;
+}
+
 /* Slots held per uid, for the cap (KGO_OBS_UID_SLOTS; see "Threat
  * model"). Changed only with atomic adds: at a claim (task_rename) and a
  * free (slot_free, and a dead owner's slot taken over). */
@@ -320,6 +345,11 @@ int BPF_PROG(kgo_rename, struct task_struct *task, const char *comm)
 	}
 	if (op != KGO_OBS_REG_M && op != KGO_OBS_REG_SYSMON)
 		return 0;
+	/* Another set's process (or another version's): not ours. */
+	if (!proc_chose_us(proc_addr)) {
+		COUNT(other_set);
+		return 0;
+	}
 	/* bpfp: the per-uid cap. Checked before the claim and counted
 	 * after it, so that CPUs registering at once can pass it by one
 	 * each: a cap, not an exact count. */

@@ -65,8 +65,11 @@
 #define KGO_OBS_UID_SLOTS	(KGO_OBS_SLOTS / 4)
 #define KGO_OBS_UIDS		1024	/* distinct uids counted at once */
 
-/* Name of the pin directory (kgo-probe load) and of the maps in it. */
+/* The pin directory (kgo-probe load), unless the environment variable
+ * KGO_PIN_DIR names another (tests that run at once each use their
+ * own; obs_pin_dir() in observe_bpf.c). */
 #define KGO_OBS_PIN_DIR		"/sys/fs/bpf/kgo"
+#define KGO_OBS_PIN_ENV		"KGO_PIN_DIR"
 
 /*
  * The state word: (ktime_ns << KGO_OBS_STATE_SHIFT) | state. One 64-bit
@@ -207,6 +210,23 @@ struct kgo_obs_proc {
 	__u32 p_running;		/* the value of P_RUNNING */
 	__u32 tick_pad;
 	__u64 slice_ns;			/* the slice, in CPU time; 0: no tick */
+	__u64 set_id;			/* the probe set chosen (kgo_obs_info) */
+};
+
+/*
+ * struct kgo_obs_info - which probe set this is: the one entry of the
+ * map kgo_info, written by the loader after the load and frozen, pinned
+ * readable by every user of the probes. @set_id is random per load: a
+ * thread registers only with the set whose id its process published
+ * (kgo_obs_proc.set_id), so that two sets attached at once (kgo-probe's
+ * and a root program's own, or two tests' with KGO_PIN_DIR) do not
+ * both follow, and kick, the same threads. A runtime that finds no
+ * kgo_info, or another @version, in the pin directory has probes of
+ * another version there.
+ */
+struct kgo_obs_info {
+	__u64 version;			/* KGO_OBS_VERSION */
+	__u64 set_id;			/* never 0 */
 };
 
 #define KGO_OBS_MAGIC	0x6b676f6f62730001ULL	/* "kgoobs" 1 */
@@ -227,6 +247,7 @@ struct kgo_obs_stats {
 	__u64 timers;		/* kick timers armed (kick_delay_ns) */
 	__u64 timer_quiet;	/* ... that found the block over: no kick */
 	__u64 capped;		/* bpfp: refused, the user's cap reached */
+	__u64 other_set;	/* registrations for another set or version */
 };
 
 static inline __u32 kgo_obs_hash(__u32 tid)
