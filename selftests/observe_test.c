@@ -73,6 +73,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <glob.h>
 #include <grp.h>
 #include <libgen.h>
 #include <limits.h>
@@ -219,28 +220,24 @@ static void run(void (*fn)(void *), void *arg, int maxprocs, int mode,
 /* Threads of this process named @name (/proc/self/task/<tid>/comm). */
 static int threads_named(const char *name)
 {
-	char path[300], comm[32];
-	struct dirent *de;
+	char comm[32];
+	glob_t g;
+	size_t i;
 	int n = 0;
-	FILE *f;
-	DIR *d = opendir("/proc/self/task");
 
-	while (d && (de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
-			 de->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f) &&
-		    !strncmp(comm, name, strlen(name)) &&
-		    comm[strlen(name)] == '\n')
+	if (glob("/proc/self/task/*/comm", 0, NULL, &g))
+		return 0;
+	for (i = 0; i < g.gl_pathc; i++) {
+		FILE *f = fopen(g.gl_pathv[i], "r");
+
+		if (f && fgets(comm, sizeof(comm), f) &&
+		    strcspn(comm, "\n") == strlen(name) &&
+		    !strncmp(comm, name, strlen(name)))
 			n++;
-		fclose(f);
+		if (f)
+			fclose(f);
 	}
-	if (d)
-		closedir(d);
+	globfree(&g);
 	return n;
 }
 
