@@ -24,14 +24,17 @@
  * ------------
  * A thread registers itself, and only itself, with
  *
- *	prctl(KGO_OBS_PRCTL, KGO_OBS_REG_M, m_addr, proc_addr, 0)
+ *	prctl(PR_SET_NAME, its_own_name, KGO_OBS_REG_ARG(KGO_OBS_REG_M),
+ *	      m_addr, proc_addr)
  *
- * which tp_btf/sys_enter sees; the kernel itself then refuses the
- * unknown option with EINVAL, harmlessly. tid, tgid and uid come from
- * the kernel (`current`), never from the arguments. KGO_OBS_REG_SYSMON
- * registers the thread that the probes wake; KGO_OBS_UNREG gives the
- * calling thread's slot back (a thread that exits gives it back by
- * itself: tp_btf/sched_process_exit).
+ * (kgo_obs_prctl below), which tp_btf/task_rename sees: the thread
+ * keeps its name, and the kernel ignores arguments 3-5 of PR_SET_NAME.
+ * tid, tgid and uid come from the kernel (`current`), never from the
+ * arguments. KGO_OBS_REG_SYSMON registers the thread that the probes
+ * wake; KGO_OBS_UNREG gives the calling thread's slot back (a thread
+ * that exits gives it back by itself: tp_btf/sched_process_exit).
+ * Version 4 registered through prctl(KGO_OBS_PRCTL, op, ...), seen by
+ * tp_btf/sys_enter, which ran on every syscall of the machine.
  *
  * The slot of a thread is found by open addressing from
  * kgo_obs_hash(tid), at most KGO_OBS_PROBES slots on, so the runtime
@@ -45,10 +48,14 @@
 #define KGO_OBS_REG_M		1	/* an M: followed, may trigger wakes */
 #define KGO_OBS_REG_SYSMON	2	/* the thread to wake; followed too */
 #define KGO_OBS_UNREG		3
+/* Argument 3 of the registering prctl(PR_SET_NAME): "kgo\1" and op. */
+#define KGO_OBS_REG_ARG(op)	(((__u64)(op) << 32) | KGO_OBS_PRCTL)
 
 /* Bumped with every change of the records' layout or meaning; the
  * runtime refuses probes of another version (poll mode, said once). */
-#define KGO_OBS_VERSION		4	/* 4: bpfh's kick and bpfp's tick */
+#define KGO_OBS_VERSION		5	/* 4: bpfh's kick and bpfp's tick;
+					 * 5: registration by task_rename,
+					 * the tick's resend backs off */
 #define KGO_OBS_SLOTS		4096	/* power of two */
 #define KGO_OBS_PROBES		32
 /* Slots one uid may hold at once (bpfp: trust): a quarter of the table,
@@ -58,8 +65,11 @@
 #define KGO_OBS_UID_SLOTS	(KGO_OBS_SLOTS / 4)
 #define KGO_OBS_UIDS		1024	/* distinct uids counted at once */
 
-/* Name of the pin directory (kgo-probe load) and of the maps in it. */
+/* The pin directory (kgo-probe load), unless the environment variable
+ * KGO_PIN_DIR names another (tests that run at once each use their
+ * own; obs_pin_dir() in observe_bpf.c). */
 #define KGO_OBS_PIN_DIR		"/sys/fs/bpf/kgo"
+#define KGO_OBS_PIN_ENV		"KGO_PIN_DIR"
 
 /*
  * The state word: (ktime_ns << KGO_OBS_STATE_SHIFT) | state. One 64-bit
@@ -144,12 +154,16 @@ struct kgo_obs_m {
 	 *	when the tick first saw that slice; @tick_preempt: schedtick
 	 *	+ 1 of the slice the tick found over: the SIGURG handler
 	 *	stops the G only if it is its slice; @tick_sent: SIGURGs the
-	 *	tick sent this M.
+	 *	tick sent this M; @tick_next: the M's CPU time before which
+	 *	the tick sends no other SIGURG for that slice, and @tick_gap
+	 *	the wait that set it (the resend's back-off).
 	 */
 	__u64 tick_slice;
 	__u64 tick_cpu0;
 	__u64 tick_preempt;
 	__u64 tick_sent;
+	__u64 tick_next;
+	__u64 tick_gap;
 };
 
 /*
@@ -196,6 +210,23 @@ struct kgo_obs_proc {
 	__u32 p_running;		/* the value of P_RUNNING */
 	__u32 tick_pad;
 	__u64 slice_ns;			/* the slice, in CPU time; 0: no tick */
+	__u64 set_id;			/* the probe set chosen (kgo_obs_info) */
+};
+
+/*
+ * struct kgo_obs_info - which probe set this is: the one entry of the
+ * map kgo_info, written by the loader after the load and frozen, pinned
+ * readable by every user of the probes. @set_id is random per load: a
+ * thread registers only with the set whose id its process published
+ * (kgo_obs_proc.set_id), so that two sets attached at once (kgo-probe's
+ * and a root program's own, or two tests' with KGO_PIN_DIR) do not
+ * both follow, and kick, the same threads. A runtime that finds no
+ * kgo_info, or another @version, in the pin directory has probes of
+ * another version there.
+ */
+struct kgo_obs_info {
+	__u64 version;			/* KGO_OBS_VERSION */
+	__u64 set_id;			/* never 0 */
 };
 
 #define KGO_OBS_MAGIC	0x6b676f6f62730001ULL	/* "kgoobs" 1 */
@@ -216,11 +247,35 @@ struct kgo_obs_stats {
 	__u64 timers;		/* kick timers armed (kick_delay_ns) */
 	__u64 timer_quiet;	/* ... that found the block over: no kick */
 	__u64 capped;		/* bpfp: refused, the user's cap reached */
+	__u64 other_set;	/* registrations for another set or version */
 };
 
 static inline __u32 kgo_obs_hash(__u32 tid)
 {
 	return (tid * 2654435761u) & (KGO_OBS_SLOTS - 1);
 }
+
+#if !defined(__bpf__) && defined(PR_SET_NAME) && defined(SYS_prctl)
+/*
+ * kgo_obs_prctl() - register (or, KGO_OBS_UNREG, unregister) the calling
+ * thread with the probes: @op, @m_addr and @proc_addr as above. The
+ * thread keeps its name: @name if given (a thread another thread may
+ * be naming at the same time says what that name is), else the one it
+ * has. User space only (<sys/prctl.h>, <sys/syscall.h>, <unistd.h>).
+ * Return: prctl's (0; the probes' answer is in the records).
+ */
+static inline long kgo_obs_prctl(int op, const void *m_addr,
+				 const void *proc_addr, const char *name)
+{
+	char now[16] = "";
+
+	if (!name) {
+		syscall(SYS_prctl, PR_GET_NAME, now, 0L, 0L, 0L);
+		name = now;
+	}
+	return syscall(SYS_prctl, PR_SET_NAME, name,
+		       (unsigned long)KGO_OBS_REG_ARG(op), m_addr, proc_addr);
+}
+#endif
 
 #endif /* KGO_OBSERVE_H */

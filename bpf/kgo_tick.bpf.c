@@ -54,9 +54,13 @@
  * program writes the record (a frozen map for users), so no user can
  * make another's G stop early.
  *
- * The tick sends again at every tick while the slice stays over (the
- * G was not at a safe point, or makes no runtime call): at most
- * KGO_TICK_HZ signals a second to an M whose G cannot stop.
+ * While the slice stays over (the G was not at a safe point, and makes
+ * no runtime call) the tick sends again as sysmon does, backing off in
+ * the M's CPU time: KGO_TICK_RESEND_MIN after the first signal, then
+ * twice as long each time, up to the slice (tick_next, tick_gap). It
+ * sent one at every tick (2000 a second) before: a G in a long libc
+ * call took 2 signals a ms of CPU, each one refused by the handler
+ * (observe_test tick_backs_off: 300 ms of memchr, slice 20 ms).
  *
  * When it helps, what it costs, its limits
  * ----------------------------------------
@@ -160,6 +164,17 @@ int kgo_tick(struct bpf_perf_event_data *ctx)
 	}
 	if (cpu - s->tick_cpu0 < pr.slice_ns)
 		return 0;
+	/* Sent for this slice already: the next one only after the gap,
+	 * which doubles up to the slice. */
+	if (s->tick_preempt == slice1) {
+		if (cpu < s->tick_next)
+			return 0;
+		if (s->tick_gap < pr.slice_ns)
+			s->tick_gap *= 2;
+	} else {
+		s->tick_gap = KGO_TICK_RESEND_MIN;
+	}
+	s->tick_next = cpu + s->tick_gap;
 	/* Before the signal: the handler runs on this thread after it. */
 	s->tick_preempt = slice1;
 	if (!bpf_send_signal_thread(SIGURG)) {

@@ -12,6 +12,11 @@
  * CPU time late (besides the signal's delivery). */
 #define KGO_TICK_HZ		2000
 
+/* The first resend of a SIGURG for a slice that stays over comes this
+ * much CPU time after the first; each next one twice as long after the
+ * last, up to the slice (sysmon's RESEND_MIN and rule, sysmon.c). */
+#define KGO_TICK_RESEND_MIN	(1000 * 1000ULL)
+
 /*
  * struct kgo_tick_stats - the tick's counters (map kgo_tick_stats, one
  * entry per CPU).

@@ -181,7 +181,12 @@ struct kgo_config {
  * (else @cfg->observe): bpf takes the BPF probes pinned by `kgo-probe
  * load`, or loads them when the process may (root), and falls back to
  * poll saying why once; auto does the same silently; scx is not built
- * yet (poll). KGO_TRACE=path writes the scheduler's events
+ * yet (poll). Probes pinned that are of another version are not
+ * taken: root loads its own, others poll (the reason says which).
+ * KGO_PIN_DIR=dir takes the probes pinned in dir instead of
+ * /sys/fs/bpf/kgo (kgo-probe pins there too with it set; ignored by
+ * set-id programs): tests that run at once use one each.
+ * KGO_TRACE=path writes the scheduler's events
  * (Gs created, run, parked, readied, preempted; syscalls; handoffs;
  * steals) to path when kgo_run returns, as Chrome trace-event JSON that
  * ui.perfetto.dev and chrome://tracing open.

@@ -73,6 +73,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <glob.h>
 #include <grp.h>
 #include <libgen.h>
 #include <limits.h>
@@ -97,6 +98,58 @@
 #include "kgo_observe.h"
 
 #define MS	1000000LL
+
+/*
+ * The probes these tests pin go to a directory of this process's own
+ * (KGO_PIN_DIR, which kgo-probe and the runtime take), so that two runs
+ * at once (make check runs plain and ASan builds side by side) neither
+ * take nor unload each other's, unless KGO_PIN_DIR says where.
+ */
+static char pin_dir[PATH_MAX];
+
+__attribute__((constructor)) static void private_pin_dir(void)
+{
+	const char *d = getenv(KGO_OBS_PIN_ENV);
+
+	if (d && *d)
+		snprintf(pin_dir, sizeof(pin_dir), "%s", d);
+	else
+		snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/kgo-test-%d",
+			 (int)getpid());
+	setenv(KGO_OBS_PIN_ENV, pin_dir, 1);
+}
+
+static const char *pin_path(const char *name)
+{
+	static char path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, name);
+	return path;
+}
+
+/* The id of the probe set pinned in pin_dir (struct kgo_obs_info),
+ * which a registration must name; 0 if none. */
+static __u64 pinned_set_id(void)
+{
+	struct kgo_obs_info in = { 0 };
+	union bpf_attr attr;
+	__u32 zero = 0;
+	int fd;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.pathname = (__u64)(uintptr_t)pin_path("kgo_info");
+	attr.file_flags = BPF_F_RDONLY;
+	fd = (int)syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof(attr));
+	if (fd < 0)
+		return 0;
+	memset(&attr, 0, sizeof(attr));
+	attr.map_fd = fd;
+	attr.key = (__u64)(uintptr_t)&zero;
+	attr.value = (__u64)(uintptr_t)&in;
+	syscall(SYS_bpf, BPF_MAP_LOOKUP_ELEM, &attr, sizeof(attr));
+	close(fd);
+	return in.set_id;
+}
 
 
 static void nop(void *arg)
@@ -164,15 +217,46 @@ static void run(void (*fn)(void *), void *arg, int maxprocs, int mode,
 
 /* ------------------------------------------------------------------ */
 
+/* Threads of this process named @name (/proc/self/task/<tid>/comm). */
+static int threads_named(const char *name)
+{
+	char comm[32];
+	glob_t g;
+	size_t i;
+	int n = 0;
+
+	if (glob("/proc/self/task/*/comm", 0, NULL, &g))
+		return 0;
+	for (i = 0; i < g.gl_pathc; i++) {
+		FILE *f = fopen(g.gl_pathv[i], "r");
+
+		if (f && fgets(comm, sizeof(comm), f) &&
+		    strcspn(comm, "\n") == strlen(name) &&
+		    !strncmp(comm, name, strlen(name)))
+			n++;
+		if (f)
+			fclose(f);
+	}
+	globfree(&g);
+	return n;
+}
+
 static void probes_main(void *arg)
 {
 	struct kgo_stats st = stats();
+	char name[17] = "";
 
 	(void)arg;
 	EXPECT_EQ(KGO_OBSERVE_BPF, st.observe);
 	/* m0 at least; every M registers as it starts. */
 	EXPECT_LE(1, st.observe_ms);
 	EXPECT_LE(st.ms, st.observe_ms);
+	/* Registering (a PR_SET_NAME to the name the thread has) renamed
+	 * no thread: the Ms keep kgo_run's thread's, sysmon is
+	 * kgo-sysmon. */
+	prctl(PR_GET_NAME, name, 0, 0, 0);
+	EXPECT_EQ(1, threads_named("kgo-sysmon"));
+	EXPECT_LE(st.ms, threads_named(name));
 }
 
 TEST(probes_load)
@@ -492,6 +576,80 @@ TEST_TIMEOUT(slice_is_cpu_time, 60)
 	slice_check(&s);
 }
 
+/*
+ * The tick's resend backs off. A G inside one long libc call (memchr
+ * of a buffer with no match: libc is never a safe point) cannot stop;
+ * the tick asks again 1 ms of the M's CPU time after its first SIGURG,
+ * then 2, 4, ... up to the slice, as sysmon does, not at each of its
+ * 2000 ticks a second. 300 ms of such calls with a 20 ms slice: about
+ * 20 SIGURGs with the back-off, ~560 without (2 a ms after the slice).
+ */
+#define LIBC_BUF	(64 << 20)
+#define LIBC_CPU	(300 * MS)
+
+struct libc_spin {
+	atomic_int done;
+	int64_t cpu;			/* the spinner's CPU time */
+	uint64_t asked;			/* the tick's SIGURGs it got */
+	bool async, tick;
+};
+
+static void libc_spinner(void *arg)
+{
+	struct libc_spin *ls = arg;
+	char *buf = calloc(1, LIBC_BUF);
+	int64_t t0 = thread_cpu();
+	uint64_t a = stats().preempt_ticks;
+	void *volatile hit = NULL;
+
+	if (!buf)
+		goto out;
+	memset(buf, 0, LIBC_BUF);	/* no page faults in the calls */
+	while (thread_cpu() - t0 < LIBC_CPU)
+		hit = memchr(buf, 1, LIBC_BUF);
+	(void)hit;
+	free(buf);
+out:
+	ls->cpu = thread_cpu() - t0;
+	ls->asked = stats().preempt_ticks - a;
+	atomic_store(&ls->done, 1);
+}
+
+static void libc_main(void *arg)
+{
+	struct libc_spin *ls = arg;
+	struct kgo_stats a = stats();
+
+	ls->async = a.async_preempt;
+	ls->tick = a.preempt_tick;
+	if (!ls->async)
+		return;
+	ASSERT_EQ(0, kgo_go(libc_spinner, ls));
+	while (!atomic_load(&ls->done))
+		kgo_yield();
+}
+
+TEST_TIMEOUT(tick_backs_off, 120)
+{
+	struct libc_spin ls = { 0 };
+
+	REQUIRE_BPF();
+	run(libc_main, &ls, 1, KGO_OBSERVE_BPF, SLICE_US);
+	if (!ls.async) {
+		SKIP(return, "asynchronous preemption is off here");
+	}
+	TH_LOG("%.0f ms of CPU in memchr, slice %d ms: %llu SIGURGs of the "
+	       "tick", ls.cpu / 1e6, SLICE_US / 1000,
+	       (unsigned long long)ls.asked);
+	EXPECT_TRUE(ls.tick);
+	ASSERT_LE(LIBC_CPU, ls.cpu);
+	/* The back-off: at most one per 10 ms of CPU (the slice's rate
+	 * is one per 20 ms once backed off); without it, 2 per ms. */
+	EXPECT_GE(ls.cpu / (10 * MS), (int64_t)ls.asked);
+	/* And the tick did ask: the slice ran out in the calls. */
+	EXPECT_LE(1, ls.asked);
+}
+
 /* ------------------------------------------------------------------ */
 
 /* The ids of the BPF programs process @pid holds (its fdinfo). */
@@ -688,7 +846,7 @@ static const char *pinned_setup(void)
 			return "the BPF file system is not mounted and "
 			       "cannot be";
 	}
-	if (!access(KGO_OBS_PIN_DIR, F_OK))
+	if (!access(pin_dir, F_OK))
 		return "probes pinned by someone else: not touching them";
 	if (probe_run(0, "load --group nogroup", why, sizeof(why))) {
 		why[strcspn(why, "\n")] = 0;
@@ -725,7 +883,7 @@ static const struct kgo_obs_m *records(void)
 	int fd;
 
 	memset(&attr, 0, sizeof(attr));
-	attr.pathname = (__u64)(uintptr_t)KGO_OBS_PIN_DIR "/kgo_ms";
+	attr.pathname = (__u64)(uintptr_t)pin_path("kgo_ms");
 	fd = (int)syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof(attr));
 	if (fd < 0)
 		return NULL;
@@ -863,13 +1021,12 @@ TEST_TIMEOUT(pinned_other_user, 60)
 				bad |= 4;
 		}
 		/* Unregistering: only ever the caller's own slot. */
-		syscall(SYS_prctl, KGO_OBS_PRCTL, (long)KGO_OBS_UNREG, 0L, 0L,
-			0L);
+		kgo_obs_prctl(KGO_OBS_UNREG, NULL, NULL, NULL);
 		if (records_of(ms, victim, 0) != held)
 			bad |= 8;
 		/* Writing the records: refused (frozen map). */
 		memset(&attr, 0, sizeof(attr));
-		attr.pathname = (__u64)(uintptr_t)KGO_OBS_PIN_DIR "/kgo_ms";
+		attr.pathname = (__u64)(uintptr_t)pin_path("kgo_ms");
 		sfd = (int)syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof(attr));
 		w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, sfd, 0);
 		if (w != MAP_FAILED)
@@ -889,6 +1046,7 @@ TEST_TIMEOUT(pinned_other_user, 60)
 		/* A fake P with work, naming the victim's sysmon. */
 		f.proc.magic = KGO_OBS_MAGIC;
 		f.proc.version = KGO_OBS_VERSION;
+		f.proc.set_id = pinned_set_id();	/* readable by all */
 		f.proc.p_syscall = 2;
 		f.proc.off_m_oldp = 0;
 		f.proc.off_p_status = offsetof(struct fake, p_status) -
@@ -910,8 +1068,7 @@ TEST_TIMEOUT(pinned_other_user, 60)
 		f.p_status = 2;
 		f.p_tail = 5;
 		f.runqsize = 3;
-		syscall(SYS_prctl, KGO_OBS_PRCTL, (long)KGO_OBS_REG_M,
-			(long)&f.m_oldp, (long)&f.proc, 0L);
+		kgo_obs_prctl(KGO_OBS_REG_M, &f.m_oldp, &f.proc, NULL);
 		for (i = 0; i < 50; i++)
 			nanosleep(&ts, NULL);	/* blocks: the probe looks */
 		if (records_of(ms, victim, 0) != held)
@@ -1081,14 +1238,170 @@ static void probe_status(char *out, size_t n)
 	pclose(f);
 }
 
+/* ------------------------------------------------------------------ */
+
+/* kgo_stats' mode and reason of a kgo_run (KGO_OBSERVE=auto) in a child
+ * of uid @uid, into @out: "MODE REASON". */
+static void auto_why_main(void *arg)
+{
+	struct kgo_stats st = stats();
+
+	snprintf(arg, 512, "%d %s", st.observe, st.observe_why);
+}
+
+static void auto_why(uid_t uid, char *out, size_t n)
+{
+	struct kgo_config cfg = { .maxprocs = 1,
+				  .observe = KGO_OBSERVE_AUTO };
+	int fds[2], st;
+	pid_t pid;
+
+	out[0] = 0;
+	if (pipe(fds))
+		return;
+	pid = fork();
+	if (pid == 0) {
+		static char buf[512];
+
+		close(fds[0]);
+		unsetenv("KGO_OBSERVE");
+		if (uid)
+			drop_to(uid);
+		if (kgo_run(auto_why_main, buf, &cfg) ||
+		    write(fds[1], buf, strlen(buf)) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(fds[1]);
+	read_all(fds[0], out, n);
+	waitpid(pid, &st, 0);
+}
+
+/*
+ * Probes of another version pinned (here: a record map of version 4's
+ * size and no kgo_info, as version 4 left its pins): KGO_OBSERVE=auto
+ * as root loads its own and says why; as another user it polls and
+ * says why.
+ */
+TEST_TIMEOUT(pinned_other_version, 60)
+{
+	const char *miss = bpf_missing();
+	char out[600], want_bpf[8], want_poll[8];
+	union bpf_attr attr;
+	int fd;
+
+	if (miss) {
+		SKIP(return, "%s", miss);
+	}
+	if (!access(pin_dir, F_OK)) {
+		SKIP(return, "probes pinned by someone else: not touching "
+			     "them");
+	}
+	ASSERT_EQ(0, mkdir(pin_dir, 0755));
+	memset(&attr, 0, sizeof(attr));
+	attr.map_type = BPF_MAP_TYPE_ARRAY;
+	attr.key_size = 4;
+	attr.value_size = 160;		/* version 4's struct kgo_obs_m */
+	attr.max_entries = KGO_OBS_SLOTS;
+	attr.map_flags = BPF_F_MMAPABLE;
+	fd = (int)syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof(attr));
+	ASSERT_LE(0, fd);
+	memset(&attr, 0, sizeof(attr));
+	attr.pathname = (__u64)(uintptr_t)pin_path("kgo_ms");
+	attr.bpf_fd = fd;
+	ASSERT_EQ(0, syscall(SYS_bpf, BPF_OBJ_PIN, &attr, sizeof(attr)));
+	close(fd);
+	chmod(pin_path("kgo_ms"), 0666);
+
+	snprintf(want_bpf, sizeof(want_bpf), "%d ", KGO_OBSERVE_BPF);
+	snprintf(want_poll, sizeof(want_poll), "%d ", KGO_OBSERVE_POLL);
+	auto_why(0, out, sizeof(out));
+	TH_LOG("root: %s", out);
+	EXPECT_EQ(0, strncmp(out, want_bpf, strlen(want_bpf)));
+	EXPECT_NONNULL(strstr(out, "probes loaded by this process: the "
+			      "probes pinned in"));
+	EXPECT_NONNULL(strstr(out, "are of an older version"));
+	auto_why(NOBODY, out, sizeof(out));
+	TH_LOG("nobody: %s", out);
+	EXPECT_EQ(0, strncmp(out, want_poll, strlen(want_poll)));
+	EXPECT_NONNULL(strstr(out, "are of an older version"));
+	EXPECT_NONNULL(strstr(out, "may not load its own"));
+	unlink(pin_path("kgo_ms"));
+	rmdir(pin_dir);
+}
+
+/*
+ * Two probe sets at once (pinned ones, and a root program's own): each
+ * follows only the processes that chose it (struct kgo_obs_info). A
+ * root process that loads its own set while the pinned set is attached
+ * holds no record in the pinned set, which counts its registrations as
+ * another set's.
+ */
+static int sets_bad;
+
+/* In a root process with its own probes, pinned ones attached too. */
+static void sets_main(void *arg)
+{
+	const struct kgo_obs_m *pinned = arg;
+	struct kgo_stats st = stats();
+
+	if (strcmp(st.observe_why, "probes loaded by this process"))
+		sets_bad |= 1;
+	if (st.observe_ms < 1)
+		sets_bad |= 2;		/* its own set follows it */
+	if (records_of(pinned, getpid(), 0))
+		sets_bad |= 4;		/* the pinned set too: wrong */
+}
+
+TEST_TIMEOUT(sets_apart, 60)
+{
+	struct kgo_config cfg = { .maxprocs = 2,
+				  .observe = KGO_OBSERVE_BPF };
+	const struct kgo_obs_m *ms;
+	char out[4096];
+	long long other0, other1;
+	pid_t pid;
+	int st;
+
+	REQUIRE_PINNED();
+	ms = records();
+	ASSERT_NONNULL(ms);
+	probe_status(out, sizeof(out));
+	other0 = status_count(out, "for another probe set ");
+	ASSERT_LE(0, other0) TH_LOG("%s", out);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		/* An empty pin directory: this root process loads its own. */
+		setenv(KGO_OBS_PIN_ENV, "/sys/fs/bpf/kgo-test-none", 1);
+		unsetenv("KGO_OBSERVE");
+		if (kgo_run(sets_main, (void *)ms, &cfg))
+			_exit(8);
+		_exit(sets_bad);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	probe_status(out, sizeof(out));
+	other1 = status_count(out, "for another probe set ");
+	pinned_teardown();
+	EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		TH_LOG("child status %#x (1: not its own probes, 2: none of "
+		       "its Ms in its own set, 4: records in the pinned "
+		       "set)", st);
+	EXPECT_LT(other0, other1) TH_LOG("%s", out);
+}
+
+/* What the hog's threads publish: the probes take a registration only
+ * from a process that names their version and set (an M of no
+ * runtime). Written before the threads start. */
+static struct kgo_obs_proc cap_proc;
+
 static void *cap_thread(void *arg)
 {
-	static uint64_t m_word, proc_word;
+	static uint64_t m_word;
 	atomic_int *n = arg;
 	char c;
 
-	syscall(SYS_prctl, KGO_OBS_PRCTL, (long)KGO_OBS_REG_M,
-		(long)&m_word, (long)&proc_word, 0L);
+	kgo_obs_prctl(KGO_OBS_REG_M, &m_word, &cap_proc, NULL);
 	atomic_fetch_add(n, 1);
 	/* Until the process dies: the slot stays held. */
 	while (read(ready_fd, &c, 1) > 0)
@@ -1149,6 +1462,10 @@ TEST_TIMEOUT(pinned_uid_cap, 120)
 		close(ready[0]);
 		drop_to(OTHER_UID);
 		ready_fd = hold[0];
+		cap_proc.magic = KGO_OBS_MAGIC;
+		cap_proc.version = KGO_OBS_VERSION;
+		cap_proc.set_id = pinned_set_id();
+		cap_proc.sysmon_slot = -1;
 		pthread_attr_init(&a);
 		pthread_attr_setstacksize(&a, 64 << 10);
 		for (i = 0; i < CAP_THREADS; i++)

@@ -37,6 +37,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -44,6 +45,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -109,6 +111,8 @@ static struct {
 	_Atomic bool tick_on;
 	_Atomic uint64_t tick_taken;	/* its SIGURGs that stopped a G */
 	_Atomic bool noslot_said;	/* say_noslot, once a run */
+	uint64_t set_id;		/* the probe set chosen (kgo_obs_info) */
+	const char *own_why;		/* loaded our own although pinned */
 } obs = { .ms_fd = -1, .stats_fd = -1, .sysmon_slot = -1 };
 
 static __thread bool tls_sysmon;
@@ -503,16 +507,15 @@ static const struct observer observer_bpf = {
 /* Registration                                                       */
 /* ------------------------------------------------------------------ */
 
-/* Register the calling thread; find its slot. Return: slot, or -1. */
-static int32_t obs_register(int op, void *m_addr)
+/* Register the calling thread, which keeps its name (@name, or the one
+ * it has); find its slot. Return: slot, or -1. */
+static int32_t obs_register(int op, void *m_addr, const char *name)
 {
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	uint64_t owner = owner_of(tid);
 	uint32_t h = kgo_obs_hash((uint32_t)tid), i;
 
-	/* The kernel refuses the option (EINVAL) after the probe saw it. */
-	syscall(SYS_prctl, KGO_OBS_PRCTL, (long)op, (long)m_addr,
-		(long)&obs.proc, 0L);
+	kgo_obs_prctl(op, m_addr, &obs.proc, name);
 	for (i = 0; i < KGO_OBS_PROBES; i++) {
 		uint32_t s = (h + i) & (KGO_OBS_SLOTS - 1);
 
@@ -541,7 +544,7 @@ void observe_minit(struct m *mp)
 {
 	if (!obs.on || atomic_load(&obs.stale))
 		return;
-	if (obs_register(KGO_OBS_REG_M, mp) >= 0) {
+	if (obs_register(KGO_OBS_REG_M, mp, NULL) >= 0) {
 		atomic_fetch_add(&obs.ms_reg, 1);
 		return;
 	}
@@ -555,8 +558,7 @@ void observe_minit(struct m *mp)
 void observe_m0_exit(void)
 {
 	if (obs.on)
-		syscall(SYS_prctl, KGO_OBS_PRCTL, (long)KGO_OBS_UNREG, 0L, 0L,
-			0L);
+		kgo_obs_prctl(KGO_OBS_UNREG, NULL, NULL, NULL);
 }
 
 /*
@@ -592,7 +594,13 @@ bool observe_sigurg(const siginfo_t *si)
 		return false;
 	atomic_store_explicit(&obs.kick_ns, nanotime(), memory_order_relaxed);
 	atomic_fetch_add_explicit(&obs.kicks_m, 1, memory_order_relaxed);
-	if (!kick_m_take(mp, pp))
+	/* Not idle any more (a waker took it off midle after the probes
+	 * read sched.kick_tid): sysmon hands the P off, unless its M came
+	 * back from the call or another took it meanwhile (P_SYSCALL no
+	 * more): 190-292 of 840-1330 such kicks a run of `sysmon_cpu -p 2
+	 * -n 10000 -w 8` needed no sysmon wakeup. */
+	if (!kick_m_take(mp, pp) && atomic_load_explicit(&pp->status,
+			memory_order_relaxed) == P_SYSCALL)
 		sysmon_kick_remote();
 	return true;
 }
@@ -632,7 +640,8 @@ void observe_sysmon_init(void)
 	if (!obs.on)
 		return;
 	tls_sysmon = true;
-	obs.sysmon_slot = obs_register(KGO_OBS_REG_SYSMON, NULL);
+	/* Its creator names it kgo-sysmon meanwhile (sysmon_start). */
+	obs.sysmon_slot = obs_register(KGO_OBS_REG_SYSMON, NULL, "kgo-sysmon");
 	if (obs.sysmon_slot < 0)
 		obs.stale_why = "sysmon found no slot in the BPF probes' table "
 				"(full, or this user's cap reached)";
@@ -809,6 +818,32 @@ const char *obs_explain(int err)
 	       "shows why";
 }
 
+/* Name this probe set (struct kgo_obs_info): this version, and a
+ * random id, then freeze it. Before the programs attach, so that no
+ * registration is seen without it. Return: 0 or errno. */
+static int obs_info_write(int fd)
+{
+	struct kgo_obs_info in = { .version = KGO_OBS_VERSION };
+	__u32 zero = 0;
+
+	while (!in.set_id)
+		if (getrandom(&in.set_id, sizeof(in.set_id), 0) !=
+		    sizeof(in.set_id))
+			return errno ? errno : EIO;
+	if (bpf_map_update_elem(fd, &zero, &in, BPF_ANY) ||
+	    bpf_map_freeze(fd))
+		return errno;
+	return 0;
+}
+
+int obs_info_read(int fd, struct kgo_obs_info *in)
+{
+	__u32 zero = 0;
+
+	memset(in, 0, sizeof(*in));
+	return bpf_map_lookup_elem(fd, &zero, in) ? -errno : 0;
+}
+
 /*
  * obs_load() - open, load and attach the probes. Return: the skeleton,
  * or NULL with -errno in *err. libbpf's own messages only with @verbose.
@@ -830,6 +865,8 @@ struct kgo_observe_bpf *obs_load(bool verbose, int *err)
 		goto out;
 	}
 	e = -kgo_observe_bpf__load(skel);
+	if (!e)
+		e = obs_info_write(bpf_map__fd(skel->maps.kgo_info));
 	if (!e)
 		e = -kgo_observe_bpf__attach(skel);
 	if (e) {
@@ -883,11 +920,74 @@ static int obs_map(int fd)
 	return 0;
 }
 
+const char *obs_pin_dir(void)
+{
+	/* Not for set-id programs: they take the machine's probes. */
+	const char *d = secure_getenv(KGO_OBS_PIN_ENV);
+
+	return d && *d ? d : KGO_OBS_PIN_DIR;
+}
+
+void obs_pin_path(char *buf, size_t n, const char *name)
+{
+	snprintf(buf, n, "%s/%s", obs_pin_dir(), name);
+}
+
+/*
+ * The probes pinned in the pin directory, if they are this version's:
+ * mapped, and their set named in obs. Return: 1 if taken, 0 if none
+ * are pinned, -1 if they are of another version (said in @other).
+ */
+static int obs_pinned(char *other, size_t n)
+{
+	struct kgo_obs_info in = { 0 };
+	char path[PATH_MAX];
+	int fd, ifd;
+	bool ok;
+
+	/* Read-write: the kernel maps a BPF map shared only through a
+	 * writable file. kgo-probe froze the map: no user writes it. */
+	obs_pin_path(path, sizeof(path), "kgo_ms");
+	fd = obj_get(path, 0);
+	if (fd < 0)
+		return 0;
+	/* Version 5 on pins kgo_info; older ones have none. */
+	obs_pin_path(path, sizeof(path), "kgo_info");
+	ifd = obj_get(path, BPF_F_RDONLY);
+	ok = ifd >= 0 && !obs_info_read(ifd, &in) &&
+	     in.version == KGO_OBS_VERSION && in.set_id && obs_map_ok(fd);
+	if (ifd >= 0)
+		close(ifd);
+	if (ok && !obs_map(fd)) {
+		obs.set_id = in.set_id;
+		obs_pin_path(path, sizeof(path), "kgo_stats");
+		obs.stats_fd = obj_get(path, BPF_F_RDONLY);
+		/* kgo-probe pins the tick's counters only with the tick. */
+		obs_pin_path(path, sizeof(path), "kgo_tick_stats");
+		atomic_store(&obs.tick_on, !access(path, F_OK));
+		return 1;
+	}
+	close(fd);
+	if (ok)
+		snprintf(other, n, "the probes' records pinned in %s cannot "
+			 "be mapped", obs_pin_dir());
+	else if (in.version)
+		snprintf(other, n, "the probes pinned in %s are of version "
+			 "%llu, this program's are %d", obs_pin_dir(),
+			 (unsigned long long)in.version, KGO_OBS_VERSION);
+	else
+		snprintf(other, n, "the probes pinned in %s are of an older "
+			 "version than this program's (%d)", obs_pin_dir(),
+			 KGO_OBS_VERSION);
+	return -1;
+}
+
 /* Try the pinned probes, then our own. Return: NULL or why not. */
 static const char *obs_open(void)
 {
-	static char why[256];
-	int fd, err;
+	static char why[PATH_MAX + 256], other[PATH_MAX + 128];
+	struct kgo_obs_info in;
+	int err, pinned;
 
 	/* Loaded by an earlier kgo_run of this process: loading costs
 	 * ~70 ms here (libbpf reads the kernel's BTF), so they stay
@@ -897,44 +997,48 @@ static const char *obs_open(void)
 		atomic_store(&obs.tick_on, obs.tick != NULL);
 		return NULL;
 	}
-	/* Read-write: the kernel maps a BPF map shared only through a
-	 * writable file. kgo-probe froze the map: no user writes it. */
-	fd = obj_get(KGO_OBS_PIN_DIR "/kgo_ms", 0);
-	if (fd >= 0) {
-		if (!obs_map_ok(fd)) {
-			close(fd);
-			return "the probes pinned in " KGO_OBS_PIN_DIR " are "
-			       "of another version (sudo kgo-probe load)";
-		}
-		if (obs_map(fd)) {
-			close(fd);
-			return "the probes' records pinned in "
-			       KGO_OBS_PIN_DIR " cannot be mapped";
-		}
-		obs.stats_fd = obj_get(KGO_OBS_PIN_DIR "/kgo_stats",
-				       BPF_F_RDONLY);
-		/* kgo-probe pins the tick's counters only with the tick. */
-		atomic_store(&obs.tick_on, !access(KGO_TICK_STATS_PIN, F_OK));
+	obs.own_why = NULL;
+	pinned = obs_pinned(other, sizeof(other));
+	if (pinned > 0)
 		return NULL;
+	/* None pinned, or another version's: root loads its own (and a
+	 * set of its own does not follow, or kick, the other set's
+	 * processes: kgo_obs_info), others poll and say why. */
+	if (geteuid() != 0) {
+		if (pinned < 0)
+			snprintf(why, sizeof(why), "%s and this user may not "
+				 "load its own (sudo kgo-probe unload, then "
+				 "this version's sudo kgo-probe load)", other);
+		else
+			snprintf(why, sizeof(why), "no probes pinned in %s "
+				 "and no privilege to load them (sudo kgo-probe "
+				 "load)", obs_pin_dir());
+		return why;
 	}
-	if (geteuid() != 0)
-		return "no probes pinned in " KGO_OBS_PIN_DIR " and no "
-		       "privilege to load them (sudo kgo-probe load)";
 	obs.skel = obs_load(false, &err);
 	if (!obs.skel) {
-		snprintf(why, sizeof(why), "%s", obs_explain(err));
+		snprintf(why, sizeof(why), "%s%s%s", obs_explain(err),
+			 pinned < 0 ? "; besides, " : "",
+			 pinned < 0 ? other : "");
 		return why;
 	}
 	obs.own = true;
 	/* The tick is a bonus: without it sysmon times slices itself. */
 	obs.tick = tick_load(obs.skel, false, &err);
-	if (obs_map(bpf_map__fd(obs.skel->maps.kgo_ms))) {
+	if (obs_map(bpf_map__fd(obs.skel->maps.kgo_ms)) ||
+	    obs_info_read(bpf_map__fd(obs.skel->maps.kgo_info), &in)) {
 		tick_destroy(obs.tick);
 		obs.tick = NULL;
 		kgo_observe_bpf__destroy(obs.skel);
 		obs.skel = NULL;
 		obs.own = false;
 		return "the probes' records cannot be mapped";
+	}
+	obs.set_id = in.set_id;
+	if (pinned < 0) {
+		snprintf(why, sizeof(why), "probes loaded by this process: %s",
+			 other);
+		obs.own_why = why;
 	}
 	obs.stats_fd = bpf_map__fd(obs.skel->maps.kgo_stats);
 	atomic_store(&obs.tick_on, obs.tick != NULL);
@@ -1014,6 +1118,7 @@ static void publish(void)
 	obs.proc.p_running = P_RUNNING;
 	obs.proc.slice_ns = atomic_load(&obs.tick_on) ?
 			    (uint64_t)sched.slice_ns : 0;
+	obs.proc.set_id = obs.set_id;
 	/* Last, with release: the probes check it before the rest. */
 	__atomic_store_n(&obs.proc.magic, KGO_OBS_MAGIC, __ATOMIC_RELEASE);
 }
@@ -1090,7 +1195,8 @@ const struct observer *observe_start(void)
 	publish();
 	obs.on = true;
 	sched.observe = KGO_OBSERVE_BPF;
-	sched.observe_why = obs.own ? "probes loaded by this process" :
+	sched.observe_why = obs.own_why ? obs.own_why :
+			    obs.own ? "probes loaded by this process" :
 				      "probes pinned by kgo-probe";
 out:
 	if (observe_debug)

@@ -23,6 +23,8 @@ struct kgo_observe_bpf *obs_load(bool verbose, int *err);
 /* One sentence that says what to do about a load that failed with
  * errno @err. */
 const char *obs_explain(int err);
+/* The set's kgo_info entry, from the map @fd. 0 or -errno. */
+int obs_info_read(int fd, struct kgo_obs_info *in);
 /* The probes' counters in the per-CPU map @fd, summed. 0 or -errno. */
 int obs_probe_stats(int fd, struct kgo_obs_stats *sum);
 
@@ -51,9 +53,12 @@ void tick_destroy(struct obs_tick *t);
 int percpu_sum(int fd, __u64 *sum, size_t nfields);
 #endif
 
-/* Where kgo-probe pins the tick's counters; its presence says the tick
- * is attached. */
-#define KGO_TICK_STATS_PIN	KGO_OBS_PIN_DIR "/kgo_tick_stats"
+/* The pin directory: $KGO_PIN_DIR (ignored by set-id programs), else
+ * KGO_OBS_PIN_DIR; and the path of @name in it. kgo-probe pins there
+ * kgo_ms, kgo_stats, kgo_info, the links, and kgo_tick_stats, whose
+ * presence says the tick is attached. */
+const char *obs_pin_dir(void);
+void obs_pin_path(char *buf, size_t n, const char *name);
 
 
 #endif /* KGO_OBSERVE_BPF_H */

@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/magic.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -49,13 +50,34 @@
 #include "kgo_observe.skel.h"
 #include "kgo_tick.skel.h"
 
-#define PIN_ROOT	"/sys/fs/bpf"
-#define MS_PIN		KGO_OBS_PIN_DIR "/kgo_ms"
-#define STATS_PIN	KGO_OBS_PIN_DIR "/kgo_stats"
-#define TICK_STATS_PIN	KGO_TICK_STATS_PIN
+/* The pin directory is obs_pin_dir(): KGO_PIN_DIR, else /sys/fs/bpf/kgo;
+ * it must be on a BPF file system (its parent, before load). */
+static char pin_root[PATH_MAX];
+static char ms_pin[PATH_MAX], stats_pin[PATH_MAX], tick_stats_pin[PATH_MAX];
+#define PIN_DIR		obs_pin_dir()
+#define PIN_ROOT	pin_root
+#define MS_PIN		ms_pin
+#define STATS_PIN	stats_pin
+#define TICK_STATS_PIN	tick_stats_pin
+
+static void pin_paths(void)
+{
+	char *slash;
+
+	snprintf(pin_root, sizeof(pin_root), "%s", PIN_DIR);
+	slash = strrchr(pin_root, '/');
+	if (slash && slash != pin_root)
+		*slash = 0;
+	else if (slash)
+		slash[1] = 0;
+	obs_pin_path(ms_pin, sizeof(ms_pin), "kgo_ms");
+	obs_pin_path(stats_pin, sizeof(stats_pin), "kgo_stats");
+	obs_pin_path(tick_stats_pin, sizeof(tick_stats_pin),
+		     "kgo_tick_stats");
+}
 
 static const char *const link_names[] = {
-	"sys_enter", "sched_switch", "sched_wakeup", "sched_process_exit",
+	"task_rename", "sched_switch", "sched_wakeup", "sched_process_exit",
 };
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -99,9 +121,9 @@ static bool loaded(void)
 /* Pin @fd's object at @name under the pin directory, mode @mode. */
 static int pin(int fd, const char *name, mode_t mode, gid_t gid)
 {
-	char path[256];
+	char path[PATH_MAX + 64];
 
-	snprintf(path, sizeof(path), "%s/%s", KGO_OBS_PIN_DIR, name);
+	snprintf(path, sizeof(path), "%s/%s", PIN_DIR, name);
 	if (bpf_obj_pin(fd, path))
 		return -errno;
 	if (chown(path, 0, gid) || chmod(path, mode))
@@ -113,21 +135,21 @@ static int pin(int fd, const char *name, mode_t mode, gid_t gid)
  * the maps), then the directory. */
 static void remove_pins(void)
 {
-	char path[512];
+	char path[PATH_MAX + 256];
 	struct dirent *de;
-	DIR *d = opendir(KGO_OBS_PIN_DIR);
+	DIR *d = opendir(PIN_DIR);
 
 	if (d) {
 		while ((de = readdir(d))) {
 			if (de->d_name[0] == '.')
 				continue;
-			snprintf(path, sizeof(path), "%s/%s", KGO_OBS_PIN_DIR,
+			snprintf(path, sizeof(path), "%s/%s", PIN_DIR,
 				 de->d_name);
 			unlink(path);
 		}
 		closedir(d);
 	}
-	rmdir(KGO_OBS_PIN_DIR);
+	rmdir(PIN_DIR);
 }
 
 /*
@@ -184,7 +206,7 @@ static int cmd_load(const char *group, bool verbose)
 	if (loaded())
 		return fail("the probes are loaded already (%s): "
 			    "`kgo-probe unload` first to load them again.",
-			    KGO_OBS_PIN_DIR);
+			    PIN_DIR);
 	obs_btf_path = getenv("VMLINUX_BTF");
 	if (obs_btf_path && !*obs_btf_path)
 		obs_btf_path = NULL;
@@ -197,15 +219,15 @@ static int cmd_load(const char *group, bool verbose)
 		fprintf(stderr, "kgo-probe: the preemption tick was refused "
 			"(%s): loading the rest; kgo programs time slices "
 			"themselves.\n", strerror(err));
-	if (mkdir(KGO_OBS_PIN_DIR, dmode) && errno != EEXIST) {
+	if (mkdir(PIN_DIR, dmode) && errno != EEXIST) {
 		err = errno;
 		goto out_fail;
 	}
-	if (chown(KGO_OBS_PIN_DIR, 0, gid) || chmod(KGO_OBS_PIN_DIR, dmode)) {
+	if (chown(PIN_DIR, 0, gid) || chmod(PIN_DIR, dmode)) {
 		err = errno;
 		goto out_fail;
 	}
-	links[0] = skel->links.kgo_sys_enter;
+	links[0] = skel->links.kgo_rename;
 	links[1] = skel->links.kgo_switch;
 	links[2] = skel->links.kgo_wakeup;
 	links[3] = skel->links.kgo_exit;
@@ -223,6 +245,9 @@ static int cmd_load(const char *group, bool verbose)
 	if (!err)
 		err = -pin(bpf_map__fd(skel->maps.kgo_stats), "kgo_stats",
 			   fmode & 0444, gid);
+	if (!err)
+		err = -pin(bpf_map__fd(skel->maps.kgo_info), "kgo_info",
+			   fmode & 0444, gid);
 	if (!err && tick)
 		err = -pin_tick(tick, fmode, gid);
 	if (err)
@@ -230,7 +255,7 @@ static int cmd_load(const char *group, bool verbose)
 	tick_destroy(tick);		/* disconnected: the pins keep it */
 	kgo_observe_bpf__destroy(skel);	/* the pins keep them */
 	printf("kgo-probe: probes loaded and pinned in %s%s%s%s\n",
-	       KGO_OBS_PIN_DIR, group ? " for group " : "",
+	       PIN_DIR, group ? " for group " : "",
 	       group ? group : " for every user",
 	       tick ? ", with the preemption tick" : "");
 	return 0;
@@ -240,7 +265,7 @@ out_fail:
 	tick_destroy(tick);
 	kgo_observe_bpf__destroy(skel);
 	return fail("could not pin the probes in %s (%s): is %s writable "
-		    "by root?", KGO_OBS_PIN_DIR, strerror(err), PIN_ROOT);
+		    "by root?", PIN_DIR, strerror(err), PIN_ROOT);
 }
 
 static int open_pinned(const char *path, bool rdonly);
@@ -249,12 +274,12 @@ static int open_pinned(const char *path, bool rdonly);
 static void tick_status(void)
 {
 	struct kgo_tick_stats t;
-	char path[300];
+	char path[PATH_MAX + 32];
 	int fd, ncpu = 0;
 
 	for (;; ncpu++) {
 		snprintf(path, sizeof(path), "%s/link_tick%d",
-			 KGO_OBS_PIN_DIR, ncpu);
+			 PIN_DIR, ncpu);
 		if (access(path, F_OK))
 			break;
 	}
@@ -317,9 +342,9 @@ static int cmd_status(void)
 		return fail("cannot map %s (%s): the probes are of another "
 			    "version; `sudo kgo-probe unload` and load again.",
 			    MS_PIN, strerror(errno));
-	printf("probes:   loaded, pinned in %s\n", KGO_OBS_PIN_DIR);
+	printf("probes:   loaded, pinned in %s\n", PIN_DIR);
 	printf("uses:     tp_btf/sched_switch, tp_btf/sched_wakeup, "
-	       "tp_btf/sched_process_exit, tp_btf/sys_enter; task storage; "
+	       "tp_btf/sched_process_exit, tp_btf/task_rename; task storage; "
 	       "an mmapped array of %d records (at most %d per user but "
 	       "root); kfunc "
 	       "bpf_send_signal_task%s\n", KGO_OBS_SLOTS, KGO_OBS_UID_SLOTS,
@@ -384,8 +409,10 @@ static int cmd_status(void)
 		       (unsigned long long)st.wake_fail,
 		       (unsigned long long)st.read_fail);
 	if (sfd >= 0)
-		printf("          refused over the per-user cap %llu\n",
-		       (unsigned long long)st.capped);
+		printf("          refused over the per-user cap %llu, "
+		       "for another probe set %llu\n",
+		       (unsigned long long)st.capped,
+		       (unsigned long long)st.other_set);
 	tick_status();
 	return 0;
 }
@@ -400,7 +427,7 @@ static int cmd_unload(void)
 	remove_pins();
 	if (loaded())
 		return fail("could not remove %s: remove it by hand.",
-			    KGO_OBS_PIN_DIR);
+			    PIN_DIR);
 	printf("kgo-probe: probes unloaded; running kgo programs poll\n");
 	return 0;
 }
@@ -428,6 +455,11 @@ int main(int argc, char **argv)
 			return fail("unknown argument %s: see `kgo-probe "
 				    "--help`.", argv[i]);
 	}
+	if (PIN_DIR[0] != '/')
+		return fail("%s=%s is not an absolute path: name a directory "
+			    "on a BPF file system, such as /sys/fs/bpf/NAME.",
+			    KGO_OBS_PIN_ENV, PIN_DIR);
+	pin_paths();
 	if (!strcmp(argv[1], "load"))
 		return cmd_load(group, verbose);
 	if (group || verbose)
