@@ -353,7 +353,12 @@ static void shut_main(void *arg)
 	 * did before io_file.c sent such reads to io-wq) would wait there
 	 * until the reads are released, after main returns. So look for
 	 * one once a read is held: whenever the look comes, the answer of
-	 * a correct runtime is none.
+	 * a correct runtime is none. (On 6.1 without IOSQE_ASYNC for such
+	 * reads the look never came: both Ps' Ms sat in the held reads and
+	 * main never ran again, so the test ran out of its time, 1 run of
+	 * 1; with it, 17 reads held, none in an M, kgo_run 162 ms after
+	 * main: VMTEST_KERNEL=6.1 VMTEST_CMD='./io_slowfs_test -t
+	 * slow.uring.shutdown_inflight' make vmtest.)
 	 */
 	while ((s->held = slowfs_held(s->fs)) == 0)
 		kgo_sleep(MS);
