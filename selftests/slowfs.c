@@ -3,7 +3,7 @@
  * slowfs - a FUSE file system whose reads take a set time: the slow
  * disk of kgo's I/O tests and benchmarks (selftests/slowfs.h).
  *
- *	slowfs [-l latency_us] [-n nfiles] [-s size] [-r ready_fd] DIR
+ *	slowfs [-l latency_us] [-n nfiles] [-s size] [-r ready_fd] [-H] DIR
  *
  * Mounts on DIR a read-only root with files f0 .. f<nfiles-1>, each of
  * size bytes holding slowfs_byte(i, off). Every read request is answered
@@ -15,6 +15,13 @@
  * here, with no page cache or readahead in between. (io_uring's reads of
  * such a file are asynchronous FUSE requests, done without io-wq
  * threads; see sl_init.)
+ *
+ * With -H the reads are held, unanswered, until released: a read of the
+ * file "release" answers every held read now and makes later reads
+ * take latency_us again; a read of the file "held" gives the number of
+ * reads waiting (text, "%u\n"). Both are answered at once. A test that
+ * needs reads to wait in the file system for as long as it looks (not
+ * for a time it hopes is long enough) holds them.
  *
  * When mounted, it writes one byte to ready_fd (if given) and closes it;
  * SIGTERM or SIGINT unmounts and exits.
@@ -36,11 +43,14 @@
 
 #define INO_ROOT	1
 #define INO_FILE0	2
+#define INO_HELD	(1u << 30)	/* -H: "held" and "release" */
+#define INO_RELEASE	(INO_HELD + 1)
 #define NAME_MAX_LEN	32
 
 static long latency_ns = 1000000;
 static unsigned nfiles = 16;
 static off_t fsize = 1 << 20;
+static int hold;		/* -H */
 
 /* A read waiting for its time. */
 struct pending {
@@ -56,8 +66,11 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct pending *head, *tail;
+	unsigned n;		/* reads in the queue */
+	int held;		/* -H and not released: reads wait */
 	int stop;
-} q = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0 };
+} q = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0,
+	0, 0 };
 
 static int64_t now_ns(void)
 {
@@ -73,11 +86,21 @@ static int file_of(fuse_ino_t ino)
 	       (int)(ino - INO_FILE0) : -1;
 }
 
+/* -H's two files. */
+static int is_ctl(fuse_ino_t ino)
+{
+	return hold && (ino == INO_HELD || ino == INO_RELEASE);
+}
+
 static void fill_stat(fuse_ino_t ino, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	if (ino == INO_ROOT) {
+	if (ino == INO_HELD || ino == INO_RELEASE) {
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = 64;
+	} else if (ino == INO_ROOT) {
 		st->st_mode = S_IFDIR | 0755;
 		st->st_nlink = 2;
 	} else {
@@ -107,13 +130,19 @@ static void sl_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char *end;
 	unsigned long i;
 
-	if (parent != INO_ROOT || name[0] != 'f' || !name[1])
-		goto noent;
-	i = strtoul(name + 1, &end, 10);
-	if (*end || i >= nfiles)
-		goto noent;
 	memset(&e, 0, sizeof(e));
-	e.ino = INO_FILE0 + i;
+	if (parent == INO_ROOT && hold && !strcmp(name, "held")) {
+		e.ino = INO_HELD;
+	} else if (parent == INO_ROOT && hold && !strcmp(name, "release")) {
+		e.ino = INO_RELEASE;
+	} else {
+		if (parent != INO_ROOT || name[0] != 'f' || !name[1])
+			goto noent;
+		i = strtoul(name + 1, &end, 10);
+		if (*end || i >= nfiles)
+			goto noent;
+		e.ino = INO_FILE0 + i;
+	}
 	e.attr_timeout = 3600;
 	e.entry_timeout = 3600;
 	fill_stat(e.ino, &e.attr);
@@ -128,7 +157,7 @@ static void sl_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 
 	(void)fi;
-	if (ino != INO_ROOT && file_of(ino) < 0) {
+	if (ino != INO_ROOT && file_of(ino) < 0 && !is_ctl(ino)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -171,7 +200,7 @@ static void sl_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void sl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (file_of(ino) < 0) {
+	if (file_of(ino) < 0 && !is_ctl(ino)) {
 		fuse_reply_err(req, ino == INO_ROOT ? EISDIR : ENOENT);
 		return;
 	}
@@ -184,12 +213,40 @@ static void sl_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
+/* A read of "held" or "release" (-H), answered at once. */
+static void ctl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off)
+{
+	struct pending *p;
+	char text[32];
+	int n;
+
+	pthread_mutex_lock(&q.lock);
+	if (ino == INO_RELEASE && q.held) {
+		q.held = 0;
+		for (p = q.head; p; p = p->next)
+			p->due = now_ns();
+		pthread_cond_signal(&q.cond);
+	}
+	n = snprintf(text, sizeof(text), "%u\n", ino == INO_HELD ? q.n : 0);
+	pthread_mutex_unlock(&q.lock);
+	if (off >= n)
+		n = 0;
+	else if ((size_t)(n - off) < size)
+		size = n - off;
+	fuse_reply_buf(req, text + (n ? off : 0), n ? size : 0);
+}
+
 static void sl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct pending *p = malloc(sizeof(*p));
+	struct pending *p;
 
 	(void)fi;
+	if (is_ctl(ino)) {
+		ctl_read(req, ino, size, off);
+		return;
+	}
+	p = malloc(sizeof(*p));
 	if (!p) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -198,9 +255,10 @@ static void sl_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	p->file = file_of(ino);
 	p->off = off;
 	p->size = size;
-	p->due = now_ns() + latency_ns;
 	p->next = NULL;
 	pthread_mutex_lock(&q.lock);
+	p->due = q.held ? INT64_MAX : now_ns() + latency_ns;
+	q.n++;
 	if (q.tail)
 		q.tail->next = p;
 	else
@@ -250,6 +308,11 @@ static void *replier(void *arg)
 			break;
 		p = q.head;
 		t = now_ns();
+		if (p->due == INT64_MAX) {
+			/* Held (-H): until "release" is read. */
+			pthread_cond_wait(&q.cond, &q.lock);
+			continue;
+		}
 		if (p->due > t) {
 			/* The condvar uses CLOCK_MONOTONIC (set in main). */
 			ts.tv_sec = p->due / 1000000000;
@@ -260,6 +323,7 @@ static void *replier(void *arg)
 		q.head = p->next;
 		if (!q.head)
 			q.tail = NULL;
+		q.n--;
 		pthread_mutex_unlock(&q.lock);
 		answer(p, &buf, &cap);
 		free(p);
@@ -287,7 +351,7 @@ static const struct fuse_lowlevel_ops ops = {
 static void usage(void)
 {
 	fprintf(stderr, "usage: slowfs [-l latency_us] [-n nfiles] [-s size] "
-		"[-r ready_fd] DIR\n");
+		"[-r ready_fd] [-H] DIR\n");
 	exit(2);
 }
 
@@ -300,12 +364,13 @@ int main(int argc, char **argv)
 	pthread_t thr;
 	int opt, ready = -1, ret = 1;
 
-	while ((opt = getopt(argc, argv, "l:n:s:r:")) != -1) {
+	while ((opt = getopt(argc, argv, "l:n:s:r:H")) != -1) {
 		switch (opt) {
 		case 'l': latency_ns = atol(optarg) * 1000L; break;
 		case 'n': nfiles = strtoul(optarg, NULL, 0); break;
 		case 's': fsize = strtoll(optarg, NULL, 0); break;
 		case 'r': ready = atoi(optarg); break;
+		case 'H': hold = q.held = 1; break;
 		default: usage();
 		}
 	}

@@ -15,7 +15,8 @@
  * directory under /tmp and returns once the mount is up, or fails with
  * a reason for SKIP (no /dev/fuse, no binary, mounting refused); and
  * stops it with slowfs_stop(), which unmounts (lazily if it must) and
- * reaps the daemon.
+ * reaps the daemon. With @latency_us SLOWFS_HOLD the reads are held,
+ * unanswered, until slowfs_release(); slowfs_held() counts them.
  */
 #ifndef KGO_SLOWFS_H
 #define KGO_SLOWFS_H
@@ -51,6 +52,9 @@ struct slowfs {
 	pid_t pid;
 	char dir[64];
 };
+
+/* slowfs_start's latency: hold every read until slowfs_release(). */
+#define SLOWFS_HOLD	(-1)
 
 #ifndef PATH_MAX
 #define PATH_MAX 4096
@@ -141,7 +145,7 @@ static inline int slowfs_start(struct slowfs *fs, int latency_us, int nfiles,
 		fs->dir[0] = 0;
 		return -1;
 	}
-	snprintf(lat, sizeof(lat), "%d", latency_us);
+	snprintf(lat, sizeof(lat), "%d", latency_us < 0 ? 0 : latency_us);
 	snprintf(nf, sizeof(nf), "%d", nfiles);
 	snprintf(sz, sizeof(sz), "%ld", size);
 	snprintf(rfd, sizeof(rfd), "%d", pfd[1]);
@@ -150,7 +154,9 @@ static inline int slowfs_start(struct slowfs *fs, int latency_us, int nfiles,
 		/* The ready pipe's write end must survive the exec. */
 		fcntl(pfd[1], F_SETFD, 0);
 		execl(bin, "slowfs", "-l", lat, "-n", nf, "-s", sz, "-r", rfd,
-		      fs->dir, (char *)NULL);
+		      latency_us == SLOWFS_HOLD ? "-H" : fs->dir,
+		      latency_us == SLOWFS_HOLD ? fs->dir : (char *)NULL,
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -183,6 +189,39 @@ static inline void slowfs_path(const struct slowfs *fs, int i, char *buf,
 			       size_t n)
 {
 	snprintf(buf, n, "%s/f%d", fs->dir, i);
+}
+
+/* Read the control file @name of a held slowfs: its number, or -errno. */
+static inline long slowfs_ctl(const struct slowfs *fs, const char *name)
+{
+	char path[PATH_MAX], buf[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", fs->dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return strtol(buf, NULL, 10);
+}
+
+/* The reads a SLOWFS_HOLD slowfs holds now, or -errno. */
+static inline long slowfs_held(const struct slowfs *fs)
+{
+	return slowfs_ctl(fs, "held");
+}
+
+/* Answer every held read now; later ones are answered at once. */
+static inline int slowfs_release(const struct slowfs *fs)
+{
+	long r = slowfs_ctl(fs, "release");
+
+	return r < 0 ? (int)r : 0;
 }
 
 static inline void slowfs_stop(struct slowfs *fs)
