@@ -142,12 +142,22 @@ int kgo_tick(struct bpf_perf_event_data *ctx)
 				(void *)(pp + pr.off_p_status)) ||
 	    status != pr.p_running ||
 	    bpf_probe_read_user(&tick, sizeof(tick),
-				(void *)(pp + pr.off_p_schedtick))) {
-		/* No G of its own runs (no P, a P in a syscall: sysmon's
-		 * case, or memory we cannot read): no slice to time. */
-		s->tick_slice = 0;
+				(void *)(pp + pr.off_p_schedtick)))
+		/*
+		 * No G of its own runs: no P (in a syscall: entersyscall
+		 * clears m->p; between two Gs), or memory we cannot read.
+		 * The slice goes on: it was restarted here once, and a G
+		 * that loops on syscall brackets, with no P at some of
+		 * the ticks, had a new slice every few ticks and was never
+		 * stopped (preempt_test cooperative.*.tick_stops_loop_bpf:
+		 * each 1 ms sleep beside it waited 1-8 s for sysmon). The
+		 * G back from its call on the same P has the same
+		 * schedtick: the same slice, its call's CPU time in it,
+		 * as sysmon counts it. A new G, or another P, is another
+		 * schedtick, so another slice (two Ps' schedticks that
+		 * meet make a slice end early: one early stop, no more).
+		 */
 		return 0;
-	}
 	now = bpf_ktime_get_ns();
 	w = s->state;
 	cpu = s->cpu_ns;

@@ -202,6 +202,7 @@ static void loop_select(void)
 }
 
 static void (*coop_loop)(void);
+static int64_t coop_worst;		/* the longest of coop_main's sleeps */
 
 static void caller_spinner(void *arg)
 {
@@ -219,8 +220,13 @@ static void coop_main(void *arg)
 	coop_ch = kgo_chan_make(sizeof(long), 1);
 	ASSERT_NE(NULL, coop_ch);
 	ASSERT_EQ(0, kgo_go(caller_spinner, NULL));
-	for (i = 0; i < 10; i++)
+	for (i = 0; i < 10; i++) {
+		int64_t t0 = mono();
+
 		ASSERT_EQ(0, kgo_sleep(MS));
+		if (mono() - t0 > coop_worst)
+			coop_worst = mono() - t0;
+	}
 	*st = stats();
 	atomic_store(&stop, 1);
 }
@@ -255,6 +261,43 @@ TEST_F_TIMEOUT(cooperative, stops_at_runtime_calls, 30)
 	EXPECT_EQ(0, st.async_preempt);
 	EXPECT_EQ(0, st.preempt_async);
 	EXPECT_LT(0, st.preempt_sync);
+}
+
+/*
+ * The same loops in kernel-observed mode (KGO_OBSERVE=bpf, a root
+ * process's default): the kernel's preemption tick (bpf/kgo_tick.bpf.c)
+ * times the looping G's slice in CPU time and ends it, and sysmon looks
+ * only once a second (sysmon.c, TICK_LOOK). A G that loops on syscall
+ * brackets has no P at many ticks (entersyscall clears m->p), and the
+ * tick began a new slice after each of those: it never ended one, and
+ * each 1 ms sleep waited for sysmon's look a second or more later (the
+ * test took 28-30 s). Each sleep must end within a slice or so of CPU
+ * time, far less than the second: asserted at half of it.
+ */
+TEST_F_TIMEOUT(cooperative, tick_stops_loop_bpf, 60)
+{
+	struct kgo_config cfg = { .maxprocs = 1,
+				  .observe = KGO_OBSERVE_BPF };
+	struct kgo_stats st;
+
+	(void)self;
+	coop_loop = variant->loop;
+	coop_worst = 0;
+	setenv("KGO_DEBUG", "asyncpreemptoff=1", 1);
+	unsetenv("KGO_OBSERVE");
+	ASSERT_EQ(0, kgo_run(coop_main, &st, &cfg));
+	unsetenv("KGO_DEBUG");
+	if (st.observe != KGO_OBSERVE_BPF) {
+		SKIP(return, "no bpf mode: %s", st.observe_why);
+	}
+	if (!st.preempt_tick) {
+		SKIP(return, "the kernel's preemption tick is off: %s",
+		     st.observe_why);
+	}
+	TH_LOG("worst 1 ms sleep %.1f ms, %llu tick preemptions",
+	       coop_worst / 1e6, (unsigned long long)st.preempt_ticks);
+	EXPECT_LT(0, st.preempt_sync);
+	EXPECT_LT(coop_worst, 500 * MS);
 }
 
 /* ------------------------------------------------------------------ */

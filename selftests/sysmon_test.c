@@ -27,6 +27,8 @@
  *   stats			kgo_stats_get counts what happened.
  *   deferred_wakeup_runs	a G readied into an idle P's runnext runs
  *				although its readier spins on.
+ *   deferred_wakeup_runs_bpf	the same in bpf mode, well before sysmon's
+ *				once-a-second look.
  *   exit_amid_handoffs		main returns while sysmon retakes Ps from
  *				Gs in syscalls: kgo_run returns, 1000 times
  *				(at least 100: fewer when slow, see there).
@@ -525,6 +527,34 @@ TEST_TIMEOUT(deferred_wakeup_runs, 30)
 	unsetenv("KGO_DEBUG");
 	ASSERT_LE(0, waited);
 	TH_LOG("the readied G ran %.0f us after its send", waited / 1e3);
+}
+
+/*
+ * The same in kernel-observed mode (KGO_OBSERVE=bpf, a root process's
+ * default), where sysmon sleeps through running Gs (a second: sysmon.c,
+ * TICK_LOOK) and looked again at a deferred wakeup only if it was due
+ * when sysmon went to sleep: the readied G ran a second or more after
+ * its send. It must run within a couple of sysmon's looks (WAKEP_LOOK,
+ * 1 ms); asserted at half of the second.
+ */
+TEST_TIMEOUT(deferred_wakeup_runs_bpf, 30)
+{
+	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
+	struct kgo_stats st;
+	int64_t waited = -1;
+
+	setenv("KGO_DEBUG", "asyncpreemptoff=1", 1);
+	unsetenv("KGO_OBSERVE");
+	ASSERT_EQ(0, kgo_run(deferred_main, &waited, &cfg));
+	unsetenv("KGO_DEBUG");
+	memset(&st, 0, sizeof(st));
+	kgo_stats_get(&st, sizeof(st));
+	if (st.observe != KGO_OBSERVE_BPF) {
+		SKIP(return, "no bpf mode: %s", st.observe_why);
+	}
+	ASSERT_LE(0, waited);
+	TH_LOG("the readied G ran %.0f us after its send", waited / 1e3);
+	EXPECT_LT(waited, 500 * MS);
 }
 
 /* ------------------------------------------------------------------ */

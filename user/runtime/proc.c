@@ -75,7 +75,9 @@
  * looks at least every WAKEP_LOOK while a P runs and another is idle).
  * Taking the runnext G clears the mark. The cost: a readier that
  * computes without runtime calls delays the G it readied by up to two
- * WAKEP_LOOKs while another P idles.
+ * WAKEP_LOOKs while another P idles. In bpf mode, where sysmon sleeps
+ * through running Gs, the first deferral in a long sleep wakes it
+ * (sysmon.c, "Deferred wakeups in bpf mode"), for the same bound.
  *
  * Idle: an M with nothing to do sleeps on its own futex (m->park). One of
  * the idle Ms at a time, the "timed sleeper", sleeps only until the
@@ -2367,6 +2369,7 @@ static void ready(struct g *gp, bool next)
 		    atomic_load_explicit(&pp->runqtail, memory_order_relaxed)) {
 			atomic_store_explicit(&pp->wakep_due, 1,
 					      memory_order_relaxed);
+			sysmon_wakep_deferred();
 			return;
 		}
 	} else {

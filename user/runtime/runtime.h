@@ -745,6 +745,22 @@ void sysmon_wake(void);
 /* The same, after a seq_cst store the sleeper looks at (cheap when it
  * is awake: one load). */
 void sysmon_wake_if_sleeping(void);
+/* bpf mode: sysmon sleeps long, and the next deferred wakeup wakes it
+ * (sysmon.c, "Deferred wakeups in bpf mode"). */
+extern _Atomic bool sysmon_wakep_armed;
+void sysmon_wakep_kick(void);
+/* ready(), after it marked p->wakep_due: the store before the load of
+ * the flag (sysmon fences with membarrier, as the lock sleepers do). */
+static inline void sysmon_wakep_deferred(void)
+{
+	if (__builtin_expect(lock_asym, 1))
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		lock_fence_full();
+	if (__builtin_expect(atomic_load_explicit(&sysmon_wakep_armed,
+			memory_order_relaxed), 0))
+		sysmon_wakep_kick();
+}
 /* sysmon's and preemption's fields of kgo_stats. */
 void sysmon_stats(struct kgo_stats *st);
 /* Name a new M's thread after kgo_run's (sysmon's name is inherited by

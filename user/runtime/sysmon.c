@@ -113,6 +113,9 @@ static struct {
 	_Atomic uint64_t wakeups;
 	_Atomic uint64_t signals;
 	_Atomic uint64_t handoffs_poll, handoffs_timeout;
+	/* sysmon's own: "Deferred wakeups in bpf mode". */
+	bool armed, kicked;
+	int64_t kick_gap, arm_after;
 } sm;
 
 /*
@@ -322,6 +325,8 @@ static void wakep_look(struct p *pp, struct pmon *pm)
 	    !atomic_load(&sched.npidle))
 		return;
 	if (seen) {
+		sm.kicked = false;	/* a kick was worth it */
+		sm.kick_gap = 0;
 		wakep_overdue(pp);
 		return;
 	}
@@ -398,6 +403,93 @@ static int retake(int64_t now)
 						  memory_order_relaxed);
 	}
 	return n;
+}
+
+/*
+ * Deferred wakeups in bpf mode
+ * ----------------------------
+ * A wakeup that ready() deferred (proc.c) is fired at sysmon's second
+ * look that finds it due; polling looks every WAKEP_LOOK anyway, but
+ * bpf mode sleeps through running Gs (TICK_LOOK) and looked again at a
+ * P only if a wakeup was due when sysmon went to sleep. One deferred
+ * later, by a readier that then computes without runtime calls, waited
+ * for that look: sysmon_test deferred_wakeup_runs_bpf, the readied G
+ * ran 1.0 s after its send in 2 of 3 runs.
+ *
+ * So before a sleep longer than two WAKEP_LOOKs sysmon arms
+ * sysmon_wakep_armed, and the first ready() that defers a wakeup
+ * meanwhile disarms it and wakes sysmon, which then looks as polling
+ * does: such a wakeup fires within two WAKEP_LOOKs of the ready (plus
+ * the time sysmon waits for a CPU). One futex wake per long sleep at
+ * most: a ping-pong's rounds (a deferral each, ~100 ns apart) find the
+ * flag down. But a ping-pong's deferrals are moot (the readier parks at
+ * once), and re-armed at each long sleep the flag woke sysmon some
+ * 1000 times a second during chan_rt -p 2 (2 before). A kick that
+ * fired nothing makes sysmon wait before it arms again, 2 ms and twice
+ * as long after each such kick up to KICK_GAP_MAX; a kick that fired a
+ * wakeup, or a long sleep that no deferral ended, starts again at
+ * none. The bound: a deferred wakeup fires within KICK_GAP_MAX + two
+ * WAKEP_LOOKs of the ready (just after a ping-pong; two WAKEP_LOOKs
+ * otherwise), where it waited a TICK_LOOK or more.
+ *
+ * The order: ready() stores wakep_due, then loads the flag; sysmon
+ * stores the flag, then loads each wakep_due (wakep_arm). The ready
+ * side's fence is a compiler barrier, sysmon's is membarrier
+ * (lock_fence_heavy, as for the lock sleepers: lock_futex.c): one of
+ * the two sees the other, so no deferral goes unlooked at.
+ */
+_Atomic bool sysmon_wakep_armed;
+
+void sysmon_wakep_kick(void)
+{
+	if (atomic_exchange_explicit(&sysmon_wakep_armed, false,
+				     memory_order_relaxed))
+		sysmon_kick_remote();
+}
+
+#define KICK_GAP_MAX	(16 * 1000 * 1000LL)
+
+/* Before a sleep until @until (bpf mode): arm the flag if the sleep is
+ * long. Return: when to wake up instead. */
+static int64_t wakep_arm(int64_t now, int64_t until)
+{
+	int i;
+
+	if (until == INT64_MAX || until - now <= 2 * WAKEP_LOOK)
+		return until;
+	if (sm.kicked) {		/* the last kick fired nothing */
+		sm.kicked = false;
+		sm.kick_gap = sm.kick_gap ? 2 * sm.kick_gap : 2 * WAKEP_LOOK;
+		if (sm.kick_gap > KICK_GAP_MAX)
+			sm.kick_gap = KICK_GAP_MAX;
+		sm.arm_after = now + sm.kick_gap;
+	}
+	if (now < sm.arm_after)
+		return until < sm.arm_after ? until : sm.arm_after;
+	atomic_store_explicit(&sysmon_wakep_armed, true, memory_order_relaxed);
+	lock_fence_heavy();
+	for (i = 0; i < sched.gomaxprocs; i++)
+		if (atomic_load_explicit(&sched.allp[i]->wakep_due,
+					 memory_order_relaxed)) {
+			atomic_store_explicit(&sysmon_wakep_armed, false,
+					      memory_order_relaxed);
+			return now + WAKEP_LOOK;	/* due already */
+		}
+	sm.armed = true;
+	return until;
+}
+
+/* After the sleep: a kick ended it, or none came. */
+static void wakep_disarm(void)
+{
+	if (!sm.armed)
+		return;
+	sm.armed = false;
+	if (atomic_exchange_explicit(&sysmon_wakep_armed, false,
+				     memory_order_relaxed))
+		sm.kick_gap = 0;	/* no deferral in a whole sleep */
+	else
+		sm.kicked = true;
 }
 
 /* When must sysmon look again, at the latest, for the slices running
@@ -740,6 +832,10 @@ static void *sysmon(void *arg)
 		 * G that then no tick stops (observe_check). */
 		if (until == INT64_MAX && nticked)
 			until = now + TICK_LOOK;
+		/* bpf mode, a long sleep: the next deferred wakeup ends it
+		 * (above, "Deferred wakeups in bpf mode"). */
+		if (sm.obs->kernel_wakes)
+			until = wakep_arm(now, until);
 		if (sm.schedtrace_ns) {
 			t = lasttrace + sm.schedtrace_ns;
 			if (t < until)
@@ -751,6 +847,7 @@ static void *sysmon(void *arg)
 			observe_sleep(until != INT64_MAX ? now : 0);
 		if (until != INT64_MAX)
 			notesleep_until_nospin(&sm.wake, until);
+		wakep_disarm();
 		wake_clear();
 		atomic_fetch_add_explicit(&sm.wakeups, 1, memory_order_relaxed);
 		/* Records gone stale (probes unloaded): poll from now on. */
