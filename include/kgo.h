@@ -158,7 +158,10 @@ struct kgo_config {
  * kgo_syscall() or between kgo_syscall_begin/_end (so also the file and
  * network calls when io_uring is not used) goes on; when it returns,
  * its thread parks for good: the G never runs again, and nothing of
- * the runtime, this run's or a later kgo_run's, is touched. A G blocked
+ * the runtime, this run's or a later kgo_run's, is touched. Such a
+ * call, like an abandoned ring's operation, uses its buffers whenever
+ * the kernel gets to it, which may be after kgo_run returned: a write
+ * in flight may write what the buffer holds then. A G blocked
  * in a waiting call it made itself (read(2), recv, accept, poll, a
  * sleep..., without kgo_syscall_begin) is stopped by the preemption
  * signal before the call is restarted, so the call takes nothing, and
