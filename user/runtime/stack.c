@@ -395,6 +395,13 @@ static int chunk_grow(struct sclass *sc)
 		return -ENOMEM;
 	}
 	madvise(m, len, MADV_NOHUGEPAGE);
+	/* A write (to the first struct g's page) gives the chunk its
+	 * anon_vma before mprotect splits it: its pieces share that one
+	 * and can merge again (stack_release_all). Pieces faulted in after the
+	 * split get one each and stay apart: a kept chunk then still held
+	 * 25-37 mappings a run in abandon_keeps_few_mappings, 3 with it. */
+	if (pool.guard == GUARD_MPROTECT)
+		*(volatile char *)m = 0;
 	if (pool.guard == GUARD_MPROTECT && pool.guard_budget < (long)(2 * n)) {
 		if (!pool.unguarded)
 			kgo_printf("kgo: stacks of new Gs have no guard pages: "
@@ -528,6 +535,20 @@ void stack_free_g(struct g *gp)
 	unlock(&pool.lock);
 }
 
+/*
+ * stack_release_all() - unmap the chunks but those kept (stack_keep).
+ *
+ * A chunk kept for an abandoned M stays mapped for good;
+ * with mprotect guards it would keep its 2n+1 mappings too, and a
+ * program whose runs each abandon an M (main returning while Gs sleep
+ * in system calls) then ran into vm.max_map_count after ~127 runs: 6.1
+ * guest, sysmon_test exit_amid_handoffs, kgo_run -ENOMEM; run_test
+ * abandon_keeps_few_mappings: 515 mappings a run. So its guards go: one
+ * mprotect over the chunk, which merges it back into one mapping, as
+ * MADV_GUARD_INSTALL's chunks are. Its Gs never run again; an abandoned
+ * thread only returns from its call and parks (proc.c, "Abandoning Ms"),
+ * a few frames, and the memory under it is unchanged.
+ */
 void stack_release_all(void)
 {
 	struct chunk *ck, *next;
@@ -538,6 +559,8 @@ void stack_release_all(void)
 		next = ck->next;
 		if (!ck->keep)
 			munmap(ck->base, ck->len);
+		else if (pool.guard == GUARD_MPROTECT)
+			mprotect(ck->base, ck->len, PROT_READ | PROT_WRITE);
 		free(ck);
 	}
 	pool.chunks = NULL;
