@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "count_maps.h"
 #include "harness.h"
 #include "kgo.h"
 #include "kgo_run.h"
@@ -96,20 +97,6 @@ static void parked_fn(void *arg)
 	kgo_wg_done(&parked_wg);
 	kgo_wg_wait(&gate);
 	atomic_fetch_add(&done, 1);
-}
-
-static long count_maps(void)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	long n = 0;
-	int ch;
-
-	if (!f)
-		return -1;
-	while ((ch = fgetc(f)) != EOF)
-		n += ch == '\n';
-	fclose(f);
-	return n;
 }
 
 static void million_parked_main(void *arg)

@@ -60,6 +60,7 @@
 #include <unistd.h>
 
 #include "kgo.h"
+#include "count_maps.h"
 #include "harness.h"
 
 #define MS	1000000LL
@@ -426,21 +427,6 @@ TEST_TIMEOUT(abandon_syscall_backend, 60)
 		close(fds[1]);
 	}
 	unsetenv("KGO_IOURING");
-}
-
-/* Lines of /proc/self/maps: the mappings of this process. */
-static long count_maps(void)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	long n = 0;
-	int ch;
-
-	if (!f)
-		return -1;
-	while ((ch = fgetc(f)) != EOF)
-		n += ch == '\n';
-	fclose(f);
-	return n;
 }
 
 #define KEEP_RUNS	40
