@@ -12,7 +12,9 @@
  *		starts waiting for it (default 10000; 0: none)
  *   -P procs	KGO_MAXPROCS (default: the CPUs)
  *
- * Prints "listening on ADDR:PORT" once it accepts connections. Every
+ * Prints "listening on ADDR:PORT" once it accepts connections; with
+ * HTTPD_STATS=1 in the environment, the runtime's counters at the end
+ * (kgo_stats: switches, handoffs, sysmon wakeups...) on stderr. Every
  * request gets "200 OK" and "Hello, World!\n" (requests may be
  * pipelined; "Connection: close" closes after the answer). A
  * connection that sends nothing for the deadline is closed: kgo_recv_dl
@@ -277,6 +279,32 @@ static void httpd_main(void *arg)
 	*status = 0;
 }
 
+/* HTTPD_STATS=1: the runtime's counters of the run, on stderr, for
+ * the measurements in README's network section. */
+static void print_stats(void)
+{
+	struct kgo_stats st;
+
+	if (kgo_stats_get(&st, sizeof(st)) < 0)
+		return;
+	fprintf(stderr, "stats: ms %llu handoffs %llu (poll %llu timeout %llu "
+		"kernel %llu) switches %llu sysmon_wakeups %llu "
+		"preempt_signals %llu steals %llu globrunq %llu "
+		"io_uring_ops %llu nowait %llu timers_armed %llu\n",
+		(unsigned long long)st.ms, (unsigned long long)st.handoffs,
+		(unsigned long long)st.handoffs_poll,
+		(unsigned long long)st.handoffs_timeout,
+		(unsigned long long)st.handoffs_kernel_observed,
+		(unsigned long long)st.context_switches,
+		(unsigned long long)st.sysmon_wakeups,
+		(unsigned long long)st.preempt_signals,
+		(unsigned long long)st.steals,
+		(unsigned long long)st.global_runq_gets,
+		(unsigned long long)st.io_uring_ops,
+		(unsigned long long)st.io_nowait_hits,
+		(unsigned long long)st.timers_armed);
+}
+
 int main(int argc, char **argv)
 {
 	struct kgo_config cfg = { 0 };
@@ -318,5 +346,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "httpd: kgo_run: %s\n", strerror(-err));
 		return 1;
 	}
+	if (getenv("HTTPD_STATS"))
+		print_stats();
 	return status;
 }
