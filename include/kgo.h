@@ -796,6 +796,11 @@ struct kgo_stats {
 	 * kgo did not open or accept (its answer "blocking" is kept until
 	 * kgo_close), and one per wait on an O_NONBLOCK fd. */
 	uint64_t fd_flag_reads;
+	/* Gs waiting on the netpoller that sysmon's look (every 10 ms
+	 * while Gs wait) readied: their fd was ready and no M had looked
+	 * since, for up to that period. A share of a server's wakeups
+	 * here is a share of its requests delayed that long. */
+	uint64_t netpoll_sysmon_readies;
 };
 
 /**

@@ -290,7 +290,8 @@ static void print_stats(void)
 	fprintf(stderr, "stats: ms %llu handoffs %llu (poll %llu timeout %llu "
 		"kernel %llu) switches %llu sysmon_wakeups %llu "
 		"preempt_signals %llu steals %llu globrunq %llu "
-		"io_uring_ops %llu nowait %llu timers_armed %llu\n",
+		"io_uring_ops %llu nowait %llu timers_armed %llu "
+		"fd_flag_reads %llu netpoll_sysmon_readies %llu\n",
 		(unsigned long long)st.ms, (unsigned long long)st.handoffs,
 		(unsigned long long)st.handoffs_poll,
 		(unsigned long long)st.handoffs_timeout,
@@ -302,7 +303,9 @@ static void print_stats(void)
 		(unsigned long long)st.global_runq_gets,
 		(unsigned long long)st.io_uring_ops,
 		(unsigned long long)st.io_nowait_hits,
-		(unsigned long long)st.timers_armed);
+		(unsigned long long)st.timers_armed,
+		(unsigned long long)st.fd_flag_reads,
+		(unsigned long long)st.netpoll_sysmon_readies);
 }
 
 int main(int argc, char **argv)

@@ -286,6 +286,7 @@ static struct {
 	/* Statistics; relaxed. Kept across runs like sched's io counters. */
 	_Atomic uint64_t timeouts, cancelled, inline_ops;
 	_Atomic uint64_t flag_reads;	/* F_GETFL for O_NONBLOCK */
+	_Atomic uint64_t sysmon_readies; /* netpoller Gs io_sysmon readied */
 } io = { .efd = -1, .epfd = -1, .wepfd = -1, .breakfd = -1 };
 
 /* ------------------------------------------------------------------ */
@@ -1938,6 +1939,7 @@ bool io_netpoll_unchecked(void)
 void io_sysmon(int64_t now)
 {
 	struct reaped rp = { 0 };
+	int n;
 	int64_t last = atomic_load_explicit(&io.last_scan, memory_order_relaxed);
 
 	if (atomic_load_explicit(&sched.nio, memory_order_relaxed) == 0 ||
@@ -1945,8 +1947,15 @@ void io_sysmon(int64_t now)
 	    !atomic_compare_exchange_strong(&io.last_scan, &last, now))
 		return;
 	scan_rings(NULL, &rp);
+	n = rp.ngs;
 	netpoll_check(&rp);
 	netpoll(&rp);
+	/* Edges nobody else collected since they came, up to a period
+	 * ago: a request's wait that sysmon ended (README, "HTTP under
+	 * wrk": where the slow requests wait). */
+	if (rp.ngs > n)
+		atomic_fetch_add_explicit(&io.sysmon_readies, rp.ngs - n,
+					  memory_order_relaxed);
 	if (rp.ngs) {
 		reaped_ready(&rp);
 		wakep();
@@ -2340,6 +2349,8 @@ void io_stats(struct kgo_stats *s)
 		      IO_FALLBACK;
 	s->fd_flag_reads = atomic_load_explicit(&io.flag_reads,
 						memory_order_relaxed);
+	s->netpoll_sysmon_readies = atomic_load_explicit(&io.sysmon_readies,
+							 memory_order_relaxed);
 }
 
 bool io_has_ftruncate(void)
