@@ -284,28 +284,31 @@ static void httpd_main(void *arg)
 static void print_stats(void)
 {
 	struct kgo_stats st;
+	const struct {
+		const char *name;
+		const uint64_t *v;
+	} f[] = {
+		{ "switches", &st.context_switches },
+		{ "handoffs", &st.handoffs },
+		{ "sysmon_wakeups", &st.sysmon_wakeups },
+		{ "preempt_signals", &st.preempt_signals },
+		{ "steals", &st.steals },
+		{ "globrunq", &st.global_runq_gets },
+		{ "io_uring_ops", &st.io_uring_ops },
+		{ "nowait", &st.io_nowait_hits },
+		{ "timers_armed", &st.timers_armed },
+		{ "fd_flag_reads", &st.fd_flag_reads },
+		{ "netpoll_sysmon_readies", &st.netpoll_sysmon_readies },
+	};
+	size_t i;
 
 	if (kgo_stats_get(&st, sizeof(st)) < 0)
 		return;
-	fprintf(stderr, "stats: ms %llu handoffs %llu (poll %llu timeout %llu "
-		"kernel %llu) switches %llu sysmon_wakeups %llu "
-		"preempt_signals %llu steals %llu globrunq %llu "
-		"io_uring_ops %llu nowait %llu timers_armed %llu "
-		"fd_flag_reads %llu netpoll_sysmon_readies %llu\n",
-		(unsigned long long)st.ms, (unsigned long long)st.handoffs,
-		(unsigned long long)st.handoffs_poll,
-		(unsigned long long)st.handoffs_timeout,
-		(unsigned long long)st.handoffs_kernel_observed,
-		(unsigned long long)st.context_switches,
-		(unsigned long long)st.sysmon_wakeups,
-		(unsigned long long)st.preempt_signals,
-		(unsigned long long)st.steals,
-		(unsigned long long)st.global_runq_gets,
-		(unsigned long long)st.io_uring_ops,
-		(unsigned long long)st.io_nowait_hits,
-		(unsigned long long)st.timers_armed,
-		(unsigned long long)st.fd_flag_reads,
-		(unsigned long long)st.netpoll_sysmon_readies);
+	fprintf(stderr, "stats:");
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		fprintf(stderr, " %s %llu", f[i].name,
+			(unsigned long long)*f[i].v);
+	fprintf(stderr, "\n");
 }
 
 int main(int argc, char **argv)
