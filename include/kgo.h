@@ -794,7 +794,8 @@ struct kgo_stats {
 	uint64_t timers_armed;
 	/* fcntl(F_GETFL) calls made to honour O_NONBLOCK: one per fd that
 	 * kgo did not open or accept (its answer "blocking" is kept until
-	 * kgo_close), and one per wait on an O_NONBLOCK fd. */
+	 * kgo_close), and one per wait on an O_NONBLOCK fd; not counted:
+	 * sysmon's one per wait that lasts 10-20 ms. */
 	uint64_t fd_flag_reads;
 	/* Gs waiting on the netpoller that sysmon's look (every 10 ms
 	 * while Gs wait) readied: their fd was ready and no M had looked

@@ -1839,8 +1839,9 @@ static bool fd_nonblock_changed(int fd)
 
 	if (!(fdh_get(fd) & FDH_BLOCKING))
 		return false;
+	/* Not counted in flag_reads: how many waits last that long is the
+	 * load's (io_net_test nonblock_cached counts the calls' reads). */
 	fl = io_raw(SYS_fcntl, fd, F_GETFL, 0, 0, 0, 0);
-	atomic_fetch_add_explicit(&io.flag_reads, 1, memory_order_relaxed);
 	if (fl < 0 || !(fl & O_NONBLOCK))
 		return false;
 	fdh_clear(fd, FDH_BLOCKING);
@@ -2165,8 +2166,9 @@ void io_count_nowait(void)
  * So O_NONBLOCK set behind kgo's back on an fd it knows as blocking is
  * honoured 10-20 ms into the next wait rather than at once (kgo.h says
  * so), and a "non-blocking" answer is never kept: such fds read the
- * flag at each call that would wait, as before. Counted in
- * kgo_stats.fd_flag_reads (io_net_test nonblock_cached).
+ * flag at each call that would wait, as before. The calls' reads are
+ * counted in kgo_stats.fd_flag_reads (io_net_test nonblock_cached),
+ * sysmon's are not.
  */
 bool fd_nonblock(int fd)
 {
