@@ -602,10 +602,14 @@ long kgo_syscall(long nr, ...);
  * operations stay in flight: the stacks are kept for them, but a
  * buffer elsewhere may still be written.
  *
- * An fd's O_NONBLOCK flag is read when a call would wait; kgo keeps a
- * few hints per fd number (O_DIRECT, what RWF_NOWAIT does on it), which
- * cost at most a wasted try if the fd is closed and reused behind kgo's
- * back. Environment: KGO_IOURING=0 takes the syscall path on purpose;
+ * An fd's O_NONBLOCK flag is read when a call would first wait (taken
+ * from the flags of kgo_open and kgo_accept), and an answer "blocking"
+ * is kept until kgo_close of the fd: an fd made O_NONBLOCK later behind
+ * kgo's back (fcntl(F_SETFL), ioctl(FIONBIO), a close(2) and reuse of
+ * the number) gets -EAGAIN only when sysmon looks at its wait, 10-20 ms
+ * into it (measured ~1 s with KGO_OBSERVE=bpf), not at once. kgo also keeps a few hints per fd number
+ * (O_DIRECT, what RWF_NOWAIT does on it), which cost at most a wasted
+ * try if the fd is closed and reused behind kgo's back. Environment: KGO_IOURING=0 takes the syscall path on purpose;
  * KGO_IOWQ_MAX=N[,M] caps io_uring's worker threads per thread of the
  * runtime (bounded work, e.g. regular files; unbounded), 16 each by
  * default.
@@ -788,6 +792,16 @@ struct kgo_stats {
 	 * fd's timer is idle or must fire earlier: a fresh deadline per
 	 * request costs none (the poll descriptor in user/runtime/io.c). */
 	uint64_t timers_armed;
+	/* fcntl(F_GETFL) calls made to honour O_NONBLOCK: one per fd that
+	 * kgo did not open or accept (its answer "blocking" is kept until
+	 * kgo_close), and one per wait on an O_NONBLOCK fd; not counted:
+	 * sysmon's one per wait that lasts 10-20 ms. */
+	uint64_t fd_flag_reads;
+	/* Gs waiting on the netpoller that sysmon's look (every 10 ms
+	 * while Gs wait) readied: their fd was ready and no M had looked
+	 * since, for up to that period. A share of a server's wakeups
+	 * here is a share of its requests delayed that long. */
+	uint64_t netpoll_sysmon_readies;
 };
 
 /**

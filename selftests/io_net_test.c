@@ -30,7 +30,8 @@
  *			one socket both get theirs (the second goes to the
  *			ring); an fd number closed with close(2) and
  *			reused for another socket still wakes its waiter;
- *			O_NONBLOCK set after a wait gives -EAGAIN at once;
+ *			O_NONBLOCK set after a wait gives -EAGAIN (at
+ *			sysmon's look at the wait: nonblock_cached);
  *			a deadline still cancels (-ETIMEDOUT, the data sent
  *			afterwards still there); nothing left waiting.
  *   deadline_timers	a wait with a fresh deadline per request (the httpd
@@ -42,6 +43,10 @@
  *   readiness		kgo_poll's revents as poll(2)'s: POLLIN, POLLOUT,
  *			POLLHUP, POLLNVAL; O_NONBLOCK sockets get -EAGAIN
  *			from recv and accept at once.
+ *   nonblock_cached	the O_NONBLOCK flag is read once per fd, not at
+ *			every wait (kgo_stats fd_flag_reads); kgo_accept's
+ *			flags and kgo_close keep it right; set behind
+ *			kgo's back it ends the wait at sysmon's look.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -886,6 +891,126 @@ TEST_F(net, deadline_timers)
 TEST_F(net, readiness)
 {
 	run(readiness_main, NULL, 2);
+}
+
+/*
+ * nonblock_cached: a call that would wait reads the fd's O_NONBLOCK
+ * flag; it read it with an fcntl(F_GETFL) at every wait (one system
+ * call per request in the httpd example), and now keeps the answer
+ * "blocking" until kgo_close (io.c, "The O_NONBLOCK flag"). Counted in
+ * kgo_stats.fd_flag_reads: the DT_PINGS round trips of deadline_timers
+ * (P=1, each side waiting each time) read it once per fd, not once per
+ * wait; an fd from kgo_accept is known from its flags (no read); a
+ * number closed with kgo_close and reused for an O_NONBLOCK socket gets
+ * -EAGAIN at once; O_NONBLOCK set behind kgo's back ends the next wait
+ * with -EAGAIN at sysmon's look (not timed here).
+ */
+struct nbc {
+	uint64_t reads[8];	/* kgo_stats.fd_flag_reads before and after */
+	int64_t nb_late;	/* ns until O_NONBLOCK behind our back ended
+				 * the wait */
+};
+
+static uint64_t flag_reads(void)
+{
+	struct kgo_stats st;
+
+	kgo_stats_get(&st, sizeof(st));
+	return st.fd_flag_reads;
+}
+
+static void nonblock_cached_main(void *arg)
+{
+	struct dt dt = { .wg = KGO_WG_INIT };
+	struct nbc *nbc = arg;
+	struct sockaddr_in sa;
+	int lfd, cfd, afd, nsv[2], fd;
+	char c = 'p';
+	int64_t t0;
+	int i;
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, dt.sv));
+	kgo_wg_add(&dt.wg, 1);
+	kgo_go(dt_echo, &dt);
+	nbc->reads[0] = flag_reads();
+	for (i = 0; i < DT_PINGS; i++) {
+		ASSERT_EQ(1, kgo_send(dt.sv[0], &c, 1, 0));
+		ASSERT_EQ(1, kgo_recv(dt.sv[0], &c, 1, 0));
+		ASSERT_EQ('p', c);
+	}
+	nbc->reads[1] = flag_reads();
+
+	/* Accepted blocking: known from the flags, no read at its wait
+	 * (the listener's own flag read first, by a call that does not
+	 * wait). Accepted non-blocking: -EAGAIN; such an fd's flag is
+	 * read at each call that would wait, never kept. */
+	lfd = listener(&sa, 4);
+	EXPECT_EQ(-EAGAIN, kgo_accept_dl(lfd, NULL, NULL, SOCK_CLOEXEC, 0));
+	for (i = 0; i < 2; i++) {
+		cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ASSERT_LE(0, cfd);
+		ASSERT_EQ(0, connect(cfd, (struct sockaddr *)&sa, sizeof(sa)));
+		afd = kgo_accept(lfd, NULL, NULL,
+				 SOCK_CLOEXEC | (i ? SOCK_NONBLOCK : 0));
+		ASSERT_LE(0, afd);
+		nbc->reads[2 + i] = flag_reads();
+		if (i)
+			EXPECT_EQ(-EAGAIN, kgo_recv(afd, &c, 1, 0));
+		else
+			EXPECT_EQ(-ETIMEDOUT, kgo_recv_dl(afd, &c, 1, 0,
+						kgo_now() + 5 * MS));
+		nbc->reads[4 + i] = flag_reads();
+		kgo_close(afd);
+		close(cfd);
+	}
+	close(lfd);
+
+	/* kgo_close forgets: the number again, non-blocking this time. */
+	fd = dt.sv[0];
+	ASSERT_EQ(0, kgo_close(fd));
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC |
+				SOCK_NONBLOCK, 0, nsv));
+	if (nsv[0] != fd) {
+		ASSERT_EQ(fd, dup2(nsv[0], fd));
+		close(nsv[0]);
+	}
+	nbc->reads[6] = flag_reads();
+	EXPECT_EQ(-EAGAIN, kgo_recv(fd, &c, 1, 0));
+	nbc->reads[7] = flag_reads();
+
+	/* Made blocking behind kgo's back: waits (the flag is read at
+	 * each would-be wait of a non-blocking fd). Made non-blocking
+	 * again behind its back, once known as blocking: -EAGAIN when
+	 * sysmon looks at the wait. */
+	ASSERT_EQ(0, fcntl(fd, F_SETFL, 0));
+	EXPECT_EQ(-ETIMEDOUT, kgo_recv_dl(fd, &c, 1, 0, kgo_now() + 5 * MS));
+	ASSERT_EQ(0, fcntl(fd, F_SETFL, O_NONBLOCK));
+	t0 = kgo_now();
+	EXPECT_EQ(-EAGAIN, kgo_recv(fd, &c, 1, 0));
+	nbc->nb_late = kgo_now() - t0;
+
+	ASSERT_EQ(0, shutdown(nsv[1], SHUT_WR));
+	close(dt.sv[1]);	/* the echo G's recv sees the end */
+	kgo_wg_wait(&dt.wg);
+	close(fd);
+	close(nsv[1]);
+}
+
+TEST_F(net, nonblock_cached)
+{
+	struct nbc nbc = { 0 };
+
+	run(nonblock_cached_main, &nbc, 1);
+	/* One read per fd of the pair, not one per wait. */
+	EXPECT_GE(2, nbc.reads[1] - nbc.reads[0]);
+	/* Accepted blocking: none; non-blocking: the one of its call. */
+	EXPECT_EQ(0, nbc.reads[4] - nbc.reads[2]);
+	EXPECT_EQ(1, nbc.reads[5] - nbc.reads[3]);
+	/* The number again after kgo_close: read, and found non-blocking. */
+	EXPECT_EQ(1, nbc.reads[7] - nbc.reads[6]);
+	TH_LOG("%llu flag reads for %d waits; O_NONBLOCK behind kgo's back "
+	       "seen after %lld ms", (unsigned long long)(nbc.reads[1] -
+	       nbc.reads[0]), 2 * DT_PINGS, (long long)(nbc.nb_late / MS));
 }
 
 TEST_HARNESS_MAIN

@@ -12,7 +12,9 @@
  *		starts waiting for it (default 10000; 0: none)
  *   -P procs	KGO_MAXPROCS (default: the CPUs)
  *
- * Prints "listening on ADDR:PORT" once it accepts connections. Every
+ * Prints "listening on ADDR:PORT" once it accepts connections; with
+ * HTTPD_STATS=1 in the environment, the runtime's counters at the end
+ * (kgo_stats: switches, handoffs, sysmon wakeups...) on stderr. Every
  * request gets "200 OK" and "Hello, World!\n" (requests may be
  * pipelined; "Connection: close" closes after the answer). A
  * connection that sends nothing for the deadline is closed: kgo_recv_dl
@@ -277,6 +279,38 @@ static void httpd_main(void *arg)
 	*status = 0;
 }
 
+/* HTTPD_STATS=1: the runtime's counters of the run, on stderr, for
+ * the measurements in README's network section. */
+static void print_stats(void)
+{
+	struct kgo_stats st;
+	const struct {
+		const char *name;
+		const uint64_t *v;
+	} f[] = {
+		{ "switches", &st.context_switches },
+		{ "handoffs", &st.handoffs },
+		{ "sysmon_wakeups", &st.sysmon_wakeups },
+		{ "preempt_signals", &st.preempt_signals },
+		{ "steals", &st.steals },
+		{ "globrunq", &st.global_runq_gets },
+		{ "io_uring_ops", &st.io_uring_ops },
+		{ "nowait", &st.io_nowait_hits },
+		{ "timers_armed", &st.timers_armed },
+		{ "fd_flag_reads", &st.fd_flag_reads },
+		{ "netpoll_sysmon_readies", &st.netpoll_sysmon_readies },
+	};
+	size_t i;
+
+	if (kgo_stats_get(&st, sizeof(st)) < 0)
+		return;
+	fprintf(stderr, "stats:");
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		fprintf(stderr, " %s %llu", f[i].name,
+			(unsigned long long)*f[i].v);
+	fprintf(stderr, "\n");
+}
+
 int main(int argc, char **argv)
 {
 	struct kgo_config cfg = { 0 };
@@ -318,5 +352,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "httpd: kgo_run: %s\n", strerror(-err));
 		return 1;
 	}
+	if (getenv("HTTPD_STATS"))
+		print_stats();
 	return status;
 }

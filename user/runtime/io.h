@@ -8,6 +8,7 @@
 #define KGO_IO_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <liburing.h>
 #include <unistd.h>
@@ -158,6 +159,9 @@ void io_count_nowait(void);
 #define FDH_DIRECT	0x02	/* O_DIRECT: RWF_NOWAIT still waits for the device */
 #define FDH_NO_RNOWAIT	0x04	/* preadv2 refuses RWF_NOWAIT (EOPNOTSUPP) */
 #define FDH_NO_WNOWAIT	0x08	/* pwritev2 refuses RWF_NOWAIT */
+#define FDH_BLOCKING	0x10	/* no O_NONBLOCK (fd_nonblock; io.c, "The
+				 * O_NONBLOCK flag": sysmon catches a
+				 * stale one in a wait) */
 #define FDH_NETREG	0x20	/* added to the netpoller's epoll (io.c,
 				 * netpoll_check: sysmon catches a stale one) */
 #define FDH_SPECIAL	0x40	/* not a file nor a block device (pipe,
@@ -165,8 +169,14 @@ void io_count_nowait(void);
 #define FDH_SOCK	0x80	/* ... and a socket */
 uint8_t fdh_get(int fd);
 void fdh_set(int fd, uint8_t v);
+/* Set, clear @bits of @fd's hints, leaving the others as they are. */
+void fdh_or(int fd, uint8_t bits);
+void fdh_clear(int fd, uint8_t bits);
 
 /* The fd is O_NONBLOCK now: its calls must not wait. */
 bool fd_nonblock(int fd);
+/* The FDH_BLOCKING hint of an fd just made with these open(2) or
+ * accept4(2) flags (SOCK_NONBLOCK is O_NONBLOCK). */
+#define FDH_FROM_FLAGS(flags)	((flags) & O_NONBLOCK ? 0 : FDH_BLOCKING)
 
 #endif /* KGO_IO_H */

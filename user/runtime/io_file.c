@@ -68,6 +68,7 @@ static uint8_t fdh_learn(int fd)
 		return 0;		/* bad fd: the call reports it */
 	if (fl & O_DIRECT)
 		h |= FDH_DIRECT;
+	h |= FDH_FROM_FLAGS(fl);	/* io.c, "The O_NONBLOCK flag" */
 	fdh_set(fd, h);
 	return h;
 }
@@ -651,7 +652,8 @@ int kgo_openat(int dirfd, const char *path, int flags, mode_t mode)
 	r = ring_or_sys(o, false, SYS_openat, dirfd, (long)path,
 			flags, mode, 0);
 	if (r >= 0) {
-		fdh_set(r, FDH_KNOWN | (flags & O_DIRECT ? FDH_DIRECT : 0));
+		fdh_set(r, FDH_KNOWN | FDH_FROM_FLAGS(flags) |
+			(flags & O_DIRECT ? FDH_DIRECT : 0));
 		io_fd_fresh(r);
 	}
 	return r;

@@ -225,7 +225,7 @@ int kgo_accept_dl(int fd, struct sockaddr *addr, socklen_t *len, int flags,
 	r = io_sys(true, SYS_accept4, fd, (long)addr, (long)len, flags, 0, 0);
 out:
 	if (r >= 0) {
-		fdh_set(r, FDH_KNOWN);
+		fdh_set(r, FDH_KNOWN | FDH_FROM_FLAGS(flags));
 		io_fd_fresh(r);
 	}
 	return r;
