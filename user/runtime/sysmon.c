@@ -95,6 +95,35 @@
 #define SYSMON_SLACK_NS	1000			/* PR_SET_TIMERSLACK */
 #define WAKEP_LOOK	(1000 * 1000LL)		/* proc.c, "Deferred wakeups" */
 
+/*
+ * Wakeups by cause: what ended each of sysmon's sleeps, counted for
+ * KGO_DEBUG=observe=1 (one line at exit). The first five are other
+ * threads' wakeups (sm.woke_by), the rest the deadline sysmon chose.
+ */
+enum sysmon_why {
+	WHY_KICK,	/* the probes' signal (sysmon_kick) */
+	WHY_KICK_M,	/* a kicked M passed its P on (sysmon_kick_remote) */
+	WHY_WAKEP,	/* a deferred wakeup (sysmon_wakep_kick) */
+	WHY_WAKE,	/* out of the deep sleep (sysmon_wake) */
+	WHY_STOP,	/* sysmon_stop */
+	WHY_FIRST,	/* bpf mode's first look */
+	WHY_DELAY,	/* the polling period */
+	WHY_SLICE,	/* a slice's end, a retake's 10 ms, a wakep look */
+	WHY_BETWEEN,	/* a P between two owners (WAKEP_LOOK) */
+	WHY_TICK,	/* TICK_LOOK */
+	WHY_IO,		/* bpf mode: io rings and netpoll waits */
+	WHY_KICKGAP,	/* the gap before wakep_arm arms again */
+	WHY_TRACE,	/* schedtrace */
+	WHY_N
+};
+
+static const char *const why_str[WHY_N] = {
+	"kick", "kick_m", "wakep", "wake", "stop", "first", "delay",
+	"slice", "between", "tick", "io", "kickgap", "trace",
+};
+
+static void wake_note(enum sysmon_why why);
+
 static struct {
 	pthread_t thread;
 	bool started;
@@ -116,6 +145,12 @@ static struct {
 	/* sysmon's own: "Deferred wakeups in bpf mode". */
 	bool armed, kicked;
 	int64_t kick_gap, arm_after;
+	/* Why sysmon woke ("Wakeups by cause"): the wakers' bits, OR'd
+	 * before they mark the note (relaxed: a statistic); the counts,
+	 * sysmon's own. */
+	_Atomic uint32_t woke_by;
+	_Atomic uint64_t why[WHY_N];	/* sysmon writes, kgo_stats reads */
+	uint64_t deep;
 } sm;
 
 /*
@@ -443,8 +478,9 @@ _Atomic bool sysmon_wakep_armed;
 void sysmon_wakep_kick(void)
 {
 	if (atomic_exchange_explicit(&sysmon_wakep_armed, false,
-				     memory_order_relaxed))
-		sysmon_kick_remote();
+				     memory_order_relaxed)) {
+		wake_note(WHY_WAKEP);
+	}
 }
 
 #define KICK_GAP_MAX	(16 * 1000 * 1000LL)
@@ -720,18 +756,57 @@ static void wake_clear(void)
 	unlock(&sm.lock);
 }
 
+/* After a sleep: count what ended it, the wakers' bits or else @why,
+ * the deadline's. A wakeup that came while sysmon was awake counts for
+ * the sleep it ended at once. */
+static void why_count(enum sysmon_why why)
+{
+	uint32_t by = atomic_exchange_explicit(&sm.woke_by, 0,
+					       memory_order_relaxed);
+	int i;
+
+	for (i = 0; i < WHY_N; i++)
+		if (by ? by & (1u << i) : i == (int)why)
+			atomic_store_explicit(&sm.why[i], atomic_load_explicit(
+				&sm.why[i], memory_order_relaxed) + 1,
+				memory_order_relaxed);
+}
+
+/* KGO_DEBUG=observe=1, at exit: the wakeups by cause. */
+static void why_print(void)
+{
+	char buf[512];
+	int i, n;
+
+	n = snprintf(buf, sizeof(buf), "kgo: sysmon woke %llu times:",
+		     (unsigned long long)atomic_load(&sm.wakeups));
+	for (i = 0; i < WHY_N && n < (int)sizeof(buf); i++)
+		if (atomic_load(&sm.why[i]))
+			n += snprintf(buf + n, sizeof(buf) - n, " %s %llu",
+				      why_str[i],
+				      (unsigned long long)atomic_load(&sm.why[i]));
+	kgo_printf("%s; and from its deep sleep %llu times\n", buf,
+		   (unsigned long long)sm.deep);
+}
+
+/* Mark sysmon's note woken, for @why; a futex wake if it sleeps there.
+ * Release: what the waker wrote is seen by sysmon. */
+static void wake_note(enum sysmon_why why)
+{
+	atomic_fetch_or_explicit(&sm.woke_by, 1u << why, memory_order_relaxed);
+	if (atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
+				     memory_order_release) == NOTE_KERNEL_VALUE)
+		futex_wake(&sm.wake.key, 1);
+}
+
 /* Wake sysmon: at most one wakeup per arming. Not notewakeup(): the
  * probes' signal (sysmon_kick) may have marked the note woken already,
  * which notewakeup would take for a double wakeup. */
-static void wake_locked(void)
+static void wake_locked(enum sysmon_why why)
 {
 	if (sm.wake_armed) {
 		sm.wake_armed = false;
-		/* Release: what the waker wrote is seen by sysmon. */
-		if (atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
-					     memory_order_release) ==
-		    NOTE_KERNEL_VALUE)
-			futex_wake(&sm.wake.key, 1);
+		wake_note(why);
 	}
 }
 
@@ -770,20 +845,21 @@ static int64_t bpf_until(int64_t now)
  */
 void sysmon_kick(void)
 {
+	atomic_fetch_or_explicit(&sm.woke_by, 1u << WHY_KICK,
+				 memory_order_relaxed);
 	atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
 				 memory_order_release);
 }
 
 void sysmon_kick_remote(void)
 {
-	if (atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
-				     memory_order_release) == NOTE_KERNEL_VALUE)
-		futex_wake(&sm.wake.key, 1);
+	wake_note(WHY_KICK_M);
 }
 
 static void *sysmon(void *arg)
 {
 	int64_t delay = DELAY_MIN, lasttrace = 0, now, until, t;
+	enum sysmon_why why;
 	bool looked = false;
 	int nticked;
 	int idle = 0;
@@ -811,35 +887,50 @@ static void *sysmon(void *arg)
 		now = nanotime();
 		park_clock_set(now);	/* traceback.h */
 		until = now + delay;
+		why = WHY_DELAY;
 		/* bpf mode: a look before the first sleep. A block before
 		 * sysmon registered (observe_sysmon_init) woke nobody. */
-		if (sm.obs->kernel_wakes)
+		if (sm.obs->kernel_wakes) {
 			until = looked ? bpf_until(now) : now;
+			why = looked ? WHY_IO : WHY_FIRST;
+		}
 		nticked = 0;
 		t = next_slice_end(now, &nticked);
-		if (t < until)
+		if (t < until) {
 			until = t > now + DELAY_MIN ? t : now + DELAY_MIN;
+			why = WHY_SLICE;
+		}
 		/* bpf mode, nothing to time and yet not every P on the
 		 * idle list: a P between two owners (kgo_run's first, taken
 		 * without pidleget; one being released), which no wakeup
 		 * announces. Look again in a millisecond. */
 		if (until == INT64_MAX && atomic_load(&sched.npidle) +
-		    nticked < sched.gomaxprocs)
+		    nticked < sched.gomaxprocs) {
 			until = now + WAKEP_LOOK;
+			why = WHY_BETWEEN;
+		}
 		/* bpf mode, the Gs that run are timed by the kernel's
 		 * tick, which stops them (observe_bpf.c, tick_times): a
 		 * look a second only, to notice probes unloaded under a
 		 * G that then no tick stops (observe_check). */
-		if (until == INT64_MAX && nticked)
+		if (until == INT64_MAX && nticked) {
 			until = now + TICK_LOOK;
+			why = WHY_TICK;
+		}
 		/* bpf mode, a long sleep: the next deferred wakeup ends it
 		 * (above, "Deferred wakeups in bpf mode"). */
-		if (sm.obs->kernel_wakes)
-			until = wakep_arm(now, until);
+		if (sm.obs->kernel_wakes) {
+			t = wakep_arm(now, until);
+			if (t != until)
+				why = WHY_KICKGAP;
+			until = t;
+		}
 		if (sm.schedtrace_ns) {
 			t = lasttrace + sm.schedtrace_ns;
-			if (t < until)
+			if (t < until) {
 				until = t > now ? t : now;
+				why = WHY_TRACE;
+			}
 		}
 		/* Nothing to time, every P idle (bpf mode): the deep
 		 * sleep below, whose flag the takers of a P look at. */
@@ -850,6 +941,7 @@ static void *sysmon(void *arg)
 		wakep_disarm();
 		wake_clear();
 		atomic_fetch_add_explicit(&sm.wakeups, 1, memory_order_relaxed);
+		why_count(why);
 		/* Records gone stale (probes unloaded): poll from now on. */
 		if (sm.obs->kernel_wakes && !observe_check(nanotime()))
 			sm.obs = &observer_poll;
@@ -867,6 +959,10 @@ static void *sysmon(void *arg)
 				notesleep_until_nospin(&sm.wake, -1);
 			atomic_store(&sysmon_sleeping, false);
 			wake_clear();
+			/* Counted apart: the deep sleeps are not wakeups. */
+			atomic_store_explicit(&sm.woke_by, 0,
+					      memory_order_relaxed);
+			sm.deep++;
 			idle = 0;
 			continue;
 		}
@@ -894,7 +990,7 @@ void sysmon_wake(void)
 {
 	lock(&sm.lock);
 	if (atomic_load(&sysmon_sleeping))
-		wake_locked();
+		wake_locked(WHY_WAKE);
 	unlock(&sm.lock);
 }
 
@@ -1045,9 +1141,11 @@ void sysmon_stop(void)
 		return;
 	atomic_store(&sm.stop, true);
 	lock(&sm.lock);
-	wake_locked();
+	wake_locked(WHY_STOP);
 	unlock(&sm.lock);
 	pthread_join(sm.thread, NULL);
+	if (observe_debug)
+		why_print();
 	observe_m0_exit();
 	observe_stop();
 	preempt_fini();
@@ -1060,6 +1158,8 @@ void sysmon_stop(void)
 /* Fill sysmon's and preemption's fields of kgo_stats (kgo_stats_get). */
 void sysmon_stats(struct kgo_stats *st)
 {
+	int i;
+
 	st->sysmon_wakeups = atomic_load_explicit(&sm.wakeups,
 						  memory_order_relaxed);
 	st->preempt_signals = atomic_load_explicit(&sm.signals,
@@ -1069,5 +1169,14 @@ void sysmon_stats(struct kgo_stats *st)
 						 memory_order_relaxed);
 	st->handoffs_timeout = atomic_load_explicit(&sm.handoffs_timeout,
 						    memory_order_relaxed);
+	st->sysmon_wakeups_kick = atomic_load_explicit(&sm.why[WHY_KICK],
+						       memory_order_relaxed);
+	st->sysmon_wakeups_passed = atomic_load_explicit(&sm.why[WHY_KICK_M],
+							 memory_order_relaxed);
+	st->sysmon_wakeups_wakep = atomic_load_explicit(&sm.why[WHY_WAKEP],
+							memory_order_relaxed);
+	for (i = WHY_FIRST; i < WHY_N; i++)
+		st->sysmon_wakeups_timer += atomic_load_explicit(&sm.why[i],
+							memory_order_relaxed);
 	observe_stats(st);
 }
