@@ -32,6 +32,9 @@
  *   kick_race_bpf		bpf mode, Gs in short blocking syscalls: a
  *				second kick to an idle M before it woke
  *				is handed on by that M, not by sysmon.
+ *   short_calls_quiet_bpf	bpf mode, a G alone in short blocking calls
+ *				beside an idle P: sysmon does not wake for
+ *				them (it woke 10 ms after each look).
  *   exit_amid_handoffs		main returns while sysmon retakes Ps from
  *				Gs in syscalls: kgo_run returns, 1000 times
  *				(at least 100: fewer when slow, see there).
@@ -626,6 +629,59 @@ TEST_TIMEOUT(kick_race_bpf, 60)
 	       (unsigned long long)st.sysmon_wakeups,
 	       (unsigned long long)st.sysmon_wakeups_passed);
 	EXPECT_LE(st.sysmon_wakeups_passed, st.observe_kicks_passed);
+}
+
+/*
+ * bpf mode: one G in a loop of 50 us sleeps through kgo_syscall, the
+ * other P idle, nothing waiting. Each sleep blocks with an idle P about,
+ * so the probes kick nobody (Go's rule: such a P is retaken only after
+ * 10 ms). sysmon looked 10 ms after each look that saw a sleep (the
+ * retake's deadline) and found that sleep long over: ~100 wakeups a
+ * second for nothing. A blocked M uses no CPU, and with a P idle its
+ * own is not needed: sysmon times such a call only once the last idle P
+ * is taken (pidleget wakes it then). Counted over 300 ms by a thread
+ * outside the runtime (sysmon_count.h): polling at 10 ms would be ~30.
+ */
+static atomic_int quiet_stop;
+
+static void quiet_sleeper(void *arg)
+{
+	struct timespec ts = { 0, 50 * 1000 };
+
+	(void)arg;
+	while (!atomic_load_explicit(&quiet_stop, memory_order_relaxed))
+		kgo_syscall(SYS_nanosleep, &ts, NULL);
+	kgo_wg_done(&race_wg);
+}
+
+static void quiet_main(void *arg)
+{
+	atomic_store(&quiet_stop, 0);
+	kgo_wg_add(&race_wg, 1);
+	ASSERT_EQ(0, kgo_go(quiet_sleeper, NULL));
+	*(uint64_t *)arg = sysmon_wakeups_idle(50 * MS, 300 * MS);
+	atomic_store(&quiet_stop, 1);
+	kgo_wg_wait(&race_wg);
+}
+
+TEST_TIMEOUT(short_calls_quiet_bpf, 60)
+{
+	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
+	struct kgo_stats st;
+	uint64_t wakeups = 0;
+
+	unsetenv("KGO_OBSERVE");
+	ASSERT_EQ(0, kgo_run(quiet_main, &wakeups, &cfg));
+	memset(&st, 0, sizeof(st));
+	kgo_stats_get(&st, sizeof(st));
+	if (st.observe != KGO_OBSERVE_BPF) {
+		SKIP(return, "no bpf mode: %s", st.observe_why);
+	}
+	TH_LOG("sysmon woke %llu times in 300 ms (%llu in the run: %llu at "
+	       "its deadlines)", (unsigned long long)wakeups,
+	       (unsigned long long)st.sysmon_wakeups,
+	       (unsigned long long)st.sysmon_wakeups_timer);
+	EXPECT_LT(wakeups, 10);
 }
 
 /* ------------------------------------------------------------------ */

@@ -808,7 +808,9 @@ static struct p *pidleget(void)
 		sched.pidle = pp->link;
 		/* seq_cst, then a seq_cst load: pairs with sysmon's store of
 		 * sysmon_sleeping before it reads npidle (sysmon.c). */
-		atomic_fetch_sub(&sched.npidle, 1);
+		if (atomic_fetch_sub(&sched.npidle, 1) == 1 &&
+		    unlikely(atomic_load(&sysmon_untimed)))	/* seq_cst */
+			sysmon_untimed_wake();
 		if (unlikely(atomic_load(&sysmon_sleeping)))
 			sysmon_wake();
 	}

@@ -746,6 +746,11 @@ void sysmon_stop(void);
  * idle list then calls sysmon_wake() (sched.lock may be held: sysmon's
  * lock is after it). seq_cst against sched.npidle. */
 extern _Atomic bool sysmon_sleeping;
+/* bpf mode: sysmon left blocked calls untimed while a P idled; the
+ * taker of the last idle P calls sysmon_untimed_wake (sysmon.c,
+ * "Blocked calls beside an idle P"). May be called with sched.lock. */
+extern _Atomic bool sysmon_untimed;
+void sysmon_untimed_wake(void);
 void sysmon_wake(void);
 /* The same, after a seq_cst store the sleeper looks at (cheap when it
  * is awake: one load). */

@@ -52,11 +52,13 @@
  * slices that run (where the preemption tick from BPF times a slice,
  * bpf/kgo_tick.bpf.c, it looks only once a second: next_slice_end and
  * TICK_LOOK), or 10 ms later for a P whose M is blocked with
- * nothing waiting (Go's rule, once per call), or while Gs wait on io
- * rings the kernel cannot see (io_sysmon), and for schedtrace and the
- * stack scavenger. Handoffs are counted by cause: kernel-observed (of
- * which those the kicked M took: handoffs_kicked_m), poll (the guess)
- * and timeout.
+ * nothing waiting (Go's rule, once per call) while no P idles (with one
+ * idle it waits for pidleget to take the last: "Blocked calls beside
+ * an idle P"), or while Gs wait on io rings the kernel cannot see
+ * (io_sysmon), and for schedtrace and the stack scavenger. What woke
+ * it is counted by cause ("Wakeups by cause"; kgo_stats). Handoffs are
+ * counted by cause too: kernel-observed (of which those the kicked M
+ * took: handoffs_kicked_m), poll (the guess) and timeout.
  *
  * Sleeping (Go's backoff)
  * -----------------------
@@ -106,6 +108,7 @@ enum sysmon_why {
 	WHY_WAKEP,	/* a deferred wakeup (sysmon_wakep_kick) */
 	WHY_WAKE,	/* out of the deep sleep (sysmon_wake) */
 	WHY_STOP,	/* sysmon_stop */
+	WHY_UNTIMED,	/* the last idle P taken, calls untimed (pidleget) */
 	WHY_FIRST,	/* bpf mode's first look */
 	WHY_DELAY,	/* the polling period */
 	WHY_SLICE,	/* a slice's end, a retake's 10 ms, a wakep look */
@@ -118,7 +121,7 @@ enum sysmon_why {
 };
 
 static const char *const why_str[WHY_N] = {
-	"kick", "kick_m", "wakep", "wake", "stop", "first", "delay",
+	"kick", "kick_m", "wakep", "wake", "stop", "untimed", "first", "delay",
 	"slice", "between", "tick", "io", "kickgap", "trace",
 };
 
@@ -528,12 +531,45 @@ static void wakep_disarm(void)
 		sm.kicked = true;
 }
 
+/*
+ * Blocked calls beside an idle P (bpf mode)
+ * -----------------------------------------
+ * A P in a syscall was looked at again at the end of its G's slice or
+ * 10 ms after sysmon first saw the call (SYSCALL_RETAKE), whichever
+ * came first. With Gs in short blocking calls there is a call at
+ * almost every look, so sysmon woke every 10 ms or sooner and found
+ * that call long over (sysmon_test short_calls_quiet_bpf: 79-138
+ * wakeups in 300 ms of one G in 50 us sleeps; `KGO_DEBUG=observe=1
+ * build/bench/sysmon_cpu -p 2 -n 10000 -w 8`: 210-347 such deadlines
+ * of 431-519 wakeups, 5-13 of them retaking a P). But an M blocked in
+ * its call (the probes' record, observe_syscall_blocked) uses no CPU,
+ * so its G's slice does not run out, and while a P idles its own P is
+ * not needed: the probes kick at once when work waits or no P idles,
+ * and other Ms run its timers (findrunnable). So sysmon times such a
+ * call only when no P idles. It counts them (untimed) and, before it
+ * sleeps, raises sysmon_untimed; pidleget, taking the last idle P,
+ * wakes it (seq_cst both sides, as for sysmon_sleeping: sysmon stores
+ * the flag, then reads npidle; pidleget decrements npidle, then reads
+ * the flag), and the 10 ms of Go's rule run from there. A call on a
+ * CPU is timed as before, to the end of its slice. The cost: an M
+ * that blocks, then runs on in its call on a CPU, is timed only from
+ * sysmon's next look.
+ */
+_Atomic bool sysmon_untimed;
+
+void sysmon_untimed_wake(void)
+{
+	if (atomic_exchange(&sysmon_untimed, false))
+		wake_note(WHY_UNTIMED);
+}
+
 /* When must sysmon look again, at the latest, for the slices running
  * now (and for wakeups deferred while a P idles)? INT64_MAX: no G is
- * running long. */
-static int64_t next_slice_end(int64_t now, int *nticked)
+ * running long. @nticked: Ps whose slice the kernel's tick times;
+ * @nuntimed: Ps in calls blocked beside an idle P (above). */
+static int64_t next_slice_end(int64_t now, int *nticked, int *nuntimed)
 {
-	int64_t next = INT64_MAX, t;
+	int64_t next = INT64_MAX, t, w;
 	bool idlep = atomic_load_explicit(&sched.npidle,
 					  memory_order_relaxed) > 0;
 	int i;
@@ -548,10 +584,21 @@ static int64_t next_slice_end(int64_t now, int *nticked)
 		 * CPU, and a P whose M is blocked there without anything
 		 * waiting is taken after SYSCALL_RETAKE (Go's rule). */
 		if (st == P_SYSCALL && sm.obs->kernel_wakes) {
-			t = sm.obs->slice_end(pp, pm);
-			if (pm->syscallwhen &&
-			    pm->syscallwhen + SYSCALL_RETAKE < t)
-				t = pm->syscallwhen + SYSCALL_RETAKE;
+			bool blocked = observe_syscall_blocked(pp, now);
+
+			if (blocked && idlep) {
+				(*nuntimed)++;
+				continue;
+			}
+			t = blocked ? INT64_MAX : sm.obs->slice_end(pp, pm);
+			/* Go's 10 ms, from the look that first saw the
+			 * call: a call begun since the last look is one
+			 * the next look sees first. */
+			w = pm->syscalltick == atomic_load_explicit(
+				&pp->syscalltick, memory_order_relaxed) ?
+			    pm->syscallwhen : now;
+			if (blocked && w + SYSCALL_RETAKE < t)
+				t = w + SYSCALL_RETAKE;
 			if (t < next)
 				next = t;
 			continue;
@@ -861,7 +908,7 @@ static void *sysmon(void *arg)
 	int64_t delay = DELAY_MIN, lasttrace = 0, now, until, t;
 	enum sysmon_why why;
 	bool looked = false;
-	int nticked;
+	int nticked, nuntimed;
 	int idle = 0;
 
 	(void)arg;
@@ -892,10 +939,10 @@ static void *sysmon(void *arg)
 		 * sysmon registered (observe_sysmon_init) woke nobody. */
 		if (sm.obs->kernel_wakes) {
 			until = looked ? bpf_until(now) : now;
-			why = looked ? WHY_IO : WHY_FIRST;
+			why = looked ? WHY_IO : WHY_FIRST;	/* if finite */
 		}
-		nticked = 0;
-		t = next_slice_end(now, &nticked);
+		nticked = nuntimed = 0;
+		t = next_slice_end(now, &nticked, &nuntimed);
 		if (t < until) {
 			until = t > now + DELAY_MIN ? t : now + DELAY_MIN;
 			why = WHY_SLICE;
@@ -905,15 +952,16 @@ static void *sysmon(void *arg)
 		 * without pidleget; one being released), which no wakeup
 		 * announces. Look again in a millisecond. */
 		if (until == INT64_MAX && atomic_load(&sched.npidle) +
-		    nticked < sched.gomaxprocs) {
+		    nticked + nuntimed < sched.gomaxprocs) {
 			until = now + WAKEP_LOOK;
 			why = WHY_BETWEEN;
 		}
 		/* bpf mode, the Gs that run are timed by the kernel's
-		 * tick, which stops them (observe_bpf.c, tick_times): a
-		 * look a second only, to notice probes unloaded under a
-		 * G that then no tick stops (observe_check). */
-		if (until == INT64_MAX && nticked) {
+		 * tick, which stops them (observe_bpf.c, tick_times), and
+		 * the calls left untimed wake us when the last idle P is
+		 * taken: a look a second only, to notice probes unloaded
+		 * under a G that then no tick stops (observe_check). */
+		if (until == INT64_MAX && (nticked || nuntimed)) {
 			until = now + TICK_LOOK;
 			why = WHY_TICK;
 		}
@@ -932,6 +980,17 @@ static void *sysmon(void *arg)
 				why = WHY_TRACE;
 			}
 		}
+		/* Blocked calls left untimed beside an idle P: the taker
+		 * of the last idle P wakes us ("Blocked calls beside an
+		 * idle P"), unless it came already. */
+		if (nuntimed) {
+			atomic_store(&sysmon_untimed, true);	/* seq_cst */
+			if (!atomic_load(&sched.npidle) &&
+			    atomic_exchange(&sysmon_untimed, false)) {
+				until = now + DELAY_MIN;
+				why = WHY_UNTIMED;
+			}
+		}
 		/* Nothing to time, every P idle (bpf mode): the deep
 		 * sleep below, whose flag the takers of a P look at. */
 		if (sm.obs->kernel_wakes)
@@ -939,6 +998,8 @@ static void *sysmon(void *arg)
 		if (until != INT64_MAX)
 			notesleep_until_nospin(&sm.wake, until);
 		wakep_disarm();
+		atomic_store_explicit(&sysmon_untimed, false,
+				      memory_order_relaxed);
 		wake_clear();
 		atomic_fetch_add_explicit(&sm.wakeups, 1, memory_order_relaxed);
 		why_count(why);
@@ -1175,7 +1236,7 @@ void sysmon_stats(struct kgo_stats *st)
 							 memory_order_relaxed);
 	st->sysmon_wakeups_wakep = atomic_load_explicit(&sm.why[WHY_WAKEP],
 							memory_order_relaxed);
-	for (i = WHY_FIRST; i < WHY_N; i++)
+	for (i = WHY_UNTIMED; i < WHY_N; i++)
 		st->sysmon_wakeups_timer += atomic_load_explicit(&sm.why[i],
 							memory_order_relaxed);
 	observe_stats(st);
