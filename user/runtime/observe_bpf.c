@@ -653,6 +653,12 @@ bool observe_tick_asks(struct m *mp)
 	return true;
 }
 
+/* Does the kernel's tick time the running Gs' slices? (sysmon.c) */
+bool observe_tick_on(void)
+{
+	return atomic_load_explicit(&obs.tick_on, memory_order_relaxed);
+}
+
 void observe_sysmon_init(void)
 {
 	sigset_t set;

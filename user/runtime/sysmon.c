@@ -965,6 +965,14 @@ static void *sysmon(void *arg)
 			until = now + TICK_LOOK;
 			why = WHY_TICK;
 		}
+		/* Without the tick, a G back from an untimed call runs
+		 * with nobody timing its slice but us: a look a slice on
+		 * (as the call's own deadline was). */
+		if (nuntimed && !observe_tick_on() &&
+		    until > now + sched.slice_ns) {
+			until = now + sched.slice_ns;
+			why = WHY_SLICE;
+		}
 		/* bpf mode, a long sleep: the next deferred wakeup ends it
 		 * (above, "Deferred wakeups in bpf mode"). */
 		if (sm.obs->kernel_wakes) {
