@@ -802,6 +802,21 @@ struct kgo_stats {
 	 * since, for up to that period. A share of a server's wakeups
 	 * here is a share of its requests delayed that long. */
 	uint64_t netpoll_sysmon_readies;
+	/* bpf mode: the probes' kicks that found their idle M kicked
+	 * already by another block (it hands that P on itself:
+	 * user/runtime/proc.c, "Two kicks"), and those that found it
+	 * woken by a waker, which pass the P to sysmon. */
+	uint64_t observe_kicks_second;
+	uint64_t observe_kicks_passed;
+	/* sysmon_wakeups by cause (a wakeup may have several): the
+	 * probes' signal, an M that passed a kick on, a deferred wakeup
+	 * (user/runtime/sysmon.c, "Deferred wakeups in bpf mode"), and
+	 * sysmon's own deadlines (a slice's end, a syscall's retake, its
+	 * polling period, schedtrace). */
+	uint64_t sysmon_wakeups_kick;
+	uint64_t sysmon_wakeups_passed;
+	uint64_t sysmon_wakeups_wakep;
+	uint64_t sysmon_wakeups_timer;
 };
 
 /**

@@ -29,6 +29,12 @@
  *				although its readier spins on.
  *   deferred_wakeup_runs_bpf	the same in bpf mode, well before sysmon's
  *				once-a-second look.
+ *   kick_race_bpf		bpf mode, Gs in short blocking syscalls: a
+ *				second kick to an idle M before it woke
+ *				is handed on by that M, not by sysmon.
+ *   short_calls_quiet_bpf	bpf mode, a G alone in short blocking calls
+ *				beside an idle P: sysmon does not wake for
+ *				them (it woke 10 ms after each look).
  *   exit_amid_handoffs		main returns while sysmon retakes Ps from
  *				Gs in syscalls: kgo_run returns, 1000 times
  *				(at least 100: fewer when slow, see there).
@@ -555,6 +561,132 @@ TEST_TIMEOUT(deferred_wakeup_runs_bpf, 30)
 	ASSERT_LE(0, waited);
 	TH_LOG("the readied G ran %.0f us after its send", waited / 1e3);
 	EXPECT_LT(waited, 500 * MS);
+}
+
+/* ------------------------------------------------------------------ */
+/* The kick that finds its M awake (proc.c)                            */
+/* ------------------------------------------------------------------ */
+
+#define RACE_GS		8
+#define RACE_ROUNDS	5000
+
+static struct kgo_wg race_wg = KGO_WG_INIT;
+
+static void race_sleeper(void *arg)
+{
+	struct timespec ts = { 0, 50 * 1000 };
+	int i;
+
+	(void)arg;
+	for (i = 0; i < RACE_ROUNDS; i++) {
+		kgo_syscall(SYS_nanosleep, &ts, NULL);
+		kgo_syscall(SYS_getppid);
+	}
+	kgo_wg_done(&race_wg);
+}
+
+static void race_main(void *arg)
+{
+	int i;
+
+	(void)arg;
+	kgo_wg_add(&race_wg, RACE_GS);
+	for (i = 0; i < RACE_GS; i++)
+		ASSERT_EQ(0, kgo_go(race_sleeper, NULL));
+	kgo_wg_wait(&race_wg);
+}
+
+/*
+ * bpf mode: Gs that block in 50 us sleeps with others waiting for their
+ * P (bench/sysmon_cpu's load). The probes kick the idle M at the head
+ * of midle, and kick it again when a second M blocks before the first
+ * kick's M has left midle (proc.c, "Two kicks"). That M takes the first
+ * P and hands the second on itself: sysmon is woken only by kicks that
+ * found their M woken by a waker (observe_kicks_passed). Before, every
+ * second kick woke sysmon too (481-649 of its 529-791 wakeups in
+ * sysmon_cpu). How often the race comes is the machine's doing: the
+ * counts are logged, the rule holds for any.
+ */
+TEST_TIMEOUT(kick_race_bpf, 60)
+{
+	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
+	struct kgo_stats st;
+
+	unsetenv("KGO_OBSERVE");
+	ASSERT_EQ(0, kgo_run(race_main, NULL, &cfg));
+	memset(&st, 0, sizeof(st));
+	kgo_stats_get(&st, sizeof(st));
+	if (st.observe != KGO_OBSERVE_BPF) {
+		SKIP(return, "no bpf mode: %s", st.observe_why);
+	}
+	TH_LOG("kicks: %llu to Ms (%llu found them kicked already, %llu "
+	       "awake), %llu to sysmon; sysmon woke %llu times, %llu by a "
+	       "passed kick",
+	       (unsigned long long)st.observe_kicks_m,
+	       (unsigned long long)st.observe_kicks_second,
+	       (unsigned long long)st.observe_kicks_passed,
+	       (unsigned long long)st.observe_kicks,
+	       (unsigned long long)st.sysmon_wakeups,
+	       (unsigned long long)st.sysmon_wakeups_passed);
+	EXPECT_LE(st.sysmon_wakeups_passed, st.observe_kicks_passed);
+}
+
+/*
+ * bpf mode: one G in a loop of 50 us sleeps through kgo_syscall, the
+ * other P idle, nothing waiting. Each sleep blocks with an idle P about,
+ * so the probes kick nobody (Go's rule: such a P is retaken only after
+ * 10 ms). sysmon looked 10 ms after each look that saw a sleep (the
+ * retake's deadline) and found that sleep long over: ~100 wakeups a
+ * second for nothing. A blocked M uses no CPU, and with a P idle its
+ * own is not needed: sysmon times such a call only once the last idle P
+ * is taken (pidleget wakes it then). Counted over 300 ms by a thread
+ * outside the runtime (sysmon_count.h): polling at 10 ms would be ~30.
+ */
+static atomic_int quiet_stop;
+
+static void quiet_sleeper(void *arg)
+{
+	struct timespec ts = { 0, 50 * 1000 };
+
+	(void)arg;
+	while (!atomic_load_explicit(&quiet_stop, memory_order_relaxed))
+		kgo_syscall(SYS_nanosleep, &ts, NULL);
+	kgo_wg_done(&race_wg);
+}
+
+static void quiet_main(void *arg)
+{
+	atomic_store(&quiet_stop, 0);
+	kgo_wg_add(&race_wg, 1);
+	ASSERT_EQ(0, kgo_go(quiet_sleeper, NULL));
+	*(uint64_t *)arg = sysmon_wakeups_idle(50 * MS, 300 * MS);
+	atomic_store(&quiet_stop, 1);
+	kgo_wg_wait(&race_wg);
+}
+
+TEST_TIMEOUT(short_calls_quiet_bpf, 60)
+{
+	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
+	struct kgo_stats st;
+	uint64_t wakeups = 0;
+
+#if defined(__SANITIZE_THREAD__)
+	/* sysmon.c, bpf_until: a signal handler runs only when its thread
+	 * leaves the kernel there, so sysmon looks every millisecond. */
+	SKIP(return, "under ThreadSanitizer sysmon looks every millisecond");
+#endif
+	unsetenv("KGO_OBSERVE");
+	ASSERT_EQ(0, kgo_run(quiet_main, &wakeups, &cfg));
+	memset(&st, 0, sizeof(st));
+	kgo_stats_get(&st, sizeof(st));
+	if (st.observe != KGO_OBSERVE_BPF) {
+		SKIP(return, "no bpf mode: %s", st.observe_why);
+	}
+	TH_LOG("sysmon woke %llu times in 300 ms (%llu in the run: %llu at "
+	       "its deadlines)", (unsigned long long)wakeups,
+	       (unsigned long long)st.sysmon_wakeups,
+	       (unsigned long long)st.sysmon_wakeups_timer);
+	EXPECT_LT(wakeups, 10);
 }
 
 /* ------------------------------------------------------------------ */

@@ -119,6 +119,13 @@ static void bench(void *arg)
 	if (b.observe == KGO_OBSERVE_BPF)
 		emit("kicks", b.observe_kicks + b.observe_kicks_m -
 		     a.observe_kicks - a.observe_kicks_m, "");
+	/* ... and sysmon's wakeups by cause: the probes' kicks, kicks an
+	 * M passed on, and its own deadlines. */
+	emit("wakeups_kick", b.sysmon_wakeups_kick - a.sysmon_wakeups_kick, "");
+	emit("wakeups_passed", b.sysmon_wakeups_passed -
+	     a.sysmon_wakeups_passed, "");
+	emit("wakeups_timer", b.sysmon_wakeups_timer - a.sysmon_wakeups_timer,
+	     "");
 }
 
 int main(int argc, char **argv)

@@ -101,6 +101,8 @@ bool observe_sigurg(const siginfo_t *si);
  * on M @mp: did the kernel's preemption tick find the slice of @mp's
  * running G over? (bpf/kgo_tick.bpf.c) */
 bool observe_tick_asks(struct m *mp);
+/* Does the kernel's tick time the running Gs' slices? (sysmon.c) */
+bool observe_tick_on(void);
 /* sysmon, at each look: false when the probes' state went stale (the
  * probes were unloaded, or a record contradicts the runtime): sysmon
  * then polls, and observe_bpf.c has said why once. */

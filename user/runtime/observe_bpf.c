@@ -101,6 +101,8 @@ static struct {
 	const char *stale_why;
 	_Atomic uint64_t kicks;		/* wakeups of sysmon from BPF */
 	_Atomic uint64_t kicks_m;	/* ... of idle Ms */
+	_Atomic uint64_t kicks_second;	/* ... that found it kicked already */
+	_Atomic uint64_t kicks_passed;	/* ... or awake: passed to sysmon */
 	_Atomic int64_t kick_ns;	/* the last one's arrival */
 	_Atomic uint64_t ms_reg;	/* Ms registered */
 	_Atomic uint64_t ms_unreg;	/* Ms that found no slot: polled */
@@ -596,14 +598,30 @@ bool observe_sigurg(const siginfo_t *si)
 		return false;
 	atomic_store_explicit(&obs.kick_ns, nanotime(), memory_order_relaxed);
 	atomic_fetch_add_explicit(&obs.kicks_m, 1, memory_order_relaxed);
+	/* Idle and not kicked yet: it takes the P itself. Kicked already
+	 * (another M blocked before this one left midle, and the probes
+	 * read the same sched.kick_tid): it takes the first P and hands
+	 * this one on (proc.c, "Two kicks"). */
+	switch (kick_m_take(mp, pp)) {
+	case KICK_TOOK:
+		return true;
+	case KICK_SECOND:
+		atomic_fetch_add_explicit(&obs.kicks_second, 1,
+					  memory_order_relaxed);
+		return true;
+	default:
+		break;
+	}
 	/* Not idle any more (a waker took it off midle after the probes
 	 * read sched.kick_tid): sysmon hands the P off, unless its M came
 	 * back from the call or another took it meanwhile (P_SYSCALL no
 	 * more): 190-292 of 840-1330 such kicks a run of `sysmon_cpu -p 2
 	 * -n 10000 -w 8` needed no sysmon wakeup. */
-	if (!kick_m_take(mp, pp) && atomic_load_explicit(&pp->status,
-			memory_order_relaxed) == P_SYSCALL)
-		sysmon_kick_remote();
+	if (atomic_load_explicit(&pp->status, memory_order_relaxed) !=
+	    P_SYSCALL)
+		return true;
+	atomic_fetch_add_explicit(&obs.kicks_passed, 1, memory_order_relaxed);
+	sysmon_kick_remote();
 	return true;
 }
 
@@ -633,6 +651,12 @@ bool observe_tick_asks(struct m *mp)
 		return false;
 	atomic_fetch_add_explicit(&obs.tick_taken, 1, memory_order_relaxed);
 	return true;
+}
+
+/* Does the kernel's tick time the running Gs' slices? (sysmon.c) */
+bool observe_tick_on(void)
+{
+	return atomic_load_explicit(&obs.tick_on, memory_order_relaxed);
 }
 
 void observe_sysmon_init(void)
@@ -757,6 +781,10 @@ void observe_stats(struct kgo_stats *st)
 						  memory_order_relaxed);
 	st->observe_kicks_m = atomic_load_explicit(&obs.kicks_m,
 						   memory_order_relaxed);
+	st->observe_kicks_second = atomic_load_explicit(&obs.kicks_second,
+							memory_order_relaxed);
+	st->observe_kicks_passed = atomic_load_explicit(&obs.kicks_passed,
+							memory_order_relaxed);
 	st->observe_kick_ns = atomic_load_explicit(&obs.kick_ns,
 						   memory_order_relaxed);
 	st->preempt_tick = atomic_load(&obs.tick_on);
@@ -1177,6 +1205,8 @@ const struct observer *observe_start(void)
 	atomic_store(&obs.misses, 0);
 	atomic_store(&obs.kicks, 0);
 	atomic_store(&obs.kicks_m, 0);
+	atomic_store(&obs.kicks_second, 0);
+	atomic_store(&obs.kicks_passed, 0);
 	atomic_store(&obs.kick_ns, 0);
 	atomic_store(&obs.ms_reg, 0);
 	atomic_store(&obs.ms_unreg, 0);
@@ -1231,6 +1261,7 @@ out:
 
 void observe_stop(void)
 {
+
 	atomic_store(&obs.tick_on, false);	/* before the records go */
 	if (obs.on)
 		obs_close();

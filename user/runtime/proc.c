@@ -808,7 +808,9 @@ static struct p *pidleget(void)
 		sched.pidle = pp->link;
 		/* seq_cst, then a seq_cst load: pairs with sysmon's store of
 		 * sysmon_sleeping before it reads npidle (sysmon.c). */
-		atomic_fetch_sub(&sched.npidle, 1);
+		if (atomic_fetch_sub(&sched.npidle, 1) == 1 &&
+		    unlikely(atomic_load(&sysmon_untimed)))	/* seq_cst */
+			sysmon_untimed_wake();
 		if (unlikely(atomic_load(&sysmon_sleeping)))
 			sysmon_wake();
 	}
@@ -1114,14 +1116,49 @@ static int64_t earliest_timer(void)
  * epoll, and FACTS.md measured its wakeup no cheaper than the signal
  * (12-16 us p50 against 13-17).
  */
+/*
+ * Two kicks
+ * ---------
+ * The probes read sched.kick_tid at each block, and it names the same
+ * M until that M, woken, leaves midle (mleave): a second M that blocks
+ * meanwhile kicks it again. That kick found the M no longer ARMED and
+ * went to sysmon, which woke to hand the P to another M: most of
+ * sysmon's wakeups in bpf mode (`KGO_DEBUG=observe=1
+ * build/bench/sysmon_cpu -p 2 -n 10000 -w 8`: 481-649 of 529-791
+ * wakeups were such kicks, the rest its own deadlines). Now the M keeps
+ * the second P too (m->kickp2; the handler, on the M's thread, writes
+ * it only while kick is TAKEN, so the M's exchange of kick, which ends
+ * TAKEN, comes before it reads it) and, once it took the first, hands
+ * the second to the next idle M itself (kick_second), as sysmon would
+ * have: one futex wakeup instead of two. Most second kicks name the
+ * same P as the first (its M came back from a 50 us sleep and blocked
+ * in the next before the kicked M woke: 78-152 of 81-160 such kicks);
+ * the kicked M takes that P in whichever call it is then, and the
+ * second kick is done. A third kick still goes to sysmon.
+ * sysmon_test kick_race_bpf.
+ */
+static void kick_second(struct m *mp)
+{
+	struct p *pp = mp->kickp2;
+
+	mp->kickp2 = NULL;
+	/* Still blocked in that call, as the kernel saw it: the probes'
+	 * word is some 50 us old by now. */
+	if (pp && observe_syscall_blocked(pp, nanotime()))
+		retake_syscall(pp, true);
+}
+
 static bool kick_run(struct m *mp)
 {
 	struct p *pp = mp->kickp;
 	uint32_t st = P_SYSCALL;
+	bool took;
 
 	mp->kickp = NULL;
-	if (!pp || !atomic_compare_exchange_strong_explicit(&pp->status, &st,
-			P_IDLE, memory_order_acquire, memory_order_relaxed))
+	took = pp && atomic_compare_exchange_strong_explicit(&pp->status, &st,
+			P_IDLE, memory_order_acquire, memory_order_relaxed);
+	kick_second(mp);
+	if (!took)
 		return false;
 	atomic_fetch_add_explicit(&sched.handoffs, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&sched.handoffs_kernel, 1,
@@ -1140,6 +1177,7 @@ static void kick_late(struct m *mp)
 	mp->kickp = NULL;
 	if (pp)
 		retake_syscall(pp, true);
+	kick_second(mp);
 }
 
 bool p_valid(const struct p *pp)
@@ -1153,19 +1191,28 @@ bool p_valid(const struct p *pp)
 }
 
 /* In the M's SIGURG handler, on its own thread. */
-bool kick_m_take(struct m *mp, struct p *pp)
+enum kick_take kick_m_take(struct m *mp, struct p *pp)
 {
 	uint32_t armed = KICK_ARMED;
 
 	if (!atomic_compare_exchange_strong_explicit(&mp->kick, &armed,
-			KICK_TAKEN, memory_order_relaxed, memory_order_relaxed))
-		return false;
+			KICK_TAKEN, memory_order_relaxed, memory_order_relaxed)) {
+		/* "Two kicks": a second P while TAKEN, if the slot is
+		 * free. The same P again is a later block of its next
+		 * syscall (the first ended before this M woke): kick_run
+		 * takes the P in whichever call it is then. */
+		if (armed != KICK_TAKEN || (mp->kickp2 && mp->kickp != pp))
+			return KICK_REFUSED;
+		if (mp->kickp != pp)
+			mp->kickp2 = pp;
+		return KICK_SECOND;
+	}
 	mp->kickp = pp;
 	/* Release: kickp before the note, for the M's own reads after
 	 * the handler (a signal fence would do; this is no dearer). */
 	atomic_exchange_explicit(&mp->park.key, 1 /* NOTE_WOKEN */,
 				 memory_order_release);
-	return true;
+	return KICK_TOOK;
 }
 
 static void stopm_common(struct m *mp, int64_t deadline, bool keeptime);

@@ -475,6 +475,8 @@ struct m {
 	 * names; handler, then owner. */
 	_Atomic uint32_t kick;
 	struct p *kickp;
+	struct p *kickp2;		/* a second kick's P (proc.c, "Two
+					 * kicks"); handler, then owner */
 
 	/* What the G that switched straight to another (direct_switch)
 	 * left for the other side to do: requeue it, park it, or free it
@@ -718,9 +720,12 @@ bool retake_syscall(struct p *pp, bool kernel_observed);
  * put it on the idle list (Go's handoffp). */
 void handoffp(struct p *pp);
 /* The BPF probes' kick reached M thread of this process @mp (its SIGURG
- * handler, observe_bpf.c) naming @pp: true if an idle M took it on,
- * false if the caller must hand it to sysmon. Async-signal-safe. */
-bool kick_m_take(struct m *mp, struct p *pp);
+ * handler, observe_bpf.c) naming @pp: KICK_TOOK if an idle M took it
+ * on, KICK_SECOND if a kicked one keeps it to hand on (proc.c, "Two
+ * kicks"), KICK_REFUSED if the caller must hand it to sysmon.
+ * Async-signal-safe. */
+enum kick_take { KICK_REFUSED, KICK_TOOK, KICK_SECOND };
+enum kick_take kick_m_take(struct m *mp, struct p *pp);
 /* bpf mode: is @pp in P_SYSCALL with its M seen blocked in that call by
  * the kernel? (observe_bpf.c; false in poll mode.) */
 bool observe_syscall_blocked(struct p *pp, int64_t now);
@@ -741,6 +746,11 @@ void sysmon_stop(void);
  * idle list then calls sysmon_wake() (sched.lock may be held: sysmon's
  * lock is after it). seq_cst against sched.npidle. */
 extern _Atomic bool sysmon_sleeping;
+/* bpf mode: sysmon left blocked calls untimed while a P idled; the
+ * taker of the last idle P calls sysmon_untimed_wake (sysmon.c,
+ * "Blocked calls beside an idle P"). May be called with sched.lock. */
+extern _Atomic bool sysmon_untimed;
+void sysmon_untimed_wake(void);
 void sysmon_wake(void);
 /* The same, after a seq_cst store the sleeper looks at (cheap when it
  * is awake: one load). */

@@ -52,11 +52,13 @@
  * slices that run (where the preemption tick from BPF times a slice,
  * bpf/kgo_tick.bpf.c, it looks only once a second: next_slice_end and
  * TICK_LOOK), or 10 ms later for a P whose M is blocked with
- * nothing waiting (Go's rule, once per call), or while Gs wait on io
- * rings the kernel cannot see (io_sysmon), and for schedtrace and the
- * stack scavenger. Handoffs are counted by cause: kernel-observed (of
- * which those the kicked M took: handoffs_kicked_m), poll (the guess)
- * and timeout.
+ * nothing waiting (Go's rule, once per call) while no P idles (with one
+ * idle it waits for pidleget to take the last: "Blocked calls beside
+ * an idle P"), or while Gs wait on io rings the kernel cannot see
+ * (io_sysmon), and for schedtrace and the stack scavenger. What woke
+ * it is counted by cause ("Wakeups by cause"; kgo_stats). Handoffs are
+ * counted by cause too: kernel-observed (of which those the kicked M
+ * took: handoffs_kicked_m), poll (the guess) and timeout.
  *
  * Sleeping (Go's backoff)
  * -----------------------
@@ -95,6 +97,36 @@
 #define SYSMON_SLACK_NS	1000			/* PR_SET_TIMERSLACK */
 #define WAKEP_LOOK	(1000 * 1000LL)		/* proc.c, "Deferred wakeups" */
 
+/*
+ * Wakeups by cause: what ended each of sysmon's sleeps, counted for
+ * KGO_DEBUG=observe=1 (one line at exit). The first five are other
+ * threads' wakeups (sm.woke_by), the rest the deadline sysmon chose.
+ */
+enum sysmon_why {
+	WHY_KICK,	/* the probes' signal (sysmon_kick) */
+	WHY_KICK_M,	/* a kicked M passed its P on (sysmon_kick_remote) */
+	WHY_WAKEP,	/* a deferred wakeup (sysmon_wakep_kick) */
+	WHY_WAKE,	/* out of the deep sleep (sysmon_wake) */
+	WHY_STOP,	/* sysmon_stop */
+	WHY_UNTIMED,	/* the last idle P taken, calls untimed (pidleget) */
+	WHY_FIRST,	/* bpf mode's first look */
+	WHY_DELAY,	/* the polling period */
+	WHY_SLICE,	/* a slice's end, a retake's 10 ms, a wakep look */
+	WHY_BETWEEN,	/* a P between two owners (WAKEP_LOOK) */
+	WHY_TICK,	/* TICK_LOOK */
+	WHY_IO,		/* bpf mode: io rings and netpoll waits */
+	WHY_KICKGAP,	/* the gap before wakep_arm arms again */
+	WHY_TRACE,	/* schedtrace */
+	WHY_N
+};
+
+static const char *const why_str[WHY_N] = {
+	"kick", "kick_m", "wakep", "wake", "stop", "untimed", "first", "delay",
+	"slice", "between", "tick", "io", "kickgap", "trace",
+};
+
+static void wake_note(enum sysmon_why why);
+
 static struct {
 	pthread_t thread;
 	bool started;
@@ -116,6 +148,12 @@ static struct {
 	/* sysmon's own: "Deferred wakeups in bpf mode". */
 	bool armed, kicked;
 	int64_t kick_gap, arm_after;
+	/* Why sysmon woke ("Wakeups by cause"): the wakers' bits, OR'd
+	 * before they mark the note (relaxed: a statistic); the counts,
+	 * sysmon's own. */
+	_Atomic uint32_t woke_by;
+	_Atomic uint64_t why[WHY_N];	/* sysmon writes, kgo_stats reads */
+	uint64_t deep;
 } sm;
 
 /*
@@ -443,8 +481,9 @@ _Atomic bool sysmon_wakep_armed;
 void sysmon_wakep_kick(void)
 {
 	if (atomic_exchange_explicit(&sysmon_wakep_armed, false,
-				     memory_order_relaxed))
-		sysmon_kick_remote();
+				     memory_order_relaxed)) {
+		wake_note(WHY_WAKEP);
+	}
 }
 
 #define KICK_GAP_MAX	(16 * 1000 * 1000LL)
@@ -492,12 +531,45 @@ static void wakep_disarm(void)
 		sm.kicked = true;
 }
 
+/*
+ * Blocked calls beside an idle P (bpf mode)
+ * -----------------------------------------
+ * A P in a syscall was looked at again at the end of its G's slice or
+ * 10 ms after sysmon first saw the call (SYSCALL_RETAKE), whichever
+ * came first. With Gs in short blocking calls there is a call at
+ * almost every look, so sysmon woke every 10 ms or sooner and found
+ * that call long over (sysmon_test short_calls_quiet_bpf: 79-138
+ * wakeups in 300 ms of one G in 50 us sleeps; `KGO_DEBUG=observe=1
+ * build/bench/sysmon_cpu -p 2 -n 10000 -w 8`: 210-347 such deadlines
+ * of 431-519 wakeups, 5-13 of them retaking a P). But an M blocked in
+ * its call (the probes' record, observe_syscall_blocked) uses no CPU,
+ * so its G's slice does not run out, and while a P idles its own P is
+ * not needed: the probes kick at once when work waits or no P idles,
+ * and other Ms run its timers (findrunnable). So sysmon times such a
+ * call only when no P idles. It counts them (untimed) and, before it
+ * sleeps, raises sysmon_untimed; pidleget, taking the last idle P,
+ * wakes it (seq_cst both sides, as for sysmon_sleeping: sysmon stores
+ * the flag, then reads npidle; pidleget decrements npidle, then reads
+ * the flag), and the 10 ms of Go's rule run from there. A call on a
+ * CPU is timed as before, to the end of its slice. The cost: an M
+ * that blocks, then runs on in its call on a CPU, is timed only from
+ * sysmon's next look.
+ */
+_Atomic bool sysmon_untimed;
+
+void sysmon_untimed_wake(void)
+{
+	if (atomic_exchange(&sysmon_untimed, false))
+		wake_note(WHY_UNTIMED);
+}
+
 /* When must sysmon look again, at the latest, for the slices running
  * now (and for wakeups deferred while a P idles)? INT64_MAX: no G is
- * running long. */
-static int64_t next_slice_end(int64_t now, int *nticked)
+ * running long. @nticked: Ps whose slice the kernel's tick times;
+ * @nuntimed: Ps in calls blocked beside an idle P (above). */
+static int64_t next_slice_end(int64_t now, int *nticked, int *nuntimed)
 {
-	int64_t next = INT64_MAX, t;
+	int64_t next = INT64_MAX, t, w;
 	bool idlep = atomic_load_explicit(&sched.npidle,
 					  memory_order_relaxed) > 0;
 	int i;
@@ -512,10 +584,21 @@ static int64_t next_slice_end(int64_t now, int *nticked)
 		 * CPU, and a P whose M is blocked there without anything
 		 * waiting is taken after SYSCALL_RETAKE (Go's rule). */
 		if (st == P_SYSCALL && sm.obs->kernel_wakes) {
-			t = sm.obs->slice_end(pp, pm);
-			if (pm->syscallwhen &&
-			    pm->syscallwhen + SYSCALL_RETAKE < t)
-				t = pm->syscallwhen + SYSCALL_RETAKE;
+			bool blocked = observe_syscall_blocked(pp, now);
+
+			if (blocked && idlep) {
+				(*nuntimed)++;
+				continue;
+			}
+			t = blocked ? INT64_MAX : sm.obs->slice_end(pp, pm);
+			/* Go's 10 ms, from the look that first saw the
+			 * call: a call begun since the last look is one
+			 * the next look sees first. */
+			w = pm->syscalltick == atomic_load_explicit(
+				&pp->syscalltick, memory_order_relaxed) ?
+			    pm->syscallwhen : now;
+			if (blocked && w + SYSCALL_RETAKE < t)
+				t = w + SYSCALL_RETAKE;
 			if (t < next)
 				next = t;
 			continue;
@@ -720,18 +803,57 @@ static void wake_clear(void)
 	unlock(&sm.lock);
 }
 
+/* After a sleep: count what ended it, the wakers' bits or else @why,
+ * the deadline's. A wakeup that came while sysmon was awake counts for
+ * the sleep it ended at once. */
+static void why_count(enum sysmon_why why)
+{
+	uint32_t by = atomic_exchange_explicit(&sm.woke_by, 0,
+					       memory_order_relaxed);
+	int i;
+
+	for (i = 0; i < WHY_N; i++)
+		if (by ? by & (1u << i) : i == (int)why)
+			atomic_store_explicit(&sm.why[i], atomic_load_explicit(
+				&sm.why[i], memory_order_relaxed) + 1,
+				memory_order_relaxed);
+}
+
+/* KGO_DEBUG=observe=1, at exit: the wakeups by cause. */
+static void why_print(void)
+{
+	char buf[512];
+	int i, n;
+
+	n = snprintf(buf, sizeof(buf), "kgo: sysmon woke %llu times:",
+		     (unsigned long long)atomic_load(&sm.wakeups));
+	for (i = 0; i < WHY_N && n < (int)sizeof(buf); i++)
+		if (atomic_load(&sm.why[i]))
+			n += snprintf(buf + n, sizeof(buf) - n, " %s %llu",
+				      why_str[i],
+				      (unsigned long long)atomic_load(&sm.why[i]));
+	kgo_printf("%s; and from its deep sleep %llu times\n", buf,
+		   (unsigned long long)sm.deep);
+}
+
+/* Mark sysmon's note woken, for @why; a futex wake if it sleeps there.
+ * Release: what the waker wrote is seen by sysmon. */
+static void wake_note(enum sysmon_why why)
+{
+	atomic_fetch_or_explicit(&sm.woke_by, 1u << why, memory_order_relaxed);
+	if (atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
+				     memory_order_release) == NOTE_KERNEL_VALUE)
+		futex_wake(&sm.wake.key, 1);
+}
+
 /* Wake sysmon: at most one wakeup per arming. Not notewakeup(): the
  * probes' signal (sysmon_kick) may have marked the note woken already,
  * which notewakeup would take for a double wakeup. */
-static void wake_locked(void)
+static void wake_locked(enum sysmon_why why)
 {
 	if (sm.wake_armed) {
 		sm.wake_armed = false;
-		/* Release: what the waker wrote is seen by sysmon. */
-		if (atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
-					     memory_order_release) ==
-		    NOTE_KERNEL_VALUE)
-			futex_wake(&sm.wake.key, 1);
+		wake_note(why);
 	}
 }
 
@@ -770,22 +892,23 @@ static int64_t bpf_until(int64_t now)
  */
 void sysmon_kick(void)
 {
+	atomic_fetch_or_explicit(&sm.woke_by, 1u << WHY_KICK,
+				 memory_order_relaxed);
 	atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
 				 memory_order_release);
 }
 
 void sysmon_kick_remote(void)
 {
-	if (atomic_exchange_explicit(&sm.wake.key, 1 /* NOTE_WOKEN */,
-				     memory_order_release) == NOTE_KERNEL_VALUE)
-		futex_wake(&sm.wake.key, 1);
+	wake_note(WHY_KICK_M);
 }
 
 static void *sysmon(void *arg)
 {
 	int64_t delay = DELAY_MIN, lasttrace = 0, now, until, t;
+	enum sysmon_why why;
 	bool looked = false;
-	int nticked;
+	int nticked, nuntimed;
 	int idle = 0;
 
 	(void)arg;
@@ -811,35 +934,70 @@ static void *sysmon(void *arg)
 		now = nanotime();
 		park_clock_set(now);	/* traceback.h */
 		until = now + delay;
+		why = WHY_DELAY;
 		/* bpf mode: a look before the first sleep. A block before
 		 * sysmon registered (observe_sysmon_init) woke nobody. */
-		if (sm.obs->kernel_wakes)
+		if (sm.obs->kernel_wakes) {
 			until = looked ? bpf_until(now) : now;
-		nticked = 0;
-		t = next_slice_end(now, &nticked);
-		if (t < until)
+			why = looked ? WHY_IO : WHY_FIRST;	/* if finite */
+		}
+		nticked = nuntimed = 0;
+		t = next_slice_end(now, &nticked, &nuntimed);
+		if (t < until) {
 			until = t > now + DELAY_MIN ? t : now + DELAY_MIN;
+			why = WHY_SLICE;
+		}
 		/* bpf mode, nothing to time and yet not every P on the
 		 * idle list: a P between two owners (kgo_run's first, taken
 		 * without pidleget; one being released), which no wakeup
 		 * announces. Look again in a millisecond. */
 		if (until == INT64_MAX && atomic_load(&sched.npidle) +
-		    nticked < sched.gomaxprocs)
+		    nticked + nuntimed < sched.gomaxprocs) {
 			until = now + WAKEP_LOOK;
+			why = WHY_BETWEEN;
+		}
 		/* bpf mode, the Gs that run are timed by the kernel's
-		 * tick, which stops them (observe_bpf.c, tick_times): a
-		 * look a second only, to notice probes unloaded under a
-		 * G that then no tick stops (observe_check). */
-		if (until == INT64_MAX && nticked)
+		 * tick, which stops them (observe_bpf.c, tick_times), and
+		 * the calls left untimed wake us when the last idle P is
+		 * taken: a look a second only, to notice probes unloaded
+		 * under a G that then no tick stops (observe_check). */
+		if (until == INT64_MAX && (nticked || nuntimed)) {
 			until = now + TICK_LOOK;
+			why = WHY_TICK;
+		}
+		/* Without the tick, a G back from an untimed call runs
+		 * with nobody timing its slice but us: a look a slice on
+		 * (as the call's own deadline was). */
+		if (nuntimed && !observe_tick_on() &&
+		    until > now + sched.slice_ns) {
+			until = now + sched.slice_ns;
+			why = WHY_SLICE;
+		}
 		/* bpf mode, a long sleep: the next deferred wakeup ends it
 		 * (above, "Deferred wakeups in bpf mode"). */
-		if (sm.obs->kernel_wakes)
-			until = wakep_arm(now, until);
+		if (sm.obs->kernel_wakes) {
+			t = wakep_arm(now, until);
+			if (t != until)
+				why = WHY_KICKGAP;
+			until = t;
+		}
 		if (sm.schedtrace_ns) {
 			t = lasttrace + sm.schedtrace_ns;
-			if (t < until)
+			if (t < until) {
 				until = t > now ? t : now;
+				why = WHY_TRACE;
+			}
+		}
+		/* Blocked calls left untimed beside an idle P: the taker
+		 * of the last idle P wakes us ("Blocked calls beside an
+		 * idle P"), unless it came already. */
+		if (nuntimed) {
+			atomic_store(&sysmon_untimed, true);	/* seq_cst */
+			if (!atomic_load(&sched.npidle) &&
+			    atomic_exchange(&sysmon_untimed, false)) {
+				until = now + DELAY_MIN;
+				why = WHY_UNTIMED;
+			}
 		}
 		/* Nothing to time, every P idle (bpf mode): the deep
 		 * sleep below, whose flag the takers of a P look at. */
@@ -848,8 +1006,11 @@ static void *sysmon(void *arg)
 		if (until != INT64_MAX)
 			notesleep_until_nospin(&sm.wake, until);
 		wakep_disarm();
+		atomic_store_explicit(&sysmon_untimed, false,
+				      memory_order_relaxed);
 		wake_clear();
 		atomic_fetch_add_explicit(&sm.wakeups, 1, memory_order_relaxed);
+		why_count(why);
 		/* Records gone stale (probes unloaded): poll from now on. */
 		if (sm.obs->kernel_wakes && !observe_check(nanotime()))
 			sm.obs = &observer_poll;
@@ -867,6 +1028,10 @@ static void *sysmon(void *arg)
 				notesleep_until_nospin(&sm.wake, -1);
 			atomic_store(&sysmon_sleeping, false);
 			wake_clear();
+			/* Counted apart: the deep sleeps are not wakeups. */
+			atomic_store_explicit(&sm.woke_by, 0,
+					      memory_order_relaxed);
+			sm.deep++;
 			idle = 0;
 			continue;
 		}
@@ -894,7 +1059,7 @@ void sysmon_wake(void)
 {
 	lock(&sm.lock);
 	if (atomic_load(&sysmon_sleeping))
-		wake_locked();
+		wake_locked(WHY_WAKE);
 	unlock(&sm.lock);
 }
 
@@ -1045,9 +1210,11 @@ void sysmon_stop(void)
 		return;
 	atomic_store(&sm.stop, true);
 	lock(&sm.lock);
-	wake_locked();
+	wake_locked(WHY_STOP);
 	unlock(&sm.lock);
 	pthread_join(sm.thread, NULL);
+	if (observe_debug)
+		why_print();
 	observe_m0_exit();
 	observe_stop();
 	preempt_fini();
@@ -1060,6 +1227,8 @@ void sysmon_stop(void)
 /* Fill sysmon's and preemption's fields of kgo_stats (kgo_stats_get). */
 void sysmon_stats(struct kgo_stats *st)
 {
+	int i;
+
 	st->sysmon_wakeups = atomic_load_explicit(&sm.wakeups,
 						  memory_order_relaxed);
 	st->preempt_signals = atomic_load_explicit(&sm.signals,
@@ -1069,5 +1238,14 @@ void sysmon_stats(struct kgo_stats *st)
 						 memory_order_relaxed);
 	st->handoffs_timeout = atomic_load_explicit(&sm.handoffs_timeout,
 						    memory_order_relaxed);
+	st->sysmon_wakeups_kick = atomic_load_explicit(&sm.why[WHY_KICK],
+						       memory_order_relaxed);
+	st->sysmon_wakeups_passed = atomic_load_explicit(&sm.why[WHY_KICK_M],
+							 memory_order_relaxed);
+	st->sysmon_wakeups_wakep = atomic_load_explicit(&sm.why[WHY_WAKEP],
+							memory_order_relaxed);
+	for (i = WHY_UNTIMED; i < WHY_N; i++)
+		st->sysmon_wakeups_timer += atomic_load_explicit(&sm.why[i],
+							memory_order_relaxed);
 	observe_stats(st);
 }
