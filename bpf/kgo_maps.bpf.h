@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: (MIT OR GPL-2.0) */
 /*
  * kgo_maps.bpf.h - the maps that the observer (kgo_observe.bpf.c) and
- * the preemption tick (kgo_tick.bpf.c) share: defined alike in both
- * objects, so that the tick's loader points its copies at the
- * observer's with bpf_map__reuse_fd (observe_tick.c). BPF side only,
- * after vmlinux.h and kgo_observe.h.
+ * the preemption tick (kgo_tick.bpf.h) share. The tick was an object
+ * of its own that took these with bpf_map__reuse_fd; it is part of the
+ * observer's since it became a timer that sched_switch starts. BPF
+ * side only, after vmlinux.h and kgo_observe.h.
  */
 #ifndef KGO_MAPS_BPF_H
 #define KGO_MAPS_BPF_H

@@ -64,10 +64,28 @@
  * a look every 20 us and a /proc read), where syscalls run long on a
  * CPU (no spurious handoff), and on a loaded machine (no early
  * preemption of a G that waited for a CPU). It costs every context
- * switch of the machine two task-storage lookups (~100 ns each, most of
- * them finding nothing), every wakeup one, and every thread rename a
- * compare (task_rename; no other syscall): see the README's benchmark
- * table (`perf bench sched pipe` with and without the probes).
+ * switch of the machine two task-storage lookups (most of them finding
+ * nothing), every wakeup one, and every thread rename a compare
+ * (task_rename; no other syscall): see the README's benchmark table
+ * (`perf bench sched pipe` with and without the probes).
+ *
+ * Where the cost to other programs went (cost, 2026-12-06; the
+ * commands are in the README, "The cost to other programs"): with no
+ * kgo process running, bpf_stats over one `perf bench sched pipe -l
+ * 100000` gave sched_switch 61 ns a run and sched_wakeup 62 ns against
+ * 48 and 50 ns for empty programs on the same tracepoints (so ~12 ns
+ * each is ours, the rest is the tracepoint's), and the tick 202 ns a
+ * run 2000 times a second on every CPU; the tick's timer interrupts
+ * themselves were the dearest part (kgo_tick.bpf.h, "When it helps"),
+ * so the tick now runs only where a kgo M runs. Tried and dropped: a
+ * pre-filter in front of the task-storage lookup, one array lookup of
+ * a count per hash bucket of tgids kept by the claim and free paths,
+ * made sched_switch 100-116 ns a run and sched_wakeup 136-139 ns
+ * against 70-81 and 73-91 without it (three alternations, same
+ * machine): the lookup of a task that has no storage at all reads
+ * task->bpf_storage, a line of the task the scheduler has just
+ * touched, while the filter's counts and its mask are lines of their
+ * own, cold under load.
  *
  * Limits
  * ------
@@ -95,7 +113,7 @@
  *   only when that owner is dead (owner_alive).
  * - make the probes read only its own memory (bpf_probe_read_user runs
  *   as `current`, which is the registered thread at its own switch, or
- *   at its own tick in kgo_tick.bpf.c) and signal only its own threads:
+ *   at its own tick in kgo_tick.bpf.h) and signal only its own threads:
  *   the wakeup's target's tgid is checked against the blocking
  *   thread's, and the tick signals only the thread it interrupted. A
  *   process that publishes lies gets its own Ms handed off, woken or
@@ -227,6 +245,10 @@ static __always_inline struct kgo_obs_m *slot_of(struct task_struct *t,
 	*i = ot->slot1 - 1;
 	return bpf_map_lookup_elem(&kgo_ms, i);
 }
+
+#define CLOCK_MONOTONIC	1
+
+#include "kgo_tick.bpf.h"
 
 /* The count of slots @uid holds (created at 0 if @create). */
 static __always_inline __u64 *uid_count(__u32 uid, bool create)
@@ -407,6 +429,8 @@ int BPF_PROG(kgo_rename, struct task_struct *task, const char *comm)
 	s->state = (bpf_ktime_get_ns() << KGO_OBS_STATE_SHIFT) | KGO_OBS_RUNNING;
 	ot->slot1 = idx + 1;
 	COUNT(regs);
+	if (op == KGO_OBS_REG_M)
+		tick_arm();		/* it may spin with no switch */
 	return 0;
 }
 
@@ -470,8 +494,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct kick_timer);
 } kgo_kick SEC(".maps");
-
-#define CLOCK_MONOTONIC	1
 
 /* The timer's callback (softirq, any task current): user memory cannot
  * be read here, so the target was chosen at the block. */
@@ -648,6 +670,8 @@ int BPF_PROG(kgo_switch, bool preempt, struct task_struct *prev,
 		s->state = (now << KGO_OBS_STATE_SHIFT) | KGO_OBS_RUNNING;
 		__sync_fetch_and_add(&s->seq, 1);
 		COUNT(switches);
+		if (s->role == KGO_OBS_REG_M)
+			tick_arm();
 	}
 	return 0;
 }

@@ -146,7 +146,7 @@ struct kgo_obs_m {
 	__u64 version;
 	__u64 pad[1];
 	/*
-	 * bpfp's block: the preemption tick (bpf/kgo_tick.bpf.c, which
+	 * bpfp's block: the preemption tick (bpf/kgo_tick.bpf.h, which
 	 * has the protocol). Written only by the tick, on the owner's CPU
 	 * while the owner runs; cleared at every claim of the slot.
 	 * @tick_slice: the P's schedtick + 1 of the slice being timed (0:
@@ -204,7 +204,7 @@ struct kgo_obs_proc {
 	__u32 wake_sig;			/* the signal that wakes sysmon */
 	__u64 kick_tid_addr;		/* an idle M's tid (s32), 0: none */
 	__u64 kick_delay_ns;		/* 0: kick at the block */
-	/* bpfp's block: what the preemption tick reads (kgo_tick.bpf.c). */
+	/* bpfp's block: what the preemption tick reads (kgo_tick.bpf.h). */
 	__u32 off_m_p;			/* struct m: its P (pointer) */
 	__u32 off_p_schedtick;		/* struct p: ++ per G run (u64) */
 	__u32 p_running;		/* the value of P_RUNNING */

@@ -1,16 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kgo_tick.h - what the preemption tick (kgo_tick.bpf.c) shares with
- * its loaders (observe_bpf.c, kgo-probe): its rate and its counters.
- * The per-M fields it writes are in kgo_observe.h (struct kgo_obs_m,
- * the tick_* block), the runtime's in struct kgo_obs_proc.
+ * kgo_tick.h - what the preemption tick (kgo_tick.bpf.h, part of
+ * kgo_observe.bpf.c) shares with its loaders (observe_bpf.c,
+ * kgo-probe): its rate and its counters. The per-M fields it writes
+ * are in kgo_observe.h (struct kgo_obs_m, the tick_* block), the
+ * runtime's in struct kgo_obs_proc.
  */
 #ifndef KGO_TICK_H
 #define KGO_TICK_H
 
-/* Ticks a second on each CPU: a slice ends at most 1/KGO_TICK_HZ s of
- * CPU time late (besides the signal's delivery). */
+/* Ticks a second on a CPU while a kgo M runs there: a slice ends at
+ * most 1/KGO_TICK_HZ s of CPU time late (besides the signal's
+ * delivery). */
 #define KGO_TICK_HZ		2000
+#define KGO_TICK_NS		(1000000000ULL / KGO_TICK_HZ)
+
+/* CPUs the tick can serve (map kgo_tick_cpu, by CPU number); an M on a
+ * CPU numbered higher is not ticked, and sysmon's looks stop its Gs. */
+#define KGO_TICK_CPUS		1024
 
 /* The first resend of a SIGURG for a slice that stays over comes this
  * much CPU time after the first; each next one twice as long after the
@@ -27,6 +34,11 @@ struct kgo_tick_stats {
 	__u64 signals;		/* SIGURGs sent: a slice was over */
 	__u64 signal_fail;	/* ... that could not be sent */
 	__u64 stale;		/* the M's record was not RUNNING */
+	__u64 fires;		/* the timer's callbacks, M or not */
+	__u64 arms;		/* starts at an M's switch in (or register) */
+	__u64 lapses;		/* fires that stopped it (no M there, or a
+				 * start refused): arms - lapses run now */
+	__u64 arm_fail;		/* timer starts the kernel refused */
 };
 
 #endif /* KGO_TICK_H */

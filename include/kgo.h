@@ -781,7 +781,7 @@ struct kgo_stats {
 	 * (kgo_now()'s clock; 0: none yet): a benchmark times the BPF
 	 * wakeup alone from it (selftests/bench/handoff.c). */
 	int64_t observe_kick_ns;
-	/* The kernel's preemption tick (bpf mode, bpf/kgo_tick.bpf.c):
+	/* The kernel's preemption tick (bpf mode, bpf/kgo_tick.bpf.h):
 	 * 1 if it times the running Gs' slices in their Ms' CPU time and
 	 * sends the SIGURG itself (sysmon then neither looks nor
 	 * signals); its SIGURGs that found their G's slice over. */

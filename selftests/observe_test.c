@@ -54,6 +54,8 @@
  *				SIGKILL gives the slots back.
  *   pinned_tick		an unprivileged process's spinner is stopped
  *				by the pinned tick; status counts it.
+ *   tick_lapses		the tick runs only where a kgo M runs: none of
+ *				its timers fire while no kgo program runs.
  *   probe_errors		kgo-probe's messages: not root, unknown group,
  *				loaded already, unknown command.
  *   probe_errors_staged	... and in a private mount namespace: no bpffs,
@@ -512,7 +514,7 @@ static void slice_main(void *arg)
 }
 
 /*
- * The preemption came from the kernel's tick (bpf/kgo_tick.bpf.c):
+ * The preemption came from the kernel's tick (bpf/kgo_tick.bpf.h):
  * sysmon sent no signal, the handler took one of the tick's, and the
  * spinner had a whole slice of CPU time first (5% for the tick's
  * ktime against the thread's CPU clock, and for the spinner's last
@@ -1563,6 +1565,60 @@ TEST_TIMEOUT(pinned_tick, 60)
 	}
 	slice_check(&s);
 	EXPECT_LE(sent0 + 1, sent1) TH_LOG("%s", out);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * The tick runs only where a kgo M runs (bpf/kgo_tick.bpf.h): a spinner
+ * makes it fire; once its process is gone and every timer started has
+ * lapsed (starts == lapses), no timer of the probes fires, however long
+ * nothing of kgo runs. The perf_event tick it replaced fired 2000 times
+ * a second on every CPU whatever ran.
+ */
+TEST_TIMEOUT(tick_lapses, 60)
+{
+	long long fires0, fires1, arms, lapses = -1;
+	char out[4096];
+	struct spin s;
+	int64_t deadline;
+	pid_t pid;
+	int st;
+
+	REQUIRE_PINNED();
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		memset(&s, 0, sizeof(s));
+		run(slice_main, &s, 1, KGO_OBSERVE_BPF, SLICE_US);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	/* The last M's timer lapses at its next fire: wait for it (the
+	 * deadline only ends a wait for one that never comes). */
+	deadline = now_ns() + 20000 * MS;
+	do {
+		probe_status(out, sizeof(out));
+		arms = status_count(out, "timer starts ");
+		lapses = status_count(out, "lapses ");
+	} while (arms != lapses && now_ns() < deadline && !usleep(10000));
+	fires0 = status_count(out, "fires ");
+	usleep(300 * 1000);
+	probe_status(out, sizeof(out));
+	fires1 = status_count(out, "fires ");
+	pinned_teardown();
+	TH_LOG("timer starts %lld, lapses %lld; fires %lld, then %lld",
+	       arms, lapses, fires0, fires1);
+	EXPECT_LE(1, arms) TH_LOG("%s", out);
+	EXPECT_EQ(arms, lapses) TH_LOG("%s", out);
+	EXPECT_LE(1, fires0);
+	EXPECT_EQ(fires0, fires1) TH_LOG("%s", out);
 }
 
 /*

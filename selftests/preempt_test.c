@@ -265,7 +265,7 @@ TEST_F_TIMEOUT(cooperative, stops_at_runtime_calls, 30)
 
 /*
  * The same loops in kernel-observed mode (KGO_OBSERVE=bpf, a root
- * process's default): the kernel's preemption tick (bpf/kgo_tick.bpf.c)
+ * process's default): the kernel's preemption tick (bpf/kgo_tick.bpf.h)
  * times the looping G's slice in CPU time and ends it, and sysmon looks
  * only once a second (sysmon.c, TICK_LOOK). A G that loops on syscall
  * brackets has no P at many ticks (entersyscall clears m->p), and the

@@ -99,7 +99,7 @@ void observe_sysmon_init(void);
 bool observe_sigurg(const siginfo_t *si);
 /* preempt.c's SIGURG handler, for a SIGURG from the kernel (SI_KERNEL)
  * on M @mp: did the kernel's preemption tick find the slice of @mp's
- * running G over? (bpf/kgo_tick.bpf.c) */
+ * running G over? (bpf/kgo_tick.bpf.h) */
 bool observe_tick_asks(struct m *mp);
 /* Does the kernel's tick time the running Gs' slices? (sysmon.c) */
 bool observe_tick_on(void);

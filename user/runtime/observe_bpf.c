@@ -108,9 +108,8 @@ static struct {
 	_Atomic uint64_t ms_unreg;	/* Ms that found no slot: polled */
 #ifdef KGO_BPF
 	struct kgo_observe_bpf *skel;
-	struct obs_tick *tick;		/* loaded by this process, kept */
 #endif
-	/* bpfp: the kernel's preemption tick (bpf/kgo_tick.bpf.c) times
+	/* bpfp: the kernel's preemption tick (bpf/kgo_tick.bpf.h) times
 	 * the slices of running Gs: set at start, before any M runs. */
 	_Atomic bool tick_on;
 	_Atomic uint64_t tick_taken;	/* its SIGURGs that stopped a G */
@@ -629,7 +628,7 @@ bool observe_sigurg(const siginfo_t *si)
  * observe_tick_asks() - a SIGURG with si_code SI_KERNEL came to @mp:
  * is it the kernel's tick asking @mp's running G to stop? Yes if the
  * M's own record (written only by the tick) says that the slice of its
- * P's current schedtick is over (bpf/kgo_tick.bpf.c, "The protocol").
+ * P's current schedtick is over (bpf/kgo_tick.bpf.h, "The protocol").
  * Async-signal-safe: plain loads of the records and of the tid table.
  */
 bool observe_tick_asks(struct m *mp)
@@ -1045,7 +1044,7 @@ static const char *obs_open(void)
 	 * attached until the process ends, tracking nobody between runs
 	 * (the Ms' threads are gone, m0 unregistered). */
 	if (obs.own) {
-		atomic_store(&obs.tick_on, obs.tick != NULL);
+		atomic_store(&obs.tick_on, true);	/* part of them */
 		return NULL;
 	}
 	obs.own_why = NULL;
@@ -1074,12 +1073,8 @@ static const char *obs_open(void)
 		return why;
 	}
 	obs.own = true;
-	/* The tick is a bonus: without it sysmon times slices itself. */
-	obs.tick = tick_load(obs.skel, false, &err);
 	if (obs_map(bpf_map__fd(obs.skel->maps.kgo_ms)) ||
 	    obs_info_read(bpf_map__fd(obs.skel->maps.kgo_info), &in)) {
-		tick_destroy(obs.tick);
-		obs.tick = NULL;
 		kgo_observe_bpf__destroy(obs.skel);
 		obs.skel = NULL;
 		obs.own = false;
@@ -1092,7 +1087,9 @@ static const char *obs_open(void)
 		obs.own_why = why;
 	}
 	obs.stats_fd = bpf_map__fd(obs.skel->maps.kgo_stats);
-	atomic_store(&obs.tick_on, obs.tick != NULL);
+	/* The tick is part of the probes (bpf/kgo_tick.bpf.h): this
+	 * process holds its timers' map, as the kernel wants. */
+	atomic_store(&obs.tick_on, true);
 	return NULL;
 }
 

@@ -35,28 +35,15 @@ extern const char *obs_btf_path;
 enum libbpf_print_level;
 int obs_silent_print(enum libbpf_print_level l, const char *f, va_list ap);
 
-/* The preemption tick (observe_tick.c, bpf/kgo_tick.bpf.c). */
-struct kgo_tick_bpf;
-struct bpf_link;
-struct obs_tick {
-	struct kgo_tick_bpf *skel;
-	int nlinks;
-	struct bpf_link **links;	/* one per online CPU */
-};
-/* Load the tick on the maps of @obs and attach it to every online CPU.
- * Return: it, or NULL with the errno in *err. */
-struct obs_tick *tick_load(struct kgo_observe_bpf *obs, bool verbose,
-			   int *err);
-/* Detach and free (NULL: nothing). */
-void tick_destroy(struct obs_tick *t);
 /* Sum the per-CPU entry 0 of map @fd, @nfields u64s. 0 or -errno. */
 int percpu_sum(int fd, __u64 *sum, size_t nfields);
 #endif
 
 /* The pin directory: $KGO_PIN_DIR (ignored by set-id programs), else
  * KGO_OBS_PIN_DIR; and the path of @name in it. kgo-probe pins there
- * kgo_ms, kgo_stats, kgo_info, the links, and kgo_tick_stats, whose
- * presence says the tick is attached. */
+ * kgo_ms, kgo_stats, kgo_info, the links, kgo_tick_cpu (the tick's
+ * timers, which the kernel cancels when no one holds the map) and
+ * kgo_tick_stats, whose presence says the tick is attached. */
 const char *obs_pin_dir(void);
 void obs_pin_path(char *buf, size_t n, const char *name);
 

@@ -224,7 +224,7 @@
  * place.
  *
  * The kernel's tick. In bpf mode with the probes' preemption tick
- * (bpf/kgo_tick.bpf.c, which has the protocol) the kernel itself sends
+ * (bpf/kgo_tick.bpf.h, which has the protocol) the kernel itself sends
  * SIGURG to an M whose G's slice of CPU time is over, with
  * bpf_send_signal_thread: si_code SI_KERNEL, no cookie, and gp->preempt
  * not set (BPF cannot write the process's memory). Before it sends,

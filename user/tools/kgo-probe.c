@@ -48,7 +48,6 @@
 
 #include "observe_bpf.h"
 #include "kgo_observe.skel.h"
-#include "kgo_tick.skel.h"
 
 /* The pin directory is obs_pin_dir(): KGO_PIN_DIR, else /sys/fs/bpf/kgo;
  * it must be on a BPF file system (its parent, before load). */
@@ -131,8 +130,8 @@ static int pin(int fd, const char *name, mode_t mode, gid_t gid)
 	return 0;
 }
 
-/* Every pin in the directory (the links, the tick's one per CPU, and
- * the maps), then the directory. */
+/* Every pin in the directory (the links and the maps), then the
+ * directory. */
 static void remove_pins(void)
 {
 	char path[PATH_MAX + 256];
@@ -153,33 +152,25 @@ static void remove_pins(void)
 }
 
 /*
- * Pin the preemption tick's links (one per CPU) and its counters. Its
- * counters' pin says to the runtime that the tick is there, so it goes
- * last. The links are disconnected before the tick is freed: libbpf
- * disables a perf event when it destroys its link, pinned or not.
- * Return: 0 or -errno.
+ * Pin the preemption tick's maps (bpf/kgo_tick.bpf.h: part of the
+ * probes). Its timers' map, because the kernel cancels a map's timers
+ * when no one in user space holds it; its counters' last, because their
+ * pin says to the runtime that the tick is there. Return: 0 or -errno.
  */
-static int pin_tick(struct obs_tick *t, mode_t fmode, gid_t gid)
+static int pin_tick(struct kgo_observe_bpf *skel, mode_t fmode, gid_t gid)
 {
-	char name[64];
-	int i, err;
+	int err = pin(bpf_map__fd(skel->maps.kgo_tick_cpu), "kgo_tick_cpu",
+		      0600, 0);
 
-	for (i = 0; i < t->nlinks; i++) {
-		snprintf(name, sizeof(name), "link_tick%d", i);
-		err = pin(bpf_link__fd(t->links[i]), name, 0600, 0);
-		if (err)
-			return err;
-	}
-	for (i = 0; i < t->nlinks; i++)
-		bpf_link__disconnect(t->links[i]);
-	return pin(bpf_map__fd(t->skel->maps.kgo_tick_stats),
-		   "kgo_tick_stats", fmode & 0444, gid);
+	if (err)
+		return err;
+	return pin(bpf_map__fd(skel->maps.kgo_tick_stats), "kgo_tick_stats",
+		   fmode & 0444, gid);
 }
 
 static int cmd_load(const char *group, bool verbose)
 {
 	struct kgo_observe_bpf *skel;
-	struct obs_tick *tick;
 	struct bpf_link *links[4];
 	mode_t fmode = 0666, dmode = 0755;
 	gid_t gid = 0;
@@ -213,12 +204,6 @@ static int cmd_load(const char *group, bool verbose)
 	skel = obs_load(verbose, &err);
 	if (!skel)
 		return fail("%s.", obs_explain(err));
-	/* Without the tick the probes still work: sysmon times slices. */
-	tick = tick_load(skel, verbose, &err);
-	if (!tick)
-		fprintf(stderr, "kgo-probe: the preemption tick was refused "
-			"(%s): loading the rest; kgo programs time slices "
-			"themselves.\n", strerror(err));
 	if (mkdir(PIN_DIR, dmode) && errno != EEXIST) {
 		err = errno;
 		goto out_fail;
@@ -248,21 +233,18 @@ static int cmd_load(const char *group, bool verbose)
 	if (!err)
 		err = -pin(bpf_map__fd(skel->maps.kgo_info), "kgo_info",
 			   fmode & 0444, gid);
-	if (!err && tick)
-		err = -pin_tick(tick, fmode, gid);
+	if (!err)
+		err = -pin_tick(skel, fmode, gid);
 	if (err)
 		goto out_fail;
-	tick_destroy(tick);		/* disconnected: the pins keep it */
 	kgo_observe_bpf__destroy(skel);	/* the pins keep them */
-	printf("kgo-probe: probes loaded and pinned in %s%s%s%s\n",
-	       PIN_DIR, group ? " for group " : "",
-	       group ? group : " for every user",
-	       tick ? ", with the preemption tick" : "");
+	printf("kgo-probe: probes loaded and pinned in %s%s%s, with the "
+	       "preemption tick\n", PIN_DIR, group ? " for group " : "",
+	       group ? group : " for every user");
 	return 0;
 
 out_fail:
 	remove_pins();
-	tick_destroy(tick);
 	kgo_observe_bpf__destroy(skel);
 	return fail("could not pin the probes in %s (%s): is %s writable "
 		    "by root?", PIN_DIR, strerror(err), PIN_ROOT);
@@ -274,16 +256,8 @@ static int open_pinned(const char *path, bool rdonly);
 static void tick_status(void)
 {
 	struct kgo_tick_stats t;
-	char path[PATH_MAX + 32];
-	int fd, ncpu = 0;
+	int fd = open_pinned(TICK_STATS_PIN, true);
 
-	for (;; ncpu++) {
-		snprintf(path, sizeof(path), "%s/link_tick%d",
-			 PIN_DIR, ncpu);
-		if (access(path, F_OK))
-			break;
-	}
-	fd = open_pinned(TICK_STATS_PIN, true);
 	if (fd < 0 || percpu_sum(fd, (__u64 *)&t, sizeof(t) / sizeof(__u64))) {
 		printf("tick:     not loaded (slices are timed by each "
 		       "program's sysmon)\n");
@@ -292,13 +266,16 @@ static void tick_status(void)
 		return;
 	}
 	close(fd);
-	printf("tick:     loaded, %d Hz on %d CPUs; ticks on kgo Ms %llu, "
-	       "slices timed %llu, signals sent %llu (failed %llu), "
-	       "records not running %llu\n", KGO_TICK_HZ, ncpu,
+	printf("tick:     loaded, %d Hz on the CPUs where a kgo M runs; "
+	       "ticks on kgo Ms %llu, slices timed %llu, signals sent %llu "
+	       "(failed %llu), records not running %llu; timer starts %llu, "
+	       "fires %llu, lapses %llu, refused %llu\n", KGO_TICK_HZ,
 	       (unsigned long long)t.ticks, (unsigned long long)t.slices,
 	       (unsigned long long)t.signals,
 	       (unsigned long long)t.signal_fail,
-	       (unsigned long long)t.stale);
+	       (unsigned long long)t.stale, (unsigned long long)t.arms,
+	       (unsigned long long)t.fires, (unsigned long long)t.lapses,
+	       (unsigned long long)t.arm_fail);
 }
 
 static int open_pinned(const char *path, bool rdonly)
@@ -349,7 +326,8 @@ static int cmd_status(void)
 	       "root); kfunc "
 	       "bpf_send_signal_task%s\n", KGO_OBS_SLOTS, KGO_OBS_UID_SLOTS,
 	       access(TICK_STATS_PIN, F_OK) ? "" :
-	       "; perf_event cpu-clock on every CPU, bpf_send_signal_thread");
+	       "; a BPF timer on each CPU while a kgo M runs there, "
+	       "bpf_send_signal_thread");
 	for (i = 0; i < KGO_OBS_SLOTS; i++) {
 		__u64 owner = __atomic_load_n(&ms[i].owner, __ATOMIC_ACQUIRE);
 		__u32 tgid = owner >> 32;

@@ -1,14 +1,22 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /*
- * kgo_tick.bpf.c - the preemption tick: the kernel stops a G that has
- * had its slice of CPU time, with no wakeup of sysmon.
+ * kgo_tick.bpf.h - the preemption tick: the kernel stops a G that has
+ * had its slice of CPU time, with no wakeup of sysmon. Part of
+ * kgo_observe.bpf.c (included by it: its sched_switch arms the tick,
+ * and a BPF timer's callback lives in the object that starts it).
  *
  * What
  * ----
- * One perf_event program, attached to a cpu-clock event on every CPU
- * that fires KGO_TICK_HZ times a second of that CPU's time. When the
- * task it interrupts is a registered M (the records and task storage
- * of kgo_observe.bpf.c, shared with it through bpf_map__reuse_fd) whose
+ * One BPF timer per CPU (map kgo_tick_cpu), pinned to its CPU, that
+ * fires every KGO_TICK_NS while a registered M is on that CPU, and not
+ * otherwise. sched_switch starts it when a registered M switches in on
+ * a CPU whose tick is not armed (and so does the M's registration); the
+ * callback, on that CPU in softirq with `current` the task it
+ * interrupted, does the tick's work when current is a registered M and
+ * starts itself again; when current is anything else (the CPU idles, or
+ * runs another program) it lets itself lapse until the next M switches
+ * in there. When the task it interrupts is a registered M (the records
+ * and task storage of kgo_observe.bpf.c) whose
  * P runs a G, it times the G's slice in the CPU time the probes count
  * for the M (struct kgo_obs_m: cpu_ns up to the last switch out, plus
  * now - since while RUNNING), and once the slice is over it asks the G
@@ -67,12 +75,31 @@
  * - It ends a slice at most one tick (1 ms) of CPU time late: the
  *   slice is timed from the first tick that sees it, and ends at the
  *   first tick after it is over. Figures: README, spin_timer.
- * - Every CPU takes KGO_TICK_HZ timer interrupts a second, idle or not
- *   (a cpu-clock event is an hrtimer): the program itself costs a
- *   task-storage lookup on other tasks (~100 ns: 0.01% of a CPU at 1
- *   kHz), but an idle CPU no longer sleeps through ticks, which costs
- *   power, and on a VM a guest exit per tick. kgo-probe status counts
- *   the ticks.
+ * - It runs only on CPUs where a registered M runs, and only while it
+ *   runs (a lapse costs one more tick after the M leaves the CPU). It
+ *   was a perf_event program on a cpu-clock event of every CPU, which
+ *   fired 2000 times a second on every CPU whatever ran there: that
+ *   doubled the machine's timer interrupts when no kgo program ran at
+ *   all (/proc/interrupts LOC, 2 CPUs: 2438 a second without it, 4882
+ *   with a bare 2 kHz cpu-clock event on each, 2026-12-06), and each
+ *   costs a guest exit or two on this VM: a fixed spin loop pinned to
+ *   one CPU used 4.5-12% more CPU time with those events on (the
+ *   README, "The cost to other programs"). A program on the timer
+ *   interrupt cannot stop its own event (no helper does), and a BPF
+ *   timer can be started from sched_switch, so the tick became one.
+ * - On a CPU an M keeps, it costs what it did: KGO_TICK_HZ interrupts
+ *   a second, plus the start of the timer at an M's switch in after a
+ *   lapse (at most one per lapse, so at most one per tick).
+ * - Softirq context: the callback sees `current` as the task it
+ *   interrupted, unless ksoftirqd runs the timers (a loaded CPU):
+ *   then current is ksoftirqd, the tick lapses, and the M's switch
+ *   back in after ksoftirqd starts it again. It needs
+ *   BPF_F_TIMER_CPU_PIN (Linux 6.7; the probes need 6.13 anyway) so
+ *   that the timer fires on its CPU; a start that fails is counted
+ *   (`arm_fail`) and tried again at the next switch in.
+ * - The timers are cancelled when the last user-space holder of the
+ *   map goes (the kernel's rule for maps with timers): kgo-probe pins
+ *   kgo_tick_cpu, a process that loads its own holds it.
  * - CPU time is the probes' (ktime between switches), which on a VM
  *   includes time the hypervisor stole; the thread's CPU clock leaves
  *   steal out. Measured here: no steal (/proc/stat).
@@ -84,19 +111,12 @@
  *   gets the tick's signals; sysmon takes SIGURG back only when it
  *   signals itself, which it does not while the tick works.
  */
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_tracing.h>
-#include "kgo_observe.h"
+#ifndef KGO_TICK_BPF_H
+#define KGO_TICK_BPF_H
+
 #include "kgo_tick.h"
 
-char LICENSE[] SEC("license") = "Dual MIT/GPL";
-
 #define SIGURG	23	/* x86 and arm64 alike */
-
-/* kgo_observe.bpf.c's maps (the loader points these at the
- * observer's with bpf_map__reuse_fd). */
-#include "kgo_maps.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -105,37 +125,60 @@ struct {
 	__type(value, struct kgo_tick_stats);
 } kgo_tick_stats SEC(".maps");
 
-#define COUNT(st, field) do {				\
+/*
+ * One per CPU (by CPU number): the tick's timer there, and whether it
+ * is armed (started and its callback not yet run, or run and started
+ * again). @armed is written only on that CPU, by sched_switch (irqs
+ * off) and by the callback (softirq), which cannot interleave there.
+ */
+struct tick_cpu {
+	struct bpf_timer timer;
+	__u64 armed;
+	__u64 inited;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KGO_TICK_CPUS);
+	__type(key, __u32);
+	__type(value, struct tick_cpu);
+} kgo_tick_cpu SEC(".maps");
+
+#define TICK_COUNT(st, field) do {			\
 	if (st)						\
 		(st)->field++;				\
 } while (0)
 
-SEC("perf_event")
-int kgo_tick(struct bpf_perf_event_data *ctx)
+static __always_inline struct kgo_tick_stats *tick_stats(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&kgo_tick_stats, &zero);
+}
+
+/*
+ * tick_m() - the tick's work on this CPU, if `current` is a registered
+ * M. Return: true if it is one (the tick goes on), false if not (the
+ * tick lapses).
+ */
+static __always_inline bool tick_m(struct kgo_tick_stats *st)
 {
 	struct task_struct *cur = bpf_get_current_task_btf();
-	struct kgo_tick_stats *st;
 	struct kgo_obs_proc pr;
 	struct kgo_obs_m *s;
-	struct obs_task *ot;
 	__u64 pp = 0, tick = 0, w, cpu, now, slice1;
-	__u32 status = 0, idx, zero = 0;
+	__u32 status = 0, idx;
 
-	ot = bpf_task_storage_get(&kgo_task, cur, 0, 0);
-	if (!ot || !ot->slot1)
-		return 0;
-	idx = ot->slot1 - 1;
-	s = bpf_map_lookup_elem(&kgo_ms, &idx);
+	s = slot_of(cur, &idx);
 	if (!s || s->owner != bpf_get_current_pid_tgid() ||
 	    s->role != KGO_OBS_REG_M)
-		return 0;
-	st = bpf_map_lookup_elem(&kgo_tick_stats, &zero);
-	COUNT(st, ticks);
+		return false;
+	TICK_COUNT(st, ticks);
 	/* The process's own memory, as its runtime published it. */
 	if (bpf_probe_read_user(&pr, sizeof(pr), (void *)s->proc_addr) ||
 	    pr.magic != KGO_OBS_MAGIC || pr.version != KGO_OBS_VERSION ||
 	    !pr.slice_ns)
-		return 0;
+		return false;	/* it does not want the tick */
 	if (bpf_probe_read_user(&pp, sizeof(pp),
 				(void *)(s->m_addr + pr.off_m_p)) || !pp ||
 	    bpf_probe_read_user(&status, sizeof(status),
@@ -156,29 +199,30 @@ int kgo_tick(struct bpf_perf_event_data *ctx)
 		 * as sysmon counts it. A new G, or another P, is another
 		 * schedtick, so another slice (two Ps' schedticks that
 		 * meet make a slice end early: one early stop, no more).
+		 * The tick goes on: the M may take a G with no switch.
 		 */
-		return 0;
+		return true;
 	now = bpf_ktime_get_ns();
 	w = s->state;
 	cpu = s->cpu_ns;
 	if (kgo_obs_state(w) == KGO_OBS_RUNNING && now > kgo_obs_since(w))
 		cpu += now - kgo_obs_since(w);
 	else
-		COUNT(st, stale);
+		TICK_COUNT(st, stale);
 	slice1 = tick + 1;
 	if (s->tick_slice != slice1) {
 		s->tick_slice = slice1;
 		s->tick_cpu0 = cpu;
-		COUNT(st, slices);
-		return 0;
+		TICK_COUNT(st, slices);
+		return true;
 	}
 	if (cpu - s->tick_cpu0 < pr.slice_ns)
-		return 0;
+		return true;
 	/* Sent for this slice already: the next one only after the gap,
 	 * which doubles up to the slice. */
 	if (s->tick_preempt == slice1) {
 		if (cpu < s->tick_next)
-			return 0;
+			return true;
 		if (s->tick_gap < pr.slice_ns)
 			s->tick_gap *= 2;
 	} else {
@@ -189,9 +233,63 @@ int kgo_tick(struct bpf_perf_event_data *ctx)
 	s->tick_preempt = slice1;
 	if (!bpf_send_signal_thread(SIGURG)) {
 		s->tick_sent++;
-		COUNT(st, signals);
+		TICK_COUNT(st, signals);
 	} else {
-		COUNT(st, signal_fail);
+		TICK_COUNT(st, signal_fail);
+	}
+	return true;
+}
+
+/* The timer's callback: on its CPU (BPF_F_TIMER_CPU_PIN), in softirq. */
+static int tick_fire(void *map, __u32 *key, struct tick_cpu *tc)
+{
+	struct kgo_tick_stats *st = tick_stats();
+
+	TICK_COUNT(st, fires);
+	/* Not its CPU: that one went offline and the timer moved. */
+	if (*key != bpf_get_smp_processor_id() || !tick_m(st)) {
+		tc->armed = 0;
+		TICK_COUNT(st, lapses);
+		return 0;
+	}
+	if (bpf_timer_start(&tc->timer, KGO_TICK_NS, BPF_F_TIMER_CPU_PIN)) {
+		tc->armed = 0;
+		TICK_COUNT(st, lapses);		/* so arms - lapses runs */
+		TICK_COUNT(st, arm_fail);
 	}
 	return 0;
 }
+
+/*
+ * tick_arm() - a registered M is (about to be) on this CPU: start its
+ * tick unless it runs. Called with irqs off (sched_switch, or the
+ * registration's task_rename, where current is the M).
+ */
+static __always_inline void tick_arm(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct kgo_tick_stats *st;
+	struct tick_cpu *tc;
+
+	tc = bpf_map_lookup_elem(&kgo_tick_cpu, &cpu);
+	if (!tc || tc->armed)
+		return;
+	st = tick_stats();
+	if (!tc->inited) {
+		/* -EBUSY when done before: the timer is kept. */
+		bpf_timer_init(&tc->timer, &kgo_tick_cpu, CLOCK_MONOTONIC);
+		if (bpf_timer_set_callback(&tc->timer, tick_fire)) {
+			TICK_COUNT(st, arm_fail);
+			return;
+		}
+		tc->inited = 1;
+	}
+	if (bpf_timer_start(&tc->timer, KGO_TICK_NS, BPF_F_TIMER_CPU_PIN)) {
+		TICK_COUNT(st, arm_fail);
+		return;
+	}
+	tc->armed = 1;
+	TICK_COUNT(st, arms);
+}
+
+#endif /* KGO_TICK_BPF_H */
