@@ -108,7 +108,7 @@ static inline void scan_threads(int *own, int *iowq, const char *wchan_has,
 		task_wchan(de->d_name, wchan, sizeof(wchan));
 		*wchan_known += strcmp(wchan, "0") != 0;
 		for (w = wchan_has; *w; w = *bar ? bar + 1 : bar) {
-			bar = strchrnul(w, '|');
+			bar = w + strcspn(w, "|");
 			snprintf(word, sizeof(word), "%.*s", (int)(bar - w), w);
 			if (!*word || !strstr(wchan, word))
 				continue;
