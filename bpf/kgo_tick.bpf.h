@@ -16,12 +16,15 @@
  * starts itself again; when current is anything else (the CPU idles, or
  * runs another program) it lets itself lapse until the next M switches
  * in there. When the task it interrupts is a registered M (the records
- * and task storage of kgo_observe.bpf.c) whose
- * P runs a G, it times the G's slice in the CPU time the probes count
- * for the M (struct kgo_obs_m: cpu_ns up to the last switch out, plus
- * now - since while RUNNING), and once the slice is over it asks the G
+ * and task storage of kgo_observe.bpf.c) whose P runs a G, it times
+ * the G's slice in the CPU time the probes count for the M (struct
+ * kgo_obs_m: cpu_ns up to the last switch out, plus now - since while
+ * RUNNING), and once the slice is over it asks the G
  * to stop: a plain store in the M's record (tick_preempt = the slice's
  * schedtick + 1) and bpf_send_signal_thread(SIGURG) to the M itself.
+ * It reads user memory and signals only when `current` is the
+ * registered M of the slot (owner checked), as the perf_event program
+ * it replaced did: ksoftirqd, or any other task, only makes it lapse.
  *
  * Why
  * ---

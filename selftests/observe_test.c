@@ -1582,23 +1582,30 @@ static int64_t now_ns(void)
  * nothing of kgo runs. The perf_event tick it replaced fired 2000 times
  * a second on every CPU whatever ran.
  */
-TEST_TIMEOUT(tick_lapses, 60)
+static pid_t spinner_process(void)
 {
-	long long fires0, fires1, arms, lapses = -1;
-	char out[4096];
 	struct spin s;
-	int64_t deadline;
-	pid_t pid;
-	int st;
+	pid_t pid = fork();
 
-	REQUIRE_PINNED();
-	pid = fork();
-	ASSERT_LE(0, pid);
 	if (pid == 0) {
 		memset(&s, 0, sizeof(s));
 		run(slice_main, &s, 1, KGO_OBSERVE_BPF, SLICE_US);
 		_exit(0);
 	}
+	return pid;
+}
+
+TEST_TIMEOUT(tick_lapses, 60)
+{
+	long long fires0, fires1, arms, lapses = -1;
+	char out[4096];
+	int64_t deadline;
+	pid_t pid;
+	int st;
+
+	REQUIRE_PINNED();
+	pid = spinner_process();
+	ASSERT_LE(0, pid);
 	ASSERT_EQ(pid, waitpid(pid, &st, 0));
 	/* The last M's timer lapses at its next fire: wait for it (the
 	 * deadline only ends a wait for one that never comes). */
