@@ -788,6 +788,12 @@ struct kgo_stats {
 	 * fd's timer is idle or must fire earlier: a fresh deadline per
 	 * request costs none (the poll descriptor in user/runtime/io.c). */
 	uint64_t timers_armed;
+	/* Registrations with the BPF probes made again because the kernel
+	 * had skipped the probe (its recursion guard on a preemptible
+	 * kernel: observe_bpf.c, "Registration's answer"), and Ms left
+	 * with no record (polled). */
+	uint64_t observe_reg_retries;
+	uint64_t observe_ms_unreg;
 };
 
 /**
