@@ -15,6 +15,7 @@
  *   tp_btf/sched_switch         the state and the CPU time; the wakeup
  *   tp_btf/sched_wakeup         BLOCKED -> RUNNABLE
  *   tp_btf/sched_process_exit   the slot of an exiting thread is freed
+ *   tp_btf/sched_process_free   ... when the kernel skipped that one
  *
  * When an M blocks while the P it left in a kgo syscall has work waiting
  * (the only event that needs action at once), sched_switch wakes one
@@ -92,6 +93,14 @@
  * - KGO_OBS_SLOTS threads at once, in all processes together; a
  *   registration that finds no free slot within KGO_OBS_PROBES of its
  *   hash fails (counted in `full`), and that M is handled by polling.
+ * - The kernel runs each tracing program once per CPU at a time and
+ *   skips a call that finds it running there (recursion_misses in
+ *   `bpftool prog show`; kgo-probe status: "skipped by the kernel").
+ *   On a preemptible kernel task_rename and sched_process_exit run
+ *   preemptible, so a thread preempted inside kgo_rename or kgo_exit
+ *   makes the kernel skip the others' on that CPU: the runtime finds
+ *   no record and registers again (observe_bpf.c, "Registration's
+ *   answer"), and kgo_free frees what kgo_exit missed.
  * - bpf_probe_read_user cannot fault pages in: the runtime touches what
  *   it publishes before it registers.
  * - Ids are the kernel's (init pid namespace); a runtime in another pid
@@ -129,10 +138,11 @@
  *   says its running G's slice is over (preempt.c).
  * - exhaust slots: at most KGO_OBS_UID_SLOTS (a quarter of the table)
  *   per uid but root's (trusted: root can unload the probes anyway,
- *   and its programs may run thousands of Ms), counted in kgo_uids; a registration over the cap is
- *   refused (`capped` in kgo-probe status) and that M is polled, said
- *   once on the process's stderr; when sysmon is refused the whole
- *   process polls (its reason in kgo_stats). Four users can still fill
+ *   and its programs may run thousands of Ms), counted in kgo_uids; a
+ *   registration over the cap is refused (`capped` in kgo-probe
+ *   status) and that M is polled, said once on the process's stderr
+ *   (KGO_OBSERVE=bpf; auto is silent); when sysmon is refused the
+ *   whole process polls (its reason in kgo_stats). Four users can still fill
  *   the table together; the cap bounds what one can take.
  * - read: users map the record map (0660 for the probes' group with
  *   --group, else 0666, and frozen): they see each registered thread's
@@ -192,17 +202,19 @@ struct {
 } kgo_info SEC(".maps");
 
 /* Does the process whose runtime published @proc_addr (the caller's own
- * memory) run this version and choose this probe set? */
-static __always_inline bool proc_chose_us(__u64 proc_addr)
+ * memory) run this version and choose this probe set? 1 yes, 0 no, -1
+ * unreadable (a page not present: bpf_probe_read_user cannot fault). */
+static __always_inline int proc_chose_us(__u64 proc_addr)
 {
 	struct kgo_obs_proc pr;
 	struct kgo_obs_info *in;
 	__u32 zero = 0;
 
 	in = bpf_map_lookup_elem(&kgo_info, &zero);
-	if (!in || !in->set_id ||
-	    bpf_probe_read_user(&pr, sizeof(pr), (void *)proc_addr))
-		return false;
+	if (!in || !in->set_id)
+		return 0;
+	if (bpf_probe_read_user(&pr, sizeof(pr), (void *)proc_addr))
+		return -1;
 	return pr.magic == KGO_OBS_MAGIC && pr.version == KGO_OBS_VERSION &&
 	       pr.set_id == in->set_id;
 }
@@ -349,8 +361,10 @@ int BPF_PROG(kgo_rename, struct task_struct *task, const char *comm)
 	cur = bpf_get_current_task_btf();
 	ot = bpf_task_storage_get(&kgo_task, cur, 0,
 				  BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!ot)
+	if (!ot) {
+		COUNT(reg_nostore);
 		return 0;
+	}
 	if (ot->slot1) {
 		idx = ot->slot1 - 1;
 		s = bpf_map_lookup_elem(&kgo_ms, &idx);
@@ -368,8 +382,12 @@ int BPF_PROG(kgo_rename, struct task_struct *task, const char *comm)
 	if (op != KGO_OBS_REG_M && op != KGO_OBS_REG_SYSMON)
 		return 0;
 	/* Another set's process (or another version's): not ours. */
-	if (!proc_chose_us(proc_addr)) {
+	switch (proc_chose_us(proc_addr)) {
+	case 0:
 		COUNT(other_set);
+		return 0;
+	case -1:
+		COUNT(reg_unread);
 		return 0;
 	}
 	/* bpfp: the per-uid cap. Checked before the claim and counted
@@ -434,22 +452,49 @@ int BPF_PROG(kgo_rename, struct task_struct *task, const char *comm)
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(kgo_exit, struct task_struct *p)
+/* Thread @p is gone: give its slot back. Return: true if it had one. */
+static __always_inline bool exit_free(struct task_struct *p)
 {
 	struct obs_task *ot = bpf_task_storage_get(&kgo_task, p, 0, 0);
 	struct kgo_obs_m *s;
 	__u32 idx;
 
 	if (!ot || !ot->slot1)
-		return 0;
+		return false;
 	idx = ot->slot1 - 1;
 	ot->slot1 = 0;
 	s = bpf_map_lookup_elem(&kgo_ms, &idx);
-	if (s) {
+	if (s)
 		slot_free(s, ((__u64)p->tgid << 32) | (__u32)p->pid);
+	return s;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(kgo_exit, struct task_struct *p)
+{
+	if (exit_free(p))
 		COUNT(exits);
-	}
+	return 0;
+}
+
+/*
+ * The exit's second chance. The kernel skips kgo_exit for a thread
+ * that exits on a CPU where another exiting thread was preempted inside
+ * it (the recursion guard of tracing programs; sched_process_exit runs
+ * preemptible on a preemptible kernel): in the 7.2 guest (preempt=lazy),
+ * 452 of 1040 threads killed at once (observe_test pinned_uid_cap's
+ * SIGKILL) left their records behind (`bpftool prog show name kgo_exit`:
+ * recursion_misses 452). sched_process_free comes a grace period after
+ * the thread was reaped, from an RCU callback (softirq: nothing
+ * preempts it, and callbacks on one CPU run one after another), while
+ * the task storage is still there (it goes with the task's last
+ * reference, after this).
+ */
+SEC("tp_btf/sched_process_free")
+int BPF_PROG(kgo_free, struct task_struct *p)
+{
+	if (exit_free(p))
+		COUNT(exits_late);
 	return 0;
 }
 

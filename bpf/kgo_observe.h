@@ -248,6 +248,13 @@ struct kgo_obs_stats {
 	__u64 timer_quiet;	/* ... that found the block over: no kick */
 	__u64 capped;		/* bpfp: refused, the user's cap reached */
 	__u64 other_set;	/* registrations for another set or version */
+	/* reg: why a registration was not taken, beside full and capped
+	 * (task_rename): */
+	__u64 reg_nostore;	/* no task storage (bpf_task_storage_get
+				 * with F_CREATE returned NULL) */
+	__u64 reg_unread;	/* the process's kgo_obs_proc unreadable */
+	__u64 exits_late;	/* slots freed at sched_process_free: the
+				 * kernel had skipped the exit's probe */
 };
 
 static inline __u32 kgo_obs_hash(__u32 tid)
@@ -275,6 +282,102 @@ static inline long kgo_obs_prctl(int op, const void *m_addr,
 	}
 	return syscall(SYS_prctl, PR_SET_NAME, name,
 		       (unsigned long)KGO_OBS_REG_ARG(op), m_addr, proc_addr);
+}
+
+/*
+ * Registration's answer: kgo_obs_prctl() returns 0 whatever the probes
+ * did; what they did is in the records @ms (mapped by the caller). When
+ * the prctl returns, the probe has run inside it, on the caller's
+ * thread, or never will for that call: the caller's record is there or
+ * it is not, and why not is read from the records too:
+ *  KGO_OBS_FULL     every slot of the window (KGO_OBS_PROBES from the
+ *		     tid's hash) is held;
+ *  KGO_OBS_CAPPED   the caller's uid (not root) holds KGO_OBS_UID_SLOTS;
+ *  KGO_OBS_SKIPPED  neither: the kernel did not run the probe. It runs
+ *		     a tracing program once per CPU at a time (the
+ *		     program's recursion guard; `bpftool prog show name
+ *		     kgo_rename`: recursion_misses); on a preemptible
+ *		     kernel a thread preempted inside the probe makes it
+ *		     skip every other registration on that CPU until the
+ *		     thread runs again. Transient: sleep, register again.
+ * (observe_bpf.c, "Registration's answer", has the measurements.)
+ */
+enum { KGO_OBS_TAKEN, KGO_OBS_FULL, KGO_OBS_CAPPED, KGO_OBS_SKIPPED };
+
+#define kgo_obs_rd(x)	__atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+
+/* The slot of registration (@owner, @m_addr, @op) in @ms, or -1. */
+static inline int kgo_obs_find(const volatile struct kgo_obs_m *ms,
+			       __u64 owner, __u64 m_addr, __u32 op)
+{
+	__u32 h = kgo_obs_hash((__u32)owner), i, s;
+
+	for (i = 0; i < KGO_OBS_PROBES; i++) {
+		s = (h + i) & (KGO_OBS_SLOTS - 1);
+		if (kgo_obs_rd(ms[s].owner) == owner &&
+		    kgo_obs_rd(ms[s].m_addr) == m_addr &&
+		    kgo_obs_rd(ms[s].role) == op)
+			return (int)s;
+	}
+	return -1;
+}
+
+/* Why thread @tid of user @uid has no record in @ms: KGO_OBS_*. */
+static inline int kgo_obs_refusal(const volatile struct kgo_obs_m *ms,
+				  __u32 tid, __u32 uid)
+{
+	__u32 h = kgo_obs_hash(tid), i, n = 0;
+
+	for (i = 0; i < KGO_OBS_PROBES; i++)
+		if (!kgo_obs_rd(ms[(h + i) & (KGO_OBS_SLOTS - 1)].owner))
+			break;
+	if (i == KGO_OBS_PROBES)
+		return KGO_OBS_FULL;
+	if (uid == 0)
+		return KGO_OBS_SKIPPED;
+	for (i = 0; i < KGO_OBS_SLOTS; i++)
+		if (kgo_obs_rd(ms[i].owner) && kgo_obs_rd(ms[i].uid) == uid)
+			n++;
+	return n >= KGO_OBS_UID_SLOTS ? KGO_OBS_CAPPED : KGO_OBS_SKIPPED;
+}
+
+/* Tries of a registration the kernel skipped, and the sleep before the
+ * first retry, doubled at each (0.1 ms up to 6.4 ms: 12.7 ms in all). */
+#define KGO_OBS_TRIES		8
+#define KGO_OBS_BACKOFF_NS	100000L
+
+/*
+ * kgo_obs_register() - register the calling thread (@tid, of process
+ * @tgid and user @uid) as kgo_obs_prctl() does, and again while the
+ * kernel skips the probe, up to KGO_OBS_TRIES times. User space only
+ * (<time.h> too). Return: the slot, or -1 with the reason in *@why
+ * (KGO_OBS_*); the retries made in *@retries.
+ */
+static inline int kgo_obs_register(const volatile struct kgo_obs_m *ms,
+				   int op, const void *m_addr,
+				   const void *proc_addr, const char *name,
+				   __u32 tgid, __u32 tid, __u32 uid, int *why,
+				   int *retries)
+{
+	__u64 owner = ((__u64)tgid << 32) | tid;
+	struct timespec ts = { 0, 0 };
+	int slot, try;
+
+	for (try = 0;; try++) {
+		*retries = try;
+		kgo_obs_prctl(op, m_addr, proc_addr, name);
+		slot = kgo_obs_find(ms, owner, (__u64)(unsigned long)m_addr,
+				    (__u32)op);
+		if (slot >= 0) {
+			*why = KGO_OBS_TAKEN;
+			return slot;
+		}
+		*why = kgo_obs_refusal(ms, tid, uid);
+		if (*why != KGO_OBS_SKIPPED || try + 1 == KGO_OBS_TRIES)
+			return -1;
+		ts.tv_nsec = KGO_OBS_BACKOFF_NS << try;
+		nanosleep(&ts, NULL);
+	}
 }
 #endif
 

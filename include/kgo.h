@@ -817,6 +817,12 @@ struct kgo_stats {
 	uint64_t sysmon_wakeups_passed;
 	uint64_t sysmon_wakeups_wakep;
 	uint64_t sysmon_wakeups_timer;
+	/* Registrations with the BPF probes made again because the kernel
+	 * had skipped the probe (its recursion guard on a preemptible
+	 * kernel: observe_bpf.c, "Registration's answer"), and Ms left
+	 * with no record (polled). */
+	uint64_t observe_reg_retries;
+	uint64_t observe_ms_unreg;
 };
 
 /**

@@ -77,6 +77,7 @@ static void pin_paths(void)
 
 static const char *const link_names[] = {
 	"task_rename", "sched_switch", "sched_wakeup", "sched_process_exit",
+	"sched_process_free",
 };
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -171,7 +172,7 @@ static int pin_tick(struct kgo_observe_bpf *skel, mode_t fmode, gid_t gid)
 static int cmd_load(const char *group, bool verbose)
 {
 	struct kgo_observe_bpf *skel;
-	struct bpf_link *links[4];
+	struct bpf_link *links[5];
 	mode_t fmode = 0666, dmode = 0755;
 	gid_t gid = 0;
 	size_t i;
@@ -216,7 +217,8 @@ static int cmd_load(const char *group, bool verbose)
 	links[1] = skel->links.kgo_switch;
 	links[2] = skel->links.kgo_wakeup;
 	links[3] = skel->links.kgo_exit;
-	for (i = 0; i < 4; i++) {
+	links[4] = skel->links.kgo_free;
+	for (i = 0; i < 5; i++) {
 		char name[64];
 
 		snprintf(name, sizeof(name), "link_%s", link_names[i]);
@@ -288,6 +290,42 @@ static int open_pinned(const char *path, bool rdonly)
 	return (int)syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof(attr));
 }
 
+/*
+ * The times the kernel skipped the program behind the pinned link
+ * link_@name (its recursion guard: the program was running on that CPU
+ * already, which a preemptible kernel allows when a thread is preempted
+ * inside it; observe_bpf.c, "Registration's answer"), as `bpftool prog
+ * show` says in recursion_misses. -1: unknown (not root).
+ */
+static long long prog_skipped(const char *name)
+{
+	struct bpf_link_info link;
+	struct bpf_prog_info prog;
+	char path[PATH_MAX + 32];
+	__u32 len = sizeof(link);
+	int fd, pfd;
+
+	snprintf(path, sizeof(path), "%s/link_%s", PIN_DIR, name);
+	fd = open_pinned(path, false);
+	if (fd < 0)
+		return -1;
+	memset(&link, 0, sizeof(link));
+	if (bpf_obj_get_info_by_fd(fd, &link, &len)) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	pfd = bpf_prog_get_fd_by_id(link.prog_id);
+	if (pfd < 0)
+		return -1;
+	len = sizeof(prog);
+	memset(&prog, 0, sizeof(prog));
+	if (bpf_obj_get_info_by_fd(pfd, &prog, &len))
+		prog.recursion_misses = (__u64)-1;
+	close(pfd);
+	return (long long)prog.recursion_misses;
+}
+
 /* One registered process, as status shows it. */
 struct proc_row {
 	__u32 tgid, uid;
@@ -321,7 +359,8 @@ static int cmd_status(void)
 			    MS_PIN, strerror(errno));
 	printf("probes:   loaded, pinned in %s\n", PIN_DIR);
 	printf("uses:     tp_btf/sched_switch, tp_btf/sched_wakeup, "
-	       "tp_btf/sched_process_exit, tp_btf/task_rename; task storage; "
+	       "tp_btf/sched_process_exit, tp_btf/sched_process_free, "
+	       "tp_btf/task_rename; task storage; "
 	       "an mmapped array of %d records (at most %d per user but "
 	       "root); kfunc "
 	       "bpf_send_signal_task%s\n", KGO_OBS_SLOTS, KGO_OBS_UID_SLOTS,
@@ -376,12 +415,14 @@ static int cmd_status(void)
 	sfd = open_pinned(STATS_PIN, true);
 	if (sfd >= 0 && !obs_probe_stats(sfd, &st))
 		printf("counters: switches %llu, registrations %llu, "
-		       "unregistrations %llu, exits %llu, table full %llu, "
+		       "unregistrations %llu, exits %llu (late %llu), "
+		       "table full %llu, "
 		       "wakeups %llu (failed %llu), unreadable %llu\n",
 		       (unsigned long long)st.switches,
 		       (unsigned long long)st.regs,
 		       (unsigned long long)st.unregs,
 		       (unsigned long long)st.exits,
+		       (unsigned long long)st.exits_late,
 		       (unsigned long long)st.full,
 		       (unsigned long long)st.wakes,
 		       (unsigned long long)st.wake_fail,
@@ -391,6 +432,17 @@ static int cmd_status(void)
 		       "for another probe set %llu\n",
 		       (unsigned long long)st.capped,
 		       (unsigned long long)st.other_set);
+	if (sfd >= 0)
+		printf("          not taken: no task storage %llu, process "
+		       "memory unreadable %llu\n",
+		       (unsigned long long)st.reg_nostore,
+		       (unsigned long long)st.reg_unread);
+	if (geteuid() == 0)
+		printf("skipped by the kernel (a thread was in the probe on "
+		       "the same CPU): registrations %lld, exits %lld "
+		       "(then freed late)\n",
+		       prog_skipped("task_rename"),
+		       prog_skipped("sched_process_exit"));
 	tick_status();
 	return 0;
 }
