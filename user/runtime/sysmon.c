@@ -50,7 +50,7 @@
  * P itself (proc.c, "Handoff from the kernel"), or sysmon only when no
  * M idles (a signal, sysmon_kick). sysmon sleeps until the end of the
  * slices that run (where the preemption tick from BPF times a slice,
- * bpf/kgo_tick.bpf.c, it looks only once a second: next_slice_end and
+ * bpf/kgo_tick.bpf.h, it looks only once a second: next_slice_end and
  * TICK_LOOK), or 10 ms later for a P whose M is blocked with
  * nothing waiting (Go's rule, once per call) while no P idles (with one
  * idle it waits for pidleget to take the last: "Blocked calls beside
