@@ -559,6 +559,7 @@ struct pair {
 	enum pair_third third;
 	pthread_t thread;
 	_Atomic bool started, ran;	/* the pair is going; the third ran */
+	_Atomic bool thread_done;	/* pair_thread read P0 for the last time */
 	_Atomic uint64_t queued_at, ran_at;	/* P0's nswitch */
 	uint64_t rounds;
 	uint64_t ticks, preempts;	/* over the first PAIR_WARM rounds */
@@ -603,6 +604,7 @@ static void *pair_thread(void *arg)
 
 	if (kgo_go(pair_third, pr) == 0)
 		atomic_store(&pr->queued_at, p0_switches());
+	atomic_store(&pr->thread_done, true);
 	return NULL;
 }
 
@@ -644,6 +646,12 @@ static void pair_ping(void *arg)
 			break;
 		pr->rounds++;
 	}
+	/* pair_thread reads P0 after its kgo_go returns: the run (and
+	 * sched.allp with it) must not end before that read (TSan saw
+	 * kgo_run free it first). */
+	while (pr->third == THIRD_GLOBAL && atomic_load(&pr->started) &&
+	       !atomic_load(&pr->thread_done))
+		kgo_yield();
 	kgo_chan_close(pr->ping);
 	kgo_wg_done(&pr->wg);
 }
