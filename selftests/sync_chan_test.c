@@ -365,9 +365,13 @@ static void dl_main(void *arg)
 	for (i = 0; i < 5; i++)
 		EXPECT_EQ(-ETIMEDOUT,
 			  kgo_chan_recv_dl(d->c, &v, kgo_now() + MS));
+	/* t0 before the sender starts: on the other P it may begin its
+	 * 30 ms sleep at once while this G is held off (the fault that
+	 * io_net_test's recv case and io_close_test's fd_deadline met
+	 * under load and TCG). */
+	t0 = kgo_now();
 	ASSERT_EQ(0, kgo_go(dl_late_sender, d));
 	v = 0;
-	t0 = kgo_now();
 	ASSERT_EQ(0, kgo_chan_recv_dl(d->c, &v, t0 + 5000 * MS));
 	EXPECT_EQ(5, v);
 	EXPECT_GE(kgo_now() - t0, 20 * MS);
