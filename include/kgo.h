@@ -823,6 +823,11 @@ struct kgo_stats {
 	 * with no record (polled). */
 	uint64_t observe_reg_retries;
 	uint64_t observe_ms_unreg;
+	/* Receives on a TCP socket that went straight to the netpoller
+	 * without their MSG_DONTWAIT try: the read before had emptied the
+	 * socket and no edge came since (user/runtime/io.c, "Drained
+	 * sockets"). About one per request of a keep-alive server. */
+	uint64_t net_tries_skipped;
 };
 
 /**

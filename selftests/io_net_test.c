@@ -1013,4 +1013,180 @@ TEST_F(net, nonblock_cached)
 	       nbc.reads[0]), 2 * DT_PINGS, (long long)(nbc.nb_late / MS));
 }
 
+/*
+ * drained: a recv whose last read on a TCP socket was short (it emptied
+ * the socket) and that saw no edge since goes straight to the
+ * netpoller, without its MSG_DONTWAIT try (io.c, "Drained sockets"),
+ * counted in kgo_stats.net_tries_skipped; and never where a short read
+ * leaves something behind: a datagram socket (unix, UDP) with two
+ * datagrams queued, a MSG_PEEK, a FIN after the data. Each of those is
+ * asserted on the counters (no skip; the next datagram read by the
+ * try, io_nowait_hits), not on time: a wrong skip costs a wait that
+ * sysmon's look ends 10-20 ms into it, and a skipped call whose
+ * deadline passed still tries once before -ETIMEDOUT.
+ */
+#define DR_ROUNDS	100
+#define DR_LATER	(10000 * MS)
+
+struct dr {
+	int sv[2];
+	struct kgo_wg wg;
+};
+
+static void dr_stats(struct kgo_stats *st)
+{
+	ASSERT_LT(0, kgo_stats_get(st, sizeof(*st)));
+}
+
+/* The server's side of the loop: a request of 4 bytes into a buffer of
+ * 64 (short reads), an answer of 4, until the peer closes. */
+static void dr_serve(void *arg)
+{
+	struct dr *dr = arg;
+	char buf[64];
+	ssize_t n;
+
+	while ((n = kgo_recv_dl(dr->sv[1], buf, sizeof(buf), 0,
+				kgo_now() + DR_LATER)) > 0) {
+		ASSERT_EQ(4, n);
+		ASSERT_EQ(0, memcmp(buf, "ping", 4));
+		ASSERT_EQ(4, kgo_send(dr->sv[1], "pong", 4, 0));
+	}
+	ASSERT_EQ(0, n);
+	kgo_wg_done(&dr->wg);
+}
+
+/* A connected TCP pair over loopback: sv[0] connected, sv[1] accepted. */
+static void dr_tcp_pair(int sv[2])
+{
+	struct sockaddr_in sa;
+	int lfd = listener(&sa, 1), one = 1;
+
+	sv[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_LE(0, sv[0]);
+	ASSERT_EQ(0, kgo_connect(sv[0], (struct sockaddr *)&sa, sizeof(sa)));
+	sv[1] = kgo_accept(lfd, NULL, NULL, SOCK_CLOEXEC);
+	ASSERT_LE(0, sv[1]);
+	setsockopt(sv[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(sv[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	close(lfd);
+}
+
+static void dr_send_two(void *arg)
+{
+	struct dr *dr = arg;
+
+	/* Both before this G yields (P = 1): the edge that wakes the
+	 * reader is collected with both datagrams queued, and no other
+	 * comes after the reader's first, short read. */
+	kgo_sleep(10 * MS);
+	ASSERT_EQ(1, send(dr->sv[1], "a", 1, 0));
+	ASSERT_EQ(2, send(dr->sv[1], "bb", 2, 0));
+}
+
+/* Two datagrams queued: the short read of the first must not make the
+ * second wait for an edge that will not come. */
+static void dr_dgram(struct dr *dr, const char *what)
+{
+	struct kgo_stats a, b;
+	char buf[64];
+
+	kgo_go(dr_send_two, dr);
+	ASSERT_EQ(1, kgo_recv_dl(dr->sv[0], buf, sizeof(buf), 0,
+				 kgo_now() + DR_LATER));
+	EXPECT_EQ('a', buf[0]);
+	dr_stats(&a);
+	ASSERT_EQ(2, kgo_recv_dl(dr->sv[0], buf, sizeof(buf), 0,
+				 kgo_now() + DR_LATER));
+	dr_stats(&b);
+	EXPECT_EQ(0, memcmp(buf, "bb", 2));
+	EXPECT_EQ(0, b.net_tries_skipped - a.net_tries_skipped);
+	/* Read by the try, not after a wait. */
+	EXPECT_EQ(1, b.io_nowait_hits - a.io_nowait_hits);
+	TH_LOG("%s: second datagram read by the try: %s", what,
+	       b.io_nowait_hits - a.io_nowait_hits == 1 ? "yes" : "no");
+	close(dr->sv[0]);
+	close(dr->sv[1]);
+}
+
+static void drained_main(void *arg)
+{
+	struct dr dr = { .wg = KGO_WG_INIT };
+	struct kgo_stats a, b;
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	uint64_t *skipped = arg;
+	char buf[64];
+	int i;
+
+	/* The request/response loop on TCP: both sides skip their try
+	 * from the second round on (P = 1: each side calls recv before
+	 * the peer runs). */
+	dr_tcp_pair(dr.sv);
+	kgo_wg_add(&dr.wg, 1);
+	kgo_go(dr_serve, &dr);
+	dr_stats(&a);
+	for (i = 0; i < DR_ROUNDS; i++) {
+		ASSERT_EQ(4, kgo_send(dr.sv[0], "ping", 4, 0));
+		ASSERT_EQ(4, kgo_recv_dl(dr.sv[0], buf, sizeof(buf), 0,
+					 kgo_now() + DR_LATER));
+		ASSERT_EQ(0, memcmp(buf, "pong", 4));
+	}
+	dr_stats(&b);
+	skipped[0] = b.net_tries_skipped - a.net_tries_skipped;
+
+	/* MSG_PEEK says nothing of the queue: the read after it, of the
+	 * same bytes, does not skip its try. */
+	ASSERT_EQ(4, kgo_send(dr.sv[0], "ping", 4, 0));
+	ASSERT_EQ(4, kgo_recv(dr.sv[0], buf, sizeof(buf), MSG_PEEK));
+	dr_stats(&a);
+	ASSERT_EQ(4, kgo_recv(dr.sv[0], buf, sizeof(buf), 0));
+	dr_stats(&b);
+	EXPECT_EQ(0, memcmp(buf, "pong", 4));
+	EXPECT_EQ(0, b.net_tries_skipped - a.net_tries_skipped);
+
+	/* The request and the FIN together (P = 1: both sent before the
+	 * server runs): its read stops short at the FIN, and its next one
+	 * must find the end by its try, as no edge will come. */
+	dr_stats(&a);
+	ASSERT_EQ(4, kgo_send(dr.sv[0], "ping", 4, 0));
+	ASSERT_EQ(0, shutdown(dr.sv[0], SHUT_WR));
+	ASSERT_EQ(4, kgo_recv(dr.sv[0], buf, sizeof(buf), 0));
+	kgo_wg_wait(&dr.wg);	/* dr_serve read 0 */
+	dr_stats(&b);
+	/* This side's recv of the answer may skip (its last read drained
+	 * and the answer came after): at most that one. */
+	skipped[1] = b.net_tries_skipped - a.net_tries_skipped;
+	EXPECT_GE(1, skipped[1]);
+	close(dr.sv[0]);
+	close(dr.sv[1]);
+
+	/* Datagrams: unix, then UDP over loopback. */
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, dr.sv));
+	dr_dgram(&dr, "unix");
+	for (i = 0; i < 2; i++) {
+		dr.sv[i] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		ASSERT_LE(0, dr.sv[i]);
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASSERT_EQ(0, bind(dr.sv[0], (struct sockaddr *)&sa, sizeof(sa)));
+	ASSERT_EQ(0, getsockname(dr.sv[0], (struct sockaddr *)&sa, &len));
+	ASSERT_EQ(0, connect(dr.sv[1], (struct sockaddr *)&sa, sizeof(sa)));
+	dr_dgram(&dr, "udp");
+}
+
+TEST_F(net, drained)
+{
+	uint64_t skipped[2];
+
+	run(drained_main, skipped, 1);
+	TH_LOG("%llu of %d round trips' recvs skipped their try; %llu at the FIN",
+	       (unsigned long long)skipped[0], 2 * DR_ROUNDS,
+	       (unsigned long long)skipped[1]);
+	/* Both sides, from the second round on. */
+	EXPECT_LE(DR_ROUNDS, skipped[0]);
+}
+
 TEST_HARNESS_MAIN

@@ -299,6 +299,7 @@ static void print_stats(void)
 		{ "timers_armed", &st.timers_armed },
 		{ "fd_flag_reads", &st.fd_flag_reads },
 		{ "netpoll_sysmon_readies", &st.netpoll_sysmon_readies },
+		{ "net_tries_skipped", &st.net_tries_skipped },
 	};
 	size_t i;
 

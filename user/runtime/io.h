@@ -146,6 +146,19 @@ void io_fd_fresh(int fd);
  */
 int io_fd_close_begin(int fd);
 
+/*
+ * The read side's drain record (io.c, "Drained sockets"): a recv that
+ * may wait reads io_fd_edges() before its MSG_DONTWAIT try, and after a
+ * short one records io_fd_drained() with that count; the next one asks
+ * io_fd_skip_try() (after io_fd_begin) whether to go straight to
+ * io_fd_wait. io_fd_nodrain(): a MSG_OOB recv, never skip again until
+ * the fd's number is closed by kgo_close.
+ */
+uint32_t io_fd_edges(struct io_fdw *fw);
+void io_fd_drained(struct io_fdw *fw, uint32_t edges);
+bool io_fd_skip_try(struct io_fdw *fw, int fd);
+void io_fd_nodrain(struct io_fdw *fw);
+
 /* Fast-path accounting. */
 void io_count_nowait(void);
 

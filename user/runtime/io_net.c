@@ -34,22 +34,49 @@ static long ring_dl(int64_t deadline)
 	return deadline == 0 ? DL_PAST : deadline;
 }
 
+/* A recv with these flags says nothing of what is left in the socket, or
+ * must not wait (io.c, "Drained sockets"). */
+#define RECV_NODRAIN	(MSG_PEEK | MSG_OOB | MSG_WAITALL | MSG_TRUNC | \
+			 MSG_ERRQUEUE | MSG_DONTWAIT)
+
 /*
- * sock_wait() - the recv (@write: send) said EAGAIN: wait on the
- * netpoller and try again until it moves data, fails, or the wait ends
- * (io_fd_wait); where the netpoller cannot take it, through the ring,
- * else the syscall path.
+ * recv_try() - one recv that does not wait. With @drain, a short one
+ * records that it emptied the socket, against the count of read edges
+ * from before it (io.c, "Drained sockets").
+ */
+static long recv_try(struct io_fdw *fw, bool drain, int fd, void *buf,
+		     size_t n, int flags)
+{
+	uint32_t edges = drain ? io_fd_edges(fw) : 0;
+	long r;
+
+	r = io_raw(SYS_recvfrom, fd, (long)buf, n, flags | MSG_DONTWAIT, 0, 0);
+	if (drain && r > 0 && (size_t)r < n)
+		io_fd_drained(fw, edges);
+	return r;
+}
+
+/*
+ * sock_wait() - the recv (@write: send) said EAGAIN, or need not try
+ * (io_fd_skip_try): wait on the netpoller and try again until it moves
+ * data, fails, or the wait ends (io_fd_wait); where the netpoller
+ * cannot take it, through the ring, else the syscall path.
  */
 static long sock_wait(struct io_fdw *fw, bool write, int fd, void *buf,
 		      size_t n, int flags)
 {
 	long nr = write ? SYS_sendto : SYS_recvfrom;
+	bool drain = !write && !(flags & RECV_NODRAIN);
 	struct io_op op;
 	int64_t dl;
 	long r;
 
 	while ((r = io_fd_wait(fw, fd, write)) == 0) {
-		r = io_raw(nr, fd, (long)buf, n, flags | MSG_DONTWAIT, 0, 0);
+		if (write)
+			r = io_raw(nr, fd, (long)buf, n, flags | MSG_DONTWAIT,
+				   0, 0);
+		else
+			r = recv_try(fw, drain, fd, buf, n, flags);
 		if (r != -EAGAIN)
 			return r;
 	}
@@ -82,6 +109,7 @@ ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline)
 {
 	struct io_fdw fw;
 	long r, rest;
+	bool drain;
 
 	/* The kernel clamps the count first (no error for SIZE_MAX); the
 	 * ring must not see it cut to 32 bits (io_max_rw). */
@@ -92,7 +120,24 @@ ssize_t kgo_recv_dl(int fd, void *buf, size_t n, int flags, int64_t deadline)
 	r = io_fd_begin(&fw, fd, false, deadline);
 	if (r)
 		return r;
-	r = io_raw(SYS_recvfrom, fd, (long)buf, n, flags | MSG_DONTWAIT, 0, 0);
+	drain = !(flags & RECV_NODRAIN) && deadline != 0;
+	if (flags & MSG_OOB)
+		io_fd_nodrain(&fw);	/* a read may stop at the mark */
+	/* The last read emptied the socket and no edge came since: a try
+	 * would say EAGAIN (io.c, "Drained sockets"). */
+	if (drain && io_fd_skip_try(&fw, fd)) {
+		r = sock_wait(&fw, false, fd, buf, n, flags);
+		/* A deadline passed before the wait: what is there is the
+		 * answer, as with the try first. */
+		if (r == -ETIMEDOUT) {
+			rest = recv_try(&fw, true, fd, buf, n, flags);
+			if (rest != -EAGAIN)
+				r = rest;
+		}
+		io_fd_end(&fw);
+		return r;
+	}
+	r = recv_try(&fw, drain, fd, buf, n, flags);
 	if (r != -EAGAIN || (flags & MSG_DONTWAIT)) {
 		io_count_nowait();
 		/* MSG_WAITALL on a blocking socket waits for all of it. */
