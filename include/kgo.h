@@ -823,6 +823,11 @@ struct kgo_stats {
 	 * with no record (polled). */
 	uint64_t observe_reg_retries;
 	uint64_t observe_ms_unreg;
+	/* bpf mode: the memory fences (membarrier(2), an IPI to every CPU
+	 * that runs a thread of the process) sysmon made to arm the
+	 * deferred wakeups' flag (user/runtime/sysmon.c, "One fence per
+	 * arming"). */
+	uint64_t sysmon_fences;
 };
 
 /**

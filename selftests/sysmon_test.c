@@ -32,6 +32,8 @@
  *   kick_race_bpf		bpf mode, Gs in short blocking syscalls: a
  *				second kick to an idle M before it woke
  *				is handed on by that M, not by sysmon.
+ *   quiet_fences_bpf		the same load: sysmon fences (membarrier) to
+ *				arm its flag once, not before each sleep.
  *   short_calls_quiet_bpf	bpf mode, a G alone in short blocking calls
  *				beside an idle P: sysmon does not wake for
  *				them (it woke 10 ms after each look).
@@ -629,6 +631,34 @@ TEST_TIMEOUT(kick_race_bpf, 60)
 	       (unsigned long long)st.sysmon_wakeups,
 	       (unsigned long long)st.sysmon_wakeups_passed);
 	EXPECT_LE(st.sysmon_wakeups_passed, st.observe_kicks_passed);
+}
+
+/*
+ * bpf mode, the same load: sysmon arms the deferred wakeups' flag with
+ * a membarrier (an IPI to each CPU that runs a thread of ours), and it
+ * armed before each of its long sleeps (~half of its wakeups here)
+ * while the load defers no wakeup at all but at its end (the wait
+ * group's). The flag stays up until a deferral takes it down
+ * (sysmon.c, "One fence per arming"): one fence, and one more per
+ * deferral that woke sysmon or that the arming found due.
+ */
+TEST_TIMEOUT(quiet_fences_bpf, 60)
+{
+	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
+	struct kgo_stats st;
+
+	unsetenv("KGO_OBSERVE");
+	ASSERT_EQ(0, kgo_run(race_main, NULL, &cfg));
+	memset(&st, 0, sizeof(st));
+	kgo_stats_get(&st, sizeof(st));
+	if (st.observe != KGO_OBSERVE_BPF) {
+		SKIP(return, "no bpf mode: %s", st.observe_why);
+	}
+	TH_LOG("sysmon woke %llu times (%llu for a deferred wakeup) and "
+	       "fenced %llu times", (unsigned long long)st.sysmon_wakeups,
+	       (unsigned long long)st.sysmon_wakeups_wakep,
+	       (unsigned long long)st.sysmon_fences);
+	EXPECT_LE(st.sysmon_fences, 3 + 2 * st.sysmon_wakeups_wakep);
 }
 
 /*

@@ -474,7 +474,9 @@ static int retake(int64_t now)
  * stores the flag, then loads each wakep_due (wakep_arm). The ready
  * side's fence is a compiler barrier, sysmon's is membarrier
  * (lock_fence_heavy, as for the lock sleepers: lock_futex.c): one of
- * the two sees the other, so no deferral goes unlooked at.
+ * the two sees the other, so no deferral goes unlooked at. The flag
+ * then stays up across sysmon's wakeups until a deferral takes it
+ * down: one membarrier per arming, not per sleep (below).
  */
 _Atomic bool sysmon_wakep_armed;
 
@@ -488,6 +490,26 @@ void sysmon_wakep_kick(void)
 
 #define KICK_GAP_MAX	(16 * 1000 * 1000LL)
 
+/*
+ * One fence per arming, not per sleep. The membarrier IPIs every CPU
+ * that runs a thread of ours, and it was a fifth of sysmon's CPU time
+ * in bpf mode (`perf record -g -t <kgo-sysmon tid>` of
+ * `KGO_OBSERVE=bpf build/bench/sysmon_cpu -n 40000`: ~20% in
+ * smp_call_function_many_cond under membarrier, 2026-12-06), when
+ * sysmon armed before every long sleep and disarmed after it. But the
+ * pairing only needs a fence where the flag goes from down to up: a
+ * flag still up when sysmon wakes was up all along, so every ready()
+ * since the fence either saw it (and took it down, and woke us) or
+ * came before the fence (and the scan saw its wakep_due). So sysmon
+ * leaves the flag up across its wakeups, and fences again only after a
+ * deferral took it down (or the scan found one due). Counted in
+ * kgo_stats.sysmon_fences; sysmon_test quiet_fences_bpf: one fence in
+ * a run of Gs in short calls (no deferrals), where it made one per long
+ * sleep (~half of its wakeups) before. A short sleep leaves it as it
+ * is: a deferral then ends that sleep a little early, once.
+ */
+static _Atomic uint64_t sysmon_fences;
+
 /* Before a sleep until @until (bpf mode): arm the flag if the sleep is
  * long. Return: when to wake up instead. */
 static int64_t wakep_arm(int64_t now, int64_t until)
@@ -496,6 +518,12 @@ static int64_t wakep_arm(int64_t now, int64_t until)
 
 	if (until == INT64_MAX || until - now <= 2 * WAKEP_LOOK)
 		return until;
+	/* Up since the last fence (relaxed: a ready() that takes it down
+	 * after this load wakes the sleep below at once). */
+	if (sm.armed && atomic_load_explicit(&sysmon_wakep_armed,
+					     memory_order_relaxed))
+		return until;
+	sm.armed = false;
 	if (sm.kicked) {		/* the last kick fired nothing */
 		sm.kicked = false;
 		sm.kick_gap = sm.kick_gap ? 2 * sm.kick_gap : 2 * WAKEP_LOOK;
@@ -507,6 +535,7 @@ static int64_t wakep_arm(int64_t now, int64_t until)
 		return until < sm.arm_after ? until : sm.arm_after;
 	atomic_store_explicit(&sysmon_wakep_armed, true, memory_order_relaxed);
 	lock_fence_heavy();
+	atomic_fetch_add_explicit(&sysmon_fences, 1, memory_order_relaxed);
 	for (i = 0; i < sched.gomaxprocs; i++)
 		if (atomic_load_explicit(&sched.allp[i]->wakep_due,
 					 memory_order_relaxed)) {
@@ -518,17 +547,18 @@ static int64_t wakep_arm(int64_t now, int64_t until)
 	return until;
 }
 
-/* After the sleep: a kick ended it, or none came. */
+/* After the sleep: a kick ended it, or none came (the flag stays up:
+ * "One fence per arming"). */
 static void wakep_disarm(void)
 {
 	if (!sm.armed)
 		return;
-	sm.armed = false;
-	if (atomic_exchange_explicit(&sysmon_wakep_armed, false,
-				     memory_order_relaxed))
+	if (atomic_load_explicit(&sysmon_wakep_armed, memory_order_relaxed)) {
 		sm.kick_gap = 0;	/* no deferral in a whole sleep */
-	else
-		sm.kicked = true;
+		return;
+	}
+	sm.armed = false;
+	sm.kicked = true;
 }
 
 /*
@@ -1169,6 +1199,9 @@ int sysmon_start(void)
 	sm.mslack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 	sm.wake_armed = true;
 	atomic_store(&sysmon_sleeping, false);
+	/* Left up by the last run ("One fence per arming"). */
+	atomic_store(&sysmon_wakep_armed, false);
+	atomic_store(&sysmon_fences, 0);
 	sm.starttime = nanotime();
 	observe_debug = false;
 	observe_kick_m = true;
@@ -1247,5 +1280,7 @@ void sysmon_stats(struct kgo_stats *st)
 	for (i = WHY_UNTIMED; i < WHY_N; i++)
 		st->sysmon_wakeups_timer += atomic_load_explicit(&sm.why[i],
 							memory_order_relaxed);
+	st->sysmon_fences = atomic_load_explicit(&sysmon_fences,
+						 memory_order_relaxed);
 	observe_stats(st);
 }
