@@ -828,6 +828,10 @@ struct kgo_stats {
 	 * deferred wakeups' flag (user/runtime/sysmon.c, "One fence per
 	 * arming"). */
 	uint64_t sysmon_fences;
+	/* bpf mode: the probes' kicks that found their M awake on its way
+	 * out of its idle sleep, which it handed on itself instead of
+	 * sysmon (user/runtime/proc.c, "Kicks to an M awake"). */
+	uint64_t observe_kicks_kept;
 };
 
 /**

@@ -104,6 +104,7 @@ static struct {
 	_Atomic uint64_t kicks_m;	/* ... of idle Ms */
 	_Atomic uint64_t kicks_second;	/* ... that found it kicked already */
 	_Atomic uint64_t kicks_passed;	/* ... or awake: passed to sysmon */
+	_Atomic uint64_t kicks_kept;	/* ... or kept by the M awake */
 	_Atomic int64_t kick_ns;	/* the last one's arrival */
 	_Atomic uint64_t ms_reg;	/* Ms registered */
 	_Atomic uint64_t ms_unreg;	/* Ms that found no slot: polled */
@@ -676,6 +677,13 @@ bool observe_sigurg(const siginfo_t *si)
 	if (atomic_load_explicit(&pp->status, memory_order_relaxed) !=
 	    P_SYSCALL)
 		return true;
+	/* On its way out of stopm: it hands the P on itself (proc.c,
+	 * "Kicks to an M awake"). */
+	if (kick_m_keep(mp, pp)) {
+		atomic_fetch_add_explicit(&obs.kicks_kept, 1,
+					  memory_order_relaxed);
+		return true;
+	}
 	atomic_fetch_add_explicit(&obs.kicks_passed, 1, memory_order_relaxed);
 	sysmon_kick_remote();
 	return true;
@@ -854,6 +862,8 @@ void observe_stats(struct kgo_stats *st)
 							memory_order_relaxed);
 	st->observe_kicks_passed = atomic_load_explicit(&obs.kicks_passed,
 							memory_order_relaxed);
+	st->observe_kicks_kept = atomic_load_explicit(&obs.kicks_kept,
+						      memory_order_relaxed);
 	st->observe_kick_ns = atomic_load_explicit(&obs.kick_ns,
 						   memory_order_relaxed);
 	st->observe_reg_retries = atomic_load_explicit(&obs.reg_retries,
@@ -1278,6 +1288,7 @@ const struct observer *observe_start(void)
 	atomic_store(&obs.kicks_m, 0);
 	atomic_store(&obs.kicks_second, 0);
 	atomic_store(&obs.kicks_passed, 0);
+	atomic_store(&obs.kicks_kept, 0);
 	atomic_store(&obs.kick_ns, 0);
 	atomic_store(&obs.ms_reg, 0);
 	atomic_store(&obs.ms_unreg, 0);
