@@ -38,6 +38,11 @@
  *   short_calls_quiet_bpf	bpf mode, a G alone in short blocking calls
  *				beside an idle P: sysmon does not wake for
  *				them (it woke 10 ms after each look).
+ *   calls_beside_taker_quiet_bpf  the same while another G takes the
+ *				idle P every ms: the kernel times those
+ *				calls, sysmon does not wake for them.
+ *   blocked_retake_bpf		a G blocked beside an idle P, nothing
+ *				waiting, then its P needed: handed on.
  *   exit_amid_handoffs		main returns while sysmon retakes Ps from
  *				Gs in syscalls: kgo_run returns, 1000 times
  *				(at least 100: fewer when slow, see there).
@@ -724,6 +729,145 @@ TEST_TIMEOUT(short_calls_quiet_bpf, 60)
 	       (unsigned long long)st.sysmon_wakeups,
 	       (unsigned long long)st.sysmon_wakeups_timer);
 	EXPECT_LT(wakeups, 10);
+}
+
+/*
+ * bpf mode: one G in 500 us sleeps through kgo_syscall while another
+ * takes the idle P every millisecond (a 1 ms kgo_sleep, then 200 us
+ * of work). A sleep that blocked beside the idle P was timed by
+ * sysmon once the other took it (pidleget woke sysmon, "untimed"),
+ * and 10 ms on ("slice"), nearly always for a call long over: 13-69
+ * deadline wakeups in this run of 150 rounds (1 after). The probes' retake
+ * timer times such blocks in the kernel (kgo_observe.bpf.c, "The
+ * retake timer"; sysmon.c, "The kernel's retake timer").
+ */
+#define BUSY_ROUNDS	150
+
+static void busy_taker(void *arg)
+{
+	int64_t t0;
+	int i;
+
+	(void)arg;
+	for (i = 0; i < BUSY_ROUNDS; i++) {
+		kgo_sleep(MS);
+		t0 = kgo_now();
+		while (kgo_now() - t0 < MS / 5)
+			;
+	}
+	atomic_store(&quiet_stop, 1);
+	kgo_wg_done(&race_wg);
+}
+
+static void busy_sleeper(void *arg)
+{
+	struct timespec ts = { 0, 500 * 1000 };
+
+	(void)arg;
+	while (!atomic_load_explicit(&quiet_stop, memory_order_relaxed))
+		kgo_syscall(SYS_nanosleep, &ts, NULL);
+	kgo_wg_done(&race_wg);
+}
+
+static void busy_main(void *arg)
+{
+	(void)arg;
+	atomic_store(&quiet_stop, 0);
+	kgo_wg_add(&race_wg, 2);
+	ASSERT_EQ(0, kgo_go(busy_sleeper, NULL));
+	ASSERT_EQ(0, kgo_go(busy_taker, NULL));
+	kgo_wg_wait(&race_wg);
+}
+
+TEST_TIMEOUT(calls_beside_taker_quiet_bpf, 60)
+{
+	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
+	struct kgo_stats st;
+
+#if defined(__SANITIZE_THREAD__)
+	SKIP(return, "under ThreadSanitizer sysmon looks every millisecond");
+#endif
+	unsetenv("KGO_OBSERVE");
+	ASSERT_EQ(0, kgo_run(busy_main, NULL, &cfg));
+	memset(&st, 0, sizeof(st));
+	kgo_stats_get(&st, sizeof(st));
+	if (st.observe != KGO_OBSERVE_BPF) {
+		SKIP(return, "no bpf mode: %s", st.observe_why);
+	}
+	TH_LOG("sysmon woke %llu times, %llu at its deadlines; %llu "
+	       "handoffs", (unsigned long long)st.sysmon_wakeups,
+	       (unsigned long long)st.sysmon_wakeups_timer,
+	       (unsigned long long)st.handoffs);
+	EXPECT_LT(st.sysmon_wakeups_timer, 10);
+}
+
+/*
+ * No handoff lost to the retake timer: a G blocked in a read beside an
+ * idle P, nothing waiting (so no kick at the block); then main takes
+ * the idle P back and spins, with no runtime call (asyncpreemptoff),
+ * until a G it spawned runs. Only the blocked call's P can run that G:
+ * the timer's kick (or sysmon's look) must take it. Without either,
+ * the test times out.
+ */
+static atomic_int retake_flag;
+static int retake_pipe[2];
+
+static void retake_reader(void *arg)
+{
+	char c;
+
+	(void)arg;
+	kgo_syscall(SYS_read, retake_pipe[0], &c, 1);
+	kgo_wg_done(&race_wg);
+}
+
+static void retake_setter(void *arg)
+{
+	(void)arg;
+	atomic_store(&retake_flag, 1);
+	kgo_wg_done(&race_wg);
+}
+
+static void retake_main(void *arg)
+{
+	char c = 1;
+
+	(void)arg;
+	atomic_store(&retake_flag, 0);
+	kgo_wg_add(&race_wg, 2);
+	ASSERT_EQ(0, kgo_go(retake_reader, NULL));
+	kgo_sleep(20 * MS);	/* the reader blocks beside our idle P */
+	ASSERT_EQ(0, kgo_go(retake_setter, NULL));
+	while (!atomic_load_explicit(&retake_flag, memory_order_relaxed))
+		;
+	ASSERT_EQ(1, write(retake_pipe[1], &c, 1));
+	kgo_wg_wait(&race_wg);
+}
+
+TEST_TIMEOUT(blocked_retake_bpf, 60)
+{
+	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
+	struct kgo_stats st;
+
+	ASSERT_EQ(0, pipe(retake_pipe));
+	setenv("KGO_DEBUG", "asyncpreemptoff=1", 1);
+	unsetenv("KGO_OBSERVE");
+	ASSERT_EQ(0, kgo_run(retake_main, NULL, &cfg));
+	unsetenv("KGO_DEBUG");
+	close(retake_pipe[0]);
+	close(retake_pipe[1]);
+	memset(&st, 0, sizeof(st));
+	kgo_stats_get(&st, sizeof(st));
+	if (st.observe != KGO_OBSERVE_BPF) {
+		SKIP(return, "no bpf mode: %s", st.observe_why);
+	}
+	TH_LOG("%llu handoffs (%llu kernel-observed, %llu by an M the "
+	       "probes kicked); sysmon woke %llu times",
+	       (unsigned long long)st.handoffs,
+	       (unsigned long long)st.handoffs_kernel_observed,
+	       (unsigned long long)st.handoffs_kicked_m,
+	       (unsigned long long)st.sysmon_wakeups);
+	EXPECT_LE(1, st.handoffs_kernel_observed);
 }
 
 /* ------------------------------------------------------------------ */

@@ -116,6 +116,9 @@ static struct {
 	/* bpfp: the kernel's preemption tick (bpf/kgo_tick.bpf.h) times
 	 * the slices of running Gs: set at start, before any M runs. */
 	_Atomic bool tick_on;
+	/* The kernel's retake timer (kgo_observe.bpf.c, "The retake
+	 * timer") is there: set before the Ms start, then read only. */
+	bool retake_on;
 	_Atomic uint64_t tick_taken;	/* its SIGURGs that stopped a G */
 	_Atomic bool noslot_said;	/* say_noslot, once a run */
 	uint64_t set_id;		/* the probe set chosen (kgo_obs_info) */
@@ -308,6 +311,12 @@ static bool bpf_m_blocked(struct p *pp, uint32_t st, struct m *mp,
 		pm->syscalltick = t - 1;
 		return observer_poll.m_blocked(pp, st, mp, pm, now);
 	}
+	/* Go's 10 ms run from the block the kernel saw, when sysmon looks
+	 * first at a call the retake timer kicked for (sysmon.c, "The
+	 * kernel's retake timer"): the call is older than that. */
+	if (kgo_obs_state(w) == KGO_OBS_BLOCKED && pm->syscallwhen == now &&
+	    (int64_t)kgo_obs_since(w) < now)
+		pm->syscallwhen = kgo_obs_since(w);
 	if (kgo_obs_state(w) != KGO_OBS_BLOCKED) {
 		/* Had the probes missed its switch out, a blocked M would
 		 * look busy for good: after SYSCALL_RETAKE in one call,
@@ -717,6 +726,14 @@ bool observe_tick_asks(struct m *mp)
 	return true;
 }
 
+/* Does the kernel time the retake of Ps whose M blocked in a call with
+ * nothing waiting? (sysmon.c, "Blocked calls beside an idle P") */
+bool observe_retake_on(void)
+{
+	return obs.on && obs.retake_on &&
+	       !atomic_load_explicit(&obs.stale, memory_order_relaxed);
+}
+
 /* Does the kernel's tick time the running Gs' slices? (sysmon.c) */
 bool observe_tick_on(void)
 {
@@ -1099,6 +1116,10 @@ static int obs_pinned(char *other, size_t n)
 		/* kgo-probe pins the tick's counters only with the tick. */
 		obs_pin_path(path, sizeof(path), "kgo_tick_stats");
 		atomic_store(&obs.tick_on, !access(path, F_OK));
+		/* ... and the kick timers' map only with this version's
+		 * kgo-probe, which starts them (the retake timer). */
+		obs_pin_path(path, sizeof(path), "kgo_kick");
+		obs.retake_on = !access(path, F_OK);
 		return 1;
 	}
 	close(fd);
@@ -1129,6 +1150,7 @@ static const char *obs_open(void)
 	 * (the Ms' threads are gone, m0 unregistered). */
 	if (obs.own) {
 		atomic_store(&obs.tick_on, true);	/* part of them */
+		obs.retake_on = true;
 		return NULL;
 	}
 	obs.own_why = NULL;
@@ -1174,6 +1196,7 @@ static const char *obs_open(void)
 	/* The tick is part of the probes (bpf/kgo_tick.bpf.h): this
 	 * process holds its timers' map, as the kernel wants. */
 	atomic_store(&obs.tick_on, true);
+	obs.retake_on = true;
 	return NULL;
 }
 
@@ -1245,6 +1268,7 @@ static void publish(void)
 	if (sched.kick_m)
 		obs.proc.kick_tid_addr = (uint64_t)(uintptr_t)&sched.kick_tid;
 	obs.proc.kick_delay_ns = observe_kick_delay_ns;
+	obs.proc.retake_ns = obs.retake_on ? SYSCALL_RETAKE : 0;
 	obs.proc.off_m_p = offsetof(struct m, p);
 	obs.proc.off_p_schedtick = offsetof(struct p, schedtick);
 	obs.proc.p_running = P_RUNNING;

@@ -92,7 +92,6 @@
 
 #define DELAY_MIN	(20 * 1000LL)		/* ns */
 #define DELAY_MAX	(10 * 1000 * 1000LL)
-#define SYSCALL_RETAKE	(10 * 1000 * 1000LL)	/* retake even without work */
 #define RESEND_MIN	(1000 * 1000LL)		/* first resend of a preemption */
 #define SYSMON_SLACK_NS	1000			/* PR_SET_TIMERSLACK */
 #define WAKEP_LOOK	(1000 * 1000LL)		/* proc.c, "Deferred wakeups" */
@@ -593,12 +592,32 @@ void sysmon_untimed_wake(void)
 		wake_note(WHY_UNTIMED);
 }
 
+/*
+ * The kernel's retake timer (bpf/kgo_observe.bpf.c, "The retake
+ * timer"): when the probes arm a timer at each block of an M in a kgo
+ * call with nothing waiting and kick at once otherwise, every P whose
+ * M is blocked in its call is the kernel's to time, idle P or not:
+ * sysmon sets no deadline for it and raises no sysmon_untimed (those
+ * were 70-110 of its 190-260 wakeups in `KGO_DEBUG=observe=1
+ * KGO_OBSERVE=bpf build/bench/sysmon_cpu -p 2 -n 10000 -w 8`, nearly
+ * all finding the call long over). Counted as @nkernel: such a P is
+ * not "between two owners" (nor one whose M runs on in its call while
+ * the tick times its slice: it blocks under the probes' eyes, or comes
+ * back to the tick's; 26-39 wakeups of 1 ms looks a run there before),
+ * and a G back from it, with no tick, gets a look a slice on, as after
+ * an untimed call. sysmon_test
+ * short_calls_quiet_bpf and blocked_retake_bpf.
+ */
+
 /* When must sysmon look again, at the latest, for the slices running
  * now (and for wakeups deferred while a P idles)? INT64_MAX: no G is
  * running long. @nticked: Ps whose slice the kernel's tick times;
- * @nuntimed: Ps in calls blocked beside an idle P (above). */
-static int64_t next_slice_end(int64_t now, int *nticked, int *nuntimed)
+ * @nuntimed: Ps in calls blocked beside an idle P (above); @nkernel:
+ * Ps in blocked calls the kernel's retake timer times (above). */
+static int64_t next_slice_end(int64_t now, int *nticked, int *nuntimed,
+			      int *nkernel)
 {
+	bool kretake = observe_retake_on();
 	int64_t next = INT64_MAX, t, w;
 	bool idlep = atomic_load_explicit(&sched.npidle,
 					  memory_order_relaxed) > 0;
@@ -616,11 +635,22 @@ static int64_t next_slice_end(int64_t now, int *nticked, int *nuntimed)
 		if (st == P_SYSCALL && sm.obs->kernel_wakes) {
 			bool blocked = observe_syscall_blocked(pp, now);
 
+			if (blocked && kretake) {
+				(*nkernel)++;
+				continue;
+			}
 			if (blocked && idlep) {
 				(*nuntimed)++;
 				continue;
 			}
 			t = blocked ? INT64_MAX : sm.obs->slice_end(pp, pm);
+			/* On a CPU in its call, its slice the tick's: if it
+			 * blocks, the probes kick or time it; if it comes
+			 * back, the tick times its G. */
+			if (t == INT64_MAX && kretake) {
+				(*nkernel)++;
+				continue;
+			}
 			/* Go's 10 ms, from the look that first saw the
 			 * call: a call begun since the last look is one
 			 * the next look sees first. */
@@ -938,7 +968,7 @@ static void *sysmon(void *arg)
 	int64_t delay = DELAY_MIN, lasttrace = 0, now, until, t;
 	enum sysmon_why why;
 	bool looked = false;
-	int nticked, nuntimed;
+	int nticked, nuntimed, nkernel;
 	int idle = 0;
 
 	(void)arg;
@@ -971,8 +1001,8 @@ static void *sysmon(void *arg)
 			until = looked ? bpf_until(now) : now;
 			why = looked ? WHY_IO : WHY_FIRST;	/* if finite */
 		}
-		nticked = nuntimed = 0;
-		t = next_slice_end(now, &nticked, &nuntimed);
+		nticked = nuntimed = nkernel = 0;
+		t = next_slice_end(now, &nticked, &nuntimed, &nkernel);
 		if (t < until) {
 			until = t > now + DELAY_MIN ? t : now + DELAY_MIN;
 			why = WHY_SLICE;
@@ -980,25 +1010,34 @@ static void *sysmon(void *arg)
 		/* bpf mode, nothing to time and yet not every P on the
 		 * idle list: a P between two owners (kgo_run's first, taken
 		 * without pidleget; one being released), which no wakeup
-		 * announces. Look again in a millisecond. */
+		 * announces. Look again in a millisecond. Unless the kernel
+		 * times both what such a P may do next, run a G (the tick)
+		 * and block in a call (the probes' kick or retake timer):
+		 * then the look a second below. With Ps handed on some 5
+		 * times a millisecond (sysmon_cpu), a look found one in
+		 * passing 26-68 times a run for nothing. */
 		if (until == INT64_MAX && atomic_load(&sched.npidle) +
-		    nticked + nuntimed < sched.gomaxprocs) {
-			until = now + WAKEP_LOOK;
-			why = WHY_BETWEEN;
+		    nticked + nuntimed + nkernel < sched.gomaxprocs) {
+			if (observe_tick_on() && observe_retake_on()) {
+				nticked++;
+			} else {
+				until = now + WAKEP_LOOK;
+				why = WHY_BETWEEN;
+			}
 		}
 		/* bpf mode, the Gs that run are timed by the kernel's
 		 * tick, which stops them (observe_bpf.c, tick_times), and
 		 * the calls left untimed wake us when the last idle P is
 		 * taken: a look a second only, to notice probes unloaded
 		 * under a G that then no tick stops (observe_check). */
-		if (until == INT64_MAX && (nticked || nuntimed)) {
+		if (until == INT64_MAX && (nticked || nuntimed || nkernel)) {
 			until = now + TICK_LOOK;
 			why = WHY_TICK;
 		}
 		/* Without the tick, a G back from an untimed call runs
 		 * with nobody timing its slice but us: a look a slice on
 		 * (as the call's own deadline was). */
-		if (nuntimed && !observe_tick_on() &&
+		if ((nuntimed || nkernel) && !observe_tick_on() &&
 		    until > now + sched.slice_ns) {
 			until = now + sched.slice_ns;
 			why = WHY_SLICE;
