@@ -832,6 +832,11 @@ struct kgo_stats {
 	 * out of its idle sleep, which it handed on itself instead of
 	 * sysmon (user/runtime/proc.c, "Kicks to an M awake"). */
 	uint64_t observe_kicks_kept;
+	/* ... and those that found it running a G, which it sent on to
+	 * the idle M then at the head of the idle list (with a signal,
+	 * as the probes do; user/runtime/observe_bpf.c, "Kicks sent
+	 * on"), instead of sysmon. */
+	uint64_t observe_kicks_forwarded;
 };
 
 /**

@@ -51,12 +51,30 @@
  * M idles (a signal, sysmon_kick). sysmon sleeps until the end of the
  * slices that run (where the preemption tick from BPF times a slice,
  * bpf/kgo_tick.bpf.h, it looks only once a second: next_slice_end and
- * TICK_LOOK), or 10 ms later for a P whose M is blocked with
- * nothing waiting (Go's rule, once per call) while no P idles (with one
- * idle it waits for pidleget to take the last: "Blocked calls beside
- * an idle P"), or while Gs wait on io rings the kernel cannot see
+ * TICK_LOOK). A P whose M is blocked with nothing waiting is taken 10
+ * ms into the block (Go's rule) by the probes' retake timer, a kick
+ * armed at the block ("The kernel's retake timer"); without it sysmon
+ * looks 10 ms later while no P idles (with one idle it waits for
+ * pidleget to take the last: "Blocked calls beside an idle P"). It
+ * looks also while Gs wait on io rings the kernel cannot see
  * (io_sysmon), and for schedtrace and the stack scavenger. What woke
- * it is counted by cause ("Wakeups by cause"; kgo_stats). Handoffs are
+ * it is counted by cause ("Wakeups by cause"; kgo_stats). Where its
+ * wakeups in bpf mode went, in `KGO_DEBUG=observe=1 KGO_OBSERVE=bpf
+ * build/bench/sysmon_cpu -p 2 -n 10000 -w 8` (2026-12-06, 23:30-23:50,
+ * load ~3): 190-290 a run before, ~80 us of its CPU each, about half
+ * of them kicks that found their M woken by a waker ("passed"), a
+ * quarter untimed calls, a fifth 10 ms retake deadlines, the rest
+ * looks at Ps in passing; and a membarrier before each long sleep.
+ * What won, each measured there: the kicked M keeps such a kick and
+ * hands it on itself when it is still on its way out of stopm (proc.c,
+ * "Kicks to an M awake": about half of them); the retake timer (the
+ * untimed and deadline wakeups: 70-110 -> 5-9 a run); no look at Ps in
+ * passing while the kernel times what they do next (26-68 -> 0); one
+ * membarrier per arming of the deferred wakeups' flag, not per sleep
+ * ("One fence per arming": ~100 -> 1 a run). 40-120 wakeups a run
+ * after, most of them the kicks passed from Ms running a G. Left: those
+ * (a G's M cannot hand a P on from a signal handler: sched.lock, and
+ * perhaps a new M to start), and the kicks to sysmon when no M idles. Handoffs are
  * counted by cause too: kernel-observed (of which those the kicked M
  * took: handoffs_kicked_m), poll (the guess) and timeout.
  *
