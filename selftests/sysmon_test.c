@@ -571,6 +571,35 @@ TEST_TIMEOUT(deferred_wakeup_runs_bpf, 30)
 	EXPECT_LT(waited, 500 * MS);
 }
 
+/*
+ * run_bpf() - kgo_run(@fn, @arg) on 2 Ps in kernel-observed mode; @st
+ * gets kgo_stats after it. Return: 1 in bpf mode, 0 if the run polled
+ * (st->observe_why says why: the caller skips), or kgo_run's -errno.
+ */
+static int run_bpf(void (*fn)(void *), void *arg, struct kgo_stats *st)
+{
+	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
+	int err;
+
+	unsetenv("KGO_OBSERVE");
+	err = kgo_run(fn, arg, &cfg);
+	memset(st, 0, sizeof(*st));
+	kgo_stats_get(st, sizeof(*st));
+	if (err)
+		return err;
+	return st->observe == KGO_OBSERVE_BPF;
+}
+
+/* In a test: run_bpf, or skip where the run polled. */
+#define RUN_BPF_OR_SKIP(fn, arg, st) do {				\
+	int bpf__ = run_bpf(fn, arg, st);				\
+									\
+	ASSERT_LE(0, bpf__);						\
+	if (!bpf__) {							\
+		SKIP(return, "no bpf mode: %s", (st)->observe_why);	\
+	}								\
+} while (0)
+
 /* ------------------------------------------------------------------ */
 /* The kick that finds its M awake (proc.c)                            */
 /* ------------------------------------------------------------------ */
@@ -617,16 +646,9 @@ static void race_main(void *arg)
  */
 TEST_TIMEOUT(kick_race_bpf, 60)
 {
-	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
 	struct kgo_stats st;
 
-	unsetenv("KGO_OBSERVE");
-	ASSERT_EQ(0, kgo_run(race_main, NULL, &cfg));
-	memset(&st, 0, sizeof(st));
-	kgo_stats_get(&st, sizeof(st));
-	if (st.observe != KGO_OBSERVE_BPF) {
-		SKIP(return, "no bpf mode: %s", st.observe_why);
-	}
+	RUN_BPF_OR_SKIP(race_main, NULL, &st);
 	TH_LOG("kicks: %llu to Ms (%llu found them kicked already, %llu "
 	       "awake and kept, %llu awake and sent on, %llu awake and "
 	       "passed to sysmon), %llu to sysmon; sysmon woke %llu times, "
@@ -663,16 +685,9 @@ TEST_TIMEOUT(kick_race_bpf, 60)
  */
 TEST_TIMEOUT(quiet_fences_bpf, 60)
 {
-	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
 	struct kgo_stats st;
 
-	unsetenv("KGO_OBSERVE");
-	ASSERT_EQ(0, kgo_run(race_main, NULL, &cfg));
-	memset(&st, 0, sizeof(st));
-	kgo_stats_get(&st, sizeof(st));
-	if (st.observe != KGO_OBSERVE_BPF) {
-		SKIP(return, "no bpf mode: %s", st.observe_why);
-	}
+	RUN_BPF_OR_SKIP(race_main, NULL, &st);
 	TH_LOG("sysmon woke %llu times (%llu for a deferred wakeup) and "
 	       "fenced %llu times", (unsigned long long)st.sysmon_wakeups,
 	       (unsigned long long)st.sysmon_wakeups_wakep,
@@ -693,11 +708,11 @@ TEST_TIMEOUT(quiet_fences_bpf, 60)
  */
 static atomic_int quiet_stop;
 
+/* Sleeps of @arg us until quiet_stop. */
 static void quiet_sleeper(void *arg)
 {
-	struct timespec ts = { 0, 50 * 1000 };
+	struct timespec ts = { 0, (long)(intptr_t)arg * 1000 };
 
-	(void)arg;
 	while (!atomic_load_explicit(&quiet_stop, memory_order_relaxed))
 		kgo_syscall(SYS_nanosleep, &ts, NULL);
 	kgo_wg_done(&race_wg);
@@ -707,7 +722,7 @@ static void quiet_main(void *arg)
 {
 	atomic_store(&quiet_stop, 0);
 	kgo_wg_add(&race_wg, 1);
-	ASSERT_EQ(0, kgo_go(quiet_sleeper, NULL));
+	ASSERT_EQ(0, kgo_go(quiet_sleeper, (void *)(intptr_t)50));
 	*(uint64_t *)arg = sysmon_wakeups_idle(50 * MS, 300 * MS);
 	atomic_store(&quiet_stop, 1);
 	kgo_wg_wait(&race_wg);
@@ -766,41 +781,24 @@ static void busy_taker(void *arg)
 	kgo_wg_done(&race_wg);
 }
 
-static void busy_sleeper(void *arg)
-{
-	struct timespec ts = { 0, 500 * 1000 };
-
-	(void)arg;
-	while (!atomic_load_explicit(&quiet_stop, memory_order_relaxed))
-		kgo_syscall(SYS_nanosleep, &ts, NULL);
-	kgo_wg_done(&race_wg);
-}
-
 static void busy_main(void *arg)
 {
 	(void)arg;
 	atomic_store(&quiet_stop, 0);
 	kgo_wg_add(&race_wg, 2);
-	ASSERT_EQ(0, kgo_go(busy_sleeper, NULL));
+	ASSERT_EQ(0, kgo_go(quiet_sleeper, (void *)(intptr_t)500));
 	ASSERT_EQ(0, kgo_go(busy_taker, NULL));
 	kgo_wg_wait(&race_wg);
 }
 
 TEST_TIMEOUT(calls_beside_taker_quiet_bpf, 60)
 {
-	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
 	struct kgo_stats st;
 
 #if defined(__SANITIZE_THREAD__)
 	SKIP(return, "under ThreadSanitizer sysmon looks every millisecond");
 #endif
-	unsetenv("KGO_OBSERVE");
-	ASSERT_EQ(0, kgo_run(busy_main, NULL, &cfg));
-	memset(&st, 0, sizeof(st));
-	kgo_stats_get(&st, sizeof(st));
-	if (st.observe != KGO_OBSERVE_BPF) {
-		SKIP(return, "no bpf mode: %s", st.observe_why);
-	}
+	RUN_BPF_OR_SKIP(busy_main, NULL, &st);
 	TH_LOG("sysmon woke %llu times, %llu at its deadlines; %llu "
 	       "handoffs", (unsigned long long)st.sysmon_wakeups,
 	       (unsigned long long)st.sysmon_wakeups_timer,
@@ -853,19 +851,17 @@ static void retake_main(void *arg)
 
 TEST_TIMEOUT(blocked_retake_bpf, 60)
 {
-	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
 	struct kgo_stats st;
+	int bpf;
 
 	ASSERT_EQ(0, pipe(retake_pipe));
 	setenv("KGO_DEBUG", "asyncpreemptoff=1", 1);
-	unsetenv("KGO_OBSERVE");
-	ASSERT_EQ(0, kgo_run(retake_main, NULL, &cfg));
+	bpf = run_bpf(retake_main, NULL, &st);
 	unsetenv("KGO_DEBUG");
 	close(retake_pipe[0]);
 	close(retake_pipe[1]);
-	memset(&st, 0, sizeof(st));
-	kgo_stats_get(&st, sizeof(st));
-	if (st.observe != KGO_OBSERVE_BPF) {
+	ASSERT_LE(0, bpf);
+	if (!bpf) {
 		SKIP(return, "no bpf mode: %s", st.observe_why);
 	}
 	TH_LOG("%llu handoffs (%llu kernel-observed, %llu by an M the "
