@@ -314,11 +314,11 @@ static bool bpf_m_blocked(struct p *pp, uint32_t st, struct m *mp,
 		pm->syscalltick = t - 1;
 		return observer_poll.m_blocked(pp, st, mp, pm, now);
 	}
-	/* Go's 10 ms run from the block the kernel saw, when sysmon looks
-	 * first at a call the retake timer kicked for (sysmon.c, "The
-	 * kernel's retake timer"): the call is older than that. */
-	if (kgo_obs_state(w) == KGO_OBS_BLOCKED && pm->syscallwhen == now &&
-	    (int64_t)kgo_obs_since(w) < now)
+	/* Go's 10 ms run from the block the kernel saw at the latest (it
+	 * began in this call), when sysmon looks at a call the retake
+	 * timer kicked for (sysmon.c, "The kernel's retake timer"). */
+	if (kgo_obs_state(w) == KGO_OBS_BLOCKED &&
+	    (int64_t)kgo_obs_since(w) < pm->syscallwhen)
 		pm->syscallwhen = kgo_obs_since(w);
 	if (kgo_obs_state(w) != KGO_OBS_BLOCKED) {
 		/* Had the probes missed its switch out, a blocked M would

@@ -653,7 +653,14 @@ static int64_t next_slice_end(int64_t now, int *nticked, int *nuntimed,
 		if (st == P_SYSCALL && sm.obs->kernel_wakes) {
 			bool blocked = observe_syscall_blocked(pp, now);
 
-			if (blocked && kretake) {
+			/* The kernel's, until its timer fired (sysmon saw
+			 * the call blocked 10 ms: a kick that found a P
+			 * idle, and no M to take this one); then as
+			 * without it. */
+			if (blocked && kretake &&
+			    (pm->syscalltick != atomic_load_explicit(
+				&pp->syscalltick, memory_order_relaxed) ||
+			     now - pm->syscallwhen < SYSCALL_RETAKE)) {
 				(*nkernel)++;
 				continue;
 			}
