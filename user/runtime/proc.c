@@ -1185,13 +1185,14 @@ static bool kick_run(struct m *mp)
  * kick_keep up, and a refused kick that comes meanwhile (the handler
  * runs on the M's thread: kick_m_keep) is kept in m->kickp_late. The
  * M looks at it (kick_late_run) where every path from there passes:
- * in execute, after it lowered kick_keep (a kick after that goes to
- * sysmon, as before: the M runs a G that may not come back soon); in
+ * in execute, after it lowered kick_keep (a kick after that is sent on
+ * to the next idle M by the handler, observe_bpf.c "Kicks sent on", or
+ * goes to sysmon: the M runs a G that may not come back soon); in
  * stopm after it armed kick (a kick after that is ARMED's, or finds
  * the M leaving the sleep through kick_late or execute again); and in
  * kick_late. A P still in the syscall there, the kernel still saying
  * blocked, is handed on as retake does. One slot: a second such kick
- * goes to sysmon. Counted in kgo_stats.observe_kicks_kept;
+ * is sent on, or goes to sysmon. Counted in kgo_stats.observe_kicks_kept;
  * sysmon_test kick_race_bpf.
  */
 bool kick_m_keep(struct m *mp, struct p *pp)

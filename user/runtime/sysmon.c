@@ -67,14 +67,19 @@
  * looks at Ps in passing; and a membarrier before each long sleep.
  * What won, each measured there: the kicked M keeps such a kick and
  * hands it on itself when it is still on its way out of stopm (proc.c,
- * "Kicks to an M awake": about half of them); the retake timer (the
+ * "Kicks to an M awake": about half of them), and sends it on to the
+ * next idle M when it runs a G (observe_bpf.c, "Kicks sent on": most of
+ * the rest; passed 56-136 -> 7-17 a run); the retake timer (the
  * untimed and deadline wakeups: 70-110 -> 5-9 a run); no look at Ps in
  * passing while the kernel times what they do next (26-68 -> 0); one
  * membarrier per arming of the deferred wakeups' flag, not per sleep
- * ("One fence per arming": ~100 -> 1 a run). 40-120 wakeups a run
- * after, most of them the kicks passed from Ms running a G. Left: those
- * (a G's M cannot hand a P on from a signal handler: sched.lock, and
- * perhaps a new M to start), and the kicks to sysmon when no M idles. Handoffs are
+ * ("One fence per arming": ~100 -> 1 a run). Tried first, kept: the
+ * keeping alone left 40-120 wakeups a run, most of them kicks to an M
+ * running a G, which cannot hand a P on from its signal handler
+ * (sched.lock, perhaps a new M to start) but can signal. After all of
+ * it: 17-37 wakeups a run, 2.4-3.4 ms of sysmon's CPU (6-14 ms with
+ * the keeping and the timer alone). Left: the kicks to sysmon when no
+ * M idles (8-12 a run), and sent-on kicks that found that M awake too. Handoffs are
  * counted by cause too: kernel-observed (of which those the kicked M
  * took: handoffs_kicked_m), poll (the guess) and timeout.
  *
