@@ -563,6 +563,28 @@ static int kick_fire(void *map, __u32 *key, struct kick_timer *k)
 }
 
 /*
+ * The retake timer
+ * ----------------
+ * A P whose M blocks in a kgo syscall with nothing waiting, while a P
+ * idles or an M spins, needs no one now; Go's sysmon takes it after
+ * 10 ms in the call, and kgo's did too: it slept until 10 ms after the
+ * look that first saw each such call, or (with a P idle) until the
+ * last idle P was taken, and found the call long over nearly every
+ * time (`KGO_DEBUG=observe=1 KGO_OBSERVE=bpf build/bench/sysmon_cpu -p
+ * 2 -n 10000 -w 8`: 70-110 of its 190-260 wakeups, the "slice" and
+ * "untimed" ones, for calls of 50 us). The kernel sees the block: it
+ * arms the slot's kick timer for retake_ns (struct kgo_obs_proc) at
+ * the block, and the kick goes out only if the M is still in that
+ * block then (kick_fire), to the M or sysmon chosen at the block, as
+ * any kick. One bpf_timer_start per such block (the timer is the
+ * slot's, initialised once); a block that ends first costs its
+ * callback one compare. The bound is Go's: a P in a blocked call with
+ * nothing waiting is taken within retake_ns of the block, where it was
+ * at once when the last idle P was taken; a P with work waiting, or
+ * blocked when no P idles, is still kicked at the block.
+ */
+
+/*
  * An M (current) went to sleep. If the P it left in a kgo syscall has
  * work waiting, wake a thread of its process to hand it on: an idle M,
  * which takes the P itself (observe_bpf.c, observe_sigurg), else its
@@ -577,8 +599,9 @@ static __always_inline void wake_if_needed(struct kgo_obs_m *s,
 	struct kgo_obs_proc pr;
 	struct kick_timer *k;
 	struct kgo_obs_m *sm;
-	__u64 oldp, runnext = 0;
+	__u64 oldp, runnext = 0, delay;
 	__u32 st = 0, head = 0, tail = 0, idx, tid = 0;
+	bool quiet;
 	__u32 tgid = (__u32)prev->tgid;
 	__s32 gq = 0, npidle = 0, nspin = 0, ktid = 0;
 
@@ -610,8 +633,10 @@ static __always_inline void wake_if_needed(struct kgo_obs_m *s,
 		return;
 	}
 	/* Nothing waits, and an idle P or a spinning M takes what comes:
-	 * the P can wait for its M (sysmon takes it after 10 ms). */
-	if (head == tail && !runnext && gq <= 0 && npidle + nspin > 0)
+	 * the P can wait for its M, up to retake_ns ("The retake timer"),
+	 * or until sysmon takes it after 10 ms. */
+	quiet = head == tail && !runnext && gq <= 0 && npidle + nspin > 0;
+	if (quiet && !pr.retake_ns)
 		return;
 	/* Whom to wake: an idle M, which takes the P itself (one wakeup
 	 * from the block to the next G), else sysmon. */
@@ -630,7 +655,8 @@ static __always_inline void wake_if_needed(struct kgo_obs_m *s,
 	}
 	if (!tid)
 		return;
-	if (pr.kick_delay_ns) {
+	delay = quiet ? pr.retake_ns : pr.kick_delay_ns;
+	if (delay) {
 		k = bpf_map_lookup_elem(&kgo_kick, &slot);
 		if (!k)
 			return;
@@ -641,7 +667,7 @@ static __always_inline void wake_if_needed(struct kgo_obs_m *s,
 		k->sig = pr.wake_sig;
 		bpf_timer_init(&k->timer, &kgo_kick, CLOCK_MONOTONIC);
 		bpf_timer_set_callback(&k->timer, kick_fire);
-		if (!bpf_timer_start(&k->timer, pr.kick_delay_ns, 0))
+		if (!bpf_timer_start(&k->timer, delay, 0))
 			COUNT(timers);
 		return;
 	}

@@ -53,9 +53,10 @@
 
 /* Bumped with every change of the records' layout or meaning; the
  * runtime refuses probes of another version (poll mode, said once). */
-#define KGO_OBS_VERSION		5	/* 4: bpfh's kick and bpfp's tick;
+#define KGO_OBS_VERSION		6	/* 4: bpfh's kick and bpfp's tick;
 					 * 5: registration by task_rename,
-					 * the tick's resend backs off */
+					 * the tick's resend backs off;
+					 * 6: the retake timer (retake_ns) */
 #define KGO_OBS_SLOTS		4096	/* power of two */
 #define KGO_OBS_PROBES		32
 /* Slots one uid may hold at once (bpfp: trust): a quarter of the table,
@@ -211,6 +212,11 @@ struct kgo_obs_proc {
 	__u32 tick_pad;
 	__u64 slice_ns;			/* the slice, in CPU time; 0: no tick */
 	__u64 set_id;			/* the probe set chosen (kgo_obs_info) */
+	/* A block with nothing waiting and a P idle arms a kick this
+	 * much later, fired if the M is still in that block (Go's 10 ms
+	 * retake, timed by the kernel: kgo_observe.bpf.c, "The retake
+	 * timer"); 0: none, sysmon times such calls. */
+	__u64 retake_ns;
 };
 
 /*

@@ -828,6 +828,20 @@ struct kgo_stats {
 	 * socket and no edge came since (user/runtime/io.c, "Drained
 	 * sockets"). About one per request of a keep-alive server. */
 	uint64_t net_tries_skipped;
+	/* bpf mode: the memory fences (membarrier(2), an IPI to every CPU
+	 * that runs a thread of the process) sysmon made to arm the
+	 * deferred wakeups' flag (user/runtime/sysmon.c, "One fence per
+	 * arming"). */
+	uint64_t sysmon_fences;
+	/* bpf mode: the probes' kicks that found their M awake on its way
+	 * out of its idle sleep, which it handed on itself instead of
+	 * sysmon (user/runtime/proc.c, "Kicks to an M awake"). */
+	uint64_t observe_kicks_kept;
+	/* ... and those that found it running a G, which it sent on to
+	 * the idle M then at the head of the idle list (with a signal,
+	 * as the probes do; user/runtime/observe_bpf.c, "Kicks sent
+	 * on"), instead of sysmon. */
+	uint64_t observe_kicks_forwarded;
 };
 
 /**

@@ -30,11 +30,19 @@
  *   deferred_wakeup_runs_bpf	the same in bpf mode, well before sysmon's
  *				once-a-second look.
  *   kick_race_bpf		bpf mode, Gs in short blocking syscalls: a
- *				second kick to an idle M before it woke
- *				is handed on by that M, not by sysmon.
+ *				second kick to an idle M before it woke,
+ *				or one that found it woken by a waker, is
+ *				handed on by that M, not by sysmon.
+ *   quiet_fences_bpf		the same load: sysmon fences (membarrier) to
+ *				arm its flag once, not before each sleep.
  *   short_calls_quiet_bpf	bpf mode, a G alone in short blocking calls
  *				beside an idle P: sysmon does not wake for
  *				them (it woke 10 ms after each look).
+ *   calls_beside_taker_quiet_bpf  the same while another G takes the
+ *				idle P every ms: the kernel times those
+ *				calls, sysmon does not wake for them.
+ *   blocked_retake_bpf		a G blocked beside an idle P, nothing
+ *				waiting, then its P needed: handed on.
  *   exit_amid_handoffs		main returns while sysmon retakes Ps from
  *				Gs in syscalls: kgo_run returns, 1000 times
  *				(at least 100: fewer when slow, see there).
@@ -563,6 +571,35 @@ TEST_TIMEOUT(deferred_wakeup_runs_bpf, 30)
 	EXPECT_LT(waited, 500 * MS);
 }
 
+/*
+ * run_bpf() - kgo_run(@fn, @arg) on 2 Ps in kernel-observed mode; @st
+ * gets kgo_stats after it. Return: 1 in bpf mode, 0 if the run polled
+ * (st->observe_why says why: the caller skips), or kgo_run's -errno.
+ */
+static int run_bpf(void (*fn)(void *), void *arg, struct kgo_stats *st)
+{
+	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
+	int err;
+
+	unsetenv("KGO_OBSERVE");
+	err = kgo_run(fn, arg, &cfg);
+	memset(st, 0, sizeof(*st));
+	kgo_stats_get(st, sizeof(*st));
+	if (err)
+		return err;
+	return st->observe == KGO_OBSERVE_BPF;
+}
+
+/* In a test: run_bpf, or skip where the run polled. */
+#define RUN_BPF_OR_SKIP(fn, arg, st) do {				\
+	int bpf__ = run_bpf(fn, arg, st);				\
+									\
+	ASSERT_LE(0, bpf__);						\
+	if (!bpf__) {							\
+		SKIP(return, "no bpf mode: %s", (st)->observe_why);	\
+	}								\
+} while (0)
+
 /* ------------------------------------------------------------------ */
 /* The kick that finds its M awake (proc.c)                            */
 /* ------------------------------------------------------------------ */
@@ -609,26 +646,53 @@ static void race_main(void *arg)
  */
 TEST_TIMEOUT(kick_race_bpf, 60)
 {
-	struct kgo_config cfg = { .maxprocs = 2, .observe = KGO_OBSERVE_BPF };
 	struct kgo_stats st;
 
-	unsetenv("KGO_OBSERVE");
-	ASSERT_EQ(0, kgo_run(race_main, NULL, &cfg));
-	memset(&st, 0, sizeof(st));
-	kgo_stats_get(&st, sizeof(st));
-	if (st.observe != KGO_OBSERVE_BPF) {
-		SKIP(return, "no bpf mode: %s", st.observe_why);
-	}
+	RUN_BPF_OR_SKIP(race_main, NULL, &st);
 	TH_LOG("kicks: %llu to Ms (%llu found them kicked already, %llu "
-	       "awake), %llu to sysmon; sysmon woke %llu times, %llu by a "
-	       "passed kick",
+	       "awake and kept, %llu awake and sent on, %llu awake and "
+	       "passed to sysmon), %llu to sysmon; sysmon woke %llu times, "
+	       "%llu by a passed kick",
 	       (unsigned long long)st.observe_kicks_m,
 	       (unsigned long long)st.observe_kicks_second,
+	       (unsigned long long)st.observe_kicks_kept,
+	       (unsigned long long)st.observe_kicks_forwarded,
 	       (unsigned long long)st.observe_kicks_passed,
 	       (unsigned long long)st.observe_kicks,
 	       (unsigned long long)st.sysmon_wakeups,
 	       (unsigned long long)st.sysmon_wakeups_passed);
 	EXPECT_LE(st.sysmon_wakeups_passed, st.observe_kicks_passed);
+	/* A kick that found its M on the way out of its idle sleep is
+	 * handed on by that M ("Kicks to an M awake"): about half of
+	 * those that found it awake here; all went to sysmon before. One
+	 * that found it running a G is sent on to the next idle M
+	 * ("Kicks sent on", observe_bpf.c): most of the rest. */
+	if (st.observe_kicks_kept + st.observe_kicks_forwarded +
+	    st.observe_kicks_passed >= 20) {
+		EXPECT_LT(0, st.observe_kicks_kept);
+		EXPECT_LT(0, st.observe_kicks_forwarded);
+	}
+}
+
+/*
+ * bpf mode, the same load: sysmon arms the deferred wakeups' flag with
+ * a membarrier (an IPI to each CPU that runs a thread of ours), and it
+ * armed before each of its long sleeps (~half of its wakeups here)
+ * while the load defers no wakeup at all but at its end (the wait
+ * group's). The flag stays up until a deferral takes it down
+ * (sysmon.c, "One fence per arming"): one fence, and one more per
+ * deferral that woke sysmon or that the arming found due.
+ */
+TEST_TIMEOUT(quiet_fences_bpf, 60)
+{
+	struct kgo_stats st;
+
+	RUN_BPF_OR_SKIP(race_main, NULL, &st);
+	TH_LOG("sysmon woke %llu times (%llu for a deferred wakeup) and "
+	       "fenced %llu times", (unsigned long long)st.sysmon_wakeups,
+	       (unsigned long long)st.sysmon_wakeups_wakep,
+	       (unsigned long long)st.sysmon_fences);
+	EXPECT_LE(st.sysmon_fences, 3 + 2 * st.sysmon_wakeups_wakep);
 }
 
 /*
@@ -644,11 +708,11 @@ TEST_TIMEOUT(kick_race_bpf, 60)
  */
 static atomic_int quiet_stop;
 
+/* Sleeps of @arg us until quiet_stop. */
 static void quiet_sleeper(void *arg)
 {
-	struct timespec ts = { 0, 50 * 1000 };
+	struct timespec ts = { 0, (long)(intptr_t)arg * 1000 };
 
-	(void)arg;
 	while (!atomic_load_explicit(&quiet_stop, memory_order_relaxed))
 		kgo_syscall(SYS_nanosleep, &ts, NULL);
 	kgo_wg_done(&race_wg);
@@ -658,7 +722,7 @@ static void quiet_main(void *arg)
 {
 	atomic_store(&quiet_stop, 0);
 	kgo_wg_add(&race_wg, 1);
-	ASSERT_EQ(0, kgo_go(quiet_sleeper, NULL));
+	ASSERT_EQ(0, kgo_go(quiet_sleeper, (void *)(intptr_t)50));
 	*(uint64_t *)arg = sysmon_wakeups_idle(50 * MS, 300 * MS);
 	atomic_store(&quiet_stop, 1);
 	kgo_wg_wait(&race_wg);
@@ -687,6 +751,126 @@ TEST_TIMEOUT(short_calls_quiet_bpf, 60)
 	       (unsigned long long)st.sysmon_wakeups,
 	       (unsigned long long)st.sysmon_wakeups_timer);
 	EXPECT_LT(wakeups, 10);
+}
+
+/*
+ * bpf mode: one G in 500 us sleeps through kgo_syscall while another
+ * takes the idle P every millisecond (a 1 ms kgo_sleep, then 200 us
+ * of work). A sleep that blocked beside the idle P was timed by
+ * sysmon once the other took it (pidleget woke sysmon, "untimed"),
+ * and 10 ms on ("slice"), nearly always for a call long over: 13-69
+ * deadline wakeups in this run of 150 rounds (1 after). The probes' retake
+ * timer times such blocks in the kernel (kgo_observe.bpf.c, "The
+ * retake timer"; sysmon.c, "The kernel's retake timer").
+ */
+#define BUSY_ROUNDS	150
+
+static void busy_taker(void *arg)
+{
+	int64_t t0;
+	int i;
+
+	(void)arg;
+	for (i = 0; i < BUSY_ROUNDS; i++) {
+		kgo_sleep(MS);
+		t0 = kgo_now();
+		while (kgo_now() - t0 < MS / 5)
+			;
+	}
+	atomic_store(&quiet_stop, 1);
+	kgo_wg_done(&race_wg);
+}
+
+static void busy_main(void *arg)
+{
+	(void)arg;
+	atomic_store(&quiet_stop, 0);
+	kgo_wg_add(&race_wg, 2);
+	ASSERT_EQ(0, kgo_go(quiet_sleeper, (void *)(intptr_t)500));
+	ASSERT_EQ(0, kgo_go(busy_taker, NULL));
+	kgo_wg_wait(&race_wg);
+}
+
+TEST_TIMEOUT(calls_beside_taker_quiet_bpf, 60)
+{
+	struct kgo_stats st;
+
+#if defined(__SANITIZE_THREAD__)
+	SKIP(return, "under ThreadSanitizer sysmon looks every millisecond");
+#endif
+	RUN_BPF_OR_SKIP(busy_main, NULL, &st);
+	TH_LOG("sysmon woke %llu times, %llu at its deadlines; %llu "
+	       "handoffs", (unsigned long long)st.sysmon_wakeups,
+	       (unsigned long long)st.sysmon_wakeups_timer,
+	       (unsigned long long)st.handoffs);
+	EXPECT_LT(st.sysmon_wakeups_timer, 10);
+}
+
+/*
+ * No handoff lost to the retake timer: a G blocked in a read beside an
+ * idle P, nothing waiting (so no kick at the block); then main takes
+ * the idle P back and spins, with no runtime call (asyncpreemptoff),
+ * until a G it spawned runs. Only the blocked call's P can run that G:
+ * the timer's kick (or sysmon's look) must take it. Without either,
+ * the test times out.
+ */
+static atomic_int retake_flag;
+static int retake_pipe[2];
+
+static void retake_reader(void *arg)
+{
+	char c;
+
+	(void)arg;
+	kgo_syscall(SYS_read, retake_pipe[0], &c, 1);
+	kgo_wg_done(&race_wg);
+}
+
+static void retake_setter(void *arg)
+{
+	(void)arg;
+	atomic_store(&retake_flag, 1);
+	kgo_wg_done(&race_wg);
+}
+
+static void retake_main(void *arg)
+{
+	char c = 1;
+
+	(void)arg;
+	atomic_store(&retake_flag, 0);
+	kgo_wg_add(&race_wg, 2);
+	ASSERT_EQ(0, kgo_go(retake_reader, NULL));
+	kgo_sleep(20 * MS);	/* the reader blocks beside our idle P */
+	ASSERT_EQ(0, kgo_go(retake_setter, NULL));
+	while (!atomic_load_explicit(&retake_flag, memory_order_relaxed))
+		;
+	ASSERT_EQ(1, write(retake_pipe[1], &c, 1));
+	kgo_wg_wait(&race_wg);
+}
+
+TEST_TIMEOUT(blocked_retake_bpf, 60)
+{
+	struct kgo_stats st;
+	int bpf;
+
+	ASSERT_EQ(0, pipe(retake_pipe));
+	setenv("KGO_DEBUG", "asyncpreemptoff=1", 1);
+	bpf = run_bpf(retake_main, NULL, &st);
+	unsetenv("KGO_DEBUG");
+	close(retake_pipe[0]);
+	close(retake_pipe[1]);
+	ASSERT_LE(0, bpf);
+	if (!bpf) {
+		SKIP(return, "no bpf mode: %s", st.observe_why);
+	}
+	TH_LOG("%llu handoffs (%llu kernel-observed, %llu by an M the "
+	       "probes kicked); sysmon woke %llu times",
+	       (unsigned long long)st.handoffs,
+	       (unsigned long long)st.handoffs_kernel_observed,
+	       (unsigned long long)st.handoffs_kicked_m,
+	       (unsigned long long)st.sysmon_wakeups);
+	EXPECT_LE(1, st.handoffs_kernel_observed);
 }
 
 /* ------------------------------------------------------------------ */

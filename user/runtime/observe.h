@@ -103,6 +103,12 @@ bool observe_sigurg(const siginfo_t *si);
 bool observe_tick_asks(struct m *mp);
 /* Does the kernel's tick time the running Gs' slices? (sysmon.c) */
 bool observe_tick_on(void);
+/* Go's rule: a P in a blocked syscall is retaken after this long even
+ * with nothing waiting (sysmon.c; in bpf mode the probes' retake timer,
+ * bpf/kgo_observe.bpf.c). */
+#define SYSCALL_RETAKE	(10 * 1000 * 1000LL)
+/* Does the kernel time that retake (the probes' retake timer)? */
+bool observe_retake_on(void);
 /* sysmon, at each look: false when the probes' state went stale (the
  * probes were unloaded, or a record contradicts the runtime): sysmon
  * then polls, and observe_bpf.c has said why once. */

@@ -104,6 +104,10 @@ static struct {
 	_Atomic uint64_t kicks_m;	/* ... of idle Ms */
 	_Atomic uint64_t kicks_second;	/* ... that found it kicked already */
 	_Atomic uint64_t kicks_passed;	/* ... or awake: passed to sysmon */
+	_Atomic uint64_t kicks_kept;	/* ... or kept by the M awake */
+	_Atomic uint64_t kicks_fwd;	/* ... or sent on to an idle M */
+	pid_t pid;			/* ours, for the handler */
+	uid_t uid;
 	_Atomic int64_t kick_ns;	/* the last one's arrival */
 	_Atomic uint64_t ms_reg;	/* Ms registered */
 	_Atomic uint64_t ms_unreg;	/* Ms that found no slot: polled */
@@ -115,6 +119,9 @@ static struct {
 	/* bpfp: the kernel's preemption tick (bpf/kgo_tick.bpf.h) times
 	 * the slices of running Gs: set at start, before any M runs. */
 	_Atomic bool tick_on;
+	/* The kernel's retake timer (kgo_observe.bpf.c, "The retake
+	 * timer") is there: set before the Ms start, then read only. */
+	bool retake_on;
 	_Atomic uint64_t tick_taken;	/* its SIGURGs that stopped a G */
 	_Atomic bool noslot_said;	/* say_noslot, once a run */
 	uint64_t set_id;		/* the probe set chosen (kgo_obs_info) */
@@ -307,6 +314,12 @@ static bool bpf_m_blocked(struct p *pp, uint32_t st, struct m *mp,
 		pm->syscalltick = t - 1;
 		return observer_poll.m_blocked(pp, st, mp, pm, now);
 	}
+	/* Go's 10 ms run from the block the kernel saw at the latest (it
+	 * began in this call), when sysmon looks at a call the retake
+	 * timer kicked for (sysmon.c, "The kernel's retake timer"). */
+	if (kgo_obs_state(w) == KGO_OBS_BLOCKED &&
+	    (int64_t)kgo_obs_since(w) < pm->syscallwhen)
+		pm->syscallwhen = kgo_obs_since(w);
 	if (kgo_obs_state(w) != KGO_OBS_BLOCKED) {
 		/* Had the probes missed its switch out, a blocked M would
 		 * look busy for good: after SYSCALL_RETAKE in one call,
@@ -635,12 +648,57 @@ void observe_m0_exit(void)
  * from what it took for the program's handler: a stack overflow in
  * every bpf-mode run.)
  */
+/*
+ * Kicks sent on
+ * -------------
+ * A kick that finds its M running a G (a waker took the M off midle
+ * after the probes read sched.kick_tid, and it ran on) cannot be kept
+ * for later ("Kicks to an M awake", proc.c): the G may not come back to
+ * the runtime for a while. It went to sysmon, which woke to hand the P
+ * to an idle M: two wakeups, and sysmon's was most of sysmon's CPU in
+ * bpf mode (passed kicks: 56-136 of 73-173 wakeups a run of
+ * `selftests/bench/run -r 3 sysmon_cpu`, 2026-12-06 23:50). The M
+ * itself cannot hand the P on in a signal handler (sched.lock; perhaps
+ * a new M), but it can do what the probes do: signal the idle M now at
+ * the head of midle, with the P, from the handler (rt_tgsigqueueinfo,
+ * async-signal-safe: a system call). That M takes the P as from the
+ * probes (kick_m_take): one wakeup, sysmon's saved. Such a kick is
+ * told from the program's own SIGURGs and from sysmon's preemption
+ * requests (si_value the random cookie) by si_code SI_QUEUE, our pid
+ * (only a process of the same user may send us SI_QUEUE, and it may
+ * ptrace us anyway), KICK_FWD_MARK in si_errno and a P of ours in
+ * si_value. One hop: a sent-on kick that finds that M awake too goes
+ * to sysmon. Counted in kgo_stats.observe_kicks_forwarded; sysmon_test
+ * kick_race_bpf.
+ */
+#define KICK_FWD_MARK	0x6b676f	/* "kgo" */
+
+static bool kick_forward(struct m *mp, struct p *pp)
+{
+	int32_t tid = READ_ONCE(sched.kick_tid);
+	siginfo_t si;
+
+	if (tid <= 0 || tid == mp->tid)
+		return false;
+	memset(&si, 0, sizeof(si));
+	si.si_signo = SIGURG;
+	si.si_code = SI_QUEUE;
+	si.si_errno = KICK_FWD_MARK;
+	si.si_pid = obs.pid;
+	si.si_uid = obs.uid;
+	si.si_value.sival_ptr = pp;
+	/* The caller, preempt.c's handler, keeps errno. */
+	return !syscall(SYS_rt_tgsigqueueinfo, obs.pid, tid, SIGURG, &si);
+}
+
 bool observe_sigurg(const siginfo_t *si)
 {
 	struct p *pp = si->si_value.sival_ptr;
+	bool fwd = si->si_code == SI_QUEUE &&
+		   si->si_errno == KICK_FWD_MARK && si->si_pid == obs.pid;
 	struct m *mp;
 
-	if (si->si_code != SI_KERNEL)
+	if (si->si_code != SI_KERNEL && !fwd)
 		return false;
 	if (tls_sysmon) {
 		atomic_fetch_add_explicit(&obs.kicks, 1, memory_order_relaxed);
@@ -676,6 +734,20 @@ bool observe_sigurg(const siginfo_t *si)
 	if (atomic_load_explicit(&pp->status, memory_order_relaxed) !=
 	    P_SYSCALL)
 		return true;
+	/* On its way out of stopm: it hands the P on itself (proc.c,
+	 * "Kicks to an M awake"). */
+	if (kick_m_keep(mp, pp)) {
+		atomic_fetch_add_explicit(&obs.kicks_kept, 1,
+					  memory_order_relaxed);
+		return true;
+	}
+	/* Running a G: the idle M now at the head of midle takes it
+	 * ("Kicks sent on"). */
+	if (!fwd && kick_forward(mp, pp)) {
+		atomic_fetch_add_explicit(&obs.kicks_fwd, 1,
+					  memory_order_relaxed);
+		return true;
+	}
 	atomic_fetch_add_explicit(&obs.kicks_passed, 1, memory_order_relaxed);
 	sysmon_kick_remote();
 	return true;
@@ -707,6 +779,14 @@ bool observe_tick_asks(struct m *mp)
 		return false;
 	atomic_fetch_add_explicit(&obs.tick_taken, 1, memory_order_relaxed);
 	return true;
+}
+
+/* Does the kernel time the retake of Ps whose M blocked in a call with
+ * nothing waiting? (sysmon.c, "Blocked calls beside an idle P") */
+bool observe_retake_on(void)
+{
+	return obs.on && obs.retake_on &&
+	       !atomic_load_explicit(&obs.stale, memory_order_relaxed);
 }
 
 /* Does the kernel's tick time the running Gs' slices? (sysmon.c) */
@@ -854,6 +934,10 @@ void observe_stats(struct kgo_stats *st)
 							memory_order_relaxed);
 	st->observe_kicks_passed = atomic_load_explicit(&obs.kicks_passed,
 							memory_order_relaxed);
+	st->observe_kicks_kept = atomic_load_explicit(&obs.kicks_kept,
+						      memory_order_relaxed);
+	st->observe_kicks_forwarded = atomic_load_explicit(&obs.kicks_fwd,
+							   memory_order_relaxed);
 	st->observe_kick_ns = atomic_load_explicit(&obs.kick_ns,
 						   memory_order_relaxed);
 	st->observe_reg_retries = atomic_load_explicit(&obs.reg_retries,
@@ -1089,6 +1173,10 @@ static int obs_pinned(char *other, size_t n)
 		/* kgo-probe pins the tick's counters only with the tick. */
 		obs_pin_path(path, sizeof(path), "kgo_tick_stats");
 		atomic_store(&obs.tick_on, !access(path, F_OK));
+		/* ... and the kick timers' map only with this version's
+		 * kgo-probe, which starts them (the retake timer). */
+		obs_pin_path(path, sizeof(path), "kgo_kick");
+		obs.retake_on = !access(path, F_OK);
 		return 1;
 	}
 	close(fd);
@@ -1119,6 +1207,7 @@ static const char *obs_open(void)
 	 * (the Ms' threads are gone, m0 unregistered). */
 	if (obs.own) {
 		atomic_store(&obs.tick_on, true);	/* part of them */
+		obs.retake_on = true;
 		return NULL;
 	}
 	obs.own_why = NULL;
@@ -1164,6 +1253,7 @@ static const char *obs_open(void)
 	/* The tick is part of the probes (bpf/kgo_tick.bpf.h): this
 	 * process holds its timers' map, as the kernel wants. */
 	atomic_store(&obs.tick_on, true);
+	obs.retake_on = true;
 	return NULL;
 }
 
@@ -1235,6 +1325,7 @@ static void publish(void)
 	if (sched.kick_m)
 		obs.proc.kick_tid_addr = (uint64_t)(uintptr_t)&sched.kick_tid;
 	obs.proc.kick_delay_ns = observe_kick_delay_ns;
+	obs.proc.retake_ns = obs.retake_on ? SYSCALL_RETAKE : 0;
 	obs.proc.off_m_p = offsetof(struct m, p);
 	obs.proc.off_p_schedtick = offsetof(struct p, schedtick);
 	obs.proc.p_running = P_RUNNING;
@@ -1278,6 +1369,10 @@ const struct observer *observe_start(void)
 	atomic_store(&obs.kicks_m, 0);
 	atomic_store(&obs.kicks_second, 0);
 	atomic_store(&obs.kicks_passed, 0);
+	atomic_store(&obs.kicks_kept, 0);
+	atomic_store(&obs.kicks_fwd, 0);
+	obs.pid = getpid();
+	obs.uid = getuid();
 	atomic_store(&obs.kick_ns, 0);
 	atomic_store(&obs.ms_reg, 0);
 	atomic_store(&obs.ms_unreg, 0);

@@ -42,8 +42,10 @@ int percpu_sum(int fd, __u64 *sum, size_t nfields);
 /* The pin directory: $KGO_PIN_DIR (ignored by set-id programs), else
  * KGO_OBS_PIN_DIR; and the path of @name in it. kgo-probe pins there
  * kgo_ms, kgo_stats, kgo_info, the links, kgo_tick_cpu (the tick's
- * timers, which the kernel cancels when no one holds the map) and
- * kgo_tick_stats, whose presence says the tick is attached. */
+ * timers, which the kernel cancels when no one holds the map),
+ * kgo_kick (the kick timers', likewise; its presence says the kernel
+ * times retakes) and kgo_tick_stats, whose presence says the tick is
+ * attached. */
 const char *obs_pin_dir(void);
 void obs_pin_path(char *buf, size_t n, const char *name);
 

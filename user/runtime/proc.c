@@ -1169,6 +1169,51 @@ static bool kick_run(struct m *mp)
 	return true;
 }
 
+/*
+ * Kicks to an M awake
+ * -------------------
+ * The probes read sched.kick_tid at the block, and a waker (startm,
+ * wake_for_timer) may take that M off midle before the kick arrives:
+ * the kick finds kick NONE (or TAKEN with kickp2 in use), and went to
+ * sysmon, which woke to hand the P to another M (the "passed" kicks:
+ * 85-125 of sysmon's 188-260 wakeups in `KGO_DEBUG=observe=1
+ * KGO_OBSERVE=bpf build/bench/sysmon_cpu -p 2 -n 10000 -w 8`, the
+ * largest cause left after "Two kicks"). But such an M is on its way
+ * out of stopm to run a G, and makes runtime calls before it does:
+ * it can hand the P on itself, one futex wakeup instead of two. So
+ * from stopm (where it arms kick) until its next G runs, the M keeps
+ * kick_keep up, and a refused kick that comes meanwhile (the handler
+ * runs on the M's thread: kick_m_keep) is kept in m->kickp_late. The
+ * M looks at it (kick_late_run) where every path from there passes:
+ * in execute, after it lowered kick_keep (a kick after that is sent on
+ * to the next idle M by the handler, observe_bpf.c "Kicks sent on", or
+ * goes to sysmon: the M runs a G that may not come back soon); in
+ * stopm after it armed kick (a kick after that is ARMED's, or finds
+ * the M leaving the sleep through kick_late or execute again); and in
+ * kick_late. A P still in the syscall there, the kernel still saying
+ * blocked, is handed on as retake does. One slot: a second such kick
+ * is sent on, or goes to sysmon. Counted in kgo_stats.observe_kicks_kept;
+ * sysmon_test kick_race_bpf.
+ */
+bool kick_m_keep(struct m *mp, struct p *pp)
+{
+	struct p *none = NULL;
+
+	if (!mp->kick_keep)
+		return false;
+	return atomic_compare_exchange_strong_explicit(&mp->kickp_late, &none,
+			pp, memory_order_relaxed, memory_order_relaxed);
+}
+
+static void kick_late_run(struct m *mp)
+{
+	struct p *pp = atomic_exchange_explicit(&mp->kickp_late, NULL,
+						memory_order_relaxed);
+
+	if (pp && observe_syscall_blocked(pp, nanotime()))
+		retake_syscall(pp, true);
+}
+
 /* A waker came before the M saw its kick: the kick's P to another M. */
 static void kick_late(struct m *mp)
 {
@@ -1178,6 +1223,7 @@ static void kick_late(struct m *mp)
 	if (pp)
 		retake_syscall(pp, true);
 	kick_second(mp);
+	kick_late_run(mp);
 }
 
 bool p_valid(const struct p *pp)
@@ -1284,9 +1330,16 @@ again:
 		}
 	}
 	/* Before mput: the probes find us there, and may kick at once. */
+	mp->kick_keep = true;
 	atomic_store_explicit(&mp->kick, KICK_ARMED, memory_order_relaxed);
 	mput(mp);
 	unlock(&sched.lock);
+	/* A kick kept before we armed ("Kicks to an M awake"): ours now,
+	 * as if it came to the armed M (it wakes the sleep below). */
+	pp = atomic_exchange_explicit(&mp->kickp_late, NULL,
+				      memory_order_relaxed);
+	if (pp && kick_m_take(mp, pp) == KICK_REFUSED)
+		retake_syscall(pp, true);
 
 	/* In the M's io_uring ring when it has one (io.c): completions
 	 * wake it too. An idle M from findrunnable (keeptime) then returns
@@ -1621,6 +1674,12 @@ static void execute(struct m *mp, struct g *gp, bool inherit)
 		kgo_throw("execute: G not runnable");
 	smp_store_release(mp->curg, gp);
 	gp->m = mp;
+	/* "Kicks to an M awake": from here on, sysmon's. */
+	if (unlikely(mp->kick_keep)) {
+		mp->kick_keep = false;
+		atomic_signal_fence(memory_order_seq_cst);
+		kick_late_run(mp);
+	}
 	/* A request for an earlier slice is void (Go's execute). */
 	atomic_store_explicit(&gp->preempt, false, memory_order_relaxed);
 	TRACE(TR_GO_START, gp->goid, mp->p->id);

@@ -477,6 +477,11 @@ struct m {
 	struct p *kickp;
 	struct p *kickp2;		/* a second kick's P (proc.c, "Two
 					 * kicks"); handler, then owner */
+	/* proc.c, "Kicks to an M awake": kick_keep is up from stopm until
+	 * the M's next G runs (owner); kickp_late, a kick's P that the M
+	 * then hands on itself (handler, then owner: one thread). */
+	volatile bool kick_keep;
+	struct p *_Atomic kickp_late;
 
 	/* What the G that switched straight to another (direct_switch)
 	 * left for the other side to do: requeue it, park it, or free it
@@ -726,6 +731,9 @@ void handoffp(struct p *pp);
  * Async-signal-safe. */
 enum kick_take { KICK_REFUSED, KICK_TOOK, KICK_SECOND };
 enum kick_take kick_m_take(struct m *mp, struct p *pp);
+/* In the handler: keep a kick that found @mp awake, for @mp to hand on
+ * (proc.c, "Kicks to an M awake")? false: sysmon's to hand on. */
+bool kick_m_keep(struct m *mp, struct p *pp);
 /* bpf mode: is @pp in P_SYSCALL with its M seen blocked in that call by
  * the kernel? (observe_bpf.c; false in poll mode.) */
 bool observe_syscall_blocked(struct p *pp, int64_t now);

@@ -51,12 +51,35 @@
  * M idles (a signal, sysmon_kick). sysmon sleeps until the end of the
  * slices that run (where the preemption tick from BPF times a slice,
  * bpf/kgo_tick.bpf.h, it looks only once a second: next_slice_end and
- * TICK_LOOK), or 10 ms later for a P whose M is blocked with
- * nothing waiting (Go's rule, once per call) while no P idles (with one
- * idle it waits for pidleget to take the last: "Blocked calls beside
- * an idle P"), or while Gs wait on io rings the kernel cannot see
+ * TICK_LOOK). A P whose M is blocked with nothing waiting is taken 10
+ * ms into the block (Go's rule) by the probes' retake timer, a kick
+ * armed at the block ("The kernel's retake timer"); without it sysmon
+ * looks 10 ms later while no P idles (with one idle it waits for
+ * pidleget to take the last: "Blocked calls beside an idle P"). It
+ * looks also while Gs wait on io rings the kernel cannot see
  * (io_sysmon), and for schedtrace and the stack scavenger. What woke
- * it is counted by cause ("Wakeups by cause"; kgo_stats). Handoffs are
+ * it is counted by cause ("Wakeups by cause"; kgo_stats). Where its
+ * wakeups in bpf mode went, in `KGO_DEBUG=observe=1 KGO_OBSERVE=bpf
+ * build/bench/sysmon_cpu -p 2 -n 10000 -w 8` (2026-12-06, 23:30-23:50,
+ * load ~3): 190-290 a run before, ~80 us of its CPU each, about half
+ * of them kicks that found their M woken by a waker ("passed"), a
+ * quarter untimed calls, a fifth 10 ms retake deadlines, the rest
+ * looks at Ps in passing; and a membarrier before each long sleep.
+ * What won, each measured there: the kicked M keeps such a kick and
+ * hands it on itself when it is still on its way out of stopm (proc.c,
+ * "Kicks to an M awake": about half of them), and sends it on to the
+ * next idle M when it runs a G (observe_bpf.c, "Kicks sent on": most of
+ * the rest; passed 56-136 -> 7-17 a run); the retake timer (the
+ * untimed and deadline wakeups: 70-110 -> 5-9 a run); no look at Ps in
+ * passing while the kernel times what they do next (26-68 -> 0); one
+ * membarrier per arming of the deferred wakeups' flag, not per sleep
+ * ("One fence per arming": ~100 -> 1 a run). Tried first, kept: the
+ * keeping alone left 40-120 wakeups a run, most of them kicks to an M
+ * running a G, which cannot hand a P on from its signal handler
+ * (sched.lock, perhaps a new M to start) but can signal. After all of
+ * it: 17-37 wakeups a run, 2.4-3.4 ms of sysmon's CPU (6-14 ms with
+ * the keeping and the timer alone). Left: the kicks to sysmon when no
+ * M idles (8-12 a run), and sent-on kicks that found that M awake too. Handoffs are
  * counted by cause too: kernel-observed (of which those the kicked M
  * took: handoffs_kicked_m), poll (the guess) and timeout.
  *
@@ -92,7 +115,6 @@
 
 #define DELAY_MIN	(20 * 1000LL)		/* ns */
 #define DELAY_MAX	(10 * 1000 * 1000LL)
-#define SYSCALL_RETAKE	(10 * 1000 * 1000LL)	/* retake even without work */
 #define RESEND_MIN	(1000 * 1000LL)		/* first resend of a preemption */
 #define SYSMON_SLACK_NS	1000			/* PR_SET_TIMERSLACK */
 #define WAKEP_LOOK	(1000 * 1000LL)		/* proc.c, "Deferred wakeups" */
@@ -474,7 +496,9 @@ static int retake(int64_t now)
  * stores the flag, then loads each wakep_due (wakep_arm). The ready
  * side's fence is a compiler barrier, sysmon's is membarrier
  * (lock_fence_heavy, as for the lock sleepers: lock_futex.c): one of
- * the two sees the other, so no deferral goes unlooked at.
+ * the two sees the other, so no deferral goes unlooked at. The flag
+ * then stays up across sysmon's wakeups until a deferral takes it
+ * down: one membarrier per arming, not per sleep (below).
  */
 _Atomic bool sysmon_wakep_armed;
 
@@ -488,6 +512,26 @@ void sysmon_wakep_kick(void)
 
 #define KICK_GAP_MAX	(16 * 1000 * 1000LL)
 
+/*
+ * One fence per arming, not per sleep. The membarrier IPIs every CPU
+ * that runs a thread of ours, and it was a fifth of sysmon's CPU time
+ * in bpf mode (`perf record -g -t <kgo-sysmon tid>` of
+ * `KGO_OBSERVE=bpf build/bench/sysmon_cpu -n 40000`: ~20% in
+ * smp_call_function_many_cond under membarrier, 2026-12-06), when
+ * sysmon armed before every long sleep and disarmed after it. But the
+ * pairing only needs a fence where the flag goes from down to up: a
+ * flag still up when sysmon wakes was up all along, so every ready()
+ * since the fence either saw it (and took it down, and woke us) or
+ * came before the fence (and the scan saw its wakep_due). So sysmon
+ * leaves the flag up across its wakeups, and fences again only after a
+ * deferral took it down (or the scan found one due). Counted in
+ * kgo_stats.sysmon_fences; sysmon_test quiet_fences_bpf: one fence in
+ * a run of Gs in short calls (no deferrals), where it made one per long
+ * sleep (~half of its wakeups) before. A short sleep leaves it as it
+ * is: a deferral then ends that sleep a little early, once.
+ */
+static _Atomic uint64_t sysmon_fences;
+
 /* Before a sleep until @until (bpf mode): arm the flag if the sleep is
  * long. Return: when to wake up instead. */
 static int64_t wakep_arm(int64_t now, int64_t until)
@@ -496,6 +540,12 @@ static int64_t wakep_arm(int64_t now, int64_t until)
 
 	if (until == INT64_MAX || until - now <= 2 * WAKEP_LOOK)
 		return until;
+	/* Up since the last fence (relaxed: a ready() that takes it down
+	 * after this load wakes the sleep below at once). */
+	if (sm.armed && atomic_load_explicit(&sysmon_wakep_armed,
+					     memory_order_relaxed))
+		return until;
+	sm.armed = false;
 	if (sm.kicked) {		/* the last kick fired nothing */
 		sm.kicked = false;
 		sm.kick_gap = sm.kick_gap ? 2 * sm.kick_gap : 2 * WAKEP_LOOK;
@@ -507,6 +557,7 @@ static int64_t wakep_arm(int64_t now, int64_t until)
 		return until < sm.arm_after ? until : sm.arm_after;
 	atomic_store_explicit(&sysmon_wakep_armed, true, memory_order_relaxed);
 	lock_fence_heavy();
+	atomic_fetch_add_explicit(&sysmon_fences, 1, memory_order_relaxed);
 	for (i = 0; i < sched.gomaxprocs; i++)
 		if (atomic_load_explicit(&sched.allp[i]->wakep_due,
 					 memory_order_relaxed)) {
@@ -518,17 +569,18 @@ static int64_t wakep_arm(int64_t now, int64_t until)
 	return until;
 }
 
-/* After the sleep: a kick ended it, or none came. */
+/* After the sleep: a kick ended it, or none came (the flag stays up:
+ * "One fence per arming"). */
 static void wakep_disarm(void)
 {
 	if (!sm.armed)
 		return;
-	sm.armed = false;
-	if (atomic_exchange_explicit(&sysmon_wakep_armed, false,
-				     memory_order_relaxed))
+	if (atomic_load_explicit(&sysmon_wakep_armed, memory_order_relaxed)) {
 		sm.kick_gap = 0;	/* no deferral in a whole sleep */
-	else
-		sm.kicked = true;
+		return;
+	}
+	sm.armed = false;
+	sm.kicked = true;
 }
 
 /*
@@ -563,12 +615,32 @@ void sysmon_untimed_wake(void)
 		wake_note(WHY_UNTIMED);
 }
 
+/*
+ * The kernel's retake timer (bpf/kgo_observe.bpf.c, "The retake
+ * timer"): when the probes arm a timer at each block of an M in a kgo
+ * call with nothing waiting and kick at once otherwise, every P whose
+ * M is blocked in its call is the kernel's to time, idle P or not:
+ * sysmon sets no deadline for it and raises no sysmon_untimed (those
+ * were 70-110 of its 190-260 wakeups in `KGO_DEBUG=observe=1
+ * KGO_OBSERVE=bpf build/bench/sysmon_cpu -p 2 -n 10000 -w 8`, nearly
+ * all finding the call long over). Counted as @nkernel: such a P is
+ * not "between two owners" (nor one whose M runs on in its call while
+ * the tick times its slice: it blocks under the probes' eyes, or comes
+ * back to the tick's; 26-39 wakeups of 1 ms looks a run there before),
+ * and a G back from it, with no tick, gets a look a slice on, as after
+ * an untimed call. sysmon_test
+ * short_calls_quiet_bpf and blocked_retake_bpf.
+ */
+
 /* When must sysmon look again, at the latest, for the slices running
  * now (and for wakeups deferred while a P idles)? INT64_MAX: no G is
  * running long. @nticked: Ps whose slice the kernel's tick times;
- * @nuntimed: Ps in calls blocked beside an idle P (above). */
-static int64_t next_slice_end(int64_t now, int *nticked, int *nuntimed)
+ * @nuntimed: Ps in calls blocked beside an idle P (above); @nkernel:
+ * Ps in blocked calls the kernel's retake timer times (above). */
+static int64_t next_slice_end(int64_t now, int *nticked, int *nuntimed,
+			      int *nkernel)
 {
+	bool kretake = observe_retake_on();
 	int64_t next = INT64_MAX, t, w;
 	bool idlep = atomic_load_explicit(&sched.npidle,
 					  memory_order_relaxed) > 0;
@@ -586,11 +658,29 @@ static int64_t next_slice_end(int64_t now, int *nticked, int *nuntimed)
 		if (st == P_SYSCALL && sm.obs->kernel_wakes) {
 			bool blocked = observe_syscall_blocked(pp, now);
 
+			/* The kernel's, until its timer fired (sysmon saw
+			 * the call blocked 10 ms: a kick that found a P
+			 * idle, and no M to take this one); then as
+			 * without it. */
+			if (blocked && kretake &&
+			    (pm->syscalltick != atomic_load_explicit(
+				&pp->syscalltick, memory_order_relaxed) ||
+			     now - pm->syscallwhen < SYSCALL_RETAKE)) {
+				(*nkernel)++;
+				continue;
+			}
 			if (blocked && idlep) {
 				(*nuntimed)++;
 				continue;
 			}
 			t = blocked ? INT64_MAX : sm.obs->slice_end(pp, pm);
+			/* On a CPU in its call, its slice the tick's: if it
+			 * blocks, the probes kick or time it; if it comes
+			 * back, the tick times its G. */
+			if (t == INT64_MAX && kretake) {
+				(*nkernel)++;
+				continue;
+			}
 			/* Go's 10 ms, from the look that first saw the
 			 * call: a call begun since the last look is one
 			 * the next look sees first. */
@@ -908,7 +998,7 @@ static void *sysmon(void *arg)
 	int64_t delay = DELAY_MIN, lasttrace = 0, now, until, t;
 	enum sysmon_why why;
 	bool looked = false;
-	int nticked, nuntimed;
+	int nticked, nuntimed, nkernel;
 	int idle = 0;
 
 	(void)arg;
@@ -941,8 +1031,8 @@ static void *sysmon(void *arg)
 			until = looked ? bpf_until(now) : now;
 			why = looked ? WHY_IO : WHY_FIRST;	/* if finite */
 		}
-		nticked = nuntimed = 0;
-		t = next_slice_end(now, &nticked, &nuntimed);
+		nticked = nuntimed = nkernel = 0;
+		t = next_slice_end(now, &nticked, &nuntimed, &nkernel);
 		if (t < until) {
 			until = t > now + DELAY_MIN ? t : now + DELAY_MIN;
 			why = WHY_SLICE;
@@ -950,25 +1040,34 @@ static void *sysmon(void *arg)
 		/* bpf mode, nothing to time and yet not every P on the
 		 * idle list: a P between two owners (kgo_run's first, taken
 		 * without pidleget; one being released), which no wakeup
-		 * announces. Look again in a millisecond. */
+		 * announces. Look again in a millisecond. Unless the kernel
+		 * times both what such a P may do next, run a G (the tick)
+		 * and block in a call (the probes' kick or retake timer):
+		 * then the look a second below. With Ps handed on some 5
+		 * times a millisecond (sysmon_cpu), a look found one in
+		 * passing 26-68 times a run for nothing. */
 		if (until == INT64_MAX && atomic_load(&sched.npidle) +
-		    nticked + nuntimed < sched.gomaxprocs) {
-			until = now + WAKEP_LOOK;
-			why = WHY_BETWEEN;
+		    nticked + nuntimed + nkernel < sched.gomaxprocs) {
+			if (observe_tick_on() && observe_retake_on()) {
+				nticked++;
+			} else {
+				until = now + WAKEP_LOOK;
+				why = WHY_BETWEEN;
+			}
 		}
 		/* bpf mode, the Gs that run are timed by the kernel's
 		 * tick, which stops them (observe_bpf.c, tick_times), and
 		 * the calls left untimed wake us when the last idle P is
 		 * taken: a look a second only, to notice probes unloaded
 		 * under a G that then no tick stops (observe_check). */
-		if (until == INT64_MAX && (nticked || nuntimed)) {
+		if (until == INT64_MAX && (nticked || nuntimed || nkernel)) {
 			until = now + TICK_LOOK;
 			why = WHY_TICK;
 		}
 		/* Without the tick, a G back from an untimed call runs
 		 * with nobody timing its slice but us: a look a slice on
 		 * (as the call's own deadline was). */
-		if (nuntimed && !observe_tick_on() &&
+		if ((nuntimed || nkernel) && !observe_tick_on() &&
 		    until > now + sched.slice_ns) {
 			until = now + sched.slice_ns;
 			why = WHY_SLICE;
@@ -1169,6 +1268,9 @@ int sysmon_start(void)
 	sm.mslack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 	sm.wake_armed = true;
 	atomic_store(&sysmon_sleeping, false);
+	/* Left up by the last run ("One fence per arming"). */
+	atomic_store(&sysmon_wakep_armed, false);
+	atomic_store(&sysmon_fences, 0);
 	sm.starttime = nanotime();
 	observe_debug = false;
 	observe_kick_m = true;
@@ -1247,5 +1349,7 @@ void sysmon_stats(struct kgo_stats *st)
 	for (i = WHY_UNTIMED; i < WHY_N; i++)
 		st->sysmon_wakeups_timer += atomic_load_explicit(&sm.why[i],
 							memory_order_relaxed);
+	st->sysmon_fences = atomic_load_explicit(&sysmon_fences,
+						 memory_order_relaxed);
 	observe_stats(st);
 }

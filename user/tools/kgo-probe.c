@@ -153,16 +153,21 @@ static void remove_pins(void)
 }
 
 /*
- * Pin the preemption tick's maps (bpf/kgo_tick.bpf.h: part of the
- * probes). Its timers' map, because the kernel cancels a map's timers
- * when no one in user space holds it; its counters' last, because their
- * pin says to the runtime that the tick is there. Return: 0 or -errno.
+ * Pin the timers' maps: the kick timers' (kgo_observe.bpf.c, "The
+ * retake timer"; its pin says to the runtime that the kernel times
+ * retakes) and the preemption tick's (bpf/kgo_tick.bpf.h), because the
+ * kernel cancels a map's timers, and refuses to start them, when no
+ * one in user space holds the map; the tick's counters last, because
+ * their pin says to the runtime that the tick is there. Return: 0 or
+ * -errno.
  */
 static int pin_tick(struct kgo_observe_bpf *skel, mode_t fmode, gid_t gid)
 {
-	int err = pin(bpf_map__fd(skel->maps.kgo_tick_cpu), "kgo_tick_cpu",
-		      0600, 0);
+	int err = pin(bpf_map__fd(skel->maps.kgo_kick), "kgo_kick", 0600, 0);
 
+	if (!err)
+		err = pin(bpf_map__fd(skel->maps.kgo_tick_cpu), "kgo_tick_cpu",
+			  0600, 0);
 	if (err)
 		return err;
 	return pin(bpf_map__fd(skel->maps.kgo_tick_stats), "kgo_tick_stats",
