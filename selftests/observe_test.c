@@ -112,10 +112,51 @@
  */
 static char pin_dir[PATH_MAX];
 
+/*
+ * A run killed in the middle (the harness's timeout is a SIGKILL) leaves
+ * its pins behind, and pinned links keep its programs attached to every
+ * context switch of the machine until someone unpins them: one found at
+ * 00:24 on 2026-12-07 had been there since 21:07 the day before, under
+ * every benchmark in between. So each run first removes the directories
+ * of runs whose process is gone (kill(pid, 0): ESRCH); unpinning the
+ * last reference to a link detaches its program.
+ */
+static void sweep_dead_pin_dirs(void)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 256];
+	struct dirent *de, *fe;
+	DIR *d, *fd;
+	int pid;
+
+	d = opendir("/sys/fs/bpf");
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (sscanf(de->d_name, "kgo-test-%d", &pid) != 1 || pid <= 0 ||
+		    !(kill(pid, 0) < 0 && errno == ESRCH))
+			continue;
+		snprintf(dir, sizeof(dir), "/sys/fs/bpf/%s", de->d_name);
+		fd = opendir(dir);
+		while (fd && (fe = readdir(fd))) {
+			if (fe->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, fe->d_name);
+			unlink(path);
+		}
+		if (fd)
+			closedir(fd);
+		if (!rmdir(dir))
+			fprintf(stderr, "# observe_test: removed %s, left "
+				"by a run that was killed\n", dir);
+	}
+	closedir(d);
+}
+
 __attribute__((constructor)) static void private_pin_dir(void)
 {
 	const char *d = getenv(KGO_OBS_PIN_ENV);
 
+	sweep_dead_pin_dirs();
 	if (d && *d)
 		snprintf(pin_dir, sizeof(pin_dir), "%s", d);
 	else
