@@ -50,6 +50,7 @@
 
 #include "kgo.h"
 #include "harness.h"
+#include "fd_number.h"
 
 #define MS	1000000LL
 #define SEC	1000000000LL
@@ -263,17 +264,16 @@ static void close_reuse_main(void *arg)
 	for (round = 0; round < 8; round++) {
 		pipe_first = round & 1;
 		d = (round >> 1) & 1;
-		fd = make_fd(OP_READ, pipe_first, &peer);
+		fd = fd_high(make_fd(OP_READ, pipe_first, &peer));
+		ASSERT_LE(FD_TEST_BASE, fd);
 		waiter_start(&w, fd, pipe_first || (round & 4) ? OP_READ :
 			     OP_RECV, d ? kgo_now() + 60 * SEC : -1);
 		wait_parked(1);
 		ASSERT_EQ(0, kgo_close(fd));
-		/* The number again, for the other kind, with data in it. */
+		/* The number again, for the other kind, with data in it
+		 * (fd_number.h: never dup2 onto a freed number). */
 		nfd = make_fd(OP_READ, !pipe_first, &npeer);
-		if (nfd != fd) {
-			ASSERT_EQ(fd, dup2(nfd, fd));
-			close(nfd);
-		}
+		ASSERT_EQ(fd, fd_onto(nfd, fd));
 		ASSERT_EQ(5, write(npeer, "fresh", 5));
 		r = waiter_result(&w);
 		EXPECT_EQ(-EBADF, r) TH_LOG("round %d", round);
