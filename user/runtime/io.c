@@ -635,7 +635,6 @@ struct pdesc {
 	_Atomic uint64_t rdrain;	/* pd_key(gen, redges before a short
 					 * read) + 1; 0: none */
 	_Atomic uint64_t rkind;		/* pd_key(gen, PD_KIND_*) */
-	_Atomic uint64_t rskipped;	/* tries skipped (kgo_stats) */
 };
 
 static _Atomic(struct pdesc *) pd_pages[PD_NPAGES];
@@ -854,23 +853,6 @@ static void netpoll_fini(void)
 	}
 	if (atomic_load(&io.nnet))
 		kgo_throw("netpoll_fini: lost count of netpoller waiters");
-}
-
-/* kgo_stats.net_tries_skipped: the descriptors' counts, which stay with
- * their pages across runs as sched's io counters do. */
-static uint64_t pd_sum_skipped(void)
-{
-	uint64_t sum = 0;
-	struct pdesc *pg;
-	int i, j;
-
-	for (i = 0; i < PD_NPAGES; i++) {
-		pg = atomic_load_explicit(&pd_pages[i], memory_order_acquire);
-		for (j = 0; pg && j < PD_PAGE; j++)
-			sum += atomic_load_explicit(&pg[j].rskipped,
-						    memory_order_relaxed);
-	}
-	return sum;
 }
 
 /*
@@ -1696,6 +1678,7 @@ bool io_fd_skip_try(struct io_fdw *fw, int fd)
 	struct pdesc *pd = fw->pd;
 	uint8_t need = FDH_NETREG | FDH_BLOCKING;
 	uint64_t d, kind;
+	struct m *mp;
 
 	if (!pd)
 		return false;
@@ -1709,7 +1692,9 @@ bool io_fd_skip_try(struct io_fdw *fw, int fd)
 		kind = pd_learn_kind(pd, fd, fw->gen, kind);
 	if (kind != pd_key(fw->gen, PD_KIND_TCP))
 		return false;
-	atomic_fetch_add_explicit(&pd->rskipped, 1, memory_order_relaxed);
+	mp = getm();
+	count_on_p(mp && mp->p ? &mp->p->net_skipped : NULL,
+		   &sched.net_tries_skipped);
 	return true;
 }
 
@@ -2577,7 +2562,6 @@ void io_stats(struct kgo_stats *s)
 						memory_order_relaxed);
 	s->netpoll_sysmon_readies = atomic_load_explicit(&io.sysmon_readies,
 							 memory_order_relaxed);
-	s->net_tries_skipped = pd_sum_skipped();
 }
 
 bool io_has_ftruncate(void)

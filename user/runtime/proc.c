@@ -3351,6 +3351,7 @@ static void sched_reset(void)
 	sched.preempt_sync = atomic_load(&keep.preempt_sync);
 	sched.preempt_async = atomic_load(&keep.preempt_async);
 	sched.io_nowait_hits = atomic_load(&keep.io_nowait_hits);
+	sched.net_tries_skipped = atomic_load(&keep.net_tries_skipped);
 	sched.io_uring_ops = atomic_load(&keep.io_uring_ops);
 	sched.io_fallback_ops = atomic_load(&keep.io_fallback_ops);
 	sched.observe = keep.observe;
@@ -3461,6 +3462,8 @@ static int run(void (*main_fn)(void *), void *arg,
 		last_created += atomic_load(&sched.allp[i]->gs_created);
 		atomic_fetch_add(&sched.io_nowait_hits,
 				 atomic_load(&sched.allp[i]->io_nowait));
+		atomic_fetch_add(&sched.net_tries_skipped,
+				 atomic_load(&sched.allp[i]->net_skipped));
 	}
 	last_created += atomic_load(&sched.gs_created_nop);
 	sysmon_stop();
@@ -3518,9 +3521,13 @@ int kgo_stats_get(struct kgo_stats *st, size_t size)
 	s.preempt_sync = atomic_load(&sched.preempt_sync);
 	s.preempt_async = atomic_load(&sched.preempt_async);
 	s.io_nowait_hits = atomic_load(&sched.io_nowait_hits);
-	for (i = 0; sched.running && i < sched.gomaxprocs; i++)
+	s.net_tries_skipped = atomic_load(&sched.net_tries_skipped);
+	for (i = 0; sched.running && i < sched.gomaxprocs; i++) {
 		s.io_nowait_hits += atomic_load_explicit(
 			&sched.allp[i]->io_nowait, memory_order_relaxed);
+		s.net_tries_skipped += atomic_load_explicit(
+			&sched.allp[i]->net_skipped, memory_order_relaxed);
+	}
 	s.io_uring_ops = atomic_load(&sched.io_uring_ops);
 	s.io_fallback_ops = atomic_load(&sched.io_fallback_ops);
 	sysmon_stats(&s);

@@ -425,6 +425,9 @@ struct p {
 	/* Reads and writes done by the RWF_NOWAIT fast path; owner writes
 	 * (a shared counter cost 2% of the pread bench in line bouncing). */
 	_Atomic uint64_t io_nowait;
+	/* Recvs that skipped their MSG_DONTWAIT try (io.c, "Drained
+	 * sockets"); owner writes, as io_nowait. */
+	_Atomic uint64_t net_skipped;
 	_Atomic uint64_t nglobal;
 	/* ++ per switch to a G, runnext included: the fairness rule counts
 	 * these (proc.c, "Time slices and fairness"). */
@@ -580,6 +583,7 @@ struct sched {
 	_Atomic uint64_t handoffs_m;	/* ... taken by the kicked idle M */
 	_Atomic uint64_t preempt_sync, preempt_async;
 	_Atomic uint64_t io_nowait_hits, io_uring_ops, io_fallback_ops;
+	_Atomic uint64_t net_tries_skipped;	/* the Ps' net_skipped */
 
 	/* The idle M the BPF probes kick to take a blocked M's P: the
 	 * head of midle, 0: none (or the kick goes to sysmon: kick_m off).
