@@ -100,6 +100,7 @@ static struct {
 	long sleep_nvcsw;		/* sysmon's voluntary switches then */
 	_Atomic uint64_t misses;	/* records that said blocked wrongly */
 	const char *stale_why;
+	char noslot_buf[256];		/* stale_why: sysmon's lack of slot */
 	_Atomic uint64_t kicks;		/* wakeups of sysmon from BPF */
 	_Atomic uint64_t kicks_m;	/* ... of idle Ms */
 	_Atomic uint64_t kicks_second;	/* ... that found it kicked already */
@@ -585,30 +586,42 @@ static int32_t obs_register(int op, void *m_addr, const char *name, int *why)
  * whichever comes first), where KGO_OBSERVE=bpf was asked for (auto's
  * fallbacks are silent; KGO_DEBUG=observe=1 shows them).
  */
+/* Why the probes gave a thread no slot (obs_register's *why), in words
+ * for the one line a run says (say_noslot, observe_sysmon_init). */
+static void noslot_words(int why, char *buf, size_t n)
+{
+	switch (why) {
+	case KGO_OBS_FULL:
+		snprintf(buf, n, "the probes' table is full (kgo-probe "
+			 "status)");
+		break;
+	case KGO_OBS_CAPPED:
+		snprintf(buf, n, "this user holds its cap of %d (kgo-probe "
+			 "status)", KGO_OBS_UID_SLOTS);
+		break;
+	case REG_PIDNS:
+		snprintf(buf, n, "the process is in another pid namespace, "
+			 "and the probes know threads by the kernel's ids");
+		break;
+	default:
+		snprintf(buf, n, "the kernel skipped the probe %d times "
+			 "(another thread was in it on the same CPU: "
+			 "kgo-probe status, \"skipped by the kernel\")",
+			 KGO_OBS_TRIES);
+	}
+}
+
 static void say_noslot(int why)
 {
+	char words[200];
+
 	if (obs.want != KGO_OBSERVE_BPF && !observe_debug)
 		return;
 	if (atomic_exchange(&obs.noslot_said, true))
 		return;
-	if (why == KGO_OBS_CAPPED)
-		kgo_printf("kgo: the BPF probes gave this process no slot: "
-			   "this user holds its cap of %d (kgo-probe "
-			   "status); what found none is polled\n",
-			   KGO_OBS_UID_SLOTS);
-	else if (why == REG_PIDNS)
-		kgo_printf("kgo: the BPF probes cannot follow this process: "
-			   "it is in another pid namespace; it is polled\n");
-	else if (why == KGO_OBS_FULL)
-		kgo_printf("kgo: the BPF probes gave this process no slot: "
-			   "their table is full (kgo-probe status); what "
-			   "found none is polled\n");
-	else
-		kgo_printf("kgo: the BPF probes gave this process no slot: "
-			   "the kernel skipped the probe %d times (another "
-			   "thread was in it on the same CPU: kgo-probe "
-			   "status, \"skipped by the kernel\"); what found "
-			   "none is polled\n", KGO_OBS_TRIES);
+	noslot_words(why, words, sizeof(words));
+	kgo_printf("kgo: the BPF probes gave this process no slot: %s; "
+		   "what found none is polled\n", words);
 }
 
 void observe_minit(struct m *mp)
@@ -797,19 +810,6 @@ bool observe_tick_on(void)
 
 void observe_sysmon_init(void)
 {
-	static const char *const noslot[] = {
-		[KGO_OBS_FULL] = "sysmon found no slot: the BPF probes' "
-				 "table is full (kgo-probe status)",
-		[KGO_OBS_CAPPED] = "sysmon found no slot: this user holds "
-				   "its cap of the BPF probes' records "
-				   "(kgo-probe status)",
-		[KGO_OBS_SKIPPED] = "sysmon found no slot: the kernel "
-				    "skipped the BPF probe at each try "
-				    "(kgo-probe status, \"skipped by the "
-				    "kernel\")",
-		[REG_PIDNS] = "the BPF probes cannot follow a process in "
-			      "another pid namespace",
-	};
 	sigset_t set;
 	int why;
 
@@ -819,8 +819,14 @@ void observe_sysmon_init(void)
 	/* Its creator names it kgo-sysmon meanwhile (sysmon_start). */
 	obs.sysmon_slot = obs_register(KGO_OBS_REG_SYSMON, NULL, "kgo-sysmon",
 				       &why);
-	if (obs.sysmon_slot < 0)
-		obs.stale_why = noslot[why];
+	if (obs.sysmon_slot < 0) {
+		char words[200];
+
+		noslot_words(why, words, sizeof(words));
+		snprintf(obs.noslot_buf, sizeof(obs.noslot_buf),
+			 "sysmon found no slot: %s", words);
+		obs.stale_why = obs.noslot_buf;
+	}
 	else if (rd(obs.ms[obs.sysmon_slot].version) != KGO_OBS_VERSION)
 		/* Pinned probes of another version whose records have
 		 * our size: they would read what we publish wrongly. */
