@@ -581,11 +581,6 @@ static int32_t obs_register(int op, void *m_addr, const char *name, int *why)
 	return slot;
 }
 
-/*
- * A registration was refused: say why, once a run (an M's or sysmon's,
- * whichever comes first), where KGO_OBSERVE=bpf was asked for (auto's
- * fallbacks are silent; KGO_DEBUG=observe=1 shows them).
- */
 /* Why the probes gave a thread no slot (obs_register's *why), in words
  * for the one line a run says (say_noslot, observe_sysmon_init). */
 static void noslot_words(int why, char *buf, size_t n)
@@ -611,6 +606,11 @@ static void noslot_words(int why, char *buf, size_t n)
 	}
 }
 
+/*
+ * A registration was refused: say why, once a run (an M's or sysmon's,
+ * whichever comes first), where KGO_OBSERVE=bpf was asked for (auto's
+ * fallbacks are silent; KGO_DEBUG=observe=1 shows them).
+ */
 static void say_noslot(int why)
 {
 	char words[200];
