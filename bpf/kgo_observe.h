@@ -385,6 +385,47 @@ static inline int kgo_obs_register(const volatile struct kgo_obs_m *ms,
 		nanosleep(&ts, NULL);
 	}
 }
+
+/* Does thread @owner hold a record in @ms? (Its window: where
+ * registration puts it.) */
+static inline int kgo_obs_holds(const volatile struct kgo_obs_m *ms,
+				__u64 owner)
+{
+	__u32 h = kgo_obs_hash((__u32)owner), i;
+
+	for (i = 0; i < KGO_OBS_PROBES; i++)
+		if (kgo_obs_rd(ms[(h + i) & (KGO_OBS_SLOTS - 1)].owner) ==
+		    owner)
+			return 1;
+	return 0;
+}
+
+/*
+ * kgo_obs_unregister() - give the calling thread's record back
+ * (KGO_OBS_UNREG), and again while it is still there: the kernel skips
+ * an unregistration as it does a registration (KGO_OBS_SKIPPED), and
+ * the record would stay until the thread exits, counted against its
+ * user's cap and followed by the probes (a thread that outlives its
+ * runtime: the process's main thread after kgo_run). Return: 0, or -1
+ * if the record is there after KGO_OBS_TRIES.
+ */
+static inline int kgo_obs_unregister(const volatile struct kgo_obs_m *ms,
+				     __u32 tgid, __u32 tid)
+{
+	__u64 owner = ((__u64)tgid << 32) | tid;
+	struct timespec ts = { 0, 0 };
+	int try;
+
+	for (try = 0;; try++) {
+		kgo_obs_prctl(KGO_OBS_UNREG, NULL, NULL, NULL);
+		if (!kgo_obs_holds(ms, owner))
+			return 0;
+		if (try + 1 == KGO_OBS_TRIES)
+			return -1;
+		ts.tv_nsec = KGO_OBS_BACKOFF_NS << try;
+		nanosleep(&ts, NULL);
+	}
+}
 #endif
 
 #endif /* KGO_OBSERVE_H */

@@ -46,9 +46,11 @@
  *   pinned_sigkill		a registered process killed with SIGKILL
  *				leaves no record behind.
  *   pinned_many		1000 short-lived processes in turn, each in
- *				bpf mode: no record left, no slot refused
- *				(a registration the kernel skipped is made
- *				again: observe_bpf.c).
+ *				bpf mode: no record left, none of the main
+ *				thread's once kgo_run returns, no slot
+ *				refused (a registration or unregistration
+ *				the kernel skipped is made again:
+ *				observe_bpf.c).
  *   pinned_uid_cap		one user's process registers more threads
  *				than the per-user cap: refused over it (and
  *				counted); a kgo process of that user polls,
@@ -1019,6 +1021,19 @@ static int records_of(const struct kgo_obs_m *ms, pid_t tgid, unsigned role)
 	return n;
 }
 
+/* Records held by thread @tid of process @tgid. */
+static int records_of_thread(const struct kgo_obs_m *ms, pid_t tgid,
+			     pid_t tid)
+{
+	__u64 owner = ((__u64)tgid << 32) | (__u32)tid;
+	int i, n = 0;
+
+	for (i = 0; i < KGO_OBS_SLOTS; i++)
+		if (__atomic_load_n(&ms[i].owner, __ATOMIC_ACQUIRE) == owner)
+			n++;
+	return n;
+}
+
 /*
  * The records of reaped process @tgid, once its threads' slots are
  * given back: at their exit, or, when the kernel skipped the exit's
@@ -1296,7 +1311,7 @@ TEST_TIMEOUT(pinned_sigkill, 60)
 TEST_TIMEOUT(pinned_many, 300)
 {
 	const struct kgo_obs_m *ms;
-	int i, failed = 0, retried = 0, left = 0, st;
+	int i, failed = 0, retried = 0, left = 0, m0_left = 0, st;
 	pid_t pid;
 
 	REQUIRE_PINNED();
@@ -1314,6 +1329,11 @@ TEST_TIMEOUT(pinned_many, 300)
 			if (stats().observe != KGO_OBSERVE_BPF ||
 			    stats().observe_ms < 1 || stats().observe_ms_unreg)
 				_exit(2);
+			/* kgo_run gave the main thread's record back (m0's
+			 * unregistration, made again when the kernel
+			 * skipped its probe, as a registration is). */
+			if (records_of_thread(ms, getpid(), getpid()))
+				_exit(11);
 			/* Registered again after the kernel skipped the
 			 * probe (observe_bpf.c, "Registration's answer"):
 			 * seen on a preemptible kernel only. */
@@ -1322,6 +1342,8 @@ TEST_TIMEOUT(pinned_many, 300)
 		ASSERT_EQ(pid, waitpid(pid, &st, 0));
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 10)
 			retried++;
+		else if (WIFEXITED(st) && WEXITSTATUS(st) == 11)
+			m0_left++;
 		else if (!WIFEXITED(st) || WEXITSTATUS(st))
 			failed++;
 		left += records_left(ms, pid);
@@ -1331,6 +1353,8 @@ TEST_TIMEOUT(pinned_many, 300)
 	       "skipped the probe", retried);
 	EXPECT_EQ(0, failed);
 	EXPECT_EQ(0, left);
+	EXPECT_EQ(0, m0_left) TH_LOG("main threads still registered after "
+				     "kgo_run returned");
 }
 
 /* ------------------------------------------------------------------ */

@@ -641,10 +641,16 @@ void observe_minit(struct m *mp)
 	say_noslot(why);
 }
 
+/* The run ends: the main thread, which outlives it, gives its record
+ * back (the Ms' threads exit, which frees theirs). */
 void observe_m0_exit(void)
 {
-	if (obs.on)
-		kgo_obs_prctl(KGO_OBS_UNREG, NULL, NULL, NULL);
+	if (obs.on && kgo_obs_unregister(obs.ms, (uint32_t)obs.pid,
+					 (uint32_t)syscall(SYS_gettid)) &&
+	    observe_debug)
+		kgo_printf("kgo: observe: the kernel skipped the main "
+			   "thread's unregistration %d times: its record "
+			   "goes at the thread's exit\n", KGO_OBS_TRIES);
 }
 
 /*
