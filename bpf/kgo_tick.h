@@ -9,11 +9,17 @@
 #ifndef KGO_TICK_H
 #define KGO_TICK_H
 
-/* Ticks a second on a CPU while a kgo M runs there: a slice ends at
- * most 1/KGO_TICK_HZ s of CPU time late (besides the signal's
- * delivery). */
+/* Ticks a second on a CPU while a kgo M runs there and its Gs come and
+ * go (fewer while one slice runs on: KGO_TICK_GAP_MAX). */
 #define KGO_TICK_HZ		2000
 #define KGO_TICK_NS		(1000000000ULL / KGO_TICK_HZ)
+
+/* While one slice runs on, the gap between fires doubles from
+ * KGO_TICK_NS up to this, and the fire before the slice's end comes at
+ * its end (kgo_tick.bpf.h, "The gap"); never sooner than
+ * KGO_TICK_MIN_NS. */
+#define KGO_TICK_GAP_MAX	(2 * 1000 * 1000ULL)
+#define KGO_TICK_MIN_NS		(50 * 1000ULL)
 
 /* CPUs the tick can serve (map kgo_tick_cpu, by CPU number); an M on a
  * CPU numbered higher is not ticked, and sysmon's looks stop its Gs. */

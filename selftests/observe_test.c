@@ -522,6 +522,7 @@ struct spin {
 	int64_t seen;			/* its slice's CPU time: slice_cpu() */
 	int64_t own;			/* ... from its first instruction */
 	_Atomic long rounds;		/* rounds of its loop it ran */
+	int64_t proc_cpu;		/* the process's CPU time, its run */
 	bool async;			/* SIGURG preemption on */
 	bool tick;			/* the kernel's tick times slices */
 	uint64_t signals, ticks;	/* sysmon's and the tick's, meanwhile */
@@ -1727,7 +1728,7 @@ TEST_TIMEOUT(pinned_uid_cap, 120)
  * stopped by it, and kgo-probe status counts its signals. */
 TEST_TIMEOUT(pinned_tick, 60)
 {
-	long long sent0, sent1;
+	long long sent0, sent1, ticks0, ticks1;
 	char out[4096];
 	int fds[2], st;
 	struct spin s;
@@ -1737,14 +1738,19 @@ TEST_TIMEOUT(pinned_tick, 60)
 	probe_status(out, sizeof(out));
 	EXPECT_NONNULL(strstr(out, "tick:     loaded, ")) TH_LOG("%s", out);
 	sent0 = status_count(out, "signals sent ");
+	ticks0 = status_count(out, "ticks on kgo Ms ");
 	ASSERT_EQ(0, pipe(fds));
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (pid == 0) {
+		struct timespec ts;
+
 		close(fds[0]);
 		memset(&s, 0, sizeof(s));
 		drop_to(NOBODY);
 		run(slice_main, &s, 1, KGO_OBSERVE_BPF, SLICE_US);
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+		s.proc_cpu = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 		_exit(write(fds[1], &s, sizeof(s)) == sizeof(s) ? 0 : 1);
 	}
 	close(fds[1]);
@@ -1753,12 +1759,23 @@ TEST_TIMEOUT(pinned_tick, 60)
 	ASSERT_EQ(pid, waitpid(pid, &st, 0));
 	probe_status(out, sizeof(out));
 	sent1 = status_count(out, "signals sent ");
+	ticks1 = status_count(out, "ticks on kgo Ms ");
 	pinned_teardown();
 	if (!s.async) {
 		SKIP(return, "asynchronous preemption is off here");
 	}
 	slice_check(&s);
 	EXPECT_LE(sent0 + 1, sent1) TH_LOG("%s", out);
+	/*
+	 * The tick fires less often while one slice runs on (kgo_tick.bpf.h,
+	 * "The gap"): fewer than one fire per 2 ms of the process's CPU
+	 * time. A fire every 0.5 ms made 39-42 in 37-39 ms; with the gap,
+	 * 13 (2026-12-07, this host). Each fire is an interrupt: 4.5-5%
+	 * of chan_rt -p 2 on this VM at one every 0.5 ms.
+	 */
+	TH_LOG("%lld ticks in %.1f ms of the process's CPU time",
+	       ticks1 - ticks0, s.proc_cpu / 1e6);
+	EXPECT_GT(s.proc_cpu / 2000000, ticks1 - ticks0);
 }
 
 static int64_t now_ns(void)
