@@ -312,17 +312,19 @@ enum { KGO_OBS_TAKEN, KGO_OBS_FULL, KGO_OBS_CAPPED, KGO_OBS_SKIPPED };
 
 #define kgo_obs_rd(x)	__atomic_load_n(&(x), __ATOMIC_ACQUIRE)
 
-/* The slot of registration (@owner, @m_addr, @op) in @ms, or -1. */
+/* The slot of @owner's record in @ms, or -1: of its registration
+ * (@m_addr, @op) when @op >= 0, any when @op < 0. Only the owner's
+ * window (KGO_OBS_PROBES from its tid's hash): where the probe puts it. */
 static inline int kgo_obs_find(const volatile struct kgo_obs_m *ms,
-			       __u64 owner, __u64 m_addr, __u32 op)
+			       __u64 owner, __u64 m_addr, int op)
 {
 	__u32 h = kgo_obs_hash((__u32)owner), i, s;
 
 	for (i = 0; i < KGO_OBS_PROBES; i++) {
 		s = (h + i) & (KGO_OBS_SLOTS - 1);
 		if (kgo_obs_rd(ms[s].owner) == owner &&
-		    kgo_obs_rd(ms[s].m_addr) == m_addr &&
-		    kgo_obs_rd(ms[s].role) == op)
+		    (op < 0 || (kgo_obs_rd(ms[s].m_addr) == m_addr &&
+				kgo_obs_rd(ms[s].role) == (__u32)op)))
 			return (int)s;
 	}
 	return -1;
@@ -373,7 +375,7 @@ static inline int kgo_obs_register(const volatile struct kgo_obs_m *ms,
 		*retries = try;
 		kgo_obs_prctl(op, m_addr, proc_addr, name);
 		slot = kgo_obs_find(ms, owner, (__u64)(unsigned long)m_addr,
-				    (__u32)op);
+				    op);
 		if (slot >= 0) {
 			*why = KGO_OBS_TAKEN;
 			return slot;
@@ -384,20 +386,6 @@ static inline int kgo_obs_register(const volatile struct kgo_obs_m *ms,
 		ts.tv_nsec = KGO_OBS_BACKOFF_NS << try;
 		nanosleep(&ts, NULL);
 	}
-}
-
-/* Does thread @owner hold a record in @ms? (Its window: where
- * registration puts it.) */
-static inline int kgo_obs_holds(const volatile struct kgo_obs_m *ms,
-				__u64 owner)
-{
-	__u32 h = kgo_obs_hash((__u32)owner), i;
-
-	for (i = 0; i < KGO_OBS_PROBES; i++)
-		if (kgo_obs_rd(ms[(h + i) & (KGO_OBS_SLOTS - 1)].owner) ==
-		    owner)
-			return 1;
-	return 0;
 }
 
 /*
@@ -418,7 +406,7 @@ static inline int kgo_obs_unregister(const volatile struct kgo_obs_m *ms,
 
 	for (try = 0;; try++) {
 		kgo_obs_prctl(KGO_OBS_UNREG, NULL, NULL, NULL);
-		if (!kgo_obs_holds(ms, owner))
+		if (kgo_obs_find(ms, owner, 0, -1) < 0)
 			return 0;
 		if (try + 1 == KGO_OBS_TRIES)
 			return -1;

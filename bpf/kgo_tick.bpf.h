@@ -290,7 +290,6 @@ static __always_inline __u64 tick_m(struct kgo_tick_stats *st,
 static int tick_fire(void *map, __u32 *key, struct tick_cpu *tc)
 {
 	struct kgo_tick_stats *st = tick_stats();
-
 	__u64 next = 0;
 
 	TICK_COUNT(st, fires);

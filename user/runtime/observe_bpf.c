@@ -826,14 +826,13 @@ void observe_sysmon_init(void)
 	obs.sysmon_slot = obs_register(KGO_OBS_REG_SYSMON, NULL, "kgo-sysmon",
 				       &why);
 	if (obs.sysmon_slot < 0) {
-		char words[200];
+		int k = snprintf(obs.noslot_buf, sizeof(obs.noslot_buf),
+				 "sysmon found no slot: ");
 
-		noslot_words(why, words, sizeof(words));
-		snprintf(obs.noslot_buf, sizeof(obs.noslot_buf),
-			 "sysmon found no slot: %s", words);
+		noslot_words(why, obs.noslot_buf + k,
+			     sizeof(obs.noslot_buf) - k);
 		obs.stale_why = obs.noslot_buf;
-	}
-	else if (rd(obs.ms[obs.sysmon_slot].version) != KGO_OBS_VERSION)
+	} else if (rd(obs.ms[obs.sysmon_slot].version) != KGO_OBS_VERSION)
 		/* Pinned probes of another version whose records have
 		 * our size: they would read what we publish wrongly. */
 		obs.stale_why = "the BPF probes loaded are of another version "
