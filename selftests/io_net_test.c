@@ -53,6 +53,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pty.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -749,6 +750,113 @@ static void nowait_refused_main(void *arg)
 TEST_F(net, nowait_refused)
 {
 	run(nowait_refused_main, NULL, 2);
+}
+
+/* ------------------------------------------------------------------ */
+
+/*
+ * The netpoller cannot starve the global queue. A P whose Gs wait on
+ * sockets finds its own queue empty at each wait, polls, and gets the
+ * next G from the poll; Gs on the global queue (readied by sysmon's
+ * poll, or made from a thread of no runtime) must run before it polls
+ * again, as in Go's findRunnable (local queue, global queue, then the
+ * netpoller). When the poll came first, the poll's Gs always refilled
+ * the local queue, and the global queue was served by the fairness
+ * rule alone, one G every 61 switches: 64 Gs waited ~2000 round trips
+ * of a socket pair here, and in the HTTP server under wrk, Gs that
+ * sysmon's poll had readied waited 10-30 ms (a p99 of 12-24 ms in one
+ * run of three: README, "HTTP under wrk").
+ */
+#define STARVE_GS	64
+#define STARVE_WARM	200		/* round trips before the spawn */
+#define STARVE_CAP	200000L		/* round trips at most */
+
+static struct {
+	int sv[2];
+	_Atomic long rounds, queued_at, last_at;
+	_Atomic int ran;
+	_Atomic bool spawned;
+} starve;
+
+static void starve_g(void *arg)
+{
+	long r = atomic_load(&starve.rounds);
+	long last = atomic_load(&starve.last_at);
+
+	(void)arg;
+	while (r > last &&
+	       !atomic_compare_exchange_weak(&starve.last_at, &last, r))
+		;
+	atomic_fetch_add(&starve.ran, 1);
+}
+
+/* A thread of no runtime: its kgo_go puts the Gs on the global queue. */
+static void *starve_thread(void *arg)
+{
+	int i;
+
+	(void)arg;
+	while (atomic_load(&starve.rounds) < STARVE_WARM)
+		usleep(100);
+	for (i = 0; i < STARVE_GS; i++)
+		if (kgo_go(starve_g, NULL))
+			break;
+	/* After the last is queued: each must run at the P's next look
+	 * (the pair's round counts are what the test is in). */
+	atomic_store(&starve.queued_at, atomic_load(&starve.rounds));
+	atomic_store(&starve.spawned, true);
+	return NULL;
+}
+
+static void starve_echo(void *arg)
+{
+	char c;
+
+	(void)arg;
+	while (kgo_read(starve.sv[1], &c, 1) == 1)
+		if (kgo_write(starve.sv[1], &c, 1) != 1)
+			break;
+}
+
+static void starve_main(void *arg)
+{
+	pthread_t t;
+	char c = 'x';
+
+	(void)arg;
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+				starve.sv));
+	ASSERT_EQ(0, kgo_go(starve_echo, NULL));
+	ASSERT_EQ(0, pthread_create(&t, NULL, starve_thread, NULL));
+	while (atomic_load(&starve.ran) < STARVE_GS &&
+	       atomic_load(&starve.rounds) < STARVE_CAP) {
+		ASSERT_EQ(1, kgo_write(starve.sv[0], &c, 1));
+		ASSERT_EQ(1, kgo_read(starve.sv[0], &c, 1));
+		atomic_fetch_add(&starve.rounds, 1);
+	}
+	while (!atomic_load(&starve.spawned))
+		kgo_yield();
+	pthread_join(t, NULL);
+	kgo_close(starve.sv[0]);	/* the echo G reads 0 and ends */
+	while (atomic_load(&starve.ran) < STARVE_GS)
+		kgo_yield();
+}
+
+TEST_F(net, netpoll_cannot_starve_global_queue)
+{
+	long waited;
+
+	memset(&starve, 0, sizeof(starve));
+	run(starve_main, NULL, 1);
+	kgo_close(starve.sv[1]);
+	waited = atomic_load(&starve.last_at) - atomic_load(&starve.queued_at);
+	TH_LOG("the last of %d Gs on the global queue ran %ld round trips "
+	       "of the socket pair after they were all queued (%ld in all)",
+	       STARVE_GS, waited, atomic_load(&starve.rounds));
+	EXPECT_EQ(STARVE_GS, atomic_load(&starve.ran));
+	/* A round trip has two waits: the P takes the batch at the next
+	 * (1 at most; 2 for slack). */
+	EXPECT_GE(2, waited);
 }
 
 /* ------------------------------------------------------------------ */
