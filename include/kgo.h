@@ -800,7 +800,8 @@ struct kgo_stats {
 	/* Gs waiting on the netpoller that sysmon's look (every 10 ms
 	 * while Gs wait) readied: their fd was ready and no M had looked
 	 * since, for up to that period. A share of a server's wakeups
-	 * here is a share of its requests delayed that long. */
+	 * here is a share of its requests delayed that long. They go to
+	 * the global queue, which an M serves before it polls again. */
 	uint64_t netpoll_sysmon_readies;
 	/* bpf mode: the probes' kicks that found their idle M kicked
 	 * already by another block (it hands that P on itself:
