@@ -859,6 +859,60 @@ TEST_F(net, netpoll_cannot_starve_global_queue)
 	EXPECT_GE(2, waited);
 }
 
+/*
+ * A netpoller wait whose edge no M collects, because the only M runs a
+ * G that yields in a loop (on the local queue: its P never finds both
+ * queues empty, and never polls, as in Go), is left to sysmon's poll,
+ * every 10 ms while Gs wait there, in both modes. In bpf mode sysmon
+ * slept a second (TICK_LOOK) when it last looked with no G waiting,
+ * and a wait that began during that sleep waited for its end: 1 s a
+ * round here, a timeout. Not timed: the harness's timeout is the test.
+ */
+#define YIELD_ROUNDS	100
+
+static _Atomic int yield_seen;
+
+static void yield_echo(void *arg)
+{
+	char c;
+
+	(void)arg;
+	while (kgo_read(starve.sv[1], &c, 1) == 1)
+		atomic_fetch_add(&yield_seen, 1);
+}
+
+static void yield_main(void *arg)
+{
+	uint64_t *readies = arg;
+	struct kgo_stats st;
+	int i;
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+				starve.sv));
+	ASSERT_EQ(0, kgo_go(yield_echo, NULL));
+	for (i = 1; i <= YIELD_ROUNDS; i++) {
+		ASSERT_EQ(1, kgo_write(starve.sv[0], "y", 1));
+		while (atomic_load(&yield_seen) < i)
+			kgo_yield();
+	}
+	kgo_stats_get(&st, sizeof(st));
+	*readies = st.netpoll_sysmon_readies;
+	kgo_close(starve.sv[0]);
+}
+
+TEST_F(net, yield_loop_polls)
+{
+	uint64_t readies = 0;
+
+	memset(&starve, 0, sizeof(starve));
+	atomic_store(&yield_seen, 0);
+	run(yield_main, &readies, 1);
+	kgo_close(starve.sv[1]);
+	TH_LOG("%d wakeups of a G that a yielding G waited for: %llu by "
+	       "sysmon's poll", YIELD_ROUNDS, (unsigned long long)readies);
+	EXPECT_EQ(YIELD_ROUNDS, atomic_load(&yield_seen));
+}
+
 /* ------------------------------------------------------------------ */
 
 struct poll_ctx {

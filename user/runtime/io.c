@@ -1386,11 +1386,12 @@ static bool net_park(struct g *gp, void *arg)
 			return false;
 		}
 		/* Trusting the hint: sysmon must stay up to check this
-		 * wait should it last; seq_cst, against sysmon's deep
-		 * sleep (sets sysmon_sleeping, then io_netpoll_unchecked). */
+		 * wait should it last, and to poll every 10 ms while it
+		 * does; seq_cst, against sysmon's deep or long sleep (sets
+		 * its flag, then io_netpoll_unchecked). */
 		if (trusted) {
 			atomic_fetch_add(&io.trust_gen, 1);
-			sysmon_wake_if_sleeping();
+			sysmon_wake_for_netpoll();
 		}
 		/* As submit_park: get an idle M going to watch. */
 		if (!atomic_load_explicit(&io.watcher, memory_order_relaxed) &&
@@ -1745,12 +1746,14 @@ void io_poll(struct m *mp)
 	struct reaped rp = { 0 };
 	bool efd = false, net;
 
-	/* The netpoller after both run queues, as Go's findRunnable: with
-	 * the poll first, its Gs refilled the local queue at every wait,
-	 * and Gs on the global queue (sysmon's poll puts its Gs there) ran
-	 * one per 61 switches (io_net_test netpoll_cannot_starve_global_
-	 * queue: 64 such Gs waited ~1860 round trips of a socket pair, 0
-	 * now; the HTTP server's p99 was 12-24 ms in one run of three). */
+	/* Not while the global queue has Gs: findrunnable takes a batch
+	 * of them first and polls after (io_poll_net), so that the poll's
+	 * Gs queue behind them. Polled first, its Gs refilled the local
+	 * queue at every wait, and Gs on the global queue (sysmon's poll
+	 * puts its Gs there) ran one per 61 switches (io_net_test
+	 * netpoll_cannot_starve_global_queue: 64 such Gs waited ~1860
+	 * round trips of a socket pair, 0 now; the HTTP server's p99 was
+	 * 12-24 ms in one run of three). */
 	net = atomic_load_explicit(&io.nnet, memory_order_relaxed) > 0 &&
 	      mp->p && !runq_has_work(mp->p) &&
 	      !atomic_load_explicit(&sched.runqsize, memory_order_relaxed);
@@ -1774,6 +1777,20 @@ void io_poll(struct m *mp)
 		scan_rings(mp, &rp);
 	if (efd || net)
 		netpoll(&rp);
+	reaped_ready(&rp);
+}
+
+void io_poll_net(struct m *mp)
+{
+	struct reaped rp = { 0 };
+
+	/* Go polls only once both queues are empty (findRunnable), so a
+	 * G that a yielding or CPU-bound G keeps on the global queue
+	 * leaves the netpoller to sysmon's 10 ms look; here each batch
+	 * taken for an empty local queue polls too. */
+	if (!mp->p || !atomic_load_explicit(&io.nnet, memory_order_relaxed))
+		return;
+	netpoll(&rp);
 	reaped_ready(&rp);
 }
 

@@ -1569,12 +1569,16 @@ top:
 	if (gp)
 		return gp;
 
+	/* The global queue, then the netpoller (io_poll held it back),
+	 * whose Gs queue behind the batch. */
 	if (atomic_load_explicit(&sched.runqsize, memory_order_relaxed) > 0) {
 		lock(&sched.lock);
 		gp = globrunqget(pp, 0);
 		unlock(&sched.lock);
-		if (gp)
+		if (gp) {
+			io_poll_net(mp);
 			return gp;
+		}
 	}
 
 	/* Due timers of every P, idle ones included. */

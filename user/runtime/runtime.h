@@ -767,6 +767,9 @@ void sysmon_wake(void);
 /* The same, after a seq_cst store the sleeper looks at (cheap when it
  * is awake: one load). */
 void sysmon_wake_if_sleeping(void);
+/* The same for a new netpoller wait, which also ends a sleep of sysmon
+ * past its 10 ms period (bpf mode: sysmon.c, sysmon_long_sleep). */
+void sysmon_wake_for_netpoll(void);
 /* bpf mode: sysmon sleeps long, and the next deferred wakeup wakes it
  * (sysmon.c, "Deferred wakeups in bpf mode"). */
 extern _Atomic bool sysmon_wakep_armed;
@@ -892,8 +895,11 @@ void io_init(void);
 /* kgo_run, after every M left: the rings are closed by then. */
 void io_fini(void);
 /* findrunnable, first thing: reap mp's ring onto its P, and look at the
- * netpoller when the P has nothing else to run. */
+ * netpoller when the P has nothing else to run, global queue included. */
 void io_poll(struct m *mp);
+/* findrunnable, after it took a batch from the global queue for an
+ * empty local one: the netpoller's Gs, queued behind the batch. */
+void io_poll_net(struct m *mp);
 /* What stopm and stoplockedm sleep in instead of notesleep_until(&mp->
  * park, deadline): the M's ring when it has one, so that completions
  * wake it too. @wake_on_io: also return false after readying Gs onto

@@ -186,6 +186,19 @@ static struct {
  */
 _Atomic bool sysmon_sleeping;
 
+/*
+ * bpf mode: sysmon sleeps past its netpoller period (DELAY_MAX: up to
+ * TICK_LOOK, a second, when the kernel times what runs). A netpoller
+ * wait that begins then wakes it (net_park: sysmon_wake_for_netpoll):
+ * the period must hold for it, or a G whose edge no M collects (its
+ * only M keeps running a yielding or CPU-bound G) waited for the end
+ * of the sleep, a second a wakeup (io_net_test yield_loop_polls timed
+ * out). seq_cst, as sysmon_sleeping: sysmon stores true and then looks
+ * at trust_gen and nio; net_park increments trust_gen and then reads
+ * this.
+ */
+_Atomic bool sysmon_long_sleep;
+
 /* ------------------------------------------------------------------ */
 /* The polling observer                                               */
 /* ------------------------------------------------------------------ */
@@ -1102,8 +1115,18 @@ static void *sysmon(void *arg)
 		 * sleep below, whose flag the takers of a P look at. */
 		if (sm.obs->kernel_wakes)
 			observe_sleep(until != INT64_MAX ? now : 0);
+		if (until != INT64_MAX && until - now > DELAY_MAX) {
+			atomic_store(&sysmon_long_sleep, true);	/* seq_cst */
+			if (io_netpoll_unchecked() ||
+			    atomic_load(&sched.nio) > 0) {
+				until = now + DELAY_MAX;
+				why = WHY_IO;
+			}
+		}
 		if (until != INT64_MAX)
 			notesleep_until_nospin(&sm.wake, until);
+		atomic_store_explicit(&sysmon_long_sleep, false,
+				      memory_order_relaxed);
 		wakep_disarm();
 		atomic_store_explicit(&sysmon_untimed, false,
 				      memory_order_relaxed);
@@ -1166,6 +1189,15 @@ void sysmon_wake_if_sleeping(void)
 {
 	if (unlikely(atomic_load(&sysmon_sleeping)))	/* seq_cst */
 		sysmon_wake();
+}
+
+void sysmon_wake_for_netpoll(void)
+{
+	/* seq_cst each: the caller's trust_gen increment came first. */
+	if (unlikely(atomic_load(&sysmon_sleeping)))
+		sysmon_wake();
+	else if (unlikely(atomic_load(&sysmon_long_sleep)))
+		wake_note(WHY_IO);
 }
 
 void syscall_entered(struct p *pp)
