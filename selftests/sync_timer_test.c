@@ -106,6 +106,7 @@ struct ho {
 	atomic_int late_fire;		/* a deleted timer fired */
 	int expect;
 	int deleted_ok;
+	int fired_early;		/* fired before their delete */
 };
 
 static struct ho *ho_state;
@@ -126,7 +127,7 @@ static void ho_fire(void *arg, uint64_t seq)
 static void ho_main(void *arg)
 {
 	struct ho *h = arg;
-	int64_t base = kgo_now() + 10 * MS;
+	int64_t base = kgo_now() + 100 * MS;
 	int i;
 
 	for (i = 0; i < HO_N; i++) {
@@ -137,12 +138,26 @@ static void ho_main(void *arg)
 		t->t.idx = -1;
 		timer_add(&t->t, base + (int64_t)(rnd() % (40 * MS)));
 	}
-	/* Disarm every third; all are still armed, so all must say so. */
+	/*
+	 * Disarm every third. Each is still armed and says so, unless this
+	 * G was preempted past base before its delete and the timer fired
+	 * meanwhile (this P runs its timers while we are off it, so by now
+	 * it has fired, all of it). That happened in the 7.2 guest of a VM
+	 * matrix (2026-12-07 07:33, base then 10 ms away: 41 of 334 fired
+	 * first): under TCG with both guests at once, a vCPU's thread off
+	 * the host's CPU still counts as CPU time for the guest task, and
+	 * its slice ended during the loop above.
+	 */
 	for (i = 0; i < HO_N; i += 3) {
-		h->tm[i].deleted = true;
-		h->deleted_ok += timer_del(&h->tm[i].t);
+		if (timer_del(&h->tm[i].t)) {
+			h->tm[i].deleted = true;
+			h->deleted_ok++;
+		} else {
+			EXPECT_NE(0, h->tm[i].fired_at) TH_LOG("timer %d", i);
+			h->fired_early++;
+		}
 	}
-	h->expect = HO_N - (HO_N + 2) / 3;
+	h->expect = HO_N - h->deleted_ok;
 	while (atomic_load(&h->nfired) < h->expect &&
 	       kgo_now() < base + 5000 * MS)
 		kgo_sleep(MS);
@@ -160,7 +175,12 @@ TEST(heap_order)
 	ASSERT_NONNULL(h);
 	ho_state = h;
 	run(ho_main, h, 1);
-	EXPECT_EQ((HO_N + 2) / 3, h->deleted_ok);
+	if (h->fired_early)
+		TH_LOG("%d of %d timers fired before their delete (the setup "
+		       "was preempted past their time)", h->fired_early,
+		       (HO_N + 2) / 3);
+	EXPECT_EQ((HO_N + 2) / 3, h->deleted_ok + h->fired_early);
+	EXPECT_LT(0, h->deleted_ok);
 	EXPECT_EQ(0, atomic_load(&h->late_fire));
 	ASSERT_EQ(h->expect, atomic_load(&h->nfired));
 	for (i = 1; i < h->expect; i++)
